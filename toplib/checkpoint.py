@@ -1,0 +1,69 @@
+"""Atomic checkpoint directories and training-state files.
+
+A checkpoint is written into a temporary sibling directory and moved into place with
+``os.replace``; an interrupted write leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import torch
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str):
+    """Yield a temporary directory that replaces ``path`` only if the block succeeds.
+
+    Example:
+        >>> import os, tempfile
+        >>> target = os.path.join(tempfile.mkdtemp(), "ckpt")
+        >>> with atomic_directory(target) as tmp:
+        ...     open(os.path.join(tmp, "w.txt"), "w").write("x")
+        1
+        >>> os.listdir(target)
+        ['w.txt']
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if os.path.exists(path):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
+        os.replace(path, os.path.join(old, "ckpt"))
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_state(obj, path: str) -> None:
+    """``torch.save`` to a temporary file, then rename over ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    """Every random generator a run depends on."""
+    import random
+
+    import numpy as np
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])

@@ -1,0 +1,79 @@
+"""Analytic MACs of a BERT-style encoder as a function of the tokens each layer sees.
+
+Per layer (METHOD Sec. 3), with ``t`` tokens in attention and ``t_ffn`` in the FFN::
+
+    3 t H^2 (Q, K, V) + A t^2 (H/A) (scores) + A t^2 (softmax) + A t^2 (H/A) (context)
+    + t H^2 (output projection) + 2 t_ffn H I (FFN)
+
+Layer l's FFN is counted at layer l+1's token count: the importance that prunes tokens
+for layer l+1 is known once layer l's attention is done, so the FFN can already skip them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class EncoderDims:
+    """Sizes the MACs model needs: layers N, hidden H, heads A, FFN width I."""
+
+    num_layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+
+    @classmethod
+    def from_config(cls, config) -> "EncoderDims":
+        """Read the sizes off a Hugging Face config."""
+        return cls(config.num_hidden_layers, config.hidden_size,
+                   config.num_attention_heads, config.intermediate_size)
+
+
+def layer_macs(t: torch.Tensor, t_ffn: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """MACs of one layer; ``t`` and ``t_ffn`` may be fractional (expected) token counts."""
+    h, a, i = dims.hidden, dims.heads, dims.intermediate
+    attention = 3 * t * h * h + 2 * a * t * t * (h // a) + a * t * t + t * h * h
+    return attention + 2 * t_ffn * h * i
+
+
+def encoder_macs(lengths: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """MACs of the whole encoder per example.
+
+    Args:
+        lengths: (B, N) tokens entering each layer's attention.
+    Returns:
+        (B,) MACs; layer l's FFN runs on ``lengths[:, l + 1]`` (the last on its own).
+    """
+    ffn = torch.cat([lengths[:, 1:], lengths[:, -1:]], dim=1)
+    return layer_macs(lengths, ffn, dims).sum(-1)
+
+
+def dense_macs(n: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """(B,) MACs of the unpruned encoder for sequences of ``n`` tokens."""
+    n = n.to(torch.float64) if not n.is_floating_point() else n
+    return encoder_macs(n[:, None].expand(-1, dims.num_layers), dims)
+
+
+def expected_lengths(
+    n: torch.Tensor, keep_ratios: torch.Tensor, prune_location: Sequence[int], num_layers: int
+) -> torch.Tensor:
+    """Expected tokens entering each layer: ``(n - 1) * prod(rho up to l) + 1`` ([CLS] kept).
+
+    Args:
+        n: (B,) real lengths including [CLS]; keep_ratios: (P,) one per prune location.
+    Returns:
+        (B, N), differentiable in ``keep_ratios``.
+    """
+    factors = [torch.ones((), dtype=keep_ratios.dtype, device=keep_ratios.device)] * num_layers
+    for rho, loc in zip(keep_ratios, prune_location):
+        factors[loc] = rho
+    cumulative = torch.cumprod(torch.stack(factors), dim=0)  # (N,)
+    return (n.to(keep_ratios.dtype)[:, None] - 1) * cumulative[None, :] + 1
+
+
+def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """FLOPs sparsity ``1 - mean(pruned) / mean(dense)`` over a batch."""
+    return 1.0 - pruned.sum() / dense.sum()

@@ -1,0 +1,64 @@
+"""Token importance and rank bins (ToP Sec. 3.1; METHOD Sec. 1-2).
+
+Conventions: ``alive`` is a (B, n) 0/1 float mask of tokens still in the sequence
+(padding and pruned tokens are 0); position 0 is [CLS], never ranked and never pruned.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def token_importance(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Attention each token receives, averaged over heads and alive query positions.
+
+    Args:
+        probs: (B, A, n, n) attention probabilities of one layer (rows: queries).
+        alive: (B, n) tokens that took part in that layer.
+    Returns:
+        (B, n) importance; 0 where ``alive`` is 0.
+    Example:
+        >>> p = torch.softmax(torch.randn(2, 4, 6, 6), -1)
+        >>> token_importance(p, torch.ones(2, 6)).shape
+        torch.Size([2, 6])
+    """
+    alive = alive.to(probs.dtype)
+    received = probs.mean(dim=1)  # (B, n_query, n_key), head mean
+    per_query = alive / alive.sum(-1, keepdim=True).clamp_min(1.0)  # (B, n) query weights
+    scores = torch.einsum("bq,bqk->bk", per_query, received)
+    return scores * alive
+
+
+def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int) -> torch.Tensor:
+    """Bin of each alive non-[CLS] token by descending importance.
+
+    ``b_j = floor(r_j / m * bin_num)`` with ``r_j`` the 0-based rank among the ``m`` alive
+    tokens (excluding [CLS]). Bin 0 holds the most important tokens.
+
+    Args:
+        importance: (B, n); alive: (B, n); bin_num: BIN_NUM.
+    Returns:
+        (B, n) long bins; [CLS] and dead tokens get bin 0 (they are handled by ``alive``).
+    """
+    candidates = alive.bool().clone()
+    candidates[:, 0] = False
+    masked = importance.masked_fill(~candidates, float("-inf"))
+    order = masked.argsort(dim=-1, descending=True, stable=True)
+    ranks = order.argsort(dim=-1).to(importance.dtype)  # (B, n) 0 = most important
+    m = candidates.sum(-1, keepdim=True).clamp_min(1).to(importance.dtype)
+    bins = torch.floor(ranks / m * bin_num).long().clamp_(0, bin_num - 1)
+    return bins.masked_fill(~candidates, 0)
+
+
+def keep_mask(
+    bins: torch.Tensor, alive: torch.Tensor, z_bins: torch.Tensor, z_pruner: torch.Tensor
+) -> torch.Tensor:
+    """New alive mask after one prune layer: ``alive * (1 - (1 - z_bin[b]) * z_pruner)``.
+
+    Args:
+        bins: (B, n) long; alive: (B, n); z_bins: (bin_num,); z_pruner: () scalar gate.
+    Returns:
+        (B, n) mask, soft where the gates are soft; [CLS] keeps its ``alive`` value.
+    """
+    keep = 1.0 - (1.0 - z_bins[bins]) * z_pruner
+    keep = torch.cat([torch.ones_like(keep[:, :1]), keep[:, 1:]], dim=1)  # CLS always kept
+    return alive * keep

@@ -1,0 +1,132 @@
+"""ToPModel: a patched Hugging Face classifier plus its rank-bin gates.
+
+A checkpoint is a directory: the Hugging Face model and tokenizer (``save_pretrained``),
+``toplib.json`` (pruning structure and task) and ``gates.pt`` beside them. A plain
+Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from .checkpoint import atomic_directory
+from .config import PruneConfig
+from .flops import EncoderDims, dense_macs, encoder_macs, expected_lengths, sparsity
+from .gates import RankBinGates
+from .patch import PruneState, apply_patch, encoder_of
+
+META_FILE = "toplib.json"
+GATES_FILE = "gates.pt"
+
+
+@dataclass
+class ToPOutput:
+    """What a forward pass returns.
+
+    logits: (B, C). alive: (B, N, n) mask of the tokens entering each layer.
+    importance: {layer: (B, n)} for the recorded layers.
+    """
+
+    logits: torch.Tensor
+    alive: torch.Tensor
+    importance: dict[int, torch.Tensor]
+
+
+class ToPModel(nn.Module):
+    """Token pruning around a BERT/RoBERTa sequence classifier.
+
+    Args:
+        model: a Hugging Face ``*ForSequenceClassification``; it is patched in place.
+        prune: the pruning structure; depth-dependent defaults are resolved here.
+    Example:
+        >>> from transformers import BertConfig, BertForSequenceClassification
+        >>> hf = BertForSequenceClassification(BertConfig(num_hidden_layers=4))
+        >>> top = ToPModel(hf, PruneConfig(bin_num=10))
+        >>> top.prune.prune_location
+        (1, 2, 3)
+    """
+
+    def __init__(self, model: PreTrainedModel, prune: PruneConfig | None = None):
+        super().__init__()
+        self.model = apply_patch(model)
+        self.dims = EncoderDims.from_config(model.config)
+        self.prune = (prune or PruneConfig()).resolve(self.dims.num_layers)
+        self.gates = RankBinGates(len(self.prune.prune_location), self.prune.bin_num,
+                                  self.prune.droprate_init)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
+                record_layers=(), gates: tuple[torch.Tensor, torch.Tensor] | None = None) -> ToPOutput:
+        """Run the classifier, pruning tokens unless ``pruning`` is False.
+
+        Args:
+            input_ids, attention_mask, token_type_ids: (B, n) as for Hugging Face.
+            pruning: False gives the dense model.
+            record_layers: layers whose importance to return.
+            gates: (z_bins, z_pruner) to use instead of the model's own gates.
+        """
+        z_bins, z_pruner = (gates if gates is not None else self.gates()) if pruning else (None, None)
+        state = PruneState(attention_mask=attention_mask, prune_location=self.prune.prune_location,
+                           bin_num=self.prune.bin_num, z_bins=z_bins, z_pruner=z_pruner,
+                           record_layers=frozenset(record_layers))
+        encoder = encoder_of(self.model)
+        encoder._top_state = state
+        try:
+            kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+        finally:
+            encoder._top_state = None
+        return ToPOutput(logits=logits, alive=torch.stack(state.alive, dim=1),
+                         importance=state.importance)
+
+    def expected_sparsity(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Differentiable expected FLOPs sparsity of a batch under the gates.
+
+        Args:
+            lengths: (B,) real lengths including [CLS].
+        """
+        rho = self.gates.expected_keep_ratio()
+        tokens = expected_lengths(lengths, rho, self.prune.prune_location, self.dims.num_layers)
+        return sparsity(encoder_macs(tokens, self.dims), dense_macs(lengths.to(rho.dtype), self.dims))
+
+    # ---- persistence -------------------------------------------------------------------
+    def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None) -> None:
+        """Write the checkpoint atomically (a half-written directory never replaces one)."""
+        with atomic_directory(path) as tmp:
+            self.model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            torch.save(self.gates.state_dict(), os.path.join(tmp, GATES_FILE))
+            with open(os.path.join(tmp, META_FILE), "w") as f:
+                json.dump({"prune": self.prune.to_dict(), **(extra or {})}, f, indent=2)
+
+    @classmethod
+    def from_pretrained(cls, path: str, prune: PruneConfig | None = None, **hf_kwargs) -> "ToPModel":
+        """Load a toplib checkpoint, or wrap a plain Hugging Face one with fresh gates."""
+        meta = read_meta(path)
+        if prune is None and "prune" in meta:
+            prune = PruneConfig(**meta["prune"])
+        hf = AutoModelForSequenceClassification.from_pretrained(
+            path, attn_implementation="eager", **hf_kwargs)
+        top = cls(hf, prune)
+        gates_path = os.path.join(path, GATES_FILE)
+        if os.path.exists(gates_path) and "prune" in meta and prune == PruneConfig(**meta["prune"]):
+            top.gates.load_state_dict(torch.load(gates_path, map_location="cpu"))
+        return top
+
+
+def read_meta(path: str) -> dict:
+    """The ``toplib.json`` of a checkpoint directory ({} for a plain HF checkpoint)."""
+    meta_path = os.path.join(path, META_FILE)
+    if not os.path.exists(meta_path):
+        return {}
+    with open(meta_path) as f:
+        return json.load(f)
