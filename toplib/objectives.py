@@ -1,0 +1,115 @@
+"""The two training stages as objects the loop in ``train.py`` drives.
+
+``FinetuneStage`` trains the dense teacher; ``PruneStage`` trains ToP: logit
+distillation (the task loss for regression), the Lagrangian FLOPs constraint and the
+ranking distillation, with separate optimisers for the weights, the gates (descent) and
+the multipliers (ascent).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import get_linear_schedule_with_warmup
+
+from .config import TrainConfig
+from .constraint import LagrangianConstraint, warmup_progress, warmup_target
+from .ranking import rank_distillation_loss
+
+MAX_GRAD_NORM = 1.0  # Hugging Face Trainer default, used by the release
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``KL(softmax(z_t / T) || softmax(z_s / T)) * T^2`` (batch mean)."""
+    return F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1),
+                    reduction="batchmean") * temperature ** 2
+
+
+class FinetuneStage:
+    """Dense fine-tuning of the teacher (AdamW, linear decay)."""
+
+    def __init__(self, top, config: TrainConfig, total_steps: int):
+        self.top, self.config = top, config
+        self.optimizers = {"model": torch.optim.AdamW(top.model.parameters(),
+                                                       lr=config.finetune_learning_rate)}
+        self.schedulers = {"model": get_linear_schedule_with_warmup(
+            self.optimizers["model"], int(0.06 * total_steps), total_steps)}
+
+    def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        out = self.top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+                       pruning=False)
+        loss = task_loss(out.logits, batch["labels"], self.top.config.problem_type == "regression")
+        return loss, {"task_loss": loss.item()}
+
+    def after_step(self) -> None:
+        pass
+
+    def modules(self) -> dict:
+        return {}
+
+
+class PruneStage:
+    """ToP training against a frozen teacher (METHOD Sec. 4-6)."""
+
+    def __init__(self, top, teacher, config: TrainConfig, total_steps: int, steps_per_epoch: int):
+        self.top, self.teacher, self.config = top, teacher.eval(), config
+        self.lagrangian = LagrangianConstraint()
+        self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        self.regression = top.config.problem_type == "regression"
+        if config.freeze_embeddings:  # the release freezes embeddings while pruning
+            top.model.base_model.embeddings.requires_grad_(False)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        weights = [p for p in top.model.parameters() if p.requires_grad]
+        self.optimizers = {
+            "model": torch.optim.AdamW(weights, lr=config.learning_rate),
+            "gates": torch.optim.AdamW(top.gates.parameters(), lr=config.reg_learning_rate,
+                                       weight_decay=0.0),
+            "lagrangian": torch.optim.AdamW(self.lagrangian.parameters(), lr=config.reg_learning_rate,
+                                            weight_decay=0.0, maximize=True),
+        }
+        self.schedulers = {"model": get_linear_schedule_with_warmup(
+            self.optimizers["model"], 0, total_steps)}
+
+    def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        cfg, top = self.config, self.top
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        last = top.dims.num_layers - 1
+        with torch.no_grad():
+            teacher = self.teacher(ids, mask, types, pruning=False, record_layers=(last,))
+        out = top(ids, mask, types, record_layers=top.prune.rank_distill_layers)
+        if self.regression:  # the release uses the hard-label loss for STS-B
+            fit = task_loss(out.logits, batch["labels"], True)
+        else:
+            fit = distillation_loss(out.logits, teacher.logits, cfg.distill_temperature)
+        target = warmup_target(step, cfg.sparsity, self.warmup_steps)
+        expected = top.expected_sparsity(mask.sum(-1))
+        lag = self.lagrangian(expected, target)
+        rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask, cfg.topk)
+                   for layer in top.prune.rank_distill_layers)
+        rank_weight = cfg.distill_rank_loss_alpha * max(0.01, 1 - warmup_progress(step, self.warmup_steps))
+        loss = fit + lag + rank_weight * rank
+        keep = top.gates.expected_keep_ratio().detach()
+        return loss, {
+            "distill_loss" if not self.regression else "task_loss": fit.item(),
+            "lagrangian_loss": lag.item(), "rank_loss": float(rank.detach()) if torch.is_tensor(rank) else 0.0, "rank_weight": rank_weight,
+            "expected_sparsity": expected.item(), "target_sparsity": target,
+            "lambda_1": self.lagrangian.lambda_1.item(), "lambda_2": self.lagrangian.lambda_2.item(),
+            "expected_keep_ratio": [round(x, 4) for x in keep.tolist()],
+        }
+
+    def after_step(self) -> None:
+        self.top.gates.clamp_()
+
+    def modules(self) -> dict:
+        return {"lagrangian": self.lagrangian}
+
+
+def clip_gradients(stage) -> None:
+    torch.nn.utils.clip_grad_norm_([p for p in stage.top.model.parameters() if p.grad is not None],
+                                   MAX_GRAD_NORM)
