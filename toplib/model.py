@@ -64,7 +64,8 @@ class ToPModel(nn.Module):
         return self.model.config
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
-                record_layers=(), gates: tuple[torch.Tensor, torch.Tensor] | None = None) -> ToPOutput:
+                record_layers=(), gates: tuple[torch.Tensor, torch.Tensor] | None = None,
+                random_ranking: bool = False) -> ToPOutput:
         """Run the classifier, pruning tokens unless ``pruning`` is False.
 
         Args:
@@ -72,11 +73,12 @@ class ToPModel(nn.Module):
             pruning: False gives the dense model.
             record_layers: layers whose importance to return.
             gates: (z_bins, z_pruner) to use instead of the model's own gates.
+            random_ranking: rank tokens at random instead of by attention (a baseline).
         """
         z_bins, z_pruner = (gates if gates is not None else self.gates()) if pruning else (None, None)
         state = PruneState(attention_mask=attention_mask, prune_location=self.prune.prune_location,
                            bin_num=self.prune.bin_num, z_bins=z_bins, z_pruner=z_pruner,
-                           record_layers=frozenset(record_layers))
+                           record_layers=frozenset(record_layers), random_ranking=random_ranking)
         encoder = encoder_of(self.model)
         encoder._top_state = state
         try:

@@ -32,6 +32,7 @@ class PruneState:
     z_bins: torch.Tensor | None = None
     z_pruner: torch.Tensor | None = None
     record_layers: frozenset[int] = frozenset()
+    random_ranking: bool = False  # rank tokens at random (a training-free baseline)
     alive: list[torch.Tensor] = field(default_factory=list)
     importance: dict[int, torch.Tensor] = field(default_factory=dict)
 
@@ -57,6 +58,8 @@ class ToPEncoderMixin:
         for i, layer in enumerate(self.layer):
             if i in locations and state.z_bins is not None:
                 scores = token_importance(probs, prev_alive)
+                if state.random_ranking:
+                    scores = torch.rand_like(scores) * prev_alive
                 bins = rank_bins(scores, (alive > 0).to(alive.dtype), state.bin_num)
                 p = locations[i]
                 alive = keep_mask(bins, alive, state.z_bins[p], state.z_pruner[p])
