@@ -128,11 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
-    try:
-        from . import bench
+    from . import bench
+    if hasattr(bench, "register_cli"):
         bench.register_cli(sub)
-    except ImportError:  # the benchmark's optional plotting stack is missing
-        pass
     return parser
 
 

@@ -90,7 +90,7 @@ def run_stage(stage, data: TaskData, tokenizer, config: TrainConfig, output_dir:
             stage.after_step()
             state["step"] += 1
             bar.update(1)
-            if state["step"] % LOG_EVERY == 0 or state["step"] == 1:
+            if state["step"] % LOG_EVERY == 0 or state["step"] in (1, total):
                 _log(history_path, dict(record, step=state["step"], epoch=state["step"] / steps_per_epoch,
                                         loss=loss.item(), kind="train"), callback)
             if state["step"] % eval_steps == 0 or state["step"] == total:

@@ -1,0 +1,125 @@
+"""Training runs end to end on a tiny model: checkpoints, save/load, resume, CLI errors."""
+import json
+import os
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from toplib.cli import main as cli_main
+from toplib.config import build_train_config
+from toplib.loading import resolve_model_path
+from toplib.model import ToPModel
+from toplib.train import finetune, prune
+
+TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128)
+RUN = dict(max_train_samples=48, max_eval_samples=24, batch_size=8, eval_batch_size=12,
+           finetune_epochs=1, epochs=1, warmup_epochs=0.5, eval_steps=2, max_seq_length=32,
+           reg_learning_rate=0.2, bin_num=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A random tiny BERT with the real bert-base-uncased tokenizer, saved locally."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, **TINY)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tiny_model_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "teacher")
+    finetune("rotten_tomatoes", out, model=tiny_model_dir,
+             config=build_train_config("rotten_tomatoes", None, RUN), progress=False)
+    return out
+
+
+def _weights(path):
+    top = ToPModel.from_pretrained(path)
+    return {k: v.clone() for k, v in top.state_dict().items()}
+
+
+def test_finetune_writes_best_last_and_history(teacher_dir):
+    for name in ("best", "last", "history.jsonl", "results.json"):
+        assert os.path.exists(os.path.join(teacher_dir, name)), name
+    with open(os.path.join(teacher_dir, "results.json")) as f:
+        results = json.load(f)
+    assert results["steps"] == 6 and 0.0 <= results["best"]["score"] <= 1.0
+    assert not any(n.startswith(".") for n in os.listdir(teacher_dir)), "temporary dirs left"
+
+
+def test_prune_records_the_method_and_resume_matches_uninterrupted(teacher_dir, tmp_path):
+    config = build_train_config("rotten_tomatoes", None, dict(RUN, sparsity=0.3))
+    full = prune("rotten_tomatoes", teacher_dir, str(tmp_path / "full"), config, progress=False)
+    assert full["steps"] == 6
+    records = [json.loads(line) for line in open(tmp_path / "full" / "history.jsonl")]
+    train = [r for r in records if r["kind"] == "train"]
+    for key in ("distill_loss", "lagrangian_loss", "rank_loss", "expected_sparsity",
+                "target_sparsity", "lambda_1", "lambda_2", "expected_keep_ratio"):
+        assert key in train[-1], key
+    assert train[-1]["lambda_2"] > 0  # the multipliers moved while below target
+
+    interrupted = prune("rotten_tomatoes", teacher_dir, str(tmp_path / "cut"), config,
+                        progress=False, stop_after=5)  # state saved at step 4, step 5 lost
+    assert interrupted == {"interrupted_at": 5}
+    resumed = prune("rotten_tomatoes", teacher_dir, str(tmp_path / "cut"), config,
+                    progress=False, resume=True)
+    assert resumed["steps"] == 6
+    a, b = _weights(tmp_path / "full" / "last"), _weights(tmp_path / "cut" / "last")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "cut" / "history.jsonl")]
+    assert steps == sorted(steps), "history has duplicated steps after resume"
+
+
+def test_save_load_gives_identical_predictions(teacher_dir, tmp_path):
+    top = ToPModel.from_pretrained(os.path.join(teacher_dir, "best"))
+    with torch.no_grad():
+        top.gates.bin_log_alpha.uniform_(-5, 5)
+        top.gates.pruner_log_alpha.fill_(5.0)
+    top.save_pretrained(str(tmp_path / "ckpt"))
+    loaded = ToPModel.from_pretrained(str(tmp_path / "ckpt"))
+    ids = torch.randint(1000, 2000, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0
+    top.eval(), loaded.eval()
+    a, b = top(ids, mask), loaded(ids, mask)
+    assert (a.alive[:, -1].sum() < mask.sum()), "the gates should prune something"
+    torch.testing.assert_close(a.logits, b.logits, atol=0, rtol=0)
+    torch.testing.assert_close(a.alive, b.alive, atol=0, rtol=0)
+
+
+def test_existing_output_dir_is_never_clobbered(teacher_dir):
+    with pytest.raises(ValueError, match="output_dir=.*resume"):
+        finetune("rotten_tomatoes", teacher_dir, config=build_train_config("rotten_tomatoes", None, RUN))
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["finetune", "--task", "nope", "--output-dir", "x"], "task='nope'"),
+    (["prune", "--task", "cola", "--teacher", "t", "--output-dir", "x", "--sparsity", "1.2"],
+     "sparsity=1.2"),
+    (["prune", "--task", "cola", "--teacher", "t", "--output-dir", "x", "--BIN_NUM", "0"],
+     "bin_num=0"),
+    (["prune", "--task", "cola", "--teacher", "t", "--output-dir", "x", "--TOPK", "0"], "topk=0"),
+    (["finetune", "--task", "cola", "--output-dir", "x", "--data-dir", "/nonexistent"],
+     "data_dir='/nonexistent'"),
+])
+def test_cli_bad_input_names_parameter_and_value(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_cli_evaluate_json_reports_both_flops_conventions(teacher_dir, capsys):
+    assert cli_main(["evaluate", teacher_dir, "--json", "--quiet", "--max-eval-samples", "16"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    m = out["validation"]
+    for key in ("accuracy", "sparsity_real", "reduction_real", "sparsity_padded",
+                "reduction_padded", "keep_ratio"):
+        assert key in m, key
+    assert m["sparsity_real"] == 0.0 and m["reduction_padded"] > 1.0  # a dense teacher
