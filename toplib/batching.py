@@ -1,0 +1,82 @@
+"""Tokenization and batching: encoded examples, dynamic-padding collator, loaders."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .data import TextData
+
+def encode(data: TextData, tokenizer, max_length: int) -> list[dict]:
+    """Tokenize every example in one batched call (truncation, no padding).
+
+    Args:
+        data: one split.
+        tokenizer: a Hugging Face tokenizer (fast ones are ~100x quicker).
+        max_length: truncation length in tokens, special tokens included.
+    Returns:
+        One dict per example: input_ids, attention_mask, token_type_ids (if the tokenizer
+        returns them) and label.
+    """
+    if len(data) == 0:
+        return []
+    columns = [list(c) for c in zip(*data.texts)]  # 1 or 2 lists of strings
+    enc = tokenizer(*columns, truncation=True, max_length=max_length)
+    cols = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    return [{**{k: v[i] for k, v in cols.items()}, "label": label}
+            for i, label in enumerate(data.labels)]
+
+
+class Collator:
+    """Pad encoded examples to the batch's longest (or to `pad_to`) and stack them as tensors."""
+
+    def __init__(self, tokenizer, pad_to: int | None = None):
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_to = pad_to
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(e["input_ids"]) for e in examples)
+        length = self.pad_to or longest
+        if longest > length:
+            raise ValueError(f"pad_to={self.pad_to} is shorter than an example ({longest} tokens); "
+                             "encode with max_length <= pad_to")
+        batch = {}
+        for key, fill in (("input_ids", self.pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+            if key in examples[0]:  # (B, L), right padding
+                rows = [e[key] + [fill] * (length - len(e[key])) for e in examples]
+                batch[key] = torch.tensor(rows)
+        labels = [e["label"] for e in examples]
+        dtype = torch.float if isinstance(labels[0], float) else torch.long  # float: regression
+        batch["labels"] = torch.tensor(labels, dtype=dtype)
+        return batch
+
+
+def make_loader(encoded: list[dict], batch_size: int, tokenizer, shuffle: bool, seed: int = 0,
+                pad_to: int | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader over encoded examples; the order is reproducible from `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(encoded, batch_size=batch_size, shuffle=shuffle,
+                                       generator=generator, collate_fn=Collator(tokenizer, pad_to))
+
+
+def dataset_statistics(encoded: list[dict]) -> dict:
+    """Token-length and label statistics of encoded examples.
+
+    Returns:
+        n, mean_length, median_length, p95_length, max_length (tokens, special tokens
+        included) and label_counts (classes) or label_mean/min/max (regression).
+    """
+    lengths = np.array([len(e["input_ids"]) for e in encoded] or [0])
+    labels = [e["label"] for e in encoded]
+    stats = dict(n=len(encoded), mean_length=float(lengths.mean()),
+                 median_length=float(np.median(lengths)),
+                 p95_length=float(np.percentile(lengths, 95)), max_length=int(lengths.max()))
+    if labels and isinstance(labels[0], float):
+        stats.update(label_mean=float(np.mean(labels)), label_min=float(min(labels)),
+                     label_max=float(max(labels)))
+    else:
+        stats["label_counts"] = dict(sorted(Counter(labels).items()))
+    return stats
