@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup quickstart test test-all figures
+.PHONY: setup quickstart test test-all figures notebooks
 
 setup: $(VENV)/.toplib-setup
 $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
@@ -13,10 +13,23 @@ $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
 quickstart: setup
 	$(VENV)/bin/toplib quickstart --output-dir runs/quickstart
 
-## What CI runs: unit tests, notebooks under papermill with tiny parameters.
+## What CI runs: unit tests, notebooks under papermill with tiny parameters, and the
+## JupyterLab explorer driven in Debian's headless Chromium (installed by apt).
 test: setup
+	bash scripts/install_browser.sh
 	$(PY) -m pytest -m "not slow" -q
 
 ## Everything, including the real-data tests.
 test-all: setup
 	$(PY) -m pytest -q
+
+## The notebooks under papermill with tiny parameters (`make test` runs them too).
+notebooks: setup
+	$(PY) -m pytest -m notebooks -q --durations=0
+
+## Regenerate every figure in figures/ (PNG + SVG): notebooks 00-07 in order, default
+## parameters, fixed seeds; finished runs in runs/ are reused. Override parameters with
+## NOTEBOOK_ARGS, e.g. make figures NOTEBOOK_ARGS="-p device=cuda".
+NOTEBOOK_ARGS ?=
+figures: setup
+	$(PY) scripts/run_notebooks.py $(NOTEBOOK_ARGS)

@@ -54,12 +54,42 @@ class Collator:
         return batch
 
 
+LENGTH_GROUP_BATCHES = 50  # batches per length-sorted chunk when grouping by length
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list:
+    """Shuffled batches of indices whose examples have similar lengths.
+
+    Indices are shuffled, cut into chunks of ``LENGTH_GROUP_BATCHES`` batches, sorted by
+    length within each chunk, batched, and the batches shuffled again: batches stay random
+    while padding to each batch's longest example wastes little (as Hugging Face's
+    ``group_by_length``).
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    chunk = batch_size * LENGTH_GROUP_BATCHES
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i], reverse=True)
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def make_loader(encoded: list[dict], batch_size: int, tokenizer, shuffle: bool, seed: int = 0,
-                pad_to: int | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader over encoded examples; the order is reproducible from `seed`."""
+                pad_to: int | None = None, group_by_length: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over encoded examples; the order is reproducible from `seed`.
+
+    ``group_by_length`` (with ``shuffle``) batches examples of similar length together.
+    """
     generator = torch.Generator().manual_seed(seed)
+    collate = Collator(tokenizer, pad_to)
+    if shuffle and group_by_length:
+        batches = length_grouped_batches([len(e["input_ids"]) for e in encoded], batch_size, generator)
+        # The loader gets the generator too: without one it draws its base seed from the
+        # global RNG, which would shift gate sampling and dropout on resume.
+        return torch.utils.data.DataLoader(encoded, batch_sampler=batches, collate_fn=collate,
+                                           generator=generator)
     return torch.utils.data.DataLoader(encoded, batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, collate_fn=Collator(tokenizer, pad_to))
+                                       generator=generator, collate_fn=collate)
 
 
 def dataset_statistics(encoded: list[dict]) -> dict:

@@ -24,9 +24,9 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
 # `quick`: minutes on a 2-core CPU. Few epochs, a training subset for the larger tasks,
 # and a warm-up that ends early enough for the model to recover at the final target.
 QUICK_PRESET: dict[str, Any] = dict(
-    bin_num=25, topk=20, epochs=3, warmup_epochs=1.5, finetune_epochs=2,
-    learning_rate=5e-5, reg_learning_rate=0.02, distill_rank_loss_alpha=1e-3,
-    max_train_samples=4000, max_eval_samples=None, eval_steps=None,
+    bin_num=25, topk=20, epochs=3, warmup_epochs=1.5, finetune_epochs=2, finetune_learning_rate=5e-5,
+    learning_rate=5e-5, reg_learning_rate=0.05, distill_rank_loss_alpha=1e-3,
+    max_train_samples=4000, max_eval_samples=None, eval_steps=None, evals_per_epoch=2,
 )
 
 PRESETS = ("paper", "quick")
@@ -108,7 +108,9 @@ class TrainConfig:
     max_seq_length: int | None = None
     """Truncation length (None: the task's padded length of the release)."""
     eval_steps: int | None = None
-    """Evaluate every this many steps (None: four times an epoch)."""
+    """Evaluate every this many steps (None: ``evals_per_epoch`` times an epoch)."""
+    evals_per_epoch: int = 4
+    """Evaluations per epoch when ``eval_steps`` is None."""
     sparsity_epsilon: float = 0.01
     """The best checkpoint is chosen among evaluations with sparsity >= target - epsilon."""
     distill_temperature: float = 2.0
@@ -135,6 +137,9 @@ class TrainConfig:
             _check(name, getattr(self, name), getattr(self, name) > 0, "must be > 0")
         for name in ("distill_rank_loss_alpha", "warmup_epochs", "sparsity_epsilon"):
             _check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+        _check("evals_per_epoch", self.evals_per_epoch,
+               isinstance(self.evals_per_epoch, int) and self.evals_per_epoch >= 1,
+               "must be an integer >= 1")
         for name in ("batch_size", "eval_batch_size", "max_seq_length", "eval_steps",
                      "max_train_samples", "max_eval_samples"):
             value = getattr(self, name)

@@ -63,10 +63,11 @@ class TaskData:
     def train_loader(self, config: TrainConfig, tokenizer, epoch: int):
         # A fresh seeded generator per epoch: the order of epoch e is reproducible on resume.
         return make_loader(self.train, config.batch_size, tokenizer, shuffle=True,
-                           seed=config.seed * 1000 + epoch)
+                           seed=config.seed * 1000 + epoch, group_by_length=True)
 
     def eval_loaders(self, config: TrainConfig, tokenizer) -> dict:
-        return {name: make_loader(split, config.eval_batch_size, tokenizer, shuffle=False)
+        return {name: make_loader(sort_by_length(split), config.eval_batch_size, tokenizer,
+                                  shuffle=False)
                 for name, split in self.validation.items()}
 
 
@@ -95,6 +96,11 @@ def prepare_data(task: str, tokenizer, config: TrainConfig, data_dir: str | None
     logger.info("task %s: %s train, %s", spec.name, len(train) if train else 0,
                 {k: len(v) for k, v in validation.items()})
     return TaskData(spec=spec, train=train, validation=validation, max_seq_length=max_len)
+
+
+def sort_by_length(encoded: list[dict]) -> list[dict]:
+    """Examples in length order: evaluation batches then hold little padding."""
+    return sorted(encoded, key=lambda e: len(e["input_ids"]))
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

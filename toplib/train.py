@@ -65,7 +65,7 @@ def run_stage(stage, data: TaskData, tokenizer, config: TrainConfig, output_dir:
     top = stage.top
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total = int(round(config_epochs(stage, config) * steps_per_epoch))
-    eval_steps = config.eval_steps or max(1, steps_per_epoch // 4)
+    eval_steps = config.eval_steps or max(1, steps_per_epoch // config.evals_per_epoch)
     eval_loaders = data.eval_loaders(config, tokenizer)
     state = {"step": 0, "best": None, "elapsed": 0.0}
     if resume:
