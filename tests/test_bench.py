@@ -1,0 +1,103 @@
+"""The benchmark runs end to end on a tiny model (no timing assertions: speed lives in benchmarks/)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import matplotlib.figure
+import pytest
+import torch
+from conftest import tiny_classifier
+
+from toplib import PruneConfig, ToPModel
+from toplib.bench import (VARIANTS, BenchSettings, benchmark_inputs, dense_copy, format_report,
+                          register_cli, run_benchmark)
+from toplib.plots import plot_latency_vs_length, plot_latency_vs_sparsity
+
+LENGTH = 16
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from toplib.loading import resolve_model_path
+    return AutoTokenizer.from_pretrained(resolve_model_path(None))
+
+
+def tiny_top(family: str, tokenizer) -> ToPModel:
+    hf = tiny_classifier(family, vocab_size=tokenizer.vocab_size, num_labels=2)
+    return ToPModel(hf, PruneConfig(bin_num=10)).eval()
+
+
+@pytest.fixture(scope="module")
+def results(tokenizer):
+    settings = BenchSettings(task="rotten_tomatoes", length=LENGTH, batch_sizes=(1, 4), runs=3,
+                             warmup=1, sparsity=0.5)
+    return run_benchmark(settings, tiny_top("bert", tokenizer), tokenizer)
+
+
+def test_all_variants_have_positive_latencies(results):
+    assert [row["batch_size"] for row in results["batches"]] == [1, 4]
+    for row in results["batches"]:
+        assert set(row["latency_ms"]) == set(VARIANTS)
+        assert all(v > 0 for v in row["latency_ms"].values())
+        assert all(v > 0 for v in row["throughput"].values())
+        assert row["profile"]["drop"]["ffn"] > 0
+
+
+def test_flops_figures_are_consistent(results):
+    for row in results["batches"]:
+        assert row["mean_length"] == LENGTH
+        assert row["reduction_real"] == pytest.approx(1 / (1 - row["sparsity_real"]))
+        assert abs(row["sparsity_real"] - 0.5) < 0.1  # 16 tokens: coarse bin steps
+        # padded to the task's 64 tokens: the padded reduction is larger than the real one
+        assert row["max_seq_length"] == 64
+        assert row["reduction_padded"] > row["reduction_real"]
+        assert row["ratio_real"] == pytest.approx(row["speedup_vs_dynamic"] / row["reduction_real"])
+
+
+def test_results_serialise_and_print(results):
+    json.dumps(results)
+    text = format_report(results)
+    for name in (*VARIANTS, "where the time goes", "overhead", "fixed"):
+        assert name in text
+
+
+def test_plots_return_figures(results):
+    for fn in (plot_latency_vs_length, plot_latency_vs_sparsity):
+        assert isinstance(fn([results, results]), matplotlib.figure.Figure)
+
+
+def test_inputs_have_exactly_the_requested_length(tokenizer):
+    enc = benchmark_inputs(BenchSettings(length=LENGTH), tokenizer, count=10)
+    assert len(enc) == 10 and {len(e["input_ids"]) for e in enc} == {LENGTH}
+
+
+def test_dense_copy_matches_the_patched_model(family, tokenizer):
+    top = tiny_top(family, tokenizer)
+    dense = dense_copy(top)
+    assert dense.config._attn_implementation == "sdpa"
+    assert top.config._attn_implementation == "eager"
+    enc = tokenizer(["a short one", "and a somewhat longer sentence here"], padding=True,
+                    return_tensors="pt")
+    with torch.no_grad():
+        ref = top(enc["input_ids"], enc["attention_mask"], pruning=False).logits
+        got = dense(**enc).logits
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+
+
+def test_cli_registers_bench_subcommand():
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--config", "bert-base", "--sparsity", "0.6",
+                              "--length", "32,128", "--batch-sizes", "1,32", "--runs", "20"])
+    assert callable(args.func)
+    assert (args.config, args.sparsity, args.length, args.runs) == ("bert-base", "0.6", "32,128", 20)
+
+
+@pytest.mark.parametrize("field,value", [("runs", 0), ("batch_sizes", (0,)), ("sparsity", 1.0),
+                                         ("length", 1)])
+def test_settings_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        BenchSettings(**{field: value})

@@ -1,0 +1,274 @@
+"""The notebooks: committed clean, one parameters cell, and each executes under papermill
+with tiny parameters and records sane metrics.
+
+A random-initialised 4-layer BERT (hidden 32) with the offline MiniLM tokenizer stands in
+for the model, so every training run takes seconds; one teacher and one ToP run, trained
+once per session through ``toplib.train``, serve notebooks 03-06. Kernels run with one
+thread: on a shared 2-core machine, two threads per kernel are ~10x slower, not faster.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
+TASK = "rotten_tomatoes"
+EXPECTED = ["00_quickstart", "01_finetune_teacher", "02_token_pruning", "03_kept_tokens",
+            "04_sparsity_vs_accuracy", "05_speedup", "06_explorer", "07_reproduce"]
+TINY_LAYERS = 4
+# 64 examples in batches of 8: 8 steps an epoch; the gates' learning rate is raised so
+# the FLOPs target (0.5) is reached within 4 epochs.
+TINY_DATA = dict(max_train_samples=64, max_eval_samples=32, batch_size=8, eval_steps=8, seed=0)
+TINY_FINETUNE = dict(finetune_epochs=1)
+TINY_PRUNE = dict(epochs=4, warmup_epochs=1, reg_learning_rate=0.5, bin_num=10)
+KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+              "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1"}
+
+
+# ---- static checks: cheap, always run -------------------------------------------------------
+def _read(name: str):
+    return nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+
+
+def test_the_suite_is_complete():
+    assert NOTEBOOKS == EXPECTED
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_without_outputs(name):
+    nb = _read(name)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{name}: cells {dirty} hold outputs or execution counts; clear them"
+    assert "papermill" not in nb.metadata, f"{name}: an executed copy was committed"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_one_parameters_cell_of_flat_primitives_near_the_top(name):
+    nb = _read(name)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0] <= 2, f"{name}: the parameters cell is cell {tagged[0]}, not near the top"
+    for stmt in ast.parse(nb.cells[tagged[0]].source).body:
+        assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant), \
+            f"{name}: parameters must be flat primitives: {ast.unparse(stmt)}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_title_first_and_metrics_last(name):
+    nb = _read(name)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("## "), \
+        f"{name}: must open with an H2 title"
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert "record_metrics(" in last.source, f"{name}: the last cell must record metrics"
+
+
+# ---- execution -------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def kernel_env():
+    """Environment the papermill kernels inherit."""
+    saved = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A random 4-layer BERT with the offline MiniLM tokenizer, saved as a local model."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from toplib.loading import resolve_model_path
+    path = tmp_path_factory.mktemp("tiny_model")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32,
+                        num_hidden_layers=TINY_LAYERS, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, tiny_model) -> dict:
+    """One tiny teacher and one tiny ToP run (sparsity 0.5), shared by notebooks 03-06."""
+    from toplib.config import build_train_config
+    from toplib.train import finetune, prune
+    root = tmp_path_factory.mktemp("runs")
+    runs = {"root": str(root), "teacher": str(root / TASK / "teacher"),
+            "top": str(root / TASK / "top")}
+    config = build_train_config(TASK, "quick", dict(TINY_DATA, **TINY_FINETUNE, **TINY_PRUNE,
+                                                    sparsity=0.5))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        finetune(TASK, runs["teacher"], model=tiny_model, config=config, progress=False)
+        prune(TASK, runs["teacher"], runs["top"], config=config, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
+def execute(name: str, tmp_path: Path, **parameters) -> dict:
+    """Run a notebook with papermill (kernel cwd: notebooks/) and return its metrics."""
+    import papermill
+
+    from toplib.notebook import read_metrics
+    parameters.setdefault("output_dir", str(tmp_path / "out"))
+    if "figures_dir" in _parameter_names(name):
+        parameters.setdefault("figures_dir", str(tmp_path / "figures"))
+    unknown = set(parameters) - _parameter_names(name)
+    assert not unknown, f"{name} has no parameters {unknown}"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                               parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOK_DIR),
+                               progress_bar=False)
+    return read_metrics(parameters["output_dir"])
+
+
+def _parameter_names(name: str) -> set[str]:
+    cell = next(c for c in _read(name).cells if "parameters" in c.metadata.get("tags", []))
+    return {t.id for stmt in ast.parse(cell.source).body for t in stmt.targets}
+
+
+def _figures(tmp_path: Path, *names: str) -> None:
+    for name in names:
+        for ext in ("png", "svg"):
+            path = tmp_path / "figures" / f"{name}.{ext}"
+            assert path.exists() and path.stat().st_size > 1000, f"missing figure {path}"
+
+
+def _score(x) -> bool:
+    return x is not None and 0.0 <= x <= 1.0
+
+
+def _sparsity(x) -> bool:
+    return x is not None and 0.0 <= x < 1.0
+
+
+@pytest.mark.notebooks
+def test_00_quickstart(kernel_env, tiny_model, tmp_path):
+    m = execute("00_quickstart", tmp_path, model=tiny_model, sparsity=0.5, num_sentences=2,
+                bench_batch_sizes="1,4", bench_runs=2, bench_warmup=0,
+                **TINY_DATA, **TINY_FINETUNE, **TINY_PRUNE)
+    assert _score(m["score"]) and _score(m["teacher_score"])
+    assert not m["target_missed"] and 0.49 <= m["sparsity_real"] < 1.0
+    assert 1.0 <= m["reduction_real"] <= m["reduction_padded"]  # padding only adds dense FLOPs
+    assert m["num_layers"] == TINY_LAYERS
+    speedups = m["speedup_vs_dynamic"]
+    assert set(speedups) == {"1", "4"} and all(v > 0 for v in speedups.values())
+    _figures(tmp_path, "00_kept_tokens")
+
+
+@pytest.mark.notebooks
+def test_01_finetune_teacher(kernel_env, tiny_model, tmp_path):
+    m = execute("01_finetune_teacher", tmp_path, task=TASK, model=tiny_model,
+                **TINY_DATA, **TINY_FINETUNE)
+    assert _score(m["score"]) and m["steps"] == 64 // 8
+    assert m["splits"]["validation"]["num_examples"] == 32
+    assert m["splits"]["validation"]["sparsity_real"] == 0.0  # the teacher is dense
+    _figures(tmp_path, f"01_finetune_{TASK}")
+
+
+@pytest.mark.notebooks
+def test_02_token_pruning(kernel_env, tiny_runs, tmp_path):
+    m = execute("02_token_pruning", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+                sparsity=0.5, live=True, **TINY_DATA, **TINY_PRUNE)
+    assert m["target_sparsity"] == 0.5 and not m["target_missed"]
+    assert 0.49 <= m["sparsity_real"] < 1.0 and m["sparsity_real"] <= m["sparsity_padded"] < 1.0
+    assert _score(m["score"]) and _score(m["teacher_score"])
+    assert len(m["keep_ratio"]) == TINY_LAYERS and all(0 <= r <= 1 for r in m["keep_ratio"])
+    assert m["train_records"] > 0  # the live callback saw the run
+    _figures(tmp_path, f"02_training_curves_{TASK}")
+
+
+@pytest.mark.notebooks
+def test_03_kept_tokens(kernel_env, tiny_runs, tmp_path):
+    m = execute("03_kept_tokens", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+                top_dir=tiny_runs["top"], num_sentences=2, max_eval_samples=32, min_count=2,
+                top_n=10)
+    assert m["num_inputs"] == 32 and m["num_layers"] == TINY_LAYERS and m["cls_always_kept"]
+    assert os.path.exists(os.path.join(m["norank_dir"], "results.json"))  # trained with alpha 0
+    with open(os.path.join(m["norank_dir"], "results.json")) as f:
+        assert json.load(f)["config"]["distill_rank_loss_alpha"] == 0.0
+    agreement = m["agreement_at_pruning_layers"]
+    assert set(agreement) == {"ToP", "ToP without rank distillation"}  # the teacher prunes nothing
+    for values in agreement.values():
+        assert values["kendall_tau"] is None or -1.0 <= values["kendall_tau"] <= 1.0
+        assert values["ndcg"] is None or 0.0 <= values["ndcg"] <= 1.0
+    rates = [r["prune_rate"] for r in m["most_pruned"]]
+    assert rates and all(0 <= r <= 1 for r in rates) and rates == sorted(rates, reverse=True)
+    assert all(r["count"] >= 2 and r["token"] != "[CLS]" for r in m["most_pruned"])
+    _figures(tmp_path, "03_kept_tokens", "03_ranking_agreement", "03_prune_rates")
+
+
+@pytest.mark.notebooks
+def test_04_sparsity_vs_accuracy(kernel_env, tiny_runs, tmp_path):
+    m = execute("04_sparsity_vs_accuracy", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+                targets="0.5", **TINY_DATA, **TINY_PRUNE)
+    points = m["points"]
+    assert sorted(p["method"] for p in points) == ["ToP", "attention", "random", "teacher"]
+    for p in points:
+        assert _score(p["score"])
+        assert _sparsity(p["sparsity_real"]) and _sparsity(p["sparsity_padded"])
+        assert 1.0 <= p["reduction_real"] <= p["reduction_padded"]
+    top = next(p for p in points if p["method"] == "ToP")
+    for p in points:
+        if p["method"] in ("attention", "random"):
+            assert p["requested"] == pytest.approx(top["sparsity_real"])
+    assert m["max_baseline_flops_gap"] < 0.1  # matched FLOPs, up to the bins' granularity
+    assert _score(m["teacher_score"])
+    _figures(tmp_path, "04_sparsity_vs_accuracy")
+
+
+@pytest.mark.notebooks
+def test_05_speedup(kernel_env, tiny_runs, tmp_path):
+    m = execute("05_speedup", tmp_path, task=TASK, checkpoint=tiny_runs["top"], lengths="8,16",
+                sparsities="0.3,0.6", batch_sizes="1,4", runs=2, warmup=0, threads=1)
+    points = m["points"]
+    assert len(points) == (2 + 2) * 2  # (lengths + sparsities) x batch sizes
+    for p in points:
+        assert _sparsity(p["sparsity"]) and p["speedup_vs_dynamic"] > 0 and p["reduction_real"] >= 1
+        assert all(v > 0 for v in p["latency_ms"].values())
+    assert sorted({p["length"] for p in points[:4]}) == [8.0, 16.0]
+    _figures(tmp_path, "05_latency_vs_length", "05_latency_vs_sparsity", "05_flops_vs_latency")
+
+
+@pytest.mark.notebooks
+def test_06_explorer(kernel_env, tiny_runs, tmp_path):
+    m = execute("06_explorer", tmp_path, checkpoints_dir=tiny_runs["root"], sparsity=0.5)
+    assert m["num_checkpoints"] >= 2 and m["checkpoint"].startswith(tiny_runs["top"])  # ToP first
+    assert len(m["top"]) == len(m["baseline"]) == TINY_LAYERS
+    assert m["top"][0] == m["baseline"][0] == m["tokens"] > 1  # layer 0 sees every token
+    for kept in (m["top"], m["baseline"]):
+        assert all(a >= b >= 1 for a, b in zip(kept, kept[1:]))  # pruned tokens stay pruned
+
+
+@pytest.mark.notebooks
+def test_07_reproduce(kernel_env, tiny_model, tmp_path):
+    m = execute("07_reproduce", tmp_path, tasks=TASK, model=tiny_model, sparsity=0.5,
+                **TINY_DATA, **TINY_FINETUNE, **TINY_PRUNE)
+    (row,) = m["rows"]
+    assert row["task"] == TASK and row["metric"] == "accuracy" and row["target_sparsity"] == 0.5
+    assert _score(row["score"]) and _score(row["teacher_score"]) and _sparsity(row["sparsity_real"])
+    assert 1.0 <= row["reduction_real"] <= row["reduction_padded"]
+    header, _, line = m["table"].splitlines()
+    assert "FLOPs reduction, padded (the paper's convention)" in header
+    assert line.startswith(f"| {TASK} | accuracy | {row['reduction_real']:.2f}x |")
+    for step in ("01_finetune_teacher", "02_token_pruning"):
+        assert (tmp_path / "out" / TASK / f"{step}.ipynb").exists()
+    assert not math.isnan(row["score"])
+    _figures(tmp_path, "07_reproduction", f"01_finetune_{TASK}", f"02_training_curves_{TASK}")
