@@ -24,9 +24,10 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
 # `quick`: minutes on a 2-core CPU. Few epochs, a training subset for the larger tasks,
 # and a warm-up that ends early enough for the model to recover at the final target.
 QUICK_PRESET: dict[str, Any] = dict(
-    bin_num=25, topk=20, epochs=3, warmup_epochs=1.5, finetune_epochs=2, finetune_learning_rate=5e-5,
-    learning_rate=5e-5, reg_learning_rate=0.05, distill_rank_loss_alpha=1e-3,
-    max_train_samples=4000, max_eval_samples=None, eval_steps=None, evals_per_epoch=2,
+    bin_num=25, topk=20, epochs=3, warmup_epochs=1.5, finetune_epochs=2,
+    finetune_learning_rate=1e-4, learning_rate=5e-5, reg_learning_rate=0.05,
+    distill_rank_loss_alpha=1e-3, batch_size=16, max_train_samples=2000, max_eval_samples=None,
+    eval_steps=None, evals_per_epoch=2,
 )
 
 PRESETS = ("paper", "quick")

@@ -146,17 +146,11 @@ def execute_notebook(name: str, output_path: str, parameters: dict,
 def table_row_of(top_dir: str) -> dict:
     """``toplib.pipeline.table_row`` of a finished ToP run directory.
 
-    When no evaluation met the target, the FLOPs figures of the last evaluation are
-    filled in (the row keeps ``target_missed=True``), so the table can still be printed.
+    When no evaluation met the target, the row holds the last evaluation and
+    ``target_missed=True``.
     """
     from .config import TrainConfig
     from .pipeline import table_row
-    from .sweep import run_metrics
     with open(os.path.join(top_dir, RESULTS_FILE)) as f:
         results = json.load(f)
-    row = table_row(results, TrainConfig.from_dict(results["config"]))
-    if row["reduction_real"] is None:
-        measured = run_metrics(top_dir)
-        row.update({k: v for k, v in measured.items()
-                    if k in row and (row[k] is None or row[k] != row[k])})  # None or NaN
-    return row
+    return table_row(results, TrainConfig.from_dict(results["config"]))

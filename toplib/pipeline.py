@@ -62,10 +62,18 @@ def format_table(rows: list[dict]) -> str:
     """Markdown table in the paper's format (Table 2: FLOPs reduction and score)."""
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['metric']} | {r['reduction_real']:.2f}x | "
-                     f"{r['reduction_padded']:.2f}x | {100 * r['score']:.2f} | "
-                     f"{100 * r['teacher_score']:.2f} |")
+        cells = [_fmt(r["reduction_real"], "{:.2f}x"), _fmt(r["reduction_padded"], "{:.2f}x"),
+                 _fmt(r["score"], "{:.2f}", 100), _fmt(r["teacher_score"], "{:.2f}", 100)]
+        missed = " (target missed)" if r.get("target_missed") else ""
+        lines.append(f"| {r['task']} | {r['metric']} | " + " | ".join(cells) + f"{missed} |")
     return "\n".join(lines)
+
+
+def _fmt(value, pattern: str, scale: float = 1.0) -> str:
+    """A table cell; n/a for a missing or NaN value (a run that missed its target)."""
+    if value is None or value != value:
+        return "n/a"
+    return pattern.format(value * scale)
 
 
 def quickstart(output_dir: str = "runs/quickstart", sparsity: float = 0.5, resume: bool = False,

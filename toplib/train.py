@@ -126,13 +126,15 @@ def _evaluate_and_save(stage, loaders, data, tokenizer, config, output_dir, stat
     summary = dict(results[next(iter(results))], score=mean_score(results))
     summary.update(step=state["step"], kind="eval", splits=results)
     _log(history_path, summary, callback)
+    state["last"] = {"score": summary["score"], "step": state["step"], "results": results}
     extra = dict(meta, step=state["step"], results=results)
     if eligible(summary) and (state["best"] is None or summary["score"] > state["best"]["score"]):
         state["best"] = {"score": summary["score"], "step": state["step"], "results": results}
         stage.top.save_pretrained(os.path.join(output_dir, "best"), tokenizer, extra)
         logger.info("step %d: new best %.4f", state["step"], summary["score"])
     stage.top.save_pretrained(os.path.join(output_dir, "last"), tokenizer, extra)
-    save_state({"step": state["step"], "best": state["best"], "elapsed": state["elapsed"],
+    save_state({"step": state["step"], "best": state["best"], "last": state["last"],
+                "elapsed": state["elapsed"],
                 "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in stage.schedulers.items()},
                 "modules": {k: m.state_dict() for k, m in stage.modules().items()},
@@ -152,7 +154,8 @@ def _restore(stage, output_dir: str, state: dict) -> dict:
         module.load_state_dict(saved["modules"][k])
     set_rng_state(saved["rng"])
     logger.info("resumed %s at step %d", output_dir, saved["step"])
-    return {"step": saved["step"], "best": saved["best"], "elapsed": saved["elapsed"]}
+    return {"step": saved["step"], "best": saved["best"], "last": saved["last"],
+            "elapsed": saved["elapsed"]}
 
 
 def _finish(stage, output_dir, state, wall, meta, loaders, data, device) -> dict:
@@ -161,8 +164,7 @@ def _finish(stage, output_dir, state, wall, meta, loaders, data, device) -> dict
         import shutil
         shutil.copytree(os.path.join(output_dir, "last"), os.path.join(output_dir, "best"),
                         ignore=shutil.ignore_patterns(STATE_FILE), dirs_exist_ok=True)
-        state["best"] = {"score": float("nan"), "step": state["step"], "results": None,
-                         "target_missed": True}
+        state["best"] = dict(state["last"], target_missed=True)
     results = dict(meta, best=state["best"], wall_time_s=wall, steps=state["step"])
     with open(os.path.join(output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
