@@ -22,13 +22,16 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate_model(top, loader, spec, max_seq_length: int, pruning: bool = True,
-                   device: torch.device | str = "cpu", progress: bool = True) -> dict:
+                   device: torch.device | str = "cpu", progress: bool = True, gates=None,
+                   random_ranking: bool = False) -> dict:
     """Evaluate a ToPModel on one split.
 
     Args:
         top: ToPModel (put in eval mode here); loader: batches from ``data.make_loader``.
         spec: the task's TaskSpec; max_seq_length: length of the padded convention.
         pruning: False evaluates the dense model.
+        gates: (z_bins, z_pruner) to use instead of the model's; random_ranking: rank
+            tokens at random (the training-free baselines of ``toplib.sweep``).
     Returns:
         dict with the task metrics, ``score``, ``sparsity_real``, ``reduction_real``,
         ``sparsity_padded``, ``reduction_padded``, ``keep_ratio`` (one per layer: tokens
@@ -39,7 +42,7 @@ def evaluate_model(top, loader, spec, max_seq_length: int, pruning: bool = True,
     for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
         batch = {k: v.to(device) for k, v in batch.items()}
         out = top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-                  pruning=pruning)
+                  pruning=pruning, gates=gates, random_ranking=random_ranking)
         logits.append(out.logits.float().cpu())
         labels.append(batch["labels"].cpu())
         kept.append((out.alive > 0).sum(-1).cpu())  # (B, N) tokens entering each layer
@@ -76,9 +79,10 @@ def flops_report(dims, kept: torch.Tensor, lengths: torch.Tensor, max_seq_length
 
 
 def evaluate_splits(top, loaders: dict, spec, max_seq_length: int, pruning: bool = True,
-                    device="cpu", progress: bool = True) -> dict[str, dict]:
-    """``evaluate_model`` on every validation split (MNLI has two)."""
-    return {name: evaluate_model(top, loader, spec, max_seq_length, pruning, device, progress)
+                    device="cpu", progress: bool = True, **kwargs) -> dict[str, dict]:
+    """``evaluate_model`` on every validation split (MNLI has two); kwargs go through."""
+    return {name: evaluate_model(top, loader, spec, max_seq_length, pruning, device, progress,
+                                 **kwargs)
             for name, loader in loaders.items()}
 
 

@@ -1,5 +1,5 @@
-"""Score against FLOPs: ToP at several sparsity targets, and the training-free baselines
-(``toplib.baselines``) at the FLOPs sparsity each ToP model actually measured.
+"""Score against FLOPs: ToP at several sparsity targets, and the training-free baselines at
+the FLOPs sparsity each ToP model actually measured.
 
 Both baselines prune a dense teacher with the same per-location bin schedule, chosen by
 :func:`toplib.infer.set_eval_sparsity` to hit the requested real-length FLOPs sparsity on
@@ -56,26 +56,12 @@ def evaluate_with_gates(top, loaders: dict, spec, max_seq_length: int, gates=Non
     Returns:
         score (mean over splits) and the first split's FLOPs figures and keep_ratio.
     """
-    from .evaluate import flops_report
-    from .metrics import compute_metrics, score
+    from .evaluate import evaluate_splits, mean_score
     torch.manual_seed(seed)
-    top.eval()
-    scores, first = [], None
-    for loader in loaders.values():
-        logits, labels, kept, lengths = [], [], [], []
-        for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-                      pruning=pruning, gates=gates, random_ranking=random_ranking)
-            logits.append(out.logits.float().cpu())
-            labels.append(batch["labels"].cpu())
-            kept.append((out.alive > 0).sum(-1).cpu())  # (B, N) tokens entering each layer
-            lengths.append(batch["attention_mask"].sum(-1).cpu())
-        metrics = compute_metrics(spec, torch.cat(logits).numpy(), torch.cat(labels).numpy())
-        scores.append(score(spec, metrics))
-        if first is None:
-            first = flops_report(top.dims, torch.cat(kept), torch.cat(lengths), max_seq_length)
-    return {"score": float(sum(scores) / len(scores)), **{k: first[k] for k in FLOPS_KEYS},
+    results = evaluate_splits(top, loaders, spec, max_seq_length, pruning, device, progress=False,
+                              gates=gates, random_ranking=random_ranking)
+    first = next(iter(results.values()))
+    return {"score": mean_score(results), **{k: first[k] for k in FLOPS_KEYS},
             "keep_ratio": first["keep_ratio"]}
 
 
