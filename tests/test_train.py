@@ -123,3 +123,24 @@ def test_cli_evaluate_json_reports_both_flops_conventions(teacher_dir, capsys):
                 "reduction_padded", "keep_ratio"):
         assert key in m, key
     assert m["sparsity_real"] == 0.0 and m["reduction_padded"] > 1.0  # a dense teacher
+
+
+GLUE_DIR = os.environ.get("TOPLIB_GLUE_DIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "glue"))
+
+
+@pytest.mark.skipif(not os.path.isdir(GLUE_DIR), reason=f"local GLUE TSVs not at {GLUE_DIR}")
+@pytest.mark.parametrize("task, metrics", [
+    ("cola", {"matthews"}), ("mrpc", {"f1", "accuracy"}), ("stsb", {"pearson", "spearman"}),
+])
+def test_glue_tasks_run_end_to_end_with_their_metrics(task, metrics, tiny_model_dir, tmp_path):
+    config = build_train_config(task, "quick", dict(RUN, sparsity=0.3))
+    finetune(task, str(tmp_path / "teacher"), model=tiny_model_dir, config=config,
+             data_dir=GLUE_DIR, progress=False)
+    results = prune(task, str(tmp_path / "teacher"), str(tmp_path / "top"), config,
+                    data_dir=GLUE_DIR, progress=False)
+    evaluated = results["best"]["results"]["validation"]
+    assert metrics <= set(evaluated) and metrics <= set(results["teacher_results"]["validation"])
+    assert evaluated["num_examples"] == RUN["max_eval_samples"]
+    head = ToPModel.from_pretrained(str(tmp_path / "top" / "best")).model.classifier
+    assert head.out_features == (1 if task == "stsb" else 2)  # STS-B: a regression head

@@ -45,9 +45,13 @@ def load_tokenizer(model: str | None):
 
 
 def load_classifier(model: str | None, spec: TaskSpec):
-    """An eager-attention sequence classifier with the task's head (num_labels, problem)."""
+    """An eager-attention sequence classifier with the task's head (num_labels, problem).
+
+    A checkpoint whose head has another number of labels gets a fresh head.
+    """
     return AutoModelForSequenceClassification.from_pretrained(
         check_model_type(model), num_labels=spec.num_labels, attn_implementation="eager",
+        ignore_mismatched_sizes=True,
         problem_type="regression" if spec.is_regression else "single_label_classification")
 
 
