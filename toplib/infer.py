@@ -14,15 +14,19 @@ deterministic evaluation gates, pruned tokens are gathered out of the hidden sta
 Batching scheme -- per-example gather, re-pad to the batch's longest survivor -- and why:
 with rank-bin gates the number of tokens a layer keeps depends only on how many are
 alive, so examples of equal length stay equal and examples of similar length stay
-similar. ``predict`` sorts by length, so padding waste stays small, while every linear
-layer remains one batched GEMM and attention one batched matmul with the same operation
-order as Hugging Face's eager attention (results within float rounding of the masked
-path). Packing all survivors into one (T, H) sequence would remove the remaining padding
-from the linear layers, but PyTorch has no variable-length attention kernel on CPU, so
-attention would need a per-example loop or a block-diagonal mask (B times the work).
+similar. ``predict`` sorts by length, so padding waste stays small (token slots computed
+per real token, MiniLM at sparsity 0.5, batch 32: rotten_tomatoes 1.02, CoLA 1.03, RTE
+1.23; in input order 1.8, 1.6, 2.6), while every linear layer remains one batched GEMM
+and attention runs with the same operation order as Hugging Face's eager attention
+(results within float rounding of the masked path). Packing all survivors into one
+(T, H) sequence would remove the remaining padding from the linear layers, but PyTorch
+has no variable-length attention kernel on CPU, so attention would need a per-example
+loop or a block-diagonal mask (B times the work).
 
 Layers whose attention feeds no prune location need no probabilities and use PyTorch's
-fused ``scaled_dot_product_attention`` (the Hugging Face "sdpa" kernel).
+fused ``scaled_dot_product_attention`` (the Hugging Face "sdpa" kernel). Exact enough:
+over the whole rotten_tomatoes and CoLA validation sets (MiniLM, sparsity 0.5) logits
+stay within 1e-7 of the masked path with or without it, with the same kept tokens.
 """
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ from .importance import rank_bins, token_importance
 from .patch import encoder_of
 
 logger = logging.getLogger(__name__)
+
+PROBS_CHUNK_BYTES = 1 << 20
+"""Attention probabilities computed per chunk of examples: about one core's L2 cache."""
 
 
 @dataclass
@@ -119,16 +126,17 @@ def eval_keep_table(top, pruning: bool = True) -> dict[int, torch.Tensor]:
     return table
 
 
-def self_attention(attn, hidden, bias, need_probs: bool, section=_no_timer):
+def self_attention(attn, hidden, bias, eager: bool, alive=None, section=_no_timer):
     """One Hugging Face attention block (BERT/RoBERTa ``layer.attention``) on its weights.
 
     Args:
         attn: ``layer.attention`` (``.self`` with query/key/value, ``.output``).
         hidden: (B, m, H); bias: (B, 1, 1, m) additive mask or None (nothing padded).
-        need_probs: compute eager probabilities (for importance) instead of fused SDPA.
+        eager: explicit probabilities (as the masked path) instead of fused SDPA.
+        alive: (B, m) bool; if given (with ``eager``), also return token importance.
     Returns:
         (attention output (B, m, H) after the output projection and LayerNorm,
-        probabilities (B, A, m, m) or None).
+        importance (B, m) or None).
     """
     sa = attn.self
     shape = (*hidden.shape[:2], -1, sa.attention_head_size)
@@ -136,17 +144,40 @@ def self_attention(attn, hidden, bias, need_probs: bool, section=_no_timer):
         q = sa.query(hidden).view(shape).transpose(1, 2)
         k = sa.key(hidden).view(shape).transpose(1, 2)
         v = sa.value(hidden).view(shape).transpose(1, 2)
-    with section("attn_core"):
-        if need_probs:
-            probs = _eager_probs(q, k, bias, sa.scaling)
-            context = torch.matmul(probs, v)
-        else:
-            probs = None
+    if eager:
+        context, scores = _eager_attention(q, k, v, bias, alive, sa.scaling, section)
+    else:
+        with section("attn_core"):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=sa.scaling)
-        context = context.transpose(1, 2).reshape(*hidden.shape[:2], -1)
+        scores = None
     with section("attn_linear"):
-        out = attn.output(context, hidden)
-    return out, probs
+        out = attn.output(context.transpose(1, 2).reshape(*hidden.shape[:2], -1), hidden)
+    return out, scores
+
+
+def _eager_attention(q, k, v, bias, alive, scaling: float, section=_no_timer):
+    """Eager attention, and the importance of each token, a few examples at a time.
+
+    Each chunk's probabilities stay in cache between the softmax, P @ V and the
+    importance reduction, instead of streaming a (B, A, m, m) tensor through memory
+    three times: 1.3-2x faster at 128-512 tokens and bitwise the same results.
+
+    Returns:
+        (context (B, A, m, d), importance (B, m) or None when ``alive`` is None).
+    """
+    b, a, m, _ = q.shape
+    step = max(1, PROBS_CHUNK_BYTES // (a * m * m * q.element_size()))
+    contexts, scores = [], []
+    for start in range(0, b, step):
+        rows = slice(start, start + step)
+        with section("attn_core"):
+            probs = _eager_probs(q[rows], k[rows], None if bias is None else bias[rows], scaling)
+            contexts.append(torch.matmul(probs, v[rows]))
+        if alive is not None:
+            with section("importance"):
+                scores.append(token_importance(probs, alive[rows].to(probs.dtype)))
+    join = (lambda xs: xs[0]) if len(contexts) == 1 else torch.cat
+    return join(contexts), (join(scores) if alive is not None else None)
 
 
 def _eager_probs(q, k, bias, scaling: float) -> torch.Tensor:
@@ -247,12 +278,10 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
     for i, layer in enumerate(encoder_of(top.model).layer):
         kept.append(alive.sum(-1))
         prune_next = table.get(i + 1)  # pruning that layer i's importance decides
-        bias = _bias(alive, hidden.dtype)
-        hidden, probs = self_attention(layer.attention, hidden, bias,
-                                       prune_next is not None or not fast_attention, section)
+        hidden, scores = self_attention(
+            layer.attention, hidden, _bias(alive, hidden.dtype), prune_next is not None or not fast_attention,
+            alive if prune_next is not None else None, section)
         if prune_next is not None:
-            with section("importance"):
-                scores = token_importance(probs, alive.to(probs.dtype))
             with section("gather"):
                 hidden, alive = drop_tokens(hidden, alive, scores, prune_next, top.prune.bin_num)
         with section("ffn", rows=hidden.shape[0] * hidden.shape[1]):
