@@ -8,7 +8,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 THREADS=${THREADS:-1}
 NICE=${NICE:-0}
 R=benchmarks/results
-NEWS="--task 20news --data-dir /work/shared/data/20news"
+DATA=${TOPLIB_DATA_DIR:-../shared/data}
+NEWS="--task 20news --data-dir $DATA/20news"
 BB="--config bert-base --sparsity 0.6 $NEWS"   # random weights, prune layers 2..11, BIN_NUM 25
 MINI="--sparsity 0.6 $NEWS"                   # offline default: all-MiniLM-L6-v2, prune layers 1..5
 

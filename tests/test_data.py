@@ -45,7 +45,7 @@ def test_task_table_values():
 
 
 # ---------------------------------------------------------------- local GLUE files
-# (task, {split: rows}, {label: count}) from /work/shared/data/README.md
+# (task, {split: rows}, {label: count}) from ../shared/data/README.md
 GLUE_CASES = [
     ("cola", {"train": 8551, "validation": 1043}, {"train": {1: 6023, 0: 2528}}),
     ("sst2", {"train": 67349, "validation": 872}, {"validation": {1: 444, 0: 428}}),

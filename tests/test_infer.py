@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -191,13 +192,14 @@ def _real_check(task: str, data_dir: str | None, limit: int | None):
     assert torch.equal(pred.kept, torch.cat(kept))
 
 
-GLUE = "/work/shared/data/glue"
+GLUE = os.environ.get("TOPLIB_GLUE_DIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "glue"))
 REAL_CASES = [("rotten_tomatoes", None), ("cola", GLUE)]
 
 
 @pytest.mark.parametrize("task,data_dir", REAL_CASES)
 def test_real_data_subset(task, data_dir):
-    if data_dir and not __import__("os").path.isdir(data_dir):
+    if data_dir and not os.path.isdir(data_dir):
         pytest.skip(f"{data_dir} not present")
     _real_check(task, data_dir, limit=96)
 
@@ -205,6 +207,6 @@ def test_real_data_subset(task, data_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("task,data_dir", REAL_CASES)
 def test_real_data_whole_validation_set(task, data_dir):
-    if data_dir and not __import__("os").path.isdir(data_dir):
+    if data_dir and not os.path.isdir(data_dir):
         pytest.skip(f"{data_dir} not present")
     _real_check(task, data_dir, limit=None)
