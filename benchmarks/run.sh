@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The benchmark runs behind benchmarks/README.md: `benchmarks/run.sh NAME...` (or `all`).
 # Each writes benchmarks/results/<NAME>_t<THREADS>.json, the printed table (.txt) and the log.
-# THREADS: torch threads (default: 1, see README on machine load); NICE: scheduling priority.
+# THREADS: torch threads (default: 1, see README on machine load); NICE: scheduling priority;
+# SUFFIX: appended to the output names; QUIET_LOAD: wait (up to 20 min) until the 1-minute
+# load average is below this before each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 THREADS=${THREADS:-1}
 NICE=${NICE:-0}
+SUFFIX=${SUFFIX:-}
+QUIET_LOAD=${QUIET_LOAD:-}
 R=benchmarks/results
 DATA=${TOPLIB_DATA_DIR:-../shared/data}
 NEWS="--task 20news --data-dir $DATA/20news"
@@ -32,8 +36,16 @@ bert-base_L512_bs1 bert-base_L512_bs32"
 
 names=("$@")
 [[ ${#names[@]} -eq 0 || ${names[0]} == all ]] && names=($ORDER)
+wait_quiet() {
+  [[ -z $QUIET_LOAD ]] && return 0
+  for _ in $(seq 80); do
+    awk -v max="$QUIET_LOAD" '{exit !($1 < max)}' /proc/loadavg && return 0
+    sleep 15
+  done
+}
 for name in "${names[@]}"; do
-  out="$R/${name}_t$THREADS"
+  wait_quiet
+  out="$R/${name}_t$THREADS$SUFFIX"
   # shellcheck disable=SC2086  # word splitting of the argument strings is intended
   nice -n "$NICE" .venv/bin/toplib bench --threads "$THREADS" ${RUNS[$name]} --json "$out.json" \
     2>"$out.log" | tee "$out.txt"
