@@ -101,3 +101,22 @@ def test_keep_mask_scales_soft_alive_values():
     alive = torch.tensor([[1.0, 0.5, 0.5]])
     keep = keep_mask(bins, alive, torch.tensor([1.0, 0.0]), torch.tensor(1.0))
     assert keep.tolist() == [[1.0, 0.5, 0.0]]
+
+
+KEPT_CASES = [
+    # lengths (with [CLS]), keep mask per location, locations, layers, bin_num, expected
+    ([9], [[1, 1, 0, 0]], (1,), 2, 4, [[9, 5]]),  # 8 ranked tokens, 2 per bin: half go
+    ([9], [[0, 1, 1, 1]], (1,), 2, 4, [[9, 7]]),  # the top bin closed: ranks 0, 1 go
+    ([5], [[1, 1, 0, 1, 1, 1, 0, 1]], (1,), 2, 8, [[5, 3]]),  # 4 tokens in bins 0, 2, 4, 6
+    ([3], [[1, 1, 1, 0]], (1,), 2, 4, [[3, 3]]),  # 2 tokens sit in bins 0 and 2: none in 3
+    ([1], [[0, 0, 0, 0]], (1,), 2, 4, [[1, 1]]),  # [CLS] alone stays
+    ([9, 5], [[1, 1, 0, 0], [1, 1, 0, 0]], (1, 2), 3, 4, [[9, 5, 3], [5, 3, 2]]),  # compounding
+]
+
+
+@pytest.mark.parametrize("lengths, keep, locations, layers, bin_num, expected", KEPT_CASES)
+def test_kept_counts_hand_worked(lengths, keep, locations, layers, bin_num, expected):
+    from toplib.importance import kept_counts
+    got = kept_counts(torch.tensor(lengths), torch.tensor(keep, dtype=torch.float32), locations,
+                      layers, bin_num)
+    assert got.tolist() == expected

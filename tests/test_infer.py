@@ -166,7 +166,8 @@ def test_set_eval_sparsity_hits_target_and_simulation_is_exact(target):
     assert math.isclose(achieved, float(measured), abs_tol=1e-9)
     assert abs(achieved - target) < 0.1  # tiny inputs: coarse steps
     closed = [int(c) for c in (1 - top.gates(training=False)[0]).sum(-1)]
-    expected = simulate_kept(torch.tensor(lengths), closed, list(top.prune.prune_location), 4, BIN_NUM)
+    expected = simulate_kept(torch.tensor(lengths), closed, list(top.prune.prune_location),
+                             top.dims.num_layers, BIN_NUM)
     assert torch.equal(out.kept, expected)
 
 

@@ -281,3 +281,27 @@ def test_unsupported_model_type_is_rejected(model_type):
 def test_prune_location_outside_the_model_is_rejected(location):
     with pytest.raises(ValueError, match=r"prune_location=.*1\.\.3"):
         ToPModel(tiny_classifier("bert"), PruneConfig(prune_location=location))
+
+
+# ---- token counts under the evaluation gates, from lengths alone -----------------------
+@pytest.mark.parametrize("bin_num", [4, 7])
+def test_kept_counts_from_lengths_equal_the_model_forward(family, bin_num):
+    """Scattered closed bins and a switched-off pruner: the counts the constraint holds
+    (``kept_counts``) are the ones a real forward pass keeps, whatever the attention."""
+    from toplib.importance import kept_counts
+    _, top = reference_and_top(family)
+    top = ToPModel(top.model, PruneConfig(bin_num=bin_num)).eval()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        top.gates.bin_log_alpha.copy_(torch.where(torch.rand(3, bin_num, generator=gen) < 0.4,
+                                                  SHUT, OPEN))
+        top.gates.pruner_log_alpha.copy_(torch.tensor([OPEN, SHUT, OPEN]))
+    lengths = (12, 11, 9, 7, 5, 2)
+    ids, mask = padded_batch(top.config, lengths=lengths)
+    with torch.no_grad():
+        forward = (top(ids, mask).alive > 0).sum(-1)
+        z_bins, z_pruner = top.gates()
+    keep = 1 - (1 - z_bins) * z_pruner[:, None]
+    counted = kept_counts(torch.tensor(lengths), keep, top.prune.prune_location, 4, bin_num)
+    assert torch.equal(counted, forward)
+    assert (forward[:, -1] < torch.tensor(lengths)).any(), "the gates should prune something"

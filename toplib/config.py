@@ -114,6 +114,9 @@ class TrainConfig:
     """Evaluations per epoch when ``eval_steps`` is None."""
     sparsity_epsilon: float = 0.01
     """The best checkpoint is chosen among evaluations with sparsity >= target - epsilon."""
+    constrain_measured: bool = True
+    """Hold the sparsity the evaluation gates give (exact token counts) to the target, with
+    the expected sparsity's gradient; False: the expected sparsity alone (the release)."""
     distill_temperature: float = 2.0
     """Temperature of logit distillation."""
     max_train_samples: int | None = None

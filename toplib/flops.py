@@ -77,3 +77,13 @@ def expected_lengths(
 def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """FLOPs sparsity ``1 - mean(pruned) / mean(dense)`` over a batch."""
     return 1.0 - pruned.sum() / dense.sum()
+
+
+def measured_sparsity(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims) -> float:
+    """Real-length FLOPs sparsity of measured token counts.
+
+    Args:
+        kept: (B, N) tokens entering each layer; lengths: (B,) real lengths.
+    """
+    pruned = encoder_macs(kept.to(torch.float64), dims)
+    return float(sparsity(pruned, dense_macs(lengths.to(torch.float64), dims)))

@@ -62,3 +62,41 @@ def keep_mask(
     keep = 1.0 - (1.0 - z_bins[bins]) * z_pruner
     keep = torch.cat([torch.ones_like(keep[:, :1]), keep[:, 1:]], dim=1)  # CLS always kept
     return alive * keep
+
+
+def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, num_layers: int,
+                bin_num: int) -> torch.Tensor:
+    """Tokens entering each layer under 0/1 gates, from the lengths alone.
+
+    Which bins a sequence's ranks fall in depends only on how many tokens are alive, not on
+    which tokens they are, so the counts the model would keep under deterministic gates
+    follow from each example's length. :func:`rank_bins` itself is applied to a synthetic
+    ranking, so the bin boundaries round exactly as in the model.
+
+    Args:
+        lengths: (E,) real lengths including [CLS].
+        keep_bins: (P, bin_num) 0/1, bin b kept at prune location p
+            (``1 - (1 - z_bins) * z_pruner`` of the deterministic gates).
+        prune_location: the P layers that receive pruned inputs.
+    Returns:
+        (E, N) long tokens entering each layer.
+    Example:
+        >>> keep = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # the lower half of the ranks closes
+        >>> kept_counts(torch.tensor([9]), keep, (1,), 2, 4).tolist()
+        [[9, 5]]
+    """
+    locations = {loc: p for p, loc in enumerate(prune_location)}
+    alive_n = lengths.long().clone()
+    rows = []
+    for layer in range(num_layers):
+        if layer in locations:
+            values, inverse = torch.unique(alive_n, return_inverse=True)
+            width = int(values.max())
+            alive = (torch.arange(width)[None, :] < values[:, None]).float()
+            scores = -torch.arange(width, dtype=torch.float32).expand(len(values), -1)
+            bins = rank_bins(scores, alive, bin_num)
+            kept = keep_bins[locations[layer]].bool()[bins] & alive.bool()
+            kept[:, 0] = True  # [CLS] always stays
+            alive_n = kept.sum(-1)[inverse]
+        rows.append(alive_n.clone())
+    return torch.stack(rows, dim=1)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .importance import rank_bins, token_importance
+from .importance import kept_counts, rank_bins, token_importance
 from .patch import encoder_of
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class DropOutput:
 
 
 class SectionTimer:
-    """Accumulates wall time per named section of :func:`prune_forward` (CPU, synchronous).
+    """Accumulates time per named section of :func:`prune_forward` (CPU ops are synchronous).
 
     Sections given ``rows`` (tokens computed, padding included) also keep one
     (rows, seconds) sample per call, to fit time against work.
@@ -221,7 +221,10 @@ def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
     width = int(counts.max())
     # Stable sort of "dropped" flags puts survivors first, in their original order.
     order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :width]
-    hidden = hidden.gather(1, order[..., None].expand(-1, -1, hidden.shape[-1]))
+    # Copy whole rows (index_select) rather than gather element by element: ~10x faster.
+    batch, m, h = hidden.shape
+    rows = (order + torch.arange(batch, device=order.device)[:, None] * m).reshape(-1)
+    hidden = hidden.reshape(batch * m, h).index_select(0, rows).view(batch, width, h)
     alive = torch.arange(width, device=hidden.device)[None, :] < counts[:, None]
     return hidden, alive
 
@@ -278,10 +281,11 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
     for i, layer in enumerate(encoder_of(top.model).layer):
         kept.append(alive.sum(-1))
         prune_next = table.get(i + 1)  # pruning that layer i's importance decides
-        hidden, scores = self_attention(
-            layer.attention, hidden, _bias(alive, hidden.dtype), prune_next is not None or not fast_attention,
-            alive if prune_next is not None else None, section)
-        if prune_next is not None:
+        prune_here = prune_next is not None
+        hidden, scores = self_attention(layer.attention, hidden, _bias(alive, hidden.dtype),
+                                        prune_here or not fast_attention,
+                                        alive if prune_here else None, section)
+        if prune_here:
             with section("gather"):
                 hidden, alive = drop_tokens(hidden, alive, scores, prune_next, top.prune.bin_num)
         with section("ffn", rows=hidden.shape[0] * hidden.shape[1]):
@@ -359,29 +363,15 @@ def simulate_kept(lengths: torch.Tensor, closed, prune_location, num_layers: int
                   bin_num: int) -> torch.Tensor:
     """Tokens entering each layer when the ``closed[p]`` lowest-ranked bins close at location p.
 
-    Uses :func:`rank_bins` itself on a synthetic ranking, so bin boundaries round exactly as
-    in the model; the counts do not depend on which tokens rank where.
-
     Args:
         lengths: (E,) real lengths; closed: closed bins per prune location.
     Returns:
-        (E, N) long.
+        (E, N) long, as :func:`toplib.importance.kept_counts` counts them.
     """
-    alive_n = lengths.long().clone()
-    rows = []
-    for layer in range(num_layers):
-        if layer in prune_location:
-            c = closed[prune_location.index(layer)]
-            values, inverse = torch.unique(alive_n, return_inverse=True)
-            width = int(values.max())
-            alive = (torch.arange(width)[None, :] < values[:, None]).float()
-            scores = -torch.arange(width, dtype=torch.float32).expand(len(values), -1)
-            bins = rank_bins(scores, alive, bin_num)
-            survivors = ((bins < bin_num - c) & alive.bool()).sum(-1)
-            survivors = torch.maximum(survivors, torch.ones_like(survivors))  # [CLS] stays
-            alive_n = survivors[inverse]
-        rows.append(alive_n.clone())
-    return torch.stack(rows, dim=1)
+    keep = torch.ones(len(prune_location), bin_num)
+    for p, c in enumerate(closed):
+        keep[p, bin_num - c:] = 0.0  # c = 0: an empty slice
+    return kept_counts(lengths, keep, prune_location, num_layers, bin_num)
 
 
 def set_eval_sparsity(top, lengths: torch.Tensor, target: float) -> float:
@@ -412,7 +402,7 @@ def set_eval_sparsity(top, lengths: torch.Tensor, target: float) -> float:
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if sparsity_of(mid) < target else (lo, mid)
-    best = min({lo, max(lo - 1, 0)}, key=lambda t: abs(sparsity_of(t) - target))
+    best = min((t for t in (lo - 1, lo) if t >= 0), key=lambda t: abs(sparsity_of(t) - target))
     with torch.no_grad():
         for p, c in enumerate(schedule(best)):
             top.gates.bin_log_alpha[p].fill_(GATE_OPEN)

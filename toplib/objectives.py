@@ -13,6 +13,8 @@ from transformers import get_linear_schedule_with_warmup
 
 from .config import TrainConfig
 from .constraint import LagrangianConstraint, warmup_progress, warmup_target
+from .flops import measured_sparsity
+from .importance import kept_counts
 from .ranking import rank_distillation_loss
 
 MAX_GRAD_NORM = 1.0  # Hugging Face Trainer default, used by the release
@@ -88,8 +90,13 @@ class PruneStage:
         else:
             fit = distillation_loss(out.logits, teacher.logits, cfg.distill_temperature)
         target = warmup_target(step, cfg.sparsity, self.warmup_steps)
-        expected = top.expected_sparsity(mask.sum(-1))
-        lag = self.lagrangian(expected, target)
+        lengths = mask.sum(-1)
+        expected = top.expected_sparsity(lengths)
+        measured = self.measured_sparsity(lengths)
+        # Straight-through: the constraint holds what evaluation measures (the pruner gate on
+        # or off, whole tokens per bin), with the gradient of the smooth expectation.
+        held = expected + (measured - expected).detach() if cfg.constrain_measured else expected
+        lag = self.lagrangian(held, target)
         rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask, cfg.topk)
                    for layer in top.prune.rank_distill_layers)
         rank_weight = cfg.distill_rank_loss_alpha * max(0.01, 1 - warmup_progress(step, self.warmup_steps))
@@ -98,10 +105,21 @@ class PruneStage:
         return loss, {
             "distill_loss" if not self.regression else "task_loss": fit.item(),
             "lagrangian_loss": lag.item(), "rank_loss": float(rank.detach()) if torch.is_tensor(rank) else 0.0, "rank_weight": rank_weight,
-            "expected_sparsity": expected.item(), "target_sparsity": target,
+            "expected_sparsity": expected.item(), "measured_sparsity": measured,
+            "target_sparsity": target,
             "lambda_1": self.lagrangian.lambda_1.item(), "lambda_2": self.lagrangian.lambda_2.item(),
             "expected_keep_ratio": [round(x, 4) for x in keep.tolist()],
         }
+
+    @torch.no_grad()
+    def measured_sparsity(self, lengths: torch.Tensor) -> float:
+        """Real-length sparsity of a batch under the evaluation gates (exact, no forward pass)."""
+        top = self.top
+        z_bins, z_pruner = top.gates(training=False)
+        keep = (1.0 - (1.0 - z_bins) * z_pruner[:, None]).cpu()  # (P, bin_num) 0/1
+        kept = kept_counts(lengths.cpu(), keep, top.prune.prune_location, top.dims.num_layers,
+                           top.prune.bin_num)
+        return measured_sparsity(kept, lengths.cpu(), top.dims)
 
     def after_step(self) -> None:
         self.top.gates.clamp_()
