@@ -1,4 +1,4 @@
-"""The benchmark runs end to end on a tiny model (no timing assertions: speed lives in benchmarks/)."""
+"""The benchmark runs end to end on a tiny model (no timing assertions: see benchmarks/)."""
 from __future__ import annotations
 
 import argparse
@@ -93,7 +93,8 @@ def test_cli_registers_bench_subcommand():
     args = parser.parse_args(["bench", "--config", "bert-base", "--sparsity", "0.6",
                               "--length", "32,128", "--batch-sizes", "1,32", "--runs", "20"])
     assert callable(args.func)
-    assert (args.config, args.sparsity, args.length, args.runs) == ("bert-base", "0.6", "32,128", 20)
+    got = (args.config, args.sparsity, args.length, args.runs)
+    assert got == ("bert-base", "0.6", "32,128", 20)
 
 
 @pytest.mark.parametrize("field,value", [("runs", 0), ("batch_sizes", (0,)), ("sparsity", 1.0),

@@ -70,18 +70,21 @@ class BenchSettings:
 
     def __post_init__(self):
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
+        sizes_ok = bool(self.batch_sizes) and min(self.batch_sizes) >= 1
         for name, ok, allowed in (
-                ("batch_sizes", bool(self.batch_sizes) and min(self.batch_sizes) >= 1, "sizes >= 1"),
-                ("runs", self.runs >= 1, "must be >= 1"), ("warmup", self.warmup >= 0, "must be >= 0"),
+                ("batch_sizes", sizes_ok, "sizes >= 1"),
+                ("runs", self.runs >= 1, "must be >= 1"),
+                ("warmup", self.warmup >= 0, "must be >= 0"),
                 ("length", self.length is None or self.length >= 2, "must be >= 2 or None"),
-                ("sparsity", self.sparsity is None or 0 <= self.sparsity < 1, "must lie in [0, 1)")):
+                ("sparsity", self.sparsity is None or 0 <= self.sparsity < 1, "in [0, 1)")):
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: {allowed}")
 
 
 # ---- models -----------------------------------------------------------------------------
-def build_model(checkpoint: str | None = None, config: str | None = None, tokenizer: str | None = None,
-                prune: PruneConfig | None = None, num_labels: int = 2, seed: int = 0):
+def build_model(checkpoint: str | None = None, config: str | None = None,
+                tokenizer: str | None = None, prune: PruneConfig | None = None,
+                num_labels: int = 2, seed: int = 0):
     """A ToPModel and tokenizer: from a checkpoint, or random weights from a config.
 
     Args:
@@ -135,7 +138,8 @@ class OneDNNLinear(torch.nn.Module):
 
 def use_onednn(model: torch.nn.Module) -> torch.nn.Module:
     """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place."""
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    available = torch.backends.mkldnn.is_available()
+    if not (available and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         raise ValueError("onednn=True needs a PyTorch build with oneDNN (mkldnn) linear ops")
     for name, child in model.named_children():
         setattr(model, name, OneDNNLinear(child) if isinstance(child, torch.nn.Linear)
@@ -160,7 +164,8 @@ def benchmark_inputs(settings: BenchSettings, tokenizer, count: int) -> list[dic
     if not encoded:
         raise ValueError(f"length={settings.length}: no {spec.name} validation text is that long")
     if len(encoded) < count:
-        logger.info("only %d inputs of this length (wanted %d): batches repeat", len(encoded), count)
+        logger.info("only %d inputs of this length (wanted %d): batches repeat",
+                    len(encoded), count)
     return encoded[:count]
 
 
@@ -186,7 +191,7 @@ def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
 
 
 @torch.inference_mode()
-def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, dict]:
     """Seconds per forward pass of each variant; round r uses batch r mod len(batches).
 
     Returns:
@@ -287,13 +292,15 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
             pass the same one again when calling repeatedly with ``onednn``).
     Example:
         >>> top, tok = build_model(config="bert-base")  # doctest: +SKIP
-        >>> run_benchmark(BenchSettings("20news", "data/20news", length=128, sparsity=0.6), top, tok)  # doctest: +SKIP
+        >>> settings = BenchSettings("20news", "data/20news", length=128, sparsity=0.6)
+        >>> run_benchmark(settings, top, tok)  # doctest: +SKIP
     """
     pad_to = max_seq_length(settings)
     pad_id = top.config.pad_token_id if top.config.pad_token_id is not None else 0
     encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
     if settings.sparsity is not None:
-        set_eval_sparsity(top, torch.tensor([len(e["input_ids"]) for e in encoded]), settings.sparsity)
+        lengths = torch.tensor([len(e["input_ids"]) for e in encoded])
+        set_eval_sparsity(top, lengths, settings.sparsity)
     dense = dense if dense is not None else prepare_dense(top, settings.onednn)
     d = top.dims
     results = {"settings": asdict(settings), "threads": torch.get_num_threads(),
@@ -329,15 +336,17 @@ OVERHEAD_SECTIONS = ("embeddings", "gates", "importance", "gather", "head")
 def format_report(results: dict) -> str:
     """A readable table of one :func:`run_benchmark` result, with where the time goes."""
     s, m = results["settings"], results["model"]
-    lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers {m['prune_location'][0]}.."
-             f"{m['prune_location'][-1]} | {s['task']} | length {s['length'] or 'as is'} | "
+    lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers "
+             f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | "
+             f"length {s['length'] or 'as is'} | "
              f"{results['threads']} threads{' | oneDNN linears' if s['onednn'] else ''} | "
              f"median of {s['runs']} runs"]
     for row in results["batches"]:
         lat = row["latency_ms"]
-        lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real length); "
-                      f"FLOPs reduction {row['reduction_real']:.2f}x real, {row['reduction_padded']:.2f}x "
-                      f"vs {row['max_seq_length']} padded; load avg {row['loadavg_1min'][0]:.1f}",
+        lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real "
+                      f"length); FLOPs reduction {row['reduction_real']:.2f}x real, "
+                      f"{row['reduction_padded']:.2f}x vs {row['max_seq_length']} padded; "
+                      f"load avg {row['loadavg_1min'][0]:.1f}",
                   f"  {'variant':<14}{'latency ms':>12}{'ex/s':>10}{'speedup':>10}{'cpu ms':>12}"]
         lines += [f"  {name:<14}{lat[name]:>12.2f}{row['throughput'][name]:>10.1f}"
                   f"{lat['dense_dynamic'] / lat[name]:>9.2f}x{row['cpu_ms'][name]:>12.2f}"
@@ -362,11 +371,11 @@ def _profile_lines(profile: dict) -> list[str]:
     overhead, total = sum(drop.get(k, 0.0) for k in OVERHEAD_SECTIONS), sum(drop.values())
     fit = profile["ffn_fit"]
     lines += [f"    {'total':<12}{sum(dense.values()):>9.2f}{total:>9.2f}",
-              f"    overhead outside the FLOPs model: {overhead:.2f} ms ({100 * overhead / total:.0f}% "
-              f"of drop); FFN time per layer = {max(fit['fixed_ms'], 0):.2f} ms fixed + "
-              f"{1e3 * fit['per_row_ms']:.1f} us/token (fixed: "
-              f"{max(100 * fit['fixed_ms'] / fit['dense_layer_ms'], 0):.0f}% of a dense layer's FFN, "
-              f"a cost that pruning tokens cannot remove)"]
+              f"    overhead outside the FLOPs model: {overhead:.2f} ms "
+              f"({100 * overhead / total:.0f}% of drop); FFN time per layer = "
+              f"{max(fit['fixed_ms'], 0):.2f} ms fixed + {1e3 * fit['per_row_ms']:.1f} us/token "
+              f"(fixed: {max(100 * fit['fixed_ms'] / fit['dense_layer_ms'], 0):.0f}% of a dense "
+              f"layer's FFN, a cost that pruning tokens cannot remove)"]
     return lines
 
 
@@ -374,20 +383,25 @@ def register_cli(subparsers) -> None:
     """Add the ``bench`` subcommand (``func=main``) to an argparse subparsers object."""
     p = subparsers.add_parser("bench", help="time dense vs. masked vs. token-dropping ToP")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="toplib or Hugging Face checkpoint (default: offline MiniLM)")
-    src.add_argument("--config", help="random weights: bert-base, or a Hugging Face config path/name")
+    src.add_argument("--checkpoint",
+                     help="toplib or Hugging Face checkpoint (default: offline MiniLM)")
+    src.add_argument("--config",
+                     help="random weights: bert-base, or a Hugging Face config path/name")
     p.add_argument("--tokenizer", help="tokenizer of --config models (default: offline MiniLM)")
-    p.add_argument("--task", default="rotten_tomatoes", help="task whose validation texts are timed")
+    p.add_argument("--task", default="rotten_tomatoes",
+                   help="task whose validation texts are timed")
     p.add_argument("--data-dir", help="GLUE root or the 20news folder")
     p.add_argument("--length", help="real tokens per input; comma list sweeps (e.g. 32,128,512)")
-    p.add_argument("--sparsity", help="set gates to this real-length FLOPs sparsity; comma list sweeps")
+    p.add_argument("--sparsity",
+                   help="set gates to this real-length FLOPs sparsity; comma list sweeps")
     p.add_argument("--batch-sizes", default="1,32", help="comma list")
     p.add_argument("--runs", type=int, default=20, help="timed rounds (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     p.add_argument("--max-seq-length", type=int, help="padded length (default: the task's)")
     p.add_argument("--bin-num", type=int, help="BIN_NUM (default: the checkpoint's, else 25)")
     p.add_argument("--prune-location", help="e.g. 2-11 (default: the checkpoint's, else N/6..N-1)")
-    p.add_argument("--onednn", action="store_true", help="prepacked oneDNN linears in every variant")
+    p.add_argument("--onednn", action="store_true",
+                   help="prepacked oneDNN linears in every variant")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all results to this JSON file")
@@ -406,7 +420,8 @@ def main(args) -> list[dict]:
     if args.config and not args.sparsity:
         raise ValueError("--config builds random weights: give --sparsity")
     given = {k: v for k, v in (("bin_num", args.bin_num),
-                               ("prune_location", parse_layers(args.prune_location))) if v is not None}
+                               ("prune_location", parse_layers(args.prune_location)))
+             if v is not None}
     prune = PruneConfig(**given) if given else None
     top, tok = build_model(args.checkpoint, args.config, args.tokenizer, prune,
                            num_labels=max(2, get_task(args.task).num_labels), seed=args.seed)
@@ -415,9 +430,9 @@ def main(args) -> list[dict]:
     all_results = []
     for length in _split(args.length, int):
         for sparsity in _split(args.sparsity, float):
-            settings = BenchSettings(args.task, args.data_dir, length, tuple(_split(args.batch_sizes, int)),
-                                     args.runs, args.warmup, args.max_seq_length, sparsity,
-                                     args.onednn, args.seed)
+            settings = BenchSettings(args.task, args.data_dir, length,
+                                     tuple(_split(args.batch_sizes, int)), args.runs, args.warmup,
+                                     args.max_seq_length, sparsity, args.onednn, args.seed)
             all_results.append(run_benchmark(settings, top, tok, dense))
             print(format_report(all_results[-1]), "\n", flush=True)
     if args.json:
@@ -426,7 +441,8 @@ def main(args) -> list[dict]:
     if args.plot_dir:
         from .plots import plot_latency_vs_length, plot_latency_vs_sparsity
         os.makedirs(args.plot_dir, exist_ok=True)
-        for name, fn in (("length", plot_latency_vs_length), ("sparsity", plot_latency_vs_sparsity)):
+        plots = (("length", plot_latency_vs_length), ("sparsity", plot_latency_vs_sparsity))
+        for name, fn in plots:
             fn(all_results).savefig(os.path.join(args.plot_dir, f"latency_vs_{name}.png"), dpi=120,
                                     bbox_inches="tight")
     return all_results
