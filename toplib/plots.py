@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 VARIANT_LABELS = {
     "dense_padded": "dense, padded to max length",
@@ -28,6 +29,12 @@ def _rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def _sparse_log_label(value: float, _pos=None) -> str:
+    """Label minor log ticks 2, 3 and 5 (x 10^k) only, so labels do not crowd."""
+    lead = f"{value:.0e}"[0]
+    return f"{value:g}" if lead in "235" else ""
+
+
 def _plot_latency(results: list[dict], x: str, xlabel: str, log_x: bool):
     sns.set_theme(style="whitegrid")
     rows = _rows(results)
@@ -41,8 +48,14 @@ def _plot_latency(results: list[dict], x: str, xlabel: str, log_x: bool):
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=label, color=palette[variant])
         ax.set(xlabel=xlabel, ylabel="latency (ms, median)", title=f"batch size {bs}", yscale="log")
+        # Plain numbers on log axes ("60", not "6x10^1"); minor labels only where they help.
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_sparse_log_label))
         if log_x:
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({p for p in (r[x] for r in rows if r["batch_size"] == bs)}))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
