@@ -25,13 +25,15 @@ declare -A RUNS=(
   [bert-base_L512_bs1]="$BB --length 512 --batch-sizes 1 --runs 10 --warmup 2"
   [bert-base_L512_bs32]="$BB --length 512 --batch-sizes 32 --runs 2 --warmup 0"
   [bert-base_L128_bs1_onednn]="$BB --length 128 --batch-sizes 1 --runs 20 --onednn"
+  [bert-base_L128_bs32_onednn]="$BB --length 128 --batch-sizes 32 --runs 3 --warmup 1 --onednn"
   [bert-base_L32_bs1_onednn]="$BB --length 32 --batch-sizes 1 --runs 20 --max-seq-length 128 --onednn"
   [minilm_20news_bs1]="$MINI --length 32,128,512 --batch-sizes 1 --runs 20 --plot-dir $R/minilm_plots_bs1_t$THREADS"
   [minilm_20news_bs32]="$MINI --length 32,128,512 --batch-sizes 32 --runs 5 --warmup 1"
   [minilm_rotten_tomatoes]="--sparsity 0.5 --batch-sizes 1,32 --runs 20"
 )
 ORDER="bert-base_L128_bs1 bert-base_L128_bs32 bert-base_L32_bs1 bert-base_L32_bs32 minilm_20news_bs1
-minilm_20news_bs32 minilm_rotten_tomatoes bert-base_L128_bs1_onednn bert-base_L32_bs1_onednn
+minilm_20news_bs32 minilm_rotten_tomatoes bert-base_L128_bs1_onednn bert-base_L128_bs32_onednn
+bert-base_L32_bs1_onednn
 bert-base_L512_bs1 bert-base_L512_bs32"
 
 names=("$@")

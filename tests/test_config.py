@@ -118,3 +118,15 @@ def test_parse_layers(text, want):
 def test_parse_layers_rejects_garbage_naming_prune_location(text):
     with pytest.raises(ValueError, match="prune_location"):
         parse_layers(text)
+
+
+@pytest.mark.parametrize("flags, want", [([], True), (["--no-fix-pruners-after-warmup"], False)])
+def test_cli_switches_override_the_preset(flags, want):
+    from toplib.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["prune", "--task", "cola", "--teacher", "t", "--output-dir",
+                                      "o", "--preset", "quick", "--no-binned-expectation", *flags])
+    config = _train_config(args)
+    assert config.fix_pruners_after_warmup is want
+    assert config.binned_expectation is False and config.constrain_measured is False
+    assert TrainConfig().fix_pruners_after_warmup is False  # the release's behaviour by default

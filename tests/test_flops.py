@@ -6,8 +6,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertModel
 
-from toplib.flops import (EncoderDims, dense_macs, encoder_macs, expected_lengths, layer_macs,
-                          sparsity)
+from toplib.flops import (EncoderDims, bin_occupancy, binned_expected_lengths, dense_macs,
+                          encoder_macs, expected_lengths, layer_macs, sparsity)
+from toplib.gates import prob_nonzero, sample_hard_concrete
+from toplib.importance import kept_counts
 
 from conftest import tiny_classifier
 
@@ -156,7 +158,7 @@ def test_model_expected_sparsity_matches_hand_formula():
         top.gates.bin_log_alpha.copy_(torch.tensor([[2.0, 0.0, -1.0, -3.0]]).expand(3, -1))
         top.gates.pruner_log_alpha.copy_(torch.tensor([1.0, 3.0, -2.0]))
     lengths = torch.tensor([12, 30, 7])
-    got = top.expected_sparsity(lengths)
+    got = top.expected_sparsity(lengths, binned=False)
     rho = top.gates.expected_keep_ratio().tolist()
     dims = EncoderDims.from_config(top.config)
     want = hand_expected_sparsity(lengths.tolist(), rho, list(top.prune.prune_location), dims)
@@ -175,3 +177,62 @@ def test_real_length_speedup_is_one_over_one_minus_sparsity():
     pruned = dense * (1 - 0.43)
     assert float(dense.sum() / pruned.sum()) == pytest.approx(1.75, abs=0.01)
     assert float(sparsity(pruned, dense)) == pytest.approx(0.43)
+
+
+def test_bin_occupancy_counts_empty_bins():
+    table = bin_occupancy(60, 25)
+    torch.testing.assert_close(table.sum(-1), torch.ones(61, dtype=torch.float64))
+    torch.testing.assert_close(table[50], torch.full((25,), 1 / 25, dtype=torch.float64))
+    empty = (table[20] == 0).nonzero().flatten().tolist()
+    assert empty == [4, 9, 14, 19, 24]  # r -> floor(r * 25 / 20) skips these
+    assert table[1].tolist() == [1.0] + [0.0] * 24  # one token: the top bin
+
+
+def test_binned_lengths_with_01_gates_equal_the_real_kept_counts():
+    torch.manual_seed(0)
+    locations, layers, bins = (1, 2, 4), 6, 10
+    lengths = torch.randint(1, 70, (40,))
+    for _ in range(5):
+        z_bins = (torch.rand(3, bins) > 0.4).double()
+        z_pruner = (torch.rand(3) > 0.3).double()
+        keep = 1 - (1 - z_bins) * z_pruner[:, None]
+        want = kept_counts(lengths, keep, locations, layers, bins).double()
+        got = binned_expected_lengths(lengths, z_bins, z_pruner, locations, layers)
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=0)
+
+
+def test_binned_expectation_matches_monte_carlo_at_the_first_prune_layer():
+    torch.manual_seed(0)
+    bins, draws = 25, 4000
+    lengths = torch.tensor([5, 13, 21, 27, 40, 77])
+    bin_alpha, pruner_alpha = torch.randn(1, bins) * 2, torch.tensor([0.5])
+    z_bins = sample_hard_concrete(bin_alpha.expand(draws, -1)) > 0  # (draws, bins)
+    z_pruner = sample_hard_concrete(pruner_alpha.expand(draws)) > 0
+    keep = (z_bins | ~z_pruner[:, None]).double()
+    sampled = torch.stack([kept_counts(lengths, k[None], (1,), 2, bins)[:, 1] for k in keep])
+    got = binned_expected_lengths(lengths, prob_nonzero(bin_alpha).double(),
+                                  prob_nonzero(pruner_alpha).double(), (1,), 2)[:, 1]
+    torch.testing.assert_close(got, sampled.double().mean(0), rtol=0.01, atol=0)
+    uniform = expected_lengths(lengths, (1 - (1 - prob_nonzero(bin_alpha).mean())
+                                         * prob_nonzero(pruner_alpha)).double(), (1,), 2)[:, 1]
+    assert (uniform - got).abs().max() > 0.05, "short lengths should differ from the uniform formula"
+
+
+def test_binned_expectation_is_differentiable_and_the_model_default():
+    from toplib import PruneConfig, ToPModel
+
+    top = ToPModel(tiny_classifier("bert"), PruneConfig(bin_num=8))
+    with torch.no_grad():
+        top.gates.bin_log_alpha.uniform_(-2, 2)
+        top.gates.pruner_log_alpha.fill_(1.0)
+    lengths = torch.tensor([6, 9, 30])
+    got = top.expected_sparsity(lengths)
+    bins, pruner = prob_nonzero(top.gates.bin_log_alpha), prob_nonzero(top.gates.pruner_log_alpha)
+    tokens = binned_expected_lengths(lengths, bins, pruner, top.prune.prune_location,
+                                     top.dims.num_layers)
+    dims = EncoderDims.from_config(top.config)
+    want = sparsity(encoder_macs(tokens, dims), dense_macs(lengths.float(), dims))
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
+    got.backward()
+    assert top.gates.bin_log_alpha.grad.abs().sum() > 0
+    assert top.gates.pruner_log_alpha.grad.abs().sum() > 0

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toplib.gates import (BETA, GAMMA, LOG_ALPHA_MAX, LOG_ALPHA_MIN, ZETA, RankBinGates,
+from toplib.gates import (BETA, FIXED_LOG_ALPHA, GAMMA, LOG_ALPHA_MAX, LOG_ALPHA_MIN, ZETA, RankBinGates,
                           deterministic_gates, expected_keep_ratio, prob_nonzero,
                           sample_hard_concrete, straight_through)
 
@@ -122,6 +122,44 @@ def test_clamp_respects_release_bounds():
     assert torch.allclose(gates.pruner_log_alpha, torch.tensor([LOG_ALPHA_MIN, LOG_ALPHA_MAX]))
     assert math.isclose(LOG_ALPHA_MIN, math.log(0.01))
     assert math.isclose(LOG_ALPHA_MAX, math.log(100))
+
+
+def test_fixed_pruners_sample_and_expect_their_evaluation_value():
+    gates = RankBinGates(num_layers=3, bin_num=4)
+    with torch.no_grad():
+        gates.pruner_log_alpha.copy_(torch.tensor([-3.0, 0.2, 3.0]))  # P(on) ~ 0.20, 0.86, 0.99
+        gates.bin_log_alpha.uniform_(-3, 3)
+    on = gates.eval()()[1]
+    gates.fix_pruners_()
+    assert gates.pruners_fixed and not gates.pruner_log_alpha.requires_grad
+    assert torch.equal(gates.eval()()[1], on)  # evaluation unchanged
+    for _ in range(20):  # training samples are the evaluation value, every time
+        assert torch.equal(gates.train()()[1], on)
+    assert torch.equal(prob_nonzero(gates.pruner_log_alpha), on)  # and so is the expectation
+    before = gates.pruner_log_alpha.clone()
+    gates.clamp_()
+    gates.fix_pruners_()
+    assert torch.equal(gates.pruner_log_alpha, before), "clamping or refixing moved a fixed gate"
+    with torch.no_grad():
+        gates.pruner_log_alpha.copy_(torch.tensor([-1.0, -2.0, 1.0]))
+    gates.fix_pruners_()  # refixing takes the current values
+    assert gates.eval()()[1].tolist() == [1.0, 0.0, 1.0]  # P(on) ~ 0.64, 0.40, 0.93
+
+
+def test_fix_all_makes_training_gates_the_evaluation_gates():
+    gates = RankBinGates(num_layers=2, bin_num=6)
+    with torch.no_grad():
+        gates.bin_log_alpha.uniform_(-3, 3)
+        gates.pruner_log_alpha.copy_(torch.tensor([2.0, -3.0]))
+    want = gates.eval()()
+    gates.fix_all_()
+    assert gates.bins_fixed and gates.pruners_fixed
+    for _ in range(10):
+        got = gates.train()()
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.equal(prob_nonzero(gates.bin_log_alpha), want[0])
+    gates.clamp_()
+    assert gates.bin_log_alpha.abs().eq(FIXED_LOG_ALPHA).all()
 
 
 def test_set_all_open_gives_dense_gates():

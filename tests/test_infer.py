@@ -211,3 +211,27 @@ def test_real_data_whole_validation_set(task, data_dir):
     if data_dir and not os.path.isdir(data_dir):
         pytest.skip(f"{data_dir} not present")
     _real_check(task, data_dir, limit=None)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("open_bins", [[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
+def test_unpadded_batches_drop_like_the_general_path(batch, open_bins):
+    """The mask-free path for batches without padding gives the general path's survivors."""
+    from toplib.infer import drop_tokens
+
+    torch.manual_seed(0)
+    n, h = 13, 4
+    hidden, scores = torch.randn(batch, n, h), torch.rand(batch, n)
+    scores[:, 3] = scores[:, 5]  # a tie: broken by position in both paths
+    open_bins = torch.tensor(open_bins, dtype=torch.bool)
+    fast, fast_alive = drop_tokens(hidden, torch.ones(batch, n, dtype=torch.bool), scores,
+                                   open_bins, BIN_NUM)
+    # The same rows plus one padded row force the general path.
+    pad_alive = torch.ones(batch + 1, n, dtype=torch.bool)
+    pad_alive[-1, n // 2:] = False
+    general, general_alive = drop_tokens(torch.cat([hidden, torch.randn(1, n, h)]), pad_alive,
+                                         torch.cat([scores, torch.rand(1, n)]), open_bins, BIN_NUM)
+    width = fast.shape[1]
+    assert fast_alive.all() and general_alive[:batch, :width].all()
+    assert not general_alive[:batch, width:].any()
+    torch.testing.assert_close(fast, general[:batch, :width], atol=0, rtol=0)

@@ -8,6 +8,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from toplib.cli import main as cli_main
 from toplib.config import build_train_config
+from toplib.gates import FIXED_LOG_ALPHA
 from toplib.loading import resolve_model_path
 from toplib.model import ToPModel
 from toplib.train import finetune, prune
@@ -52,8 +53,10 @@ def test_finetune_writes_best_last_and_history(teacher_dir):
     assert not any(n.startswith(".") for n in os.listdir(teacher_dir)), "temporary dirs left"
 
 
-def test_prune_records_the_method_and_resume_matches_uninterrupted(teacher_dir, tmp_path):
-    config = build_train_config("rotten_tomatoes", None, dict(RUN, sparsity=0.3))
+@pytest.mark.parametrize("fix_pruners", [False, True])
+def test_prune_records_the_method_and_resume_matches_uninterrupted(teacher_dir, tmp_path, fix_pruners):
+    config = build_train_config("rotten_tomatoes", None,
+                                dict(RUN, sparsity=0.3, fix_pruners_after_warmup=fix_pruners))
     full = prune("rotten_tomatoes", teacher_dir, str(tmp_path / "full"), config, progress=False)
     assert full["steps"] == 6
     records = [json.loads(line) for line in open(tmp_path / "full" / "history.jsonl")]
@@ -75,6 +78,8 @@ def test_prune_records_the_method_and_resume_matches_uninterrupted(teacher_dir, 
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
     steps = [json.loads(line)["step"] for line in open(tmp_path / "cut" / "history.jsonl")]
     assert steps == sorted(steps), "history has duplicated steps after resume"
+    pruners = a["gates.pruner_log_alpha"].abs()  # warm-up ends at step 3 of 6
+    assert pruners.eq(FIXED_LOG_ALPHA).all() if fix_pruners else pruners.lt(FIXED_LOG_ALPHA).all()
 
 
 def test_save_load_gives_identical_predictions(teacher_dir, tmp_path):

@@ -31,6 +31,12 @@ KNOBS = [
     ("max_eval_samples", None, int, "evaluate on the first N validation examples"),
     ("seed", None, int, "random seed"),
 ]
+# (flag, help) of every on/off training switch: --name / --no-name (default: the preset's).
+SWITCHES = [
+    ("fix_pruners_after_warmup", "fix each layer's pruner gate on or off once the target is reached"),
+    ("binned_expectation", "expected FLOPs count the bins each length fills (off: release formula)"),
+    ("constrain_measured", "constrain the evaluation gates' sparsity (straight-through)"),
+]
 
 
 def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
@@ -51,10 +57,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     for name, paper, kind, text in KNOBS:
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{paper}"] if paper else [])
         p.add_argument(*flags, dest=name, type=kind, default=None, help=text)
+    for name, text in SWITCHES:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                       action=argparse.BooleanOptionalAction, help=text)
 
 
 def _train_config(args):
-    overrides = {name: getattr(args, name) for name, *_ in KNOBS}
+    overrides = {name: getattr(args, name) for name, *_ in KNOBS + SWITCHES}
     overrides["prune_location"] = parse_layers(overrides["prune_location"])
     return build_train_config(args.task, args.preset, overrides)
 

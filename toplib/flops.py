@@ -10,6 +10,7 @@ for layer l+1 is known once layer l's attention is done, so the FFN can already 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -72,6 +73,67 @@ def expected_lengths(
         factors[loc] = rho
     cumulative = torch.cumprod(torch.stack(factors), dim=0)  # (N,)
     return (n.to(keep_ratios.dtype)[:, None] - 1) * cumulative[None, :] + 1
+
+
+@functools.lru_cache(maxsize=32)
+def bin_occupancy(max_tokens: int, bin_num: int) -> torch.Tensor:
+    """Share of ``m`` ranked tokens that falls in each rank bin, for m = 0 .. max_tokens.
+
+    Token of rank r sits in bin ``floor(r / m * bin_num)`` (``importance.rank_bins``, whose
+    rounding this reproduces), so with fewer tokens than bins some bins are empty: with
+    m = 20 and 25 bins, bins 4, 9, 14, 19 and 24 hold nobody, and closing them prunes
+    nothing. Row 0 is uniform (no token to prune either way).
+
+    Returns:
+        (max_tokens + 1, bin_num) float64, rows summing to 1.
+    """
+    from .importance import rank_bins  # importance does not import flops; keep it one-way
+
+    m = torch.arange(1, max_tokens + 1)
+    width = max_tokens + 1  # [CLS] + m candidates
+    alive = (torch.arange(width)[None, :] <= m[:, None]).float()
+    scores = -torch.arange(width, dtype=torch.float32).expand(max_tokens, -1)
+    bins = rank_bins(scores, alive, bin_num)[:, 1:]  # (max_tokens, max_tokens)
+    counts = torch.zeros(max_tokens, bin_num, dtype=torch.float64)
+    counts.scatter_add_(1, bins, alive[:, 1:].to(torch.float64))
+    rows = counts / m[:, None].to(torch.float64)
+    return torch.cat([torch.full((1, bin_num), 1.0 / bin_num, dtype=torch.float64), rows])
+
+
+def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
+                            prune_location: Sequence[int], num_layers: int) -> torch.Tensor:
+    """Expected tokens entering each layer, counting which bins a length's ranks fill.
+
+    :func:`expected_lengths` assumes every bin holds ``1 / BIN_NUM`` of the tokens; that
+    holds for long inputs but not for short ones, where some bins are empty and
+    evaluation keeps more tokens than the gates promise. Here a prune layer with ``m``
+    candidates keeps ``m * (1 - (1 - occupancy(m) @ p_bins) * p_pruner)`` in expectation,
+    exactly for the first prune layer; later layers use the expected ``m`` (interpolating
+    the occupancy between the neighbouring whole counts).
+
+    Args:
+        n: (B,) real lengths including [CLS].
+        bin_keep: (P, bin_num) P(bin gate open); pruner_on: (P,) P(pruner on).
+    Returns:
+        (B, N), differentiable in ``bin_keep`` and ``pruner_on``.
+    """
+    dtype = bin_keep.dtype
+    table = bin_occupancy(max(int(n.max()) - 1, 1), bin_keep.shape[-1]).to(dtype=dtype,
+                                                                          device=bin_keep.device)
+    locations = {loc: p for p, loc in enumerate(prune_location)}
+    m = n.to(dtype) - 1
+    rows = []
+    for layer in range(num_layers):
+        if layer in locations:
+            p = locations[layer]
+            low = m.detach().floor().long().clamp(0, table.shape[0] - 1)
+            high = (low + 1).clamp(max=table.shape[0] - 1)
+            frac = (m.detach() - low.to(dtype))[:, None]
+            occupancy = table[low] * (1 - frac) + table[high] * frac  # (B, bin_num)
+            kept_share = occupancy @ bin_keep[p]
+            m = m * (1 - (1 - kept_share) * pruner_on[p])
+        rows.append(m + 1)
+    return torch.stack(rows, dim=1)
 
 
 def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:

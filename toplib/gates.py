@@ -20,6 +20,7 @@ EPS = 1e-6
 LOG_ALPHA_MIN = math.log(0.01)  # release: log-alphas clamped to [log 0.01, log 100]
 LOG_ALPHA_MAX = math.log(100.0)
 EVAL_SCORE_SCALE = 0.8  # release: deterministic ranking score sigmoid(a / beta * 0.8)
+FIXED_LOG_ALPHA = 30.0  # a fixed gate: P(z > 0) is 1 or 0 to float precision, samples too
 
 
 def sample_hard_concrete(log_alpha: torch.Tensor) -> torch.Tensor:
@@ -128,9 +129,40 @@ class RankBinGates(nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Clamp log-alphas after an optimiser step, as the release does."""
-        self.bin_log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
-        self.pruner_log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
+        """Clamp log-alphas after an optimiser step, as the release does (fixed gates stay)."""
+        for param in (self.bin_log_alpha, self.pruner_log_alpha):
+            if param.requires_grad:
+                param.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
+
+    @property
+    def pruners_fixed(self) -> bool:
+        return not self.pruner_log_alpha.requires_grad
+
+    @property
+    def bins_fixed(self) -> bool:
+        return not self.bin_log_alpha.requires_grad
+
+    @torch.no_grad()
+    def fix_pruners_(self) -> None:
+        """Fix every pruner gate at its evaluation value (on iff P(z > 0) > 0.5), for good.
+
+        Afterwards training samples, the expected FLOPs and evaluation all see the same
+        0/1 pruner, so the constraint no longer holds a mixture that evaluation never runs;
+        only the bin gates keep learning. Idempotent (a fixed gate keeps its value).
+        """
+        self._fix(self.pruner_log_alpha, deterministic_gates(self.pruner_log_alpha[:, None])[:, 0])
+
+    @torch.no_grad()
+    def fix_all_(self) -> None:
+        """Fix every gate, bins too, at its evaluation value: training then runs the exact
+        masks evaluation runs, and only the weights learn. Idempotent."""
+        self.fix_pruners_()
+        self._fix(self.bin_log_alpha, deterministic_gates(self.bin_log_alpha))
+
+    @staticmethod
+    def _fix(param: nn.Parameter, on: torch.Tensor) -> None:
+        param.copy_(torch.where(on > 0, FIXED_LOG_ALPHA, -FIXED_LOG_ALPHA))
+        param.requires_grad_(False)
 
     @torch.no_grad()
     def set_all_open(self) -> None:

@@ -175,7 +175,10 @@ def _eager_attention(q, k, v, bias, alive, scaling: float, section=_no_timer):
             contexts.append(torch.matmul(probs, v[rows]))
         if alive is not None:
             with section("importance"):
-                scores.append(token_importance(probs, alive[rows].to(probs.dtype)))
+                if bias is None:  # nothing padded: a plain mean, 4x cheaper at batch 1
+                    scores.append(probs.mean(dim=(1, 2)))
+                else:
+                    scores.append(token_importance(probs, alive[rows].to(probs.dtype)))
     join = (lambda xs: xs[0]) if len(contexts) == 1 else torch.cat
     return join(contexts), (join(scores) if alive is not None else None)
 
@@ -207,6 +210,8 @@ def _bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
 def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
     """Prune by rank bins and gather the survivors to the front, re-padded.
 
+    A batch without padding (always so at batch 1) takes :func:`_drop_unpadded`.
+
     Args:
         hidden: (B, m, H); alive: (B, m) bool; scores: (B, m) importance;
         open_bins: (bin_num,) bool; bin_num: BIN_NUM.
@@ -214,6 +219,8 @@ def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
         (hidden (B, m', H), alive (B, m') bool) with m' the longest survivor; survivors
         keep their order, so rank ties break as in the masked path.
     """
+    if bool(alive.all()):
+        return _drop_unpadded(hidden, scores, open_bins, bin_num)
     bins = rank_bins(scores, alive.to(scores.dtype), bin_num)
     keep = alive & open_bins[bins]
     keep[:, 0] = True  # [CLS] is never pruned
@@ -227,6 +234,46 @@ def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
     hidden = hidden.reshape(batch * m, h).index_select(0, rows).view(batch, width, h)
     alive = torch.arange(width, device=hidden.device)[None, :] < counts[:, None]
     return hidden, alive
+
+
+def _ranks_kept(m: int, open_bins: torch.Tensor, bin_num: int, dtype) -> torch.Tensor:
+    """Ranks (0 = most important) whose bin is open among ``m`` candidates, cached.
+
+    Same arithmetic as :func:`~toplib.importance.rank_bins`, so the boundaries round alike.
+    """
+    cache = _ranks_kept.cache
+    key = (m, bin_num, dtype, str(open_bins.device), open_bins.cpu().numpy().tobytes())
+    if key not in cache:
+        if len(cache) > 4096:
+            cache.clear()
+        ranks = torch.arange(m, dtype=dtype, device=open_bins.device)
+        bins = torch.floor(ranks / m * bin_num).long().clamp_(0, bin_num - 1)
+        cache[key] = open_bins[bins].nonzero().flatten()
+    return cache[key]
+
+
+_ranks_kept.cache = {}
+
+
+def _drop_unpadded(hidden, scores, open_bins, bin_num: int):
+    """:func:`drop_tokens` for a batch whose rows are all real tokens of equal length.
+
+    Then every row keeps the same ranks, so no masks are needed: rank, take the kept
+    ranks, restore position order, copy the rows. A third of the general path's small
+    operations, which is what batch 1 pays for (0.3 -> 0.14 ms per prune layer, bert-base,
+    128 tokens). Survivors stay in position order, as in the masked path.
+    """
+    batch, n, h = hidden.shape
+    order = scores[:, 1:].argsort(dim=1, descending=True, stable=True)
+    kept = order[:, _ranks_kept(n - 1, open_bins, bin_num, scores.dtype)].sort(dim=1).values + 1
+    rows = torch.cat([kept.new_zeros(batch, 1), kept], dim=1)  # [CLS] first
+    width = rows.shape[1]
+    if batch == 1:
+        hidden = hidden[0].index_select(0, rows[0])[None]
+    else:
+        rows = rows + torch.arange(batch, device=rows.device)[:, None] * n
+        hidden = hidden.reshape(batch * n, h).index_select(0, rows.reshape(-1)).view(batch, width, h)
+    return hidden, torch.ones(batch, width, dtype=torch.bool, device=hidden.device)
 
 
 def _check_right_padded(attention_mask: torch.Tensor) -> None:

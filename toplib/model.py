@@ -16,8 +16,9 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .checkpoint import atomic_directory
 from .config import PruneConfig
-from .flops import EncoderDims, dense_macs, encoder_macs, expected_lengths, sparsity
-from .gates import RankBinGates
+from .flops import (EncoderDims, binned_expected_lengths, dense_macs, encoder_macs,
+                    expected_lengths, sparsity)
+from .gates import RankBinGates, prob_nonzero
 from .patch import PruneState, apply_patch, encoder_of
 
 META_FILE = "toplib.json"
@@ -89,15 +90,22 @@ class ToPModel(nn.Module):
         return ToPOutput(logits=logits, alive=torch.stack(state.alive, dim=1),
                          importance=state.importance)
 
-    def expected_sparsity(self, lengths: torch.Tensor) -> torch.Tensor:
+    def expected_sparsity(self, lengths: torch.Tensor, binned: bool = True) -> torch.Tensor:
         """Differentiable expected FLOPs sparsity of a batch under the gates.
 
         Args:
             lengths: (B,) real lengths including [CLS].
+            binned: count the rank bins each length actually fills
+                (:func:`~toplib.flops.binned_expected_lengths`); False: the release's
+                formula, every bin holding 1 / BIN_NUM of the tokens.
         """
-        rho = self.gates.expected_keep_ratio()
-        tokens = expected_lengths(lengths, rho, self.prune.prune_location, self.dims.num_layers)
-        return sparsity(encoder_macs(tokens, self.dims), dense_macs(lengths.to(rho.dtype), self.dims))
+        gates, location, layers = self.gates, self.prune.prune_location, self.dims.num_layers
+        if binned:
+            tokens = binned_expected_lengths(lengths, prob_nonzero(gates.bin_log_alpha),
+                                             prob_nonzero(gates.pruner_log_alpha), location, layers)
+        else:
+            tokens = expected_lengths(lengths, gates.expected_keep_ratio(), location, layers)
+        return sparsity(encoder_macs(tokens, self.dims), dense_macs(lengths.to(tokens.dtype), self.dims))
 
     # ---- persistence -------------------------------------------------------------------
     def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None) -> None:

@@ -62,6 +62,7 @@ class PruneStage:
         self.top, self.teacher, self.config = top, teacher.eval(), config
         self.lagrangian = LagrangianConstraint()
         self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        self.fix_gates_step = total_steps - int(round(config.fix_gates_epochs * steps_per_epoch))
         self.regression = top.config.problem_type == "regression"
         if config.freeze_embeddings:  # the release freezes embeddings while pruning
             top.model.base_model.embeddings.requires_grad_(False)
@@ -80,6 +81,10 @@ class PruneStage:
 
     def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         cfg, top = self.config, self.top
+        if cfg.fix_pruners_after_warmup and 0 < self.warmup_steps <= step and not top.gates.pruners_fixed:
+            top.gates.fix_pruners_()  # on resume too: fixing is idempotent
+        if cfg.fix_gates_epochs > 0 and step >= self.fix_gates_step and not top.gates.bins_fixed:
+            top.gates.fix_all_()
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
         last = top.dims.num_layers - 1
         with torch.no_grad():
@@ -91,7 +96,7 @@ class PruneStage:
             fit = distillation_loss(out.logits, teacher.logits, cfg.distill_temperature)
         target = warmup_target(step, cfg.sparsity, self.warmup_steps)
         lengths = mask.sum(-1)
-        expected = top.expected_sparsity(lengths)
+        expected = top.expected_sparsity(lengths, cfg.binned_expectation)
         measured = self.measured_sparsity(lengths)
         # Straight-through: the constraint holds what evaluation measures (the pruner gate on
         # or off, whole tokens per bin), with the gradient of the smooth expectation.

@@ -165,6 +165,9 @@ def plot_training_curves(history: list[dict], prune_location=None):
         ax["rank"].set(title="ranking-distillation loss", ylabel="ARP-2 loss")
         s = ax["sparsity"]
         s.plot(*_series(history, "train", "expected_sparsity"), label="expected", color=colors[0])
+        if any("measured_sparsity" in r for r in history):
+            s.plot(*_series(history, "train", "measured_sparsity"), label="evaluation gates (batch)",
+                   color=colors[2], alpha=0.6, linewidth=1)
         s.plot(*_series(history, "train", "target_sparsity"), "--", label="target (warm-up)",
                color="black")
         s.plot(*_series(history, "eval", "sparsity_real"), "o", label="measured (eval)",
