@@ -28,8 +28,11 @@ notebooks: setup
 	$(PY) -m pytest -m notebooks -q --durations=0
 
 ## Regenerate every figure in figures/ (PNG + SVG): notebooks 00-07 in order, default
-## parameters, fixed seeds; finished runs in runs/ are reused. Override parameters with
-## NOTEBOOK_ARGS, e.g. make figures NOTEBOOK_ARGS="-p device=cuda".
+## parameters, fixed seeds; finished runs in runs/ are reused. With GLUE files (GLUE_DIR,
+## default ../shared/data/glue when present) 07 reproduces REPRO_TASKS, else the offline
+## default only. Override parameters with NOTEBOOK_ARGS, e.g. NOTEBOOK_ARGS="-p device=cuda".
+GLUE_DIR ?= $(firstword $(wildcard ../shared/data/glue))
+REPRO_TASKS ?= rotten_tomatoes,cola,mrpc,rte,stsb,sst2
 NOTEBOOK_ARGS ?=
 figures: setup
-	$(PY) scripts/run_notebooks.py $(NOTEBOOK_ARGS)
+	$(PY) scripts/run_notebooks.py $(if $(GLUE_DIR),-p data_dir=$(abspath $(GLUE_DIR)) -p tasks=$(REPRO_TASKS)) $(NOTEBOOK_ARGS)

@@ -44,8 +44,10 @@ def test_rank_distill_layers_outside_the_model_are_rejected():
 
 @pytest.mark.parametrize("layers, prune_location, distill", [
     (12, tuple(range(2, 12)), (1, 2, 3)),  # release: PRUNE_LOCATION 2..11, distil layers 1..3
-    (6, (1, 2, 3, 4, 5), (0, 1)),
+    (24, tuple(range(4, 24)), tuple(range(3, 8))),
+    (6, (2, 3, 4, 5), (1,)),
     (4, (1, 2, 3), (0,)),
+    (3, (1, 2), (0,)),
 ])
 def test_resolve_defaults_depend_on_depth(layers, prune_location, distill):
     resolved = PruneConfig().resolve(layers)

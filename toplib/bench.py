@@ -399,7 +399,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     p.add_argument("--max-seq-length", type=int, help="padded length (default: the task's)")
     p.add_argument("--bin-num", type=int, help="BIN_NUM (default: the checkpoint's, else 25)")
-    p.add_argument("--prune-location", help="e.g. 2-11 (default: the checkpoint's, else N/6..N-1)")
+    p.add_argument("--prune-location", help="e.g. 2-11 (default: the checkpoint's, else max(N/6, 2)..N-1)")
     p.add_argument("--onednn", action="store_true",
                    help="prepacked oneDNN linears in every variant")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
