@@ -30,6 +30,7 @@ declare -A RUNS=(
   [minilm_20news_bs1]="$MINI --length 32,128,512 --batch-sizes 1 --runs 20 --plot-dir $R/minilm_plots_bs1_t$THREADS"
   [minilm_20news_bs32]="$MINI --length 32,128,512 --batch-sizes 32 --runs 5 --warmup 1"
   [minilm_rotten_tomatoes]="--sparsity 0.5 --batch-sizes 1,32 --runs 20"
+  [trained_rotten_tomatoes]="--checkpoint runs/rotten_tomatoes/top --batch-sizes 1,32 --runs 20"
 )
 ORDER="bert-base_L128_bs1 bert-base_L128_bs32 bert-base_L32_bs1 bert-base_L32_bs32 minilm_20news_bs1
 minilm_20news_bs32 minilm_rotten_tomatoes bert-base_L128_bs1_onednn bert-base_L128_bs32_onednn

@@ -102,3 +102,31 @@ def test_cli_registers_bench_subcommand():
 def test_settings_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         BenchSettings(**{field: value})
+
+
+@pytest.mark.skipif(not __import__("toplib.bench").bench.onednn_available(),
+                    reason="this PyTorch build has no oneDNN linears")
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_onednn_copy_predicts_like_the_model_and_leaves_it_alone(family, tokenizer):
+    from toplib.bench import prepare_dense, timed_copy
+    from toplib.infer import prune_forward
+
+    top = tiny_top(family, tokenizer)
+    with torch.no_grad():
+        top.gates.bin_log_alpha[:, 6:] = -10.0  # close the 4 lowest bins everywhere
+        top.gates.pruner_log_alpha.fill_(10.0)
+    keys = set(top.state_dict())
+    timed, dense = timed_copy(top, True), prepare_dense(top, True)
+    assert timed is not top and set(top.state_dict()) == keys, "the caller's model was changed"
+    assert any(type(m).__name__ == "OneDNNLinear" for m in timed.modules())
+    ids = torch.randint(1000, 5000, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0
+    want = prune_forward(top, ids, mask)
+    got = prune_forward(timed, ids, mask)
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-4, rtol=0)
+    assert torch.equal(got.kept, want.kept) and want.kept[:, -1].lt(mask.sum(-1)).all()
+    with torch.no_grad():
+        ref = dense_copy(top)(input_ids=ids, attention_mask=mask).logits
+        torch.testing.assert_close(dense(input_ids=ids, attention_mask=mask).logits, ref,
+                                   atol=1e-4, rtol=0)

@@ -15,6 +15,7 @@ reduction. :func:`profile_sections` says where the time goes. ``toplib bench`` (
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import logging
@@ -63,8 +64,9 @@ class BenchSettings:
     """Padded length of dense_padded/top_masked (None: the task's, at least ``length``)."""
     sparsity: float | None = None
     """Set the gates to this real-length FLOPs sparsity on the inputs (None: keep them)."""
-    onednn: bool = False
-    """Run every Linear of every variant on prepacked oneDNN weights (see ``use_onednn``)."""
+    onednn: bool | None = None
+    """Run every Linear of every variant on prepacked oneDNN weights (see ``use_onednn``);
+    None: when this PyTorch build has them. The model passed in is never modified."""
     seed: int = 0
     """Seed of the random weights of --config models."""
 
@@ -88,7 +90,8 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
     """A ToPModel and tokenizer: from a checkpoint, or random weights from a config.
 
     Args:
-        checkpoint: toplib or plain Hugging Face checkpoint (default: the offline MiniLM).
+        checkpoint: toplib or plain Hugging Face checkpoint, or a run directory (its
+            ``best/``); default: the offline MiniLM.
         config: "bert-base" or a Hugging Face config name/path: random weights.
         tokenizer: tokenizer of ``config`` models (default: the offline MiniLM's).
         prune: pruning structure (None: the checkpoint's, or the defaults).
@@ -97,7 +100,9 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
     """
     from .loading import resolve_model_path
     if config is None:
+        from .checkpoint import checkpoint_path
         path = resolve_model_path(checkpoint)
+        path = checkpoint_path(path) if os.path.isdir(path) else path  # a run dir -> its best/
         top = ToPModel.from_pretrained(path, prune=prune, num_labels=num_labels)
         return top.eval(), AutoTokenizer.from_pretrained(path)
     if config == "bert-base":
@@ -136,10 +141,18 @@ class OneDNNLinear(torch.nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
+def onednn_available() -> bool:
+    """Whether this PyTorch build has the prepacked oneDNN linear ops."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def use_onednn(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place."""
-    available = torch.backends.mkldnn.is_available()
-    if not (available and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place.
+
+    Inference only: the swapped model has no trainable linear weights and its state dict
+    holds packed buffers, so benchmark a copy (:func:`run_benchmark` does).
+    """
+    if not onednn_available():
         raise ValueError("onednn=True needs a PyTorch build with oneDNN (mkldnn) linear ops")
     for name, child in model.named_children():
         setattr(model, name, OneDNNLinear(child) if isinstance(child, torch.nn.Linear)
@@ -274,13 +287,28 @@ def _section_flops_reduction(dims, dense_t: torch.Tensor, drop_t: torch.Tensor) 
     return {k: dense_p[k] / drop_p[k] for k in dense_p}
 
 
-def prepare_dense(top, onednn: bool = False) -> torch.nn.Module:
-    """The dense baseline of ``top``; with ``onednn`` both models get oneDNN linears."""
+def resolve_onednn(onednn: bool | None) -> bool:
+    """``None`` -> whether the build has oneDNN linears; True without them is an error."""
+    if onednn is None:
+        return onednn_available()
+    if onednn and not onednn_available():
+        raise ValueError("onednn=True needs a PyTorch build with oneDNN (mkldnn) linear ops")
+    return bool(onednn)
+
+
+def prepare_dense(top, onednn: bool | None = None) -> torch.nn.Module:
+    """The dense baseline of ``top`` (a copy), on oneDNN linears when ``onednn`` resolves True."""
     dense = dense_copy(top)
-    if onednn:
-        use_onednn(dense)
-        use_onednn(top.model)
-    return dense
+    return use_onednn(dense) if resolve_onednn(onednn) else dense
+
+
+def timed_copy(top, onednn: bool | None = None):
+    """What the ToP variants time: ``top`` itself, or a copy on oneDNN linears."""
+    if not resolve_onednn(onednn):
+        return top
+    timed = copy.deepcopy(top)
+    use_onednn(timed.model)
+    return timed.eval()
 
 
 def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
@@ -288,8 +316,9 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
 
     Args:
         settings: what to time; top: a ToPModel; tokenizer: its tokenizer.
-        dense: the dense baseline (default: ``prepare_dense(top, settings.onednn)``;
-            pass the same one again when calling repeatedly with ``onednn``).
+        dense: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass
+            one to reuse it across calls). ``top`` itself is never modified beyond its
+            gates (``settings.sparsity``): oneDNN timings run on a copy.
     Example:
         >>> top, tok = build_model(config="bert-base")  # doctest: +SKIP
         >>> settings = BenchSettings("20news", "data/20news", length=128, sparsity=0.6)
@@ -302,8 +331,10 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
         lengths = torch.tensor([len(e["input_ids"]) for e in encoded])
         set_eval_sparsity(top, lengths, settings.sparsity)
     dense = dense if dense is not None else prepare_dense(top, settings.onednn)
+    timed = timed_copy(top, settings.onednn)  # after set_eval_sparsity: the copy has its gates
     d = top.dims
-    results = {"settings": asdict(settings), "threads": torch.get_num_threads(),
+    results = {"settings": dict(asdict(settings), onednn=timed is not top),
+               "threads": torch.get_num_threads(),
                "cpu_count": os.cpu_count(), "batches": [],
                "model": {"model_type": top.config.model_type, "layers": d.num_layers,
                          "hidden": d.hidden, "heads": d.heads, "intermediate": d.intermediate,
@@ -312,7 +343,7 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
     for bs in settings.batch_sizes:
         batches = make_batches(encoded, bs, settings.runs, pad_id, pad_to)
         load = os.getloadavg()[0]  # other processes distort timings: keep the load beside them
-        times = time_round_robin(batches, top, dense, settings.runs, settings.warmup)
+        times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup)
         row = {"batch_size": bs, "num_batches": len(batches), **flops_figures(top, batches),
                "loadavg_1min": [load, os.getloadavg()[0]]}
         lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
@@ -323,7 +354,7 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
         row["ratio_real"] = row["speedup_vs_dynamic"] / row["reduction_real"]
         row["ratio_padded"] = row["speedup_vs_padded"] / row["reduction_padded"]
         row["ratio_real_cpu"] = cpu["dense_dynamic"] / cpu["top_drop"] / row["reduction_real"]
-        row["profile"] = profile_sections(top, batches[0][1], min(PROFILE_REPEATS, settings.runs))
+        row["profile"] = profile_sections(timed, batches[0][1], min(PROFILE_REPEATS, settings.runs))
         results["batches"].append(row)
         logger.info("batch %d: %s", bs, {k: round(v, 2) for k, v in lat.items()})
     return results
@@ -400,8 +431,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--max-seq-length", type=int, help="padded length (default: the task's)")
     p.add_argument("--bin-num", type=int, help="BIN_NUM (default: the checkpoint's, else 25)")
     p.add_argument("--prune-location", help="e.g. 2-11 (default: the checkpoint's, else max(N/6, 2)..N-1)")
-    p.add_argument("--onednn", action="store_true",
-                   help="prepacked oneDNN linears in every variant")
+    p.add_argument("--onednn", action=argparse.BooleanOptionalAction, default=None,
+                   help="prepacked oneDNN linears in every variant (default: when available)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all results to this JSON file")
@@ -426,7 +457,7 @@ def main(args) -> list[dict]:
     top, tok = build_model(args.checkpoint, args.config, args.tokenizer, prune,
                            num_labels=max(2, get_task(args.task).num_labels), seed=args.seed)
     torch.manual_seed(args.seed)
-    dense = prepare_dense(top, args.onednn)
+    dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
     all_results = []
     for length in _split(args.length, int):
         for sparsity in _split(args.sparsity, float):
