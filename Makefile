@@ -11,7 +11,7 @@ $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
 
 ## The main job on the offline default: teacher + ToP at sparsity 0.5, evaluated.
 quickstart: setup
-	$(VENV)/bin/toplib quickstart --output-dir runs/quickstart
+	$(VENV)/bin/toplib quickstart --output-dir runs/rotten_tomatoes
 
 ## What CI runs: unit tests, notebooks under papermill with tiny parameters, and the
 ## JupyterLab explorer driven in Debian's headless Chromium (installed by apt).

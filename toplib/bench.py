@@ -69,6 +69,8 @@ class BenchSettings:
     None: when this PyTorch build has them. The model passed in is never modified."""
     seed: int = 0
     """Seed of the random weights of --config models."""
+    device: str = "cpu"
+    """Where to time: "cpu" or a CUDA device (timings synchronise the device)."""
 
     def __post_init__(self):
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
@@ -116,11 +118,12 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
 
 
 def dense_copy(top) -> torch.nn.Module:
-    """The unpatched Hugging Face classifier with SDPA attention, sharing no state with ``top``."""
+    """The unpatched Hugging Face classifier with SDPA attention, sharing no state with ``top``
+    (on ``top``'s device)."""
     dense = AutoModelForSequenceClassification.from_config(copy.deepcopy(top.config),
                                                            attn_implementation="sdpa")
     dense.load_state_dict(top.model.state_dict())
-    return dense.eval()
+    return dense.to(next(top.parameters()).device).eval()
 
 
 class OneDNNLinear(torch.nn.Module):
@@ -182,7 +185,8 @@ def benchmark_inputs(settings: BenchSettings, tokenizer, count: int) -> list[dic
     return encoded[:count]
 
 
-def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int, pad_to: int):
+def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int, pad_to: int,
+                 device: str = "cpu"):
     """Distinct batches (at most ``rounds``), each as (padded to ``pad_to``, dynamic) pair."""
     batches = []
     for i in range(max(1, min(rounds, len(encoded) // batch_size))):
@@ -191,7 +195,8 @@ def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int,
         extra = pad_to - dynamic["input_ids"].shape[1]
         padded = {k: torch.nn.functional.pad(v, (0, extra), value=pad_id if k == "input_ids" else 0)
                   for k, v in dynamic.items()}
-        batches.append((padded, dynamic))
+        batches.append(({k: v.to(device) for k, v in padded.items()},
+                        {k: v.to(device) for k, v in dynamic.items()}))
     return batches
 
 
@@ -201,6 +206,13 @@ def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
     args = (padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"))
     return {"dense_padded": lambda: dense(**padded), "dense_dynamic": lambda: dense(**dynamic),
             "top_masked": lambda: top(*args), "top_drop": lambda: prune_forward(top, *args)}
+
+
+def _synchronizer(device: torch.device):
+    """A no-op on the CPU; on CUDA, wait for the queued kernels (timings need it)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
 
 
 @torch.inference_mode()
@@ -213,11 +225,14 @@ def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, d
         wall clock would on a quiet machine; with more it also counts threads spinning.
     """
     times = {"wall": {name: [] for name in VARIANTS}, "cpu": {name: [] for name in VARIANTS}}
+    sync = _synchronizer(next(top.parameters()).device)
     for r in tqdm(range(warmup + runs), desc="rounds", leave=False):
         fns = variant_fns(top, dense, *batches[r % len(batches)])
         for name in VARIANTS:
+            sync()
             wall, cpu = time.perf_counter(), time.process_time()
             fns[name]()
+            sync()
             if r >= warmup:
                 times["wall"][name].append(time.perf_counter() - wall)
                 times["cpu"][name].append(time.process_time() - cpu)
@@ -228,8 +243,8 @@ def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, d
 def flops_figures(top, batches) -> dict:
     """MACs of what top_drop computed vs. dense at real length and at padded length."""
     kept = torch.cat([prune_forward(top, p["input_ids"], p["attention_mask"],
-                                    p.get("token_type_ids")).kept for p, _ in batches]).double()
-    lengths = torch.cat([p["attention_mask"].sum(-1) for p, _ in batches]).double()
+                                    p.get("token_type_ids")).kept.cpu() for p, _ in batches]).double()
+    lengths = torch.cat([p["attention_mask"].sum(-1).cpu() for p, _ in batches]).double()
     pad_to = batches[0][0]["input_ids"].shape[1]
     pruned = encoder_macs(kept, top.dims).sum()
     real = dense_macs(lengths, top.dims).sum()
@@ -254,12 +269,16 @@ def profile_sections(top, batch: dict, repeats: int = PROFILE_REPEATS) -> dict:
     passes, kept, samples = {"dense": [], "drop": []}, {}, []
     # One thread: CPU time equals wall time on a quiet machine and ignores other jobs' load.
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    device = next(top.parameters()).device
+    if device.type == "cuda":  # sections end when their kernels do
+        sync = _synchronizer(device)
+        clock = lambda: (sync(), time.perf_counter())[1]  # noqa: E731
     for _ in range(repeats):
         for name in passes:
             timer = SectionTimer(clock)
             kept[name] = prune_forward(top, batch["input_ids"], batch["attention_mask"],
                                        batch.get("token_type_ids"), pruning=name == "drop",
-                                       timer=timer).kept.double()
+                                       timer=timer).kept.cpu().double()
             passes[name].append(timer.totals)
             samples += timer.samples["ffn"]
     out = {name: {k: 1e3 * statistics.median(t.get(k, 0.0) for t in totals)
@@ -287,8 +306,12 @@ def _section_flops_reduction(dims, dense_t: torch.Tensor, drop_t: torch.Tensor) 
     return {k: dense_p[k] / drop_p[k] for k in dense_p}
 
 
-def resolve_onednn(onednn: bool | None) -> bool:
-    """``None`` -> whether the build has oneDNN linears; True without them is an error."""
+def resolve_onednn(onednn: bool | None, device: str = "cpu") -> bool:
+    """``None`` -> whether the build has oneDNN linears (CPU only); True without them is an error."""
+    if torch.device(device).type != "cpu":
+        if onednn:
+            raise ValueError(f"onednn=True is for the CPU, not device={device!r}")
+        return False
     if onednn is None:
         return onednn_available()
     if onednn and not onednn_available():
@@ -299,16 +322,23 @@ def resolve_onednn(onednn: bool | None) -> bool:
 def prepare_dense(top, onednn: bool | None = None) -> torch.nn.Module:
     """The dense baseline of ``top`` (a copy), on oneDNN linears when ``onednn`` resolves True."""
     dense = dense_copy(top)
-    return use_onednn(dense) if resolve_onednn(onednn) else dense
+    device = str(next(top.parameters()).device)
+    return use_onednn(dense) if resolve_onednn(onednn, device) else dense
 
 
 def timed_copy(top, onednn: bool | None = None):
     """What the ToP variants time: ``top`` itself, or a copy on oneDNN linears."""
-    if not resolve_onednn(onednn):
+    if not resolve_onednn(onednn, str(next(top.parameters()).device)):
         return top
     timed = copy.deepcopy(top)
     use_onednn(timed.model)
     return timed.eval()
+
+
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU ({os.cpu_count()} cores)"
 
 
 def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
@@ -326,6 +356,7 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
     """
     pad_to = max_seq_length(settings)
     pad_id = top.config.pad_token_id if top.config.pad_token_id is not None else 0
+    top.to(settings.device)
     encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
     if settings.sparsity is not None:
         lengths = torch.tensor([len(e["input_ids"]) for e in encoded])
@@ -334,14 +365,14 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
     timed = timed_copy(top, settings.onednn)  # after set_eval_sparsity: the copy has its gates
     d = top.dims
     results = {"settings": dict(asdict(settings), onednn=timed is not top),
-               "threads": torch.get_num_threads(),
+               "threads": torch.get_num_threads(), "device": _device_name(settings.device),
                "cpu_count": os.cpu_count(), "batches": [],
                "model": {"model_type": top.config.model_type, "layers": d.num_layers,
                          "hidden": d.hidden, "heads": d.heads, "intermediate": d.intermediate,
                          "prune_location": list(top.prune.prune_location),
                          "bin_num": top.prune.bin_num}}
     for bs in settings.batch_sizes:
-        batches = make_batches(encoded, bs, settings.runs, pad_id, pad_to)
+        batches = make_batches(encoded, bs, settings.runs, pad_id, pad_to, settings.device)
         load = os.getloadavg()[0]  # other processes distort timings: keep the load beside them
         times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup)
         row = {"batch_size": bs, "num_batches": len(batches), **flops_figures(top, batches),
@@ -370,7 +401,8 @@ def format_report(results: dict) -> str:
     lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers "
              f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | "
              f"length {s['length'] or 'as is'} | "
-             f"{results['threads']} threads{' | oneDNN linears' if s['onednn'] else ''} | "
+             f"{results.get('device', 'CPU')} | {results['threads']} threads"
+             f"{' | oneDNN linears' if s['onednn'] else ''} | "
              f"median of {s['runs']} runs"]
     for row in results["batches"]:
         lat = row["latency_ms"]
@@ -434,6 +466,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--onednn", action=argparse.BooleanOptionalAction, default=None,
                    help="prepacked oneDNN linears in every variant (default: when available)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot-dir", help="write latency plots here")
@@ -457,13 +490,15 @@ def main(args) -> list[dict]:
     top, tok = build_model(args.checkpoint, args.config, args.tokenizer, prune,
                            num_labels=max(2, get_task(args.task).num_labels), seed=args.seed)
     torch.manual_seed(args.seed)
+    top.to(args.device)
     dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
     all_results = []
     for length in _split(args.length, int):
         for sparsity in _split(args.sparsity, float):
             settings = BenchSettings(args.task, args.data_dir, length,
                                      tuple(_split(args.batch_sizes, int)), args.runs, args.warmup,
-                                     args.max_seq_length, sparsity, args.onednn, args.seed)
+                                     args.max_seq_length, sparsity, args.onednn, args.seed,
+                                     args.device)
             all_results.append(run_benchmark(settings, top, tok, dense))
             print(format_report(all_results[-1]), "\n", flush=True)
     if args.json:

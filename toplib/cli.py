@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("quickstart", help="teacher + ToP + evaluation on the offline default")
-    p.add_argument("--output-dir", default="runs/quickstart")
+    p.add_argument("--output-dir", default="runs/rotten_tomatoes")
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default="cpu")
