@@ -124,26 +124,29 @@ def test_clamp_respects_release_bounds():
     assert math.isclose(LOG_ALPHA_MAX, math.log(100))
 
 
-def test_fixed_pruners_sample_and_expect_their_evaluation_value():
+def test_pruners_on_at_evaluation_are_fixed_on_and_off_ones_keep_learning():
     gates = RankBinGates(num_layers=3, bin_num=4)
     with torch.no_grad():
         gates.pruner_log_alpha.copy_(torch.tensor([-3.0, 0.2, 3.0]))  # P(on) ~ 0.20, 0.86, 0.99
         gates.bin_log_alpha.uniform_(-3, 3)
     on = gates.eval()()[1]
-    gates.fix_pruners_()
-    assert gates.pruners_fixed and not gates.pruner_log_alpha.requires_grad
+    assert on.tolist() == [0.0, 1.0, 1.0]
+    assert gates.fix_pruners_().tolist() == [False, True, True]
     assert torch.equal(gates.eval()()[1], on)  # evaluation unchanged
-    for _ in range(20):  # training samples are the evaluation value, every time
-        assert torch.equal(gates.train()()[1], on)
-    assert torch.equal(prob_nonzero(gates.pruner_log_alpha), on)  # and so is the expectation
-    before = gates.pruner_log_alpha.clone()
+    for _ in range(20):  # the fixed ones sample their evaluation value every time
+        assert gates.train()()[1][1:].eq(1).all()
+    assert prob_nonzero(gates.pruner_log_alpha)[1:].eq(1).all()  # and so does the expectation
+    assert gates.pruner_log_alpha[0] == -3.0 and gates.pruner_log_alpha.requires_grad
+    with torch.no_grad():  # an optimiser step moves every gate; clamping restores the fixed ones
+        gates.pruner_log_alpha.add_(torch.tensor([1.0, -40.0, -0.5]))
     gates.clamp_()
-    gates.fix_pruners_()
-    assert torch.equal(gates.pruner_log_alpha, before), "clamping or refixing moved a fixed gate"
+    assert gates.pruner_log_alpha.tolist() == [-2.0, FIXED_LOG_ALPHA, FIXED_LOG_ALPHA]
     with torch.no_grad():
-        gates.pruner_log_alpha.copy_(torch.tensor([-1.0, -2.0, 1.0]))
-    gates.fix_pruners_()  # refixing takes the current values
-    assert gates.eval()()[1].tolist() == [1.0, 0.0, 1.0]  # P(on) ~ 0.64, 0.40, 0.93
+        gates.pruner_log_alpha[0] = 1.0  # turns on later: fixed at the next call
+    assert gates.fix_pruners_().all()
+    fresh = RankBinGates(num_layers=3, bin_num=4)  # a resumed run: fixed gates come as values
+    fresh.load_state_dict(gates.state_dict())
+    assert not fresh._pruner_fixed_on.any() and fresh.fix_pruners_().all()
 
 
 def test_fix_all_makes_training_gates_the_evaluation_gates():
@@ -153,7 +156,7 @@ def test_fix_all_makes_training_gates_the_evaluation_gates():
         gates.pruner_log_alpha.copy_(torch.tensor([2.0, -3.0]))
     want = gates.eval()()
     gates.fix_all_()
-    assert gates.bins_fixed and gates.pruners_fixed
+    assert gates.bins_fixed and not gates.pruner_log_alpha.requires_grad
     for _ in range(10):
         got = gates.train()()
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

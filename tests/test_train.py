@@ -8,7 +8,7 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from toplib.cli import main as cli_main
 from toplib.config import build_train_config
-from toplib.gates import FIXED_LOG_ALPHA
+from toplib.gates import FIXED_LOG_ALPHA, LOG_ALPHA_MAX, prob_nonzero
 from toplib.loading import resolve_model_path
 from toplib.model import ToPModel
 from toplib.train import finetune, prune
@@ -78,8 +78,12 @@ def test_prune_records_the_method_and_resume_matches_uninterrupted(teacher_dir, 
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
     steps = [json.loads(line)["step"] for line in open(tmp_path / "cut" / "history.jsonl")]
     assert steps == sorted(steps), "history has duplicated steps after resume"
-    pruners = a["gates.pruner_log_alpha"].abs()  # warm-up ends at step 3 of 6
-    assert pruners.eq(FIXED_LOG_ALPHA).all() if fix_pruners else pruners.lt(FIXED_LOG_ALPHA).all()
+    pruners = a["gates.pruner_log_alpha"]  # warm-up ends at step 3 of 6
+    on = prob_nonzero(pruners) > 0.5
+    if fix_pruners:  # every pruner on at evaluation is fixed on; the others still learn
+        assert pruners[on].eq(FIXED_LOG_ALPHA).all() and pruners[~on].le(LOG_ALPHA_MAX).all()
+    else:
+        assert pruners.le(LOG_ALPHA_MAX).all()
 
 
 def test_save_load_gives_identical_predictions(teacher_dir, tmp_path):

@@ -129,11 +129,11 @@ class TrainConfig:
     every bin holding 1 / BIN_NUM of the tokens, which on short inputs promises more
     sparsity than evaluation gives (0.52 against 0.49 on Rotten Tomatoes, 25 bins)."""
     fix_pruners_after_warmup: bool = False
-    """True: once the target has warmed up, fix each layer's pruner gate at its evaluation
-    value (on or off) and train only the bin gates from then on, so the sparsity the
-    constraint holds is the one evaluation runs. False: the release's behaviour. Short runs
-    need it: after 3 epochs a pruner gate still sits between on and off, and evaluation
-    rounds it (0.45 real sparsity for a 0.5 target on the quick preset without it)."""
+    """True: once the target has warmed up, fix each layer's pruner gate that is on at
+    evaluation on (and any that turns on later), so the sparsity the constraint holds is
+    the one evaluation runs. False: the release's behaviour. Short runs need it: after 3
+    epochs a pruner gate still sits between on and off, and evaluation rounds it (0.45
+    real sparsity for a 0.5 target on the quick preset without it)."""
     fix_gates_epochs: float = 0.0
     """Train the last this many epochs with every gate fixed at its evaluation value, so
     the weights adapt to the exact masks evaluation runs (0: never, as the release)."""

@@ -111,6 +111,9 @@ class RankBinGates(nn.Module):
         a = _init_log_alpha(droprate_init)
         self.bin_log_alpha = nn.Parameter(torch.full((num_layers, bin_num), a))
         self.pruner_log_alpha = nn.Parameter(torch.full((num_layers,), -a))
+        # Pruners fixed on by fix_pruners_ (not saved: a saved fixed gate sits at FIXED_LOG_ALPHA).
+        self.register_buffer("_pruner_fixed_on", torch.zeros(num_layers, dtype=torch.bool),
+                             persistent=False)
 
     def forward(self, training: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (z_bins (P, bin_num), z_pruner (P,)): sampled in training, 0/1 otherwise."""
@@ -130,39 +133,43 @@ class RankBinGates(nn.Module):
     @torch.no_grad()
     def clamp_(self) -> None:
         """Clamp log-alphas after an optimiser step, as the release does (fixed gates stay)."""
-        for param in (self.bin_log_alpha, self.pruner_log_alpha):
-            if param.requires_grad:
-                param.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
-
-    @property
-    def pruners_fixed(self) -> bool:
-        return not self.pruner_log_alpha.requires_grad
+        if self.bin_log_alpha.requires_grad:
+            self.bin_log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
+        if self.pruner_log_alpha.requires_grad:
+            self.pruner_log_alpha.clamp_(LOG_ALPHA_MIN, LOG_ALPHA_MAX)
+            self.pruner_log_alpha.masked_fill_(self._pruner_fixed_on, FIXED_LOG_ALPHA)
 
     @property
     def bins_fixed(self) -> bool:
         return not self.bin_log_alpha.requires_grad
 
     @torch.no_grad()
-    def fix_pruners_(self) -> None:
-        """Fix every pruner gate at its evaluation value (on iff P(z > 0) > 0.5), for good.
+    def fix_pruners_(self) -> torch.Tensor:
+        """Fix every pruner gate that is on at evaluation (P(z > 0) > 0.5) on, for good.
 
-        Afterwards training samples, the expected FLOPs and evaluation all see the same
-        0/1 pruner, so the constraint no longer holds a mixture that evaluation never runs;
-        only the bin gates keep learning. Idempotent (a fixed gate keeps its value).
+        Afterwards training samples, the expected FLOPs and evaluation all see that layer
+        pruning, so the constraint no longer holds a mixture that evaluation never runs.
+        A pruner still off keeps learning (fixing it off could leave the target out of
+        reach) and is fixed once it turns on. Idempotent; a gate at ``FIXED_LOG_ALPHA``
+        (as saved) counts as fixed, so a resumed run keeps its fixed gates.
+
+        Returns:
+            (P,) bool, the fixed pruners.
         """
-        self._fix(self.pruner_log_alpha, deterministic_gates(self.pruner_log_alpha[:, None])[:, 0])
+        on = deterministic_gates(self.pruner_log_alpha[:, None])[:, 0] > 0
+        fixed = self._pruner_fixed_on | on | (self.pruner_log_alpha >= FIXED_LOG_ALPHA)
+        self._pruner_fixed_on.copy_(fixed)
+        self.pruner_log_alpha.masked_fill_(fixed, FIXED_LOG_ALPHA)
+        return fixed
 
     @torch.no_grad()
     def fix_all_(self) -> None:
-        """Fix every gate, bins too, at its evaluation value: training then runs the exact
-        masks evaluation runs, and only the weights learn. Idempotent."""
-        self.fix_pruners_()
-        self._fix(self.bin_log_alpha, deterministic_gates(self.bin_log_alpha))
-
-    @staticmethod
-    def _fix(param: nn.Parameter, on: torch.Tensor) -> None:
-        param.copy_(torch.where(on > 0, FIXED_LOG_ALPHA, -FIXED_LOG_ALPHA))
-        param.requires_grad_(False)
+        """Fix every gate, bins and pruners, on or off, at its evaluation value: training
+        then runs the exact masks evaluation runs, and only the weights learn. Idempotent."""
+        for param, on in ((self.pruner_log_alpha, deterministic_gates(self.pruner_log_alpha[:, None])[:, 0]),
+                          (self.bin_log_alpha, deterministic_gates(self.bin_log_alpha))):
+            param.copy_(torch.where(on > 0, FIXED_LOG_ALPHA, -FIXED_LOG_ALPHA))
+            param.requires_grad_(False)
 
     @torch.no_grad()
     def set_all_open(self) -> None:

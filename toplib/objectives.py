@@ -81,8 +81,8 @@ class PruneStage:
 
     def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         cfg, top = self.config, self.top
-        if cfg.fix_pruners_after_warmup and 0 < self.warmup_steps <= step and not top.gates.pruners_fixed:
-            top.gates.fix_pruners_()  # on resume too: fixing is idempotent
+        if cfg.fix_pruners_after_warmup and 0 < self.warmup_steps <= step:
+            top.gates.fix_pruners_()  # every step: a pruner that turns on later is fixed too
         if cfg.fix_gates_epochs > 0 and step >= self.fix_gates_step and not top.gates.bins_fixed:
             top.gates.fix_all_()
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
