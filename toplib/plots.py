@@ -421,7 +421,9 @@ def plot_reproduction(rows: list[dict]):
             values = [float("nan") if r.get(key) is None else r[key] for r in rows]
             bars = ax.bar(x + (j - 0.5) * 0.38, values, width=0.38, label=label, color=colors[j])
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-        ax.set_xticks(x, tasks)
+        ax.set_xticks(x, tasks if ax is axes[1] else
+                      [f"{r['task']}\n({r['metric']})" + ("\ntarget missed" if r.get("target_missed")
+                                                          else "") for r in rows])
         ax.set(ylabel=ylabel)
         ax.margins(y=0.12)
         ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
