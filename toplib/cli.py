@@ -27,6 +27,7 @@ KNOBS = [
     ("max_seq_length", None, int, "truncation length (default: the task's)"),
     ("eval_steps", None, int, "evaluate every N steps (default: 4 per epoch)"),
     ("sparsity_epsilon", None, float, "best checkpoint needs sparsity >= target - epsilon"),
+    ("fix_gates_epochs", None, float, "train the last N epochs on the fixed evaluation masks"),
     ("max_train_samples", None, int, "train on a seeded subset of this size"),
     ("max_eval_samples", None, int, "evaluate on the first N validation examples"),
     ("seed", None, int, "random seed"),

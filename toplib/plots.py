@@ -422,8 +422,8 @@ def plot_reproduction(rows: list[dict]):
             bars = ax.bar(x + (j - 0.5) * 0.38, values, width=0.38, label=label, color=colors[j])
             ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
         ax.set_xticks(x, tasks if ax is axes[1] else
-                      [f"{r['task']}\n({r['metric']})" + ("\ntarget missed" if r.get("target_missed")
-                                                          else "") for r in rows])
+                      [r["task"] + (f"\n({r['metric']})" if r.get("metric") else "")
+                       + ("\ntarget missed" if r.get("target_missed") else "") for r in rows])
         ax.set(ylabel=ylabel)
         ax.margins(y=0.12)
         ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
