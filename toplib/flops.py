@@ -16,6 +16,8 @@ from typing import Sequence
 
 import torch
 
+from .importance import rank_bin_table, table_size
+
 
 @dataclass(frozen=True)
 class EncoderDims:
@@ -79,25 +81,20 @@ def expected_lengths(
 def bin_occupancy(max_tokens: int, bin_num: int) -> torch.Tensor:
     """Share of ``m`` ranked tokens that falls in each rank bin, for m = 0 .. max_tokens.
 
-    Token of rank r sits in bin ``floor(r / m * bin_num)`` (``importance.rank_bins``, whose
-    rounding this reproduces), so with fewer tokens than bins some bins are empty: with
-    m = 20 and 25 bins, bins 4, 9, 14, 19 and 24 hold nobody, and closing them prunes
-    nothing. Row 0 is uniform (no token to prune either way).
+    Token of rank r sits in bin ``floor(r / m * bin_num)`` (``importance.rank_bin_table``),
+    so with fewer tokens than bins some bins are empty: with m = 20 and 25 bins, bins 4,
+    9, 14, 19 and 24 hold nobody, and closing them prunes nothing. Row 0 is uniform (no
+    token to prune either way).
 
     Returns:
         (max_tokens + 1, bin_num) float64, rows summing to 1.
     """
-    from .importance import rank_bins  # importance does not import flops; keep it one-way
-
-    m = torch.arange(1, max_tokens + 1)
-    width = max_tokens + 1  # [CLS] + m candidates
-    alive = (torch.arange(width)[None, :] <= m[:, None]).float()
-    scores = -torch.arange(width, dtype=torch.float32).expand(max_tokens, -1)
-    bins = rank_bins(scores, alive, bin_num)[:, 1:]  # (max_tokens, max_tokens)
-    counts = torch.zeros(max_tokens, bin_num, dtype=torch.float64)
-    counts.scatter_add_(1, bins, alive[:, 1:].to(torch.float64))
-    rows = counts / m[:, None].to(torch.float64)
-    return torch.cat([torch.full((1, bin_num), 1.0 / bin_num, dtype=torch.float64), rows])
+    table = rank_bin_table(max_tokens, bin_num)  # (max_tokens + 1, max_tokens), bin_num = none
+    counts = torch.zeros(max_tokens + 1, bin_num + 1, dtype=torch.float64)
+    counts.scatter_add_(1, table, torch.ones_like(table, dtype=torch.float64))
+    counts = counts[:, :bin_num]
+    counts[0] = 1.0
+    return counts / counts.sum(-1, keepdim=True)
 
 
 def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
@@ -118,8 +115,8 @@ def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: 
         (B, N), differentiable in ``bin_keep`` and ``pruner_on``.
     """
     dtype = bin_keep.dtype
-    table = bin_occupancy(max(int(n.max()) - 1, 1), bin_keep.shape[-1]).to(dtype=dtype,
-                                                                          device=bin_keep.device)
+    table = bin_occupancy(table_size(int(n.max()) - 1), bin_keep.shape[-1]).to(
+        dtype=dtype, device=bin_keep.device)
     locations = {loc: p for p, loc in enumerate(prune_location)}
     m = n.to(dtype) - 1
     rows = []

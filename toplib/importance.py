@@ -5,6 +5,8 @@ Conventions: ``alive`` is a (B, n) 0/1 float mask of tokens still in the sequenc
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -64,14 +66,36 @@ def keep_mask(
     return alive * keep
 
 
+def table_size(max_candidates: int) -> int:
+    """A power of two >= ``max_candidates``: the cached tables come in few sizes."""
+    return 1 << max(max_candidates, 1).bit_length()
+
+
+@functools.lru_cache(maxsize=16)
+def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch.float32,
+                   device: str = "cpu") -> torch.Tensor:
+    """Bin of each rank for every candidate count: row m holds the bins of ranks 0..m-1.
+
+    Which bin a rank falls in depends only on how many tokens are alive, so kept counts
+    and expected FLOPs follow from lengths alone. Built with :func:`rank_bins` itself on a
+    synthetic ranking (in ``dtype``), so boundaries round exactly as in the model.
+
+    Returns:
+        (max_candidates + 1, max_candidates) long; entries at ranks >= m are ``bin_num``
+        (no bin), so a (bin_num + 1,) lookup with a trailing False/0 ignores them.
+    """
+    m = torch.arange(max_candidates + 1)
+    width = max_candidates + 1  # [CLS] + candidates
+    alive = (torch.arange(width)[None, :] <= m[:, None]).to(dtype)
+    scores = -torch.arange(width, dtype=dtype).expand(len(m), -1)
+    bins = rank_bins(scores, alive, bin_num)[:, 1:]
+    return bins.masked_fill(alive[:, 1:] == 0, bin_num).to(device)
+
+
 def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, num_layers: int,
                 bin_num: int) -> torch.Tensor:
-    """Tokens entering each layer under 0/1 gates, from the lengths alone.
-
-    Which bins a sequence's ranks fall in depends only on how many tokens are alive, not on
-    which tokens they are, so the counts the model would keep under deterministic gates
-    follow from each example's length. :func:`rank_bins` itself is applied to a synthetic
-    ranking, so the bin boundaries round exactly as in the model.
+    """Tokens entering each layer under 0/1 gates, from the lengths alone (see
+    :func:`rank_bin_table`).
 
     Args:
         lengths: (E,) real lengths including [CLS].
@@ -86,17 +110,14 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
         [[9, 5]]
     """
     locations = {loc: p for p, loc in enumerate(prune_location)}
-    alive_n = lengths.long().clone()
+    table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num)
+    keep = torch.cat([keep_bins.bool().cpu(), torch.zeros(len(keep_bins), 1, dtype=torch.bool)], 1)
+    alive_n = lengths.long().cpu().clone()
     rows = []
     for layer in range(num_layers):
         if layer in locations:
             values, inverse = torch.unique(alive_n, return_inverse=True)
-            width = int(values.max())
-            alive = (torch.arange(width)[None, :] < values[:, None]).float()
-            scores = -torch.arange(width, dtype=torch.float32).expand(len(values), -1)
-            bins = rank_bins(scores, alive, bin_num)
-            kept = keep_bins[locations[layer]].bool()[bins] & alive.bool()
-            kept[:, 0] = True  # [CLS] always stays
-            alive_n = kept.sum(-1)[inverse]
+            kept = keep[locations[layer]][table[values - 1]].sum(-1) + 1  # [CLS] always stays
+            alive_n = kept[inverse]
         rows.append(alive_n.clone())
     return torch.stack(rows, dim=1)

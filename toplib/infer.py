@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .importance import kept_counts, rank_bins, token_importance
+from .importance import kept_counts, rank_bin_table, rank_bins, table_size, token_importance
 from .patch import encoder_of
 
 logger = logging.getLogger(__name__)
@@ -238,22 +238,9 @@ def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
 
 
 def _ranks_kept(m: int, open_bins: torch.Tensor, bin_num: int, dtype) -> torch.Tensor:
-    """Ranks (0 = most important) whose bin is open among ``m`` candidates, cached.
-
-    Same arithmetic as :func:`~toplib.importance.rank_bins`, so the boundaries round alike.
-    """
-    cache = _ranks_kept.cache
-    key = (m, bin_num, dtype, str(open_bins.device), open_bins.cpu().numpy().tobytes())
-    if key not in cache:
-        if len(cache) > 4096:
-            cache.clear()
-        ranks = torch.arange(m, dtype=dtype, device=open_bins.device)
-        bins = torch.floor(ranks / m * bin_num).long().clamp_(0, bin_num - 1)
-        cache[key] = open_bins[bins].nonzero().flatten()
-    return cache[key]
-
-
-_ranks_kept.cache = {}
+    """Ranks (0 = most important) whose bin is open among ``m`` candidates."""
+    bins = rank_bin_table(table_size(m), bin_num, dtype, str(open_bins.device))[m, :m]
+    return open_bins[bins].nonzero().flatten()
 
 
 def _drop_unpadded(hidden, scores, open_bins, bin_num: int):
