@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup quickstart test test-all figures notebooks
+.PHONY: setup quickstart lint test test-all figures notebooks
 
 setup: $(VENV)/.toplib-setup
 $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
@@ -13,9 +13,13 @@ $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
 quickstart: setup
 	$(VENV)/bin/toplib quickstart --output-dir runs/rotten_tomatoes
 
-## What CI runs: unit tests, notebooks under papermill with tiny parameters, and the
-## JupyterLab explorer driven in Debian's headless Chromium (installed by apt).
-test: setup
+## ruff: pyflakes, bugbear, unused arguments, import order (pyproject.toml [tool.ruff]).
+lint: setup
+	$(VENV)/bin/ruff check toplib tests scripts notebooks
+
+## What CI runs: the linter, unit tests, notebooks under papermill with tiny parameters, and
+## the JupyterLab explorer driven in Debian's headless Chromium (installed by apt).
+test: setup lint
 	bash scripts/install_browser.sh
 	$(PY) -m pytest -m "not slow" -q
 

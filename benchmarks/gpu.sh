@@ -22,7 +22,8 @@ $PY - "$NEWS" "$TOK" <<'PY' | tee "$OUT/gpu_equivalence.txt"
 # Token dropping vs. masking on the GPU: 256 inputs of 128 tokens, batches of 32.
 import sys, torch
 from toplib.bench import BenchSettings, benchmark_inputs, build_model
-from toplib.infer import pad_batch, prune_forward, set_eval_sparsity
+from toplib.data import pad_examples
+from toplib.infer import prune_forward, set_eval_sparsity
 top, tok = build_model(config="bert-base", tokenizer=sys.argv[2] or None, num_labels=20)
 settings = BenchSettings("20news", sys.argv[1], length=128)
 encoded = benchmark_inputs(settings, tok, 256)
@@ -31,7 +32,7 @@ top.to("cuda")
 worst, same = 0.0, True
 with torch.inference_mode():
     for i in range(0, len(encoded), 32):
-        b = {k: v.cuda() for k, v in pad_batch(encoded[i:i + 32], 0).items()}
+        b = {k: v.cuda() for k, v in pad_examples(encoded[i:i + 32], 0).items()}
         ref = top(b["input_ids"], b["attention_mask"], b.get("token_type_ids")).logits
         got = prune_forward(top, b["input_ids"], b["attention_mask"], b.get("token_type_ids")).logits
         worst = max(worst, float((got - ref).abs().max()))

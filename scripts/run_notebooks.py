@@ -21,7 +21,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from toplib.notebook import NOTEBOOK_DIR, execute_notebook  # noqa: E402
+from toplib.viz.notebook import NOTEBOOK_DIR, execute_notebook  # noqa: E402
 
 logger = logging.getLogger("run_notebooks")
 

@@ -7,8 +7,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub from a unit 
 
 import pytest
 import torch
-from transformers import (BertConfig, BertForSequenceClassification, RobertaConfig,
-                          RobertaForSequenceClassification)
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
 # Tiny tensors gain nothing from intra-op threads, and spinning thread pools slow every op
 # by orders of magnitude when several test processes share the 2 CPU cores.

@@ -12,15 +12,17 @@ from conftest import tiny_classifier
 from scipy.stats import kendalltau
 from sklearn.metrics import ndcg_score
 
-from toplib import analysis, explorer, plots
-from toplib.analysis import KeptTokens, graded_relevance, kendall_tau, ndcg_at_k
-from toplib.config import PruneConfig
+from toplib.core.agreement import graded_relevance, kendall_tau, ndcg_at_k
+from toplib.core.config import PruneConfig, parse_list
 from toplib.data import TextData, encode, get_task, make_loader
+from toplib.hf.loading import resolve_model_path
+from toplib.hf.model import ToPModel
 from toplib.infer import set_eval_sparsity
-from toplib.loading import resolve_model_path
-from toplib.model import ToPModel
-from toplib.notebook import parse_list, per_task_values, read_metrics, record_metrics
-from toplib.sweep import evaluate_with_gates
+from toplib.train.evaluate import EvalMode
+from toplib.viz import analysis, explorer, plots
+from toplib.viz.analysis import KeptTokens
+from toplib.viz.notebook import per_task_values, read_metrics, record_metrics
+from toplib.viz.sweep import evaluate_with_gates
 
 WORDS = ("the film is a quiet , witty and gorgeous study of grief that never quite lands "
          "its final act but the cast is superb").split()
@@ -157,8 +159,8 @@ def test_baselines_land_on_the_requested_flops(top, tokenizer, target):
     achieved = set_eval_sparsity(baseline, lengths, target)
     gates = baseline.gates(training=False)
     spec = get_task("rotten_tomatoes")
-    results = {method: evaluate_with_gates(baseline, loaders, spec, 64, gates=gates,
-                                           random_ranking=method == "random")
+    results = {method: evaluate_with_gates(baseline, loaders, spec, 64, EvalMode(
+                   gates=gates, random_ranking=method == "random"))
                for method in ("attention", "random")}
     for m in results.values():
         assert m["sparsity_real"] == pytest.approx(achieved, abs=1e-9)  # the schedule's FLOPs

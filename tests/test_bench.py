@@ -10,9 +10,16 @@ import torch
 from conftest import tiny_classifier
 
 from toplib import PruneConfig, ToPModel
-from toplib.bench import (VARIANTS, BenchSettings, benchmark_inputs, dense_copy, format_report,
-                          register_cli, run_benchmark)
-from toplib.plots import plot_latency_vs_length, plot_latency_vs_sparsity
+from toplib.bench import (
+    VARIANTS,
+    BenchSettings,
+    benchmark_inputs,
+    dense_copy,
+    format_report,
+    register_cli,
+    run_benchmark,
+)
+from toplib.viz.plots import plot_latency_vs_length, plot_latency_vs_sparsity
 
 LENGTH = 16
 
@@ -21,7 +28,7 @@ LENGTH = 16
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from toplib.loading import resolve_model_path
+    from toplib.hf.loading import resolve_model_path
     return AutoTokenizer.from_pretrained(resolve_model_path(None))
 
 
@@ -104,7 +111,7 @@ def test_settings_validation_names_the_field(field, value):
         BenchSettings(**{field: value})
 
 
-@pytest.mark.skipif(not __import__("toplib.bench").bench.onednn_available(),
+@pytest.mark.skipif(not __import__("toplib.bench.models").bench.models.onednn_available(),
                     reason="this PyTorch build has no oneDNN linears")
 @pytest.mark.parametrize("family", ["bert", "roberta"])
 def test_onednn_copy_predicts_like_the_model_and_leaves_it_alone(family, tokenizer):

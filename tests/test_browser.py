@@ -28,10 +28,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from toplib.config import build_train_config
-from toplib.loading import resolve_model_path
-from toplib.notebook import NOTEBOOK_DIR, read_metrics
+from toplib.hf.loading import resolve_model_path
 from toplib.train import finetune, prune
+from toplib.train.presets import build_train_config
+from toplib.viz.notebook import NOTEBOOK_DIR, read_metrics
 
 pytestmark = pytest.mark.browser
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from toplib.config import (PAPER_PRESETS, QUICK_PRESET, PruneConfig, TrainConfig,
-                           build_train_config, parse_layers, preset_values)
+from toplib.core.config import PruneConfig, parse_layers
+from toplib.train.config import TrainConfig
+from toplib.train.presets import PAPER_PRESETS, QUICK_PRESET, build_train_config, preset_values
 
 INVALID = [
     # constructor, kwargs, field, value as repr'd in the message

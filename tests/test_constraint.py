@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toplib.constraint import LagrangianConstraint, warmup_progress, warmup_target
-from toplib.flops import EncoderDims, dense_macs, encoder_macs, expected_lengths, sparsity
-from toplib.gates import RankBinGates
+from toplib.core.constraint import LagrangianConstraint, warmup_progress, warmup_target
+from toplib.core.flops import EncoderDims, dense_macs, encoder_macs, expected_lengths, sparsity
+from toplib.core.gates import RankBinGates
 
 REG_LEARNING_RATE = 0.02  # release default (TrainConfig.reg_learning_rate)
 

@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from toplib.data import (Collator, TASKS, TextData, dataset_statistics, encode, get_task,
-                         load_task_data, make_loader, resolve_task)
+from toplib.data import (
+    TASKS,
+    Collator,
+    TextData,
+    dataset_statistics,
+    encode,
+    get_task,
+    load_task_data,
+    make_loader,
+    resolve_task,
+)
 
 GLUE_DIR = Path(os.environ.get("TOPLIB_GLUE_DIR",
                                Path(__file__).resolve().parents[2] / "shared/data/glue"))

@@ -6,9 +6,20 @@ import math
 import pytest
 import torch
 
-from toplib.gates import (BETA, FIXED_LOG_ALPHA, GAMMA, LOG_ALPHA_MAX, LOG_ALPHA_MIN, ZETA, RankBinGates,
-                          deterministic_gates, expected_keep_ratio, prob_nonzero,
-                          sample_hard_concrete, straight_through)
+from toplib.core.gates import (
+    BETA,
+    FIXED_LOG_ALPHA,
+    GAMMA,
+    LOG_ALPHA_MAX,
+    LOG_ALPHA_MIN,
+    ZETA,
+    RankBinGates,
+    deterministic_gates,
+    expected_keep_ratio,
+    prob_nonzero,
+    sample_hard_concrete,
+    straight_through,
+)
 
 MC_SAMPLES = 200_000
 MC_TOL = 0.01  # absolute; the MC standard error at 200k samples is <= 0.0012

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toplib.importance import keep_mask, rank_bins, token_importance
+from toplib.core.importance import keep_mask, rank_bins, token_importance
 
 
 def importance_by_hand(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ KEPT_CASES = [
 
 @pytest.mark.parametrize("lengths, keep, locations, layers, bin_num, expected", KEPT_CASES)
 def test_kept_counts_hand_worked(lengths, keep, locations, layers, bin_num, expected):
-    from toplib.importance import kept_counts
+    from toplib.core.importance import kept_counts
     got = kept_counts(torch.tensor(lengths), torch.tensor(keep, dtype=torch.float32), locations,
                       layers, bin_num)
     assert got.tolist() == expected

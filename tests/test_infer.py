@@ -9,8 +9,9 @@ import torch
 from conftest import padded_batch, tiny_classifier
 
 from toplib import PruneConfig, ToPModel
-from toplib.infer import (GATE_CLOSED, GATE_OPEN, eval_keep_table, predict, prune_forward,
-                          set_eval_sparsity, simulate_kept)
+from toplib.core.gates import GATE_CLOSED, GATE_OPEN
+from toplib.core.schedules import simulate_kept
+from toplib.infer import eval_keep_table, predict, prune_forward, set_eval_sparsity
 
 ATOL = 1e-4
 BIN_NUM = 5
@@ -62,7 +63,7 @@ def test_matches_masked_path(family, closed, fast_attention):
 
 
 def test_attention_in_chunks_of_one_example(family, monkeypatch):
-    monkeypatch.setattr("toplib.infer.PROBS_CHUNK_BYTES", 1)  # every example its own chunk
+    monkeypatch.setattr("toplib.hf.attention.PROBS_CHUNK_BYTES", 1)  # every example its own chunk
     top = make_top(family, {0: 1, 1: 2, 2: 3})
     ids, mask = padded_batch(top.config, lengths=(12, 9, 5, 1, 2), seq_len=14)
     assert_matches_masked(top, ids, mask)
@@ -96,7 +97,7 @@ def test_batch_of_one_has_no_padding_cost(family):
 def test_short_and_long_texts_with_a_real_tokenizer():
     from transformers import AutoTokenizer
 
-    from toplib.loading import resolve_model_path
+    from toplib.hf.loading import resolve_model_path
     tok = AutoTokenizer.from_pretrained(resolve_model_path(None))
     top = make_top("bert", {0: 2, 1: 1, 2: 2}, vocab_size=tok.vocab_size)
     texts = ["", "ok", "not bad", "a long review " * 8 + "that never quite ends.", "fine ."]
@@ -155,7 +156,7 @@ def test_rejects_left_padding_and_training_mode():
 
 @pytest.mark.parametrize("target", [0.0, 0.3, 0.6])
 def test_set_eval_sparsity_hits_target_and_simulation_is_exact(target):
-    from toplib.flops import dense_macs, encoder_macs
+    from toplib.core.flops import dense_macs, encoder_macs
     top = make_top("bert")
     lengths = (12, 9, 5, 11)
     ids, mask = padded_batch(top.config, lengths=lengths)
@@ -217,7 +218,7 @@ def test_real_data_whole_validation_set(task, data_dir):
 @pytest.mark.parametrize("open_bins", [[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
 def test_unpadded_batches_drop_like_the_general_path(batch, open_bins):
     """The mask-free path for batches without padding gives the general path's survivors."""
-    from toplib.infer import drop_tokens
+    from toplib.core.gather import drop_tokens
 
     torch.manual_seed(0)
     n, h = 13, 4

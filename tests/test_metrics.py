@@ -5,7 +5,7 @@ from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from toplib.data import TaskSpec
-from toplib.metrics import compute_metrics, primary_metric, score
+from toplib.data.metrics import compute_metrics, primary_metric, score
 
 # Confusion matrix TP=4, FN=2, FP=1, TN=3 (positive = 1)
 LABELS = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])

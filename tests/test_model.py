@@ -6,16 +6,19 @@ import os
 
 import pytest
 import torch
-from transformers import (AutoModelForSequenceClassification, DistilBertConfig,
-                          DistilBertForSequenceClassification, GPT2Config,
-                          GPT2ForSequenceClassification)
+from conftest import REAL_LENGTHS, padded_batch, tiny_classifier
+from transformers import (
+    AutoModelForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
 
 from toplib import PruneConfig, ToPModel
-from toplib.checkpoint import atomic_directory
-from toplib.gates import LOG_ALPHA_MAX, LOG_ALPHA_MIN
-from toplib.patch import ToPEncoderMixin, apply_patch, encoder_of
-
-from conftest import REAL_LENGTHS, padded_batch, tiny_classifier
+from toplib.core.gates import LOG_ALPHA_MAX, LOG_ALPHA_MIN
+from toplib.hf.checkpoint import atomic_directory
+from toplib.hf.encoder import ToPEncoderMixin, apply_patch, encoder_of
 
 BIN_NUM = 4
 # Deterministic gates of a 4-layer model (prune locations 1, 2, 3): location 1 closes bins
@@ -288,7 +291,7 @@ def test_prune_location_outside_the_model_is_rejected(location):
 def test_kept_counts_from_lengths_equal_the_model_forward(family, bin_num):
     """Scattered closed bins and a switched-off pruner: the counts the constraint holds
     (``kept_counts``) are the ones a real forward pass keeps, whatever the attention."""
-    from toplib.importance import kept_counts
+    from toplib.core.importance import kept_counts
     _, top = reference_and_top(family)
     top = ToPModel(top.model, PruneConfig(bin_num=bin_num)).eval()
     gen = torch.Generator().manual_seed(3)
@@ -305,3 +308,33 @@ def test_kept_counts_from_lengths_equal_the_model_forward(family, bin_num):
     counted = kept_counts(torch.tensor(lengths), keep, top.prune.prune_location, 4, bin_num)
     assert torch.equal(counted, forward)
     assert (forward[:, -1] < torch.tensor(lengths)).any(), "the gates should prune something"
+
+
+# ---- what Hugging Face returns, served by the patched encoder ---------------------------
+def test_hidden_states_and_attentions_are_forwarded(family):
+    reference, top = reference_and_top(family)
+    reference.set_attn_implementation("eager")
+    ids, mask = padded_batch(top.config)
+    kwargs = dict(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                  output_attentions=True)
+    with torch.no_grad():
+        want = reference(**kwargs)
+        with top.attached(top.token_run(mask)):  # every gate open: the unpatched model
+            got = top.model(**kwargs)
+        set_gates(top, MIXED_BINS, MIXED_PRUNERS)
+        run = top.token_run(mask)
+        with top.attached(run):
+            pruned = top.model(**kwargs)
+    assert len(got.hidden_states) == len(want.hidden_states) == 5
+    real = mask.bool()  # padded positions are zeroed by ToP (masked) but not by HF
+    for a, b in zip(got.hidden_states, want.hidden_states):
+        torch.testing.assert_close(a[real], b[real], atol=1e-5, rtol=0)
+    for a, b in zip(got.attentions, want.attentions):  # (B, A, n, n): real query rows
+        torch.testing.assert_close(a.transpose(1, 2)[real], b.transpose(1, 2)[real], atol=1e-5,
+                                   rtol=0)
+    alive = torch.stack(run.alive_per_layer, dim=1)  # (B, N, n) entering each layer
+    assert (alive[:, -1].sum(-1) < mask.sum(-1)).all()  # the gates prune
+    for layer in range(1, 4):  # layer l's input: layer l-1's output, pruned tokens zeroed
+        dead = alive[:, layer] == 0
+        assert (pruned.hidden_states[layer][dead] == 0).all(), layer
+    assert [a.shape for a in pruned.attentions] == [a.shape for a in want.attentions]

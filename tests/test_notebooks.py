@@ -91,7 +91,7 @@ def tiny_model(tmp_path_factory) -> str:
     """A random 4-layer BERT with the offline MiniLM tokenizer, saved as a local model."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from toplib.loading import resolve_model_path
+    from toplib.hf.loading import resolve_model_path
     path = tmp_path_factory.mktemp("tiny_model")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
     torch.manual_seed(0)
@@ -106,8 +106,8 @@ def tiny_model(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, tiny_model) -> dict:
     """One tiny teacher and one tiny ToP run (sparsity 0.5), shared by notebooks 03-06."""
-    from toplib.config import build_train_config
     from toplib.train import finetune, prune
+    from toplib.train.presets import build_train_config
     root = tmp_path_factory.mktemp("runs")
     runs = {"root": str(root), "teacher": str(root / TASK / "teacher"),
             "top": str(root / TASK / "top")}
@@ -127,7 +127,7 @@ def execute(name: str, tmp_path: Path, **parameters) -> dict:
     """Run a notebook with papermill (kernel cwd: notebooks/) and return its metrics."""
     import papermill
 
-    from toplib.notebook import read_metrics
+    from toplib.viz.notebook import read_metrics
     parameters.setdefault("output_dir", str(tmp_path / "out"))
     if "figures_dir" in _parameter_names(name):
         parameters.setdefault("figures_dir", str(tmp_path / "figures"))

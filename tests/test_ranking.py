@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toplib.ranking import lambda_arp2_loss, rank_distillation_loss
+from toplib.core.ranking import lambda_arp2_loss, rank_distillation_loss
 
 
 def arp2_by_hand(scores, relevance, valid=None, sigma=1.0) -> list[float]:

@@ -7,11 +7,11 @@ import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from toplib.cli import main as cli_main
-from toplib.config import build_train_config
-from toplib.gates import FIXED_LOG_ALPHA, LOG_ALPHA_MAX, prob_nonzero
-from toplib.loading import resolve_model_path
-from toplib.model import ToPModel
+from toplib.core.gates import FIXED_LOG_ALPHA, LOG_ALPHA_MAX, prob_nonzero
+from toplib.hf.loading import resolve_model_path
+from toplib.hf.model import ToPModel
 from toplib.train import finetune, prune
+from toplib.train.presets import build_train_config
 
 TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=128)
@@ -145,9 +145,9 @@ GLUE_DIR = os.environ.get("TOPLIB_GLUE_DIR", os.path.join(
 def test_glue_tasks_run_end_to_end_with_their_metrics(task, metrics, tiny_model_dir, tmp_path):
     config = build_train_config(task, "quick", dict(RUN, sparsity=0.3))
     finetune(task, str(tmp_path / "teacher"), model=tiny_model_dir, config=config,
-             data_dir=GLUE_DIR, progress=False)
+             data=GLUE_DIR, progress=False)
     results = prune(task, str(tmp_path / "teacher"), str(tmp_path / "top"), config,
-                    data_dir=GLUE_DIR, progress=False)
+                    data=GLUE_DIR, progress=False)
     evaluated = results["best"]["results"]["validation"]
     assert metrics <= set(evaluated) and metrics <= set(results["teacher_results"]["validation"])
     assert evaluated["num_examples"] == RUN["max_eval_samples"]

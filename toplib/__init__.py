@@ -1,6 +1,22 @@
-"""toplib: constraint-aware, ranking-distilled token pruning (ToP, Li et al., KDD'23)."""
-from .config import PruneConfig, TrainConfig, build_train_config
-from .model import ToPModel, ToPOutput
+"""toplib: constraint-aware, ranking-distilled token pruning (ToP, Li et al., KDD'23).
+
+The tree is the architecture, imports pointing down only:
+``core`` (the method, torch only) <- ``hf`` (the encoder patch, ToPModel, checkpoints) <-
+``data``, ``train``, ``infer`` <- ``bench``, ``viz`` <- ``cli``.
+"""
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["PruneConfig", "TrainConfig", "build_train_config", "ToPModel", "ToPOutput"]
+_EXPORTS = {"PruneConfig": "toplib.core.config", "TrainConfig": "toplib.train.config",
+            "build_train_config": "toplib.train.presets", "ToPModel": "toplib.hf.model",
+            "ToPOutput": "toplib.hf.model"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Load the public names lazily: ``import toplib.core`` needs torch only."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'toplib' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,4 +1,6 @@
-"""``python -m toplib``: the same as the ``toplib`` command."""
+"""``python -m toplib``: the same as the ``toplib`` command (its exit status too)."""
+import sys
+
 from .cli import main
 
-main()
+sys.exit(main())

@@ -1,43 +1,46 @@
-"""Command line: ``toplib finetune | prune | evaluate | quickstart | bench``."""
+"""Command line: ``toplib finetune | prune | evaluate | quickstart | bench``.
+
+The training knobs' flags are generated from the configuration fields' metadata
+(``toplib.core.config.knob``): ``--name`` and the release's ``--PAPER_NAME``, the field's
+help, and ``--x/--no-x`` for switches. Every error exits non-zero.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 
-from .config import PRESETS, build_train_config, parse_layers
+from .core.config import PruneConfig, parse_layers
+from .train.config import TrainConfig
+from .train.presets import PRESETS
 
-# (flag, paper name or None, type, help) of every training knob.
-KNOBS = [
-    ("sparsity", "SPARSITY", float, "target FLOPs sparsity (real length), in [0, 1)"),
-    ("learning_rate", "LEARNING_RATE", float, "learning rate of the weights while pruning"),
-    ("reg_learning_rate", "REG_LEARNING_RATE", float, "learning rate of gates and multipliers"),
-    ("distill_rank_loss_alpha", "DISTILL_RANK_LOSS_ALPHA", float, "rank distillation weight"),
-    ("bin_num", "BIN_NUM", int, "rank bins per prune layer"),
-    ("topk", "TOPK", int, "teacher tokens ranked by the rank loss"),
-    ("warmup_epochs", "WARMUP_EPOCHS", float, "epochs of linear sparsity warm-up"),
-    ("epochs", "EPOCHS", float, "epochs of the pruning run"),
-    ("prune_location", "PRUNE_LOCATION", str, "layers that receive pruned inputs, e.g. 2-11"),
-    ("finetune_epochs", None, float, "epochs of teacher fine-tuning"),
-    ("finetune_learning_rate", None, float, "learning rate of teacher fine-tuning"),
-    ("batch_size", None, int, "training batch size"),
-    ("eval_batch_size", None, int, "evaluation batch size"),
-    ("max_seq_length", None, int, "truncation length (default: the task's)"),
-    ("eval_steps", None, int, "evaluate every N steps (default: 4 per epoch)"),
-    ("sparsity_epsilon", None, float, "best checkpoint needs sparsity >= target - epsilon"),
-    ("fix_gates_epochs", None, float, "train the last N epochs on the fixed evaluation masks"),
-    ("max_train_samples", None, int, "train on a seeded subset of this size"),
-    ("max_eval_samples", None, int, "evaluate on the first N validation examples"),
-    ("seed", None, int, "random seed"),
-]
-# (flag, help) of every on/off training switch: --name / --no-name (default: the preset's).
-SWITCHES = [
-    ("fix_pruners_after_warmup", "fix each layer's pruner gate on or off once the target is reached"),
-    ("binned_expectation", "expected FLOPs count the bins each length fills (off: release formula)"),
-    ("constrain_measured", "constrain the evaluation gates' sparsity (straight-through)"),
-]
+LAYER_KNOBS = ("prune_location", "rank_distill_layers")  # parsed from '2-11' or '2,3,5'
+
+
+def _knob_fields() -> list[dataclasses.Field]:
+    return [f for cls in (TrainConfig, PruneConfig) for f in dataclasses.fields(cls)
+            if "help" in f.metadata]
+
+
+def _flag_type(f: dataclasses.Field):
+    kind = str(f.type).split("|")[0].strip()
+    return str if f.name in LAYER_KNOBS else {"int": int, "float": float}[kind]
+
+
+def _add_knobs(p: argparse.ArgumentParser) -> None:
+    """One flag per knob, default None (the preset's value)."""
+    for f in _knob_fields():
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.metadata['paper']}"]
+                                                     if f.metadata["paper"] else [])
+        if str(f.type) == "bool":
+            p.add_argument(*flags, dest=f.name, default=None,
+                           action=argparse.BooleanOptionalAction, help=f.metadata["help"])
+        else:
+            p.add_argument(*flags, dest=f.name, type=_flag_type(f), default=None,
+                           help=f.metadata["help"])
 
 
 def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
@@ -55,59 +58,55 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESETS, help="per-task defaults: the paper's, or quick (CPU)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    for name, paper, kind, text in KNOBS:
-        flags = [f"--{name.replace('_', '-')}"] + ([f"--{paper}"] if paper else [])
-        p.add_argument(*flags, dest=name, type=kind, default=None, help=text)
-    for name, text in SWITCHES:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                       action=argparse.BooleanOptionalAction, help=text)
+    _add_knobs(p)
 
 
-def _train_config(args):
-    overrides = {name: getattr(args, name) for name, *_ in KNOBS + SWITCHES}
-    overrides["prune_location"] = parse_layers(overrides["prune_location"])
+def _train_config(args) -> TrainConfig:
+    from .train.presets import build_train_config
+    overrides = {f.name: getattr(args, f.name) for f in _knob_fields()}
+    for name in LAYER_KNOBS:
+        overrides[name] = parse_layers(overrides[name], name)
     return build_train_config(args.task, args.preset, overrides)
 
 
-def _data_kwargs(args) -> dict:
-    return dict(data_dir=args.data_dir, train_file=args.train_file,
-                validation_file=args.validation_file)
+def _data(args):
+    from .data import DataFiles
+    return DataFiles(args.data_dir, args.train_file, args.validation_file)
+
+
+def _run_options(args) -> dict:
+    return dict(resume=args.resume, overwrite=args.overwrite, device=args.device,
+                progress=not args.quiet)
 
 
 def cmd_finetune(args) -> dict:
     from .train import finetune
-    return finetune(args.task, args.output_dir, model=args.model, config=_train_config(args),
-                    resume=args.resume, overwrite=args.overwrite, device=args.device,
-                    progress=not args.quiet, **_data_kwargs(args))
+    return finetune(args.task, args.output_dir, args.model, _train_config(args), _data(args),
+                    **_run_options(args))
 
 
 def cmd_prune(args) -> dict:
     from .train import prune
-    return prune(args.task, args.teacher, args.output_dir, config=_train_config(args),
-                 resume=args.resume, overwrite=args.overwrite, device=args.device,
-                 progress=not args.quiet, **_data_kwargs(args))
+    return prune(args.task, args.teacher, args.output_dir, _train_config(args), _data(args),
+                 **_run_options(args))
 
 
 def cmd_evaluate(args) -> dict:
-    from .evaluate import evaluate_checkpoint, summarize
-    results = evaluate_checkpoint(args.checkpoint, task=args.task, device=args.device,
-                                  progress=not args.quiet, max_eval_samples=args.max_eval_samples,
-                                  **_data_kwargs(args))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print(summarize(results))
+    from .train.evaluate import evaluate_checkpoint, summarize
+    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args), args.device,
+                                  not args.quiet, args.max_eval_samples)
+    print(json.dumps(results, indent=2) if args.json else summarize(results))
     return results
 
 
 def cmd_quickstart(args) -> dict:
-    from .pipeline import quickstart
+    from .train.pipeline import quickstart
     return quickstart(args.output_dir, sparsity=args.sparsity, resume=args.resume,
                       device=args.device, progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toplib", description=__doc__)
+    parser = argparse.ArgumentParser(prog="toplib", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -138,14 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
-    from . import bench
-    if hasattr(bench, "register_cli"):
-        bench.register_cli(sub)
+    from .bench import register_cli
+    register_cli(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (2: bad input, 1: another failure)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse's own errors (exit 2) and --help (exit 0)
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -154,6 +156,10 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"toplib {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - a clear line and a non-zero status, then the trace
+        logging.getLogger("toplib").exception("toplib %s failed", args.command)
+        print(f"toplib {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

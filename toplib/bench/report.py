@@ -1,0 +1,132 @@
+"""``toplib bench``: the command line, and the tables it prints."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+import torch
+
+from ..core.config import PruneConfig, parse_layers, parse_list
+from ..data import get_task
+from .models import build_model, prepare_dense
+from .timing import VARIANTS, BenchSettings, run_benchmark
+
+OVERHEAD_SECTIONS = ("embeddings", "gates", "importance", "gather", "head")
+
+
+def format_report(results: dict) -> str:
+    """A readable table of one :func:`run_benchmark` result, with where the time goes."""
+    s, m = results["settings"], results["model"]
+    lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers "
+             f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | "
+             f"length {s['length'] or 'as is'} | "
+             f"{results.get('device', 'CPU')} | {results['threads']} threads"
+             f"{' | oneDNN linears' if s['onednn'] else ''} | "
+             f"median of {s['runs']} runs"]
+    for row in results["batches"]:
+        lat = row["latency_ms"]
+        lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real "
+                      f"length); FLOPs reduction {row['reduction_real']:.2f}x real, "
+                      f"{row['reduction_padded']:.2f}x vs {row['max_seq_length']} padded; "
+                      f"load avg {row['loadavg_1min'][0]:.1f}",
+                  f"  {'variant':<14}{'latency ms':>12}{'ex/s':>10}{'speedup':>10}{'cpu ms':>12}"]
+        lines += [f"  {name:<14}{lat[name]:>12.2f}{row['throughput'][name]:>10.1f}"
+                  f"{lat['dense_dynamic'] / lat[name]:>9.2f}x{row['cpu_ms'][name]:>12.2f}"
+                  for name in VARIANTS]
+        lines.append(f"  top_drop: {row['speedup_vs_dynamic']:.2f}x over dense_dynamic = "
+                     f"{row['ratio_real']:.2f} of the real FLOPs reduction (CPU time: "
+                     f"{row['ratio_real_cpu']:.2f}); {row['speedup_vs_padded']:.2f}x over "
+                     f"dense_padded = {row['ratio_padded']:.2f} of the padded one")
+        lines += _profile_lines(row["profile"])
+    return "\n".join(lines)
+
+
+def _profile_lines(profile: dict) -> list[str]:
+    dense, drop, flops = profile["dense"], profile["drop"], profile["flops_reduction"]
+    lines = ["  where the time goes (ms per forward, median; toplib loop, dense = no pruning):",
+             f"    {'section':<12}{'dense':>9}{'drop':>9}{'speedup':>9}{'FLOPs':>8}"]
+    for name in sorted(set(dense) | set(drop), key=lambda k: -dense.get(k, 0.0)):
+        d, p = dense.get(name, 0.0), drop.get(name, 0.0)
+        ratio = f"{d / p:.2f}x" if name in flops and p > 0 else "-"
+        lines.append(f"    {name:<12}{d:>9.2f}{p:>9.2f}{ratio:>9}"
+                     f"{(f'{flops[name]:.2f}x' if name in flops else '-'):>8}")
+    overhead, total = sum(drop.get(k, 0.0) for k in OVERHEAD_SECTIONS), sum(drop.values())
+    fit = profile["ffn_fit"]
+    lines += [f"    {'total':<12}{sum(dense.values()):>9.2f}{total:>9.2f}",
+              f"    overhead outside the FLOPs model: {overhead:.2f} ms "
+              f"({100 * overhead / total:.0f}% of drop); FFN time per layer = "
+              f"{max(fit['fixed_ms'], 0):.2f} ms fixed + {1e3 * fit['per_row_ms']:.1f} us/token "
+              f"(fixed: {max(100 * fit['fixed_ms'] / fit['dense_layer_ms'], 0):.0f}% of a dense "
+              f"layer's FFN, a cost that pruning tokens cannot remove)"]
+    return lines
+
+
+def register_cli(subparsers) -> None:
+    """Add the ``bench`` subcommand (``func=main``) to an argparse subparsers object."""
+    p = subparsers.add_parser("bench", help="time dense vs. masked vs. token-dropping ToP")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint",
+                     help="toplib or Hugging Face checkpoint (default: offline MiniLM)")
+    src.add_argument("--config",
+                     help="random weights: bert-base, or a Hugging Face config path/name")
+    p.add_argument("--tokenizer", help="tokenizer of --config models (default: offline MiniLM)")
+    p.add_argument("--task", default="rotten_tomatoes",
+                   help="task whose validation texts are timed")
+    p.add_argument("--data-dir", help="GLUE root or the 20news folder")
+    p.add_argument("--length", help="real tokens per input; comma list sweeps (e.g. 32,128,512)")
+    p.add_argument("--sparsity",
+                   help="set gates to this real-length FLOPs sparsity; comma list sweeps")
+    p.add_argument("--batch-sizes", default="1,32", help="comma list")
+    p.add_argument("--runs", type=int, default=20, help="timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    p.add_argument("--max-seq-length", type=int, help="padded length (default: the task's)")
+    p.add_argument("--bin-num", type=int, help="BIN_NUM (default: the checkpoint's, else 25)")
+    p.add_argument("--prune-location", help="e.g. 2-11 (default: the checkpoint's, else max(N/6, 2)..N-1)")
+    p.add_argument("--onednn", action=argparse.BooleanOptionalAction, default=None,
+                   help="prepacked oneDNN linears in every variant (default: when available)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--plot-dir", help="write latency plots here")
+    p.set_defaults(func=main)
+
+
+def main(args) -> list[dict]:
+    """The ``bench`` subcommand: every (length, sparsity) pair, one table each."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.config and not args.sparsity:
+        raise ValueError("--config builds random weights: give --sparsity")
+    given = {k: v for k, v in (("bin_num", args.bin_num),
+                               ("prune_location", parse_layers(args.prune_location)))
+             if v is not None}
+    prune = PruneConfig(**given) if given else None
+    top, tok = build_model(args.checkpoint, args.config, args.tokenizer, prune,
+                           num_labels=max(2, get_task(args.task).num_labels), seed=args.seed)
+    torch.manual_seed(args.seed)
+    top.to(args.device)
+    dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
+    all_results = []
+    for length in parse_list(args.length, int, "length") or [None]:
+        for sparsity in parse_list(args.sparsity, float, "sparsity") or [None]:
+            settings = BenchSettings(args.task, args.data_dir, length,
+                                     tuple(parse_list(args.batch_sizes, int, "batch_sizes")),
+                                     args.runs, args.warmup, args.max_seq_length, sparsity,
+                                     args.onednn, args.seed, args.device)
+            all_results.append(run_benchmark(settings, top, tok, dense))
+            print(format_report(all_results[-1]), "\n", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": shlex.join(sys.argv), "results": all_results}, f, indent=1)
+    if args.plot_dir:
+        from ..viz.plots import plot_latency_vs_length, plot_latency_vs_sparsity
+        os.makedirs(args.plot_dir, exist_ok=True)
+        plots = (("length", plot_latency_vs_length), ("sparsity", plot_latency_vs_sparsity))
+        for name, fn in plots:
+            fn(all_results).savefig(os.path.join(args.plot_dir, f"latency_vs_{name}.png"), dpi=120,
+                                    bbox_inches="tight")
+    return all_results

@@ -1,0 +1,217 @@
+"""Latency benchmark: dense vs. masked ToP vs. token-dropping ToP, on real sentences.
+
+Four variants, timed in one process, interleaved round-robin (drift in clock speed or
+machine load hits all of them alike), median of ``runs`` rounds after ``warmup`` rounds:
+
+* ``dense_padded``: the Hugging Face model as users run it (SDPA), padded to max_seq_length.
+* ``dense_dynamic``: the same with padding removed (each batch padded to its longest).
+* ``top_masked``: ``ToPModel.forward`` on max_seq_length-padded inputs, as the release runs.
+* ``top_drop``: :func:`toplib.infer.prune_forward`, pruned tokens removed.
+
+FLOPs reductions come from ``toplib.flops`` on the tokens ``top_drop`` kept, against the
+dense model at real length and at max_seq_length; ``ratio`` = measured speedup / FLOPs
+reduction. ``toplib.bench.profile`` says where the time goes; ``toplib bench``
+(``toplib.bench.report``) prints the tables and writes JSON.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..core.config import check
+from ..core.flops import flops_figures
+from ..data import encode, get_task, load_task_data, pad_examples, real_lengths
+from ..infer import prune_forward, set_eval_sparsity
+from .models import prepare_dense, timed_copy
+from .profile import PROFILE_REPEATS, profile_sections, synchronizer
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("dense_padded", "dense_dynamic", "top_masked", "top_drop")
+
+
+@dataclass
+class BenchSettings:
+    """What to time and on which inputs."""
+
+    task: str = "rotten_tomatoes"
+    """Task whose validation texts are the inputs."""
+    data_dir: str | None = None
+    """Data folder of the task (GLUE root, 20news folder); None for rotten_tomatoes."""
+    length: int | None = None
+    """Real tokens per input: longer texts truncated, shorter ones skipped (None: as is)."""
+    batch_sizes: tuple[int, ...] = (1, 32)
+    """Batch sizes to time."""
+    runs: int = 20
+    """Timed rounds per batch size (the median is reported)."""
+    warmup: int = 3
+    """Untimed rounds before timing."""
+    max_seq_length: int | None = None
+    """Padded length of dense_padded/top_masked (None: the task's, at least ``length``)."""
+    sparsity: float | None = None
+    """Set the gates to this real-length FLOPs sparsity on the inputs (None: keep them)."""
+    onednn: bool | None = None
+    """Run every Linear of every variant on prepacked oneDNN weights (see ``use_onednn``);
+    None: when this PyTorch build has them. The model passed in is never modified."""
+    seed: int = 0
+    """Seed of the random weights of --config models."""
+    device: str = "cpu"
+    """Where to time: "cpu" or a CUDA device (timings synchronise the device)."""
+
+    def __post_init__(self):
+        self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
+        sizes_ok = bool(self.batch_sizes) and min(self.batch_sizes) >= 1
+        for name, ok, allowed in (
+                ("batch_sizes", sizes_ok, "sizes >= 1"),
+                ("runs", self.runs >= 1, "must be >= 1"),
+                ("warmup", self.warmup >= 0, "must be >= 0"),
+                ("length", self.length is None or self.length >= 2, "must be >= 2 or None"),
+                ("sparsity", self.sparsity is None or 0 <= self.sparsity < 1, "in [0, 1)")):
+            check(name, getattr(self, name), ok, allowed)
+
+
+def max_seq_length(settings: BenchSettings) -> int:
+    """Padded length of the padded variants: the task's, raised to ``length``."""
+    padded = settings.max_seq_length or get_task(settings.task).max_seq_length
+    return max(padded, settings.length or 0)
+
+
+def benchmark_inputs(settings: BenchSettings, tokenizer, count: int) -> list[dict]:
+    """Up to ``count`` encoded validation examples (exactly ``settings.length`` tokens if set)."""
+    spec = get_task(settings.task)
+    data = load_task_data(spec.name, data_dir=settings.data_dir)[spec.validation_splits[0]]
+    encoded = encode(data, tokenizer, settings.length or max_seq_length(settings))
+    if settings.length:
+        encoded = [e for e in encoded if len(e["input_ids"]) == settings.length]
+    if not encoded:
+        raise ValueError(f"length={settings.length}: no {spec.name} validation text is that long")
+    if len(encoded) < count:
+        logger.info("only %d inputs of this length (wanted %d): batches repeat",
+                    len(encoded), count)
+    return encoded[:count]
+
+
+def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int, pad_to: int,
+                 device: str = "cpu"):
+    """Distinct batches (at most ``rounds``), each as (padded to ``pad_to``, dynamic) pair."""
+    batches = []
+    for i in range(max(1, min(rounds, len(encoded) // batch_size))):
+        chunk = [encoded[(i * batch_size + j) % len(encoded)] for j in range(batch_size)]
+        dynamic, padded = pad_examples(chunk, pad_id), pad_examples(chunk, pad_id, pad_to)
+        batches.append(({k: v.to(device) for k, v in padded.items()},
+                        {k: v.to(device) for k, v in dynamic.items()}))
+    return batches
+
+
+def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
+    """The four variants as zero-argument callables on one batch."""
+    args = (padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"))
+    return {"dense_padded": lambda: dense(**padded), "dense_dynamic": lambda: dense(**dynamic),
+            "top_masked": lambda: top(*args), "top_drop": lambda: prune_forward(top, *args)}
+
+
+@torch.inference_mode()
+def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, dict]:
+    """Seconds per forward pass of each variant; round r uses batch r mod len(batches).
+
+    Returns:
+        {"wall": {variant: [seconds]}, "cpu": {variant: [seconds]}}. CPU time (of the
+        process) leaves out time spent descheduled, so with one thread it shows what the
+        wall clock would on a quiet machine; with more it also counts threads spinning.
+    """
+    times = {"wall": {name: [] for name in VARIANTS}, "cpu": {name: [] for name in VARIANTS}}
+    sync = synchronizer(next(top.parameters()).device)
+    for r in tqdm(range(warmup + runs), desc="rounds", leave=False):
+        fns = variant_fns(top, dense, *batches[r % len(batches)])
+        for name in VARIANTS:
+            sync()
+            wall, cpu = time.perf_counter(), time.process_time()
+            fns[name]()
+            sync()
+            if r >= warmup:
+                times["wall"][name].append(time.perf_counter() - wall)
+                times["cpu"][name].append(time.process_time() - cpu)
+    return times
+
+
+@torch.inference_mode()
+def drop_flops(top, batches) -> dict:
+    """FLOPs figures (``toplib.core.flops.flops_figures``) of what top_drop computed, against
+    the dense model at real length and at the padded length."""
+    kept = torch.cat([prune_forward(top, p["input_ids"], p["attention_mask"],
+                                    p.get("token_type_ids")).kept.cpu() for p, _ in batches])
+    lengths = torch.cat([p["attention_mask"].sum(-1).cpu() for p, _ in batches])
+    pad_to = batches[0][0]["input_ids"].shape[1]
+    figures = flops_figures(kept, lengths, top.dims, pad_to)
+    return {k: figures[k] for k in ("sparsity_real", "reduction_real", "reduction_padded",
+                                    "mean_length")} | {
+        "max_seq_length": int(pad_to), "kept_per_layer": kept.double().mean(0).tolist()}
+
+
+def _device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
+    """Time the four variants at every batch size; returns a JSON-ready dict.
+
+    Args:
+        settings: what to time; top: a ToPModel; tokenizer: its tokenizer.
+        dense: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass
+            one to reuse it across calls). ``top`` itself is never modified beyond its
+            gates (``settings.sparsity``): oneDNN timings run on a copy.
+    Example:
+        >>> top, tok = build_model(config="bert-base")  # doctest: +SKIP
+        >>> settings = BenchSettings("20news", "data/20news", length=128, sparsity=0.6)
+        >>> run_benchmark(settings, top, tok)  # doctest: +SKIP
+    """
+    pad_to = max_seq_length(settings)
+    pad_id = top.config.pad_token_id if top.config.pad_token_id is not None else 0
+    top.to(settings.device)
+    encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
+    if settings.sparsity is not None:
+        set_eval_sparsity(top, real_lengths(encoded), settings.sparsity)
+    dense = dense if dense is not None else prepare_dense(top, settings.onednn)
+    timed = timed_copy(top, settings.onednn)  # after set_eval_sparsity: the copy has its gates
+    results = {"settings": dict(asdict(settings), onednn=timed is not top),
+               "threads": torch.get_num_threads(), "device": _device_name(settings.device),
+               "cpu_count": os.cpu_count(), "model": _model_summary(top), "batches": []}
+    for bs in settings.batch_sizes:
+        batches = make_batches(encoded, bs, settings.runs, pad_id, pad_to, settings.device)
+        results["batches"].append(_batch_row(top, timed, dense, batches, settings))
+    return results
+
+
+def _model_summary(top) -> dict:
+    d = top.dims
+    return {"model_type": top.config.model_type, "layers": d.num_layers, "hidden": d.hidden,
+            "heads": d.heads, "intermediate": d.intermediate,
+            "prune_location": list(top.prune.prune_location), "bin_num": top.prune.bin_num}
+
+
+def _batch_row(top, timed, dense, batches, settings: BenchSettings) -> dict:
+    """Latency, throughput, speed-ups and their ratio to the FLOPs reduction at one batch size."""
+    bs = batches[0][0]["input_ids"].shape[0]
+    load = os.getloadavg()[0]  # other processes distort timings: keep the load beside them
+    times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup)
+    row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
+           "loadavg_1min": [load, os.getloadavg()[0]]}
+    lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
+    cpu = row["cpu_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["cpu"].items()}
+    row["throughput"] = {k: bs * 1e3 / v for k, v in lat.items()}
+    row["speedup_vs_dynamic"] = lat["dense_dynamic"] / lat["top_drop"]
+    row["speedup_vs_padded"] = lat["dense_padded"] / lat["top_drop"]
+    row["ratio_real"] = row["speedup_vs_dynamic"] / row["reduction_real"]
+    row["ratio_padded"] = row["speedup_vs_padded"] / row["reduction_padded"]
+    row["ratio_real_cpu"] = cpu["dense_dynamic"] / cpu["top_drop"] / row["reduction_real"]
+    row["profile"] = profile_sections(timed, batches[0][1], min(PROFILE_REPEATS, settings.runs))
+    logger.info("batch %d: %s", bs, {k: round(v, 2) for k, v in lat.items()})
+    return row

@@ -1,0 +1,111 @@
+"""The pruning structure stored beside every ToP checkpoint, and the checks and parsers
+every configuration shares.
+
+Each field carries its help text as metadata (``help``, and ``paper``: the release's knob
+name); the command line is generated from it (:mod:`toplib.cli`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+
+def knob(default: Any, help: str, paper: str | None = None, **kwargs) -> Any:  # noqa: A002
+    """A dataclass field with its one-line help (and the release's name of the knob)."""
+    return field(default=default, metadata={"help": help, "paper": paper}, **kwargs)
+
+
+def check(name: str, value, ok: bool, allowed: str) -> None:
+    """Raise a ValueError naming the parameter, its value and what is allowed."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid: {allowed}")
+
+
+def check_positive_ints(obj, names: Sequence[str], optional: bool = True) -> None:
+    """Every field in ``names`` is an integer >= 1 (or None when ``optional``)."""
+    for name in names:
+        value = getattr(obj, name)
+        ok = (value is None and optional) or (isinstance(value, int) and value >= 1)
+        check(name, value, ok, "must be an integer >= 1" + (" or None" if optional else ""))
+
+
+def parse_list(text: str | float | int | Sequence | None, cast: Callable = float,
+               name: str = "value") -> list:
+    """'0.3,0.5, 0.7' -> [0.3, 0.5, 0.7]; a number -> [number]; a sequence -> cast items;
+    None/'' -> []."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return []
+    if not isinstance(text, str):
+        return [cast(x) for x in text] if isinstance(text, (list, tuple)) else [cast(text)]
+    try:
+        return [cast(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a comma-separated list of "
+                         f"{cast.__name__}") from None
+
+
+def parse_layers(text: str | Sequence[int] | None, name: str = "prune_location"
+                 ) -> tuple[int, ...] | None:
+    """'2-11' or '2,3,5' (or a sequence) -> tuple of layers."""
+    if text is None or not isinstance(text, str):
+        return None if text is None else tuple(int(x) for x in text)
+    layers: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            layers.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is invalid: use '2-11' or '2,3,5'") from None
+    return tuple(layers)
+
+
+def _sorted_layers(layers) -> tuple[int, ...] | None:
+    return None if layers is None else tuple(sorted(set(int(x) for x in layers)))
+
+
+@dataclass
+class PruneConfig:
+    """Where and how finely tokens are pruned; stored beside every ToP checkpoint."""
+
+    prune_location: tuple[int, ...] | None = knob(
+        None, "layers that receive pruned inputs, e.g. 2-11 (default: max(N/6, 2)..N-1: 2..11 "
+        "on 12 layers as in the release, 2..5 on 6)", "PRUNE_LOCATION")
+    bin_num: int = knob(25, "rank bins (one gate each) per prune layer", "BIN_NUM")
+    droprate_init: float = knob(0.01, "initial probability that a bin gate is closed "
+                                "(release: 0.01)")
+    rank_distill_layers: tuple[int, ...] | None = knob(
+        None, "student layers whose importance is rank-distilled (default: the release's "
+        "rule, the first third)")
+
+    def __post_init__(self):
+        check("bin_num", self.bin_num, isinstance(self.bin_num, int) and self.bin_num >= 1,
+              "BIN_NUM must be an integer >= 1")
+        check("droprate_init", self.droprate_init, 0.0 < self.droprate_init < 1.0,
+              "must lie in (0, 1)")
+        self.prune_location = _sorted_layers(self.prune_location)
+        if self.prune_location is not None:
+            check("prune_location", self.prune_location, len(self.prune_location) > 0,
+                  "give at least one layer")
+        self.rank_distill_layers = _sorted_layers(self.rank_distill_layers)
+
+    def resolve(self, num_layers: int) -> "PruneConfig":
+        """Fill the depth-dependent defaults and check them against a model's depth.
+
+        Pruning starts at layer max(N/6, 2) (1 below 6 layers): on 6 layers, also pruning
+        the input of layer 1 costs 1.5 points more at sparsity 0.5.
+        """
+        first = max(1, min(2, num_layers // 3), num_layers // 6)
+        loc = self.prune_location or tuple(range(first, num_layers))
+        bad = [x for x in loc if not 1 <= x < num_layers]
+        check("prune_location", loc, not bad,
+              f"layers must lie in 1..{num_layers - 1} for a {num_layers}-layer model")
+        distill = self.rank_distill_layers
+        if distill is None:  # release: layers 1 .. N/3 - 1 (from the first importance layer)
+            distill = tuple(range(loc[0] - 1, max(loc[0], num_layers // 3)))
+        bad = [x for x in distill if not 0 <= x < num_layers]
+        check("rank_distill_layers", distill, not bad, f"layers must lie in 0..{num_layers - 1}")
+        return dataclasses.replace(self, prune_location=tuple(loc), rank_distill_layers=distill)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,172 @@
+"""Analytic MACs of a BERT-style encoder as a function of the tokens each layer sees.
+
+Per layer (METHOD Sec. 3), with ``t`` tokens in attention and ``t_ffn`` in the FFN::
+
+    3 t H^2 (Q, K, V) + A t^2 (H/A) (scores) + A t^2 (softmax) + A t^2 (H/A) (context)
+    + t H^2 (output projection) + 2 t_ffn H I (FFN)
+
+Layer l's FFN is counted at layer l+1's token count: the importance that prunes tokens
+for layer l+1 is known once layer l's attention is done, so the FFN can already skip them.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .importance import rank_bin_table, table_size
+
+
+@dataclass(frozen=True)
+class EncoderDims:
+    """Sizes the MACs model needs: layers N, hidden H, heads A, FFN width I."""
+
+    num_layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+
+    @classmethod
+    def from_config(cls, config) -> "EncoderDims":
+        """Read the sizes off a Hugging Face config."""
+        return cls(config.num_hidden_layers, config.hidden_size,
+                   config.num_attention_heads, config.intermediate_size)
+
+
+def layer_macs(t: torch.Tensor, t_ffn: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """MACs of one layer; ``t`` and ``t_ffn`` may be fractional (expected) token counts."""
+    h, a, i = dims.hidden, dims.heads, dims.intermediate
+    attention = 3 * t * h * h + 2 * a * t * t * (h // a) + a * t * t + t * h * h
+    return attention + 2 * t_ffn * h * i
+
+
+def encoder_macs(lengths: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """MACs of the whole encoder per example.
+
+    Args:
+        lengths: (B, N) tokens entering each layer's attention.
+    Returns:
+        (B,) MACs; layer l's FFN runs on ``lengths[:, l + 1]`` (the last on its own).
+    """
+    ffn = torch.cat([lengths[:, 1:], lengths[:, -1:]], dim=1)
+    return layer_macs(lengths, ffn, dims).sum(-1)
+
+
+def dense_macs(n: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """(B,) MACs of the unpruned encoder for sequences of ``n`` tokens."""
+    n = n.to(torch.float64) if not n.is_floating_point() else n
+    return encoder_macs(n[:, None].expand(-1, dims.num_layers), dims)
+
+
+def expected_lengths(
+    n: torch.Tensor, keep_ratios: torch.Tensor, prune_location: Sequence[int], num_layers: int
+) -> torch.Tensor:
+    """Expected tokens entering each layer: ``(n - 1) * prod(rho up to l) + 1`` ([CLS] kept).
+
+    Args:
+        n: (B,) real lengths including [CLS]; keep_ratios: (P,) one per prune location.
+    Returns:
+        (B, N), differentiable in ``keep_ratios``.
+    """
+    factors = [torch.ones((), dtype=keep_ratios.dtype, device=keep_ratios.device)] * num_layers
+    for rho, loc in zip(keep_ratios, prune_location):
+        factors[loc] = rho
+    cumulative = torch.cumprod(torch.stack(factors), dim=0)  # (N,)
+    return (n.to(keep_ratios.dtype)[:, None] - 1) * cumulative[None, :] + 1
+
+
+@functools.lru_cache(maxsize=32)
+def bin_occupancy(max_tokens: int, bin_num: int) -> torch.Tensor:
+    """Share of ``m`` ranked tokens that falls in each rank bin, for m = 0 .. max_tokens.
+
+    Token of rank r sits in bin ``floor(r / m * bin_num)`` (``importance.rank_bin_table``),
+    so with fewer tokens than bins some bins are empty: with m = 20 and 25 bins, bins 4,
+    9, 14, 19 and 24 hold nobody, and closing them prunes nothing. Row 0 is uniform (no
+    token to prune either way).
+
+    Returns:
+        (max_tokens + 1, bin_num) float64, rows summing to 1.
+    """
+    table = rank_bin_table(max_tokens, bin_num)  # (max_tokens + 1, max_tokens), bin_num = none
+    counts = torch.zeros(max_tokens + 1, bin_num + 1, dtype=torch.float64)
+    counts.scatter_add_(1, table, torch.ones_like(table, dtype=torch.float64))
+    counts = counts[:, :bin_num]
+    counts[0] = 1.0
+    return counts / counts.sum(-1, keepdim=True)
+
+
+def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
+                            prune_location: Sequence[int], num_layers: int) -> torch.Tensor:
+    """Expected tokens entering each layer, counting which bins a length's ranks fill.
+
+    :func:`expected_lengths` assumes every bin holds ``1 / BIN_NUM`` of the tokens; that
+    holds for long inputs but not for short ones, where some bins are empty and
+    evaluation keeps more tokens than the gates promise. Here a prune layer with ``m``
+    candidates keeps ``m * (1 - (1 - occupancy(m) @ p_bins) * p_pruner)`` in expectation,
+    exactly for the first prune layer; later layers use the expected ``m`` (interpolating
+    the occupancy between the neighbouring whole counts).
+
+    Args:
+        n: (B,) real lengths including [CLS].
+        bin_keep: (P, bin_num) P(bin gate open); pruner_on: (P,) P(pruner on).
+    Returns:
+        (B, N), differentiable in ``bin_keep`` and ``pruner_on``.
+    """
+    dtype = bin_keep.dtype
+    table = bin_occupancy(table_size(int(n.max()) - 1), bin_keep.shape[-1]).to(
+        dtype=dtype, device=bin_keep.device)
+    locations = {loc: p for p, loc in enumerate(prune_location)}
+    m = n.to(dtype) - 1
+    rows = []
+    for layer in range(num_layers):
+        if layer in locations:
+            p = locations[layer]
+            low = m.detach().floor().long().clamp(0, table.shape[0] - 1)
+            high = (low + 1).clamp(max=table.shape[0] - 1)
+            frac = (m.detach() - low.to(dtype))[:, None]
+            occupancy = table[low] * (1 - frac) + table[high] * frac  # (B, bin_num)
+            kept_share = occupancy @ bin_keep[p]
+            m = m * (1 - (1 - kept_share) * pruner_on[p])
+        rows.append(m + 1)
+    return torch.stack(rows, dim=1)
+
+
+def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """FLOPs sparsity ``1 - mean(pruned) / mean(dense)`` over a batch."""
+    return 1.0 - pruned.sum() / dense.sum()
+
+
+def flops_figures(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,
+                  padded_length: int | None = None) -> dict:
+    """FLOPs sparsity and reduction of measured token counts, against the dense encoder at
+    each example's real length and, with ``padded_length``, padded to it (the paper's
+    convention).
+
+    Args:
+        kept: (E, N) tokens entering each layer; lengths: (E,) real lengths.
+    Returns:
+        sparsity_real, reduction_real, (sparsity_padded, reduction_padded), keep_ratio
+        (per layer: tokens entering it / real tokens) and mean_length.
+    Example:
+        >>> dims = EncoderDims(2, 8, 2, 16)
+        >>> flops_figures(torch.tensor([[4, 4]]), torch.tensor([4]), dims)["sparsity_real"]
+        0.0
+    """
+    kept, lengths = kept.to(torch.float64), lengths.to(torch.float64)
+    pruned = encoder_macs(kept, dims).sum()
+    real = dense_macs(lengths, dims).sum()
+    out = {"sparsity_real": float(1 - pruned / real), "reduction_real": float(real / pruned)}
+    if padded_length is not None:
+        padded = dense_macs(torch.full_like(lengths, float(padded_length)), dims).sum()
+        out.update(sparsity_padded=float(1 - pruned / padded),
+                   reduction_padded=float(padded / pruned))
+    out.update(keep_ratio=(kept.sum(0) / lengths.sum()).tolist(),
+               mean_length=float(lengths.mean()))
+    return out
+
+
+def measured_sparsity(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims) -> float:
+    """Real-length FLOPs sparsity of measured token counts (see :func:`flops_figures`)."""
+    return flops_figures(kept, lengths, dims)["sparsity_real"]

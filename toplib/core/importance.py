@@ -1,0 +1,125 @@
+"""Token importance and rank bins (ToP Sec. 3.1; METHOD Sec. 1-2).
+
+Conventions: ``alive`` is a (B, n) 0/1 float mask of tokens still in the sequence
+(padding and pruned tokens are 0); position 0 is [CLS], never ranked and never pruned.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .gates import keep_rule
+
+
+def token_importance(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """Attention each token receives, averaged over heads and alive query positions.
+
+    Args:
+        probs: (B, A, n, n) attention probabilities of one layer (rows: queries).
+        alive: (B, n) tokens that took part in that layer.
+    Returns:
+        (B, n) importance; 0 where ``alive`` is 0.
+    Example:
+        >>> p = torch.softmax(torch.randn(2, 4, 6, 6), -1)
+        >>> token_importance(p, torch.ones(2, 6)).shape
+        torch.Size([2, 6])
+    """
+    alive = alive.to(probs.dtype)
+    received = probs.mean(dim=1)  # (B, n_query, n_key), head mean
+    per_query = alive / alive.sum(-1, keepdim=True).clamp_min(1.0)  # (B, n) query weights
+    scores = torch.einsum("bq,bqk->bk", per_query, received)
+    return scores * alive
+
+
+def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int) -> torch.Tensor:
+    """Bin of each alive non-[CLS] token by descending importance.
+
+    ``b_j = floor(r_j / m * bin_num)`` with ``r_j`` the 0-based rank among the ``m`` alive
+    tokens (excluding [CLS]). Bin 0 holds the most important tokens.
+
+    Args:
+        importance: (B, n); alive: (B, n); bin_num: BIN_NUM.
+    Returns:
+        (B, n) long bins; [CLS] and dead tokens get bin 0 (they are handled by ``alive``).
+    """
+    candidates = alive.bool().clone()
+    candidates[:, 0] = False
+    masked = importance.masked_fill(~candidates, float("-inf"))
+    order = masked.argsort(dim=-1, descending=True, stable=True)
+    ranks = order.argsort(dim=-1).to(importance.dtype)  # (B, n) 0 = most important
+    m = candidates.sum(-1, keepdim=True).clamp_min(1).to(importance.dtype)
+    bins = torch.floor(ranks / m * bin_num).long().clamp_(0, bin_num - 1)
+    return bins.masked_fill(~candidates, 0)
+
+
+def keep_mask(
+    bins: torch.Tensor, alive: torch.Tensor, z_bins: torch.Tensor, z_pruner: torch.Tensor
+) -> torch.Tensor:
+    """New alive mask after one prune layer: ``alive * (1 - (1 - z_bin[b]) * z_pruner)``.
+
+    Args:
+        bins: (B, n) long; alive: (B, n); z_bins: (bin_num,); z_pruner: () scalar gate.
+    Returns:
+        (B, n) mask, soft where the gates are soft; [CLS] keeps its ``alive`` value.
+    """
+    keep = keep_rule(z_bins, z_pruner)[bins]
+    keep = torch.cat([torch.ones_like(keep[:, :1]), keep[:, 1:]], dim=1)  # CLS always kept
+    return alive * keep
+
+
+def table_size(max_candidates: int) -> int:
+    """A power of two >= ``max_candidates``: the cached tables come in few sizes."""
+    return 1 << max(max_candidates, 1).bit_length()
+
+
+@functools.lru_cache(maxsize=16)
+def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch.float32,
+                   device: str = "cpu") -> torch.Tensor:
+    """Bin of each rank for every candidate count: row m holds the bins of ranks 0..m-1.
+
+    Which bin a rank falls in depends only on how many tokens are alive, so kept counts
+    and expected FLOPs follow from lengths alone. Built with :func:`rank_bins` itself on a
+    synthetic ranking (in ``dtype``), so boundaries round exactly as in the model.
+
+    Returns:
+        (max_candidates + 1, max_candidates) long; entries at ranks >= m are ``bin_num``
+        (no bin), so a (bin_num + 1,) lookup with a trailing False/0 ignores them.
+    """
+    m = torch.arange(max_candidates + 1)
+    width = max_candidates + 1  # [CLS] + candidates
+    alive = (torch.arange(width)[None, :] <= m[:, None]).to(dtype)
+    scores = -torch.arange(width, dtype=dtype).expand(len(m), -1)
+    bins = rank_bins(scores, alive, bin_num)[:, 1:]
+    return bins.masked_fill(alive[:, 1:] == 0, bin_num).to(device)
+
+
+def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, num_layers: int,
+                bin_num: int) -> torch.Tensor:
+    """Tokens entering each layer under 0/1 gates, from the lengths alone (see
+    :func:`rank_bin_table`).
+
+    Args:
+        lengths: (E,) real lengths including [CLS].
+        keep_bins: (P, bin_num) 0/1, bin b kept at prune location p
+            (``1 - (1 - z_bins) * z_pruner`` of the deterministic gates).
+        prune_location: the P layers that receive pruned inputs.
+    Returns:
+        (E, N) long tokens entering each layer.
+    Example:
+        >>> keep = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # the lower half of the ranks closes
+        >>> kept_counts(torch.tensor([9]), keep, (1,), 2, 4).tolist()
+        [[9, 5]]
+    """
+    locations = {loc: p for p, loc in enumerate(prune_location)}
+    table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num)
+    keep = torch.cat([keep_bins.bool().cpu(), torch.zeros(len(keep_bins), 1, dtype=torch.bool)], 1)
+    alive_n = lengths.long().cpu().clone()
+    rows = []
+    for layer in range(num_layers):
+        if layer in locations:
+            values, inverse = torch.unique(alive_n, return_inverse=True)
+            kept = keep[locations[layer]][table[values - 1]].sum(-1) + 1  # [CLS] always stays
+            alive_n = kept[inverse]
+        rows.append(alive_n.clone())
+    return torch.stack(rows, dim=1)

@@ -1,0 +1,98 @@
+"""GLUE-style evaluation metrics from raw model outputs (scikit-learn / scipy).
+
+CoLA: Matthews correlation; MRPC, QQP: F1 of the positive class and accuracy; STS-B:
+Pearson and Spearman correlation; every other task: accuracy. Values are floats in 0-1
+(correlations in -1..1), not percentages.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+from .tasks import TaskSpec, get_task
+
+logger = logging.getLogger(__name__)
+
+
+def _spec(task: TaskSpec | str) -> TaskSpec:
+    return task if isinstance(task, TaskSpec) else get_task(task)
+
+
+def _correlation(fn, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Pearson/Spearman; 0.0 when undefined (a constant input) so that model selection,
+    which compares scores, never meets NaN."""
+    if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+        logger.warning("%s is undefined for a constant input; reporting 0.0", fn.__name__)
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fn(predictions, labels)[0])
+
+
+def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float(accuracy_score(labels, predictions))
+
+
+def _f1(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float(f1_score(labels, predictions, pos_label=1, zero_division=0.0))  # positive = 1
+
+
+def _matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float(matthews_corrcoef(labels, predictions))
+
+
+def _pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return _correlation(stats.pearsonr, predictions, labels)
+
+
+def _spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return _correlation(stats.spearmanr, predictions, labels)
+
+
+_METRICS = {"accuracy": _accuracy, "f1": _f1, "matthews": _matthews,
+            "pearson": _pearson, "spearman": _spearman}
+
+
+def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
+                    labels: np.ndarray) -> dict[str, float]:
+    """Score model outputs against gold labels with the task's metrics.
+
+    Args:
+        task: a TaskSpec or task name.
+        predictions: logits (B, C) for classification (class ids (B,) are accepted too);
+            (B, 1) or (B,) scores for regression.
+        labels: (B,) gold class ids or scores.
+    Returns:
+        {metric name: float} in the order of `task.metrics` (primary first).
+    Example:
+        >>> compute_metrics("sst2", np.array([[2.0, 0.1], [0.0, 1.0]]), np.array([0, 0]))
+        {'accuracy': 0.5}
+    """
+    spec = _spec(task)
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if spec.is_regression:
+        predictions, labels = predictions.reshape(-1).astype(float), labels.astype(float)
+    elif predictions.ndim == 2:
+        predictions = predictions.argmax(axis=-1)  # (B, C) logits -> (B,) class ids
+    if predictions.shape[0] != labels.shape[0]:
+        raise ValueError(f"predictions has {predictions.shape[0]} rows but labels has "
+                         f"{labels.shape[0]}; expected one prediction per label")
+    return {name: _METRICS[name](predictions, labels) for name in spec.metrics}
+
+
+def primary_metric(task: TaskSpec | str) -> str:
+    """Name of the metric that ranks checkpoints (the first of `task.metrics`)."""
+    return _spec(task).metrics[0]
+
+
+def score(task: TaskSpec | str, metrics: dict[str, float]) -> float:
+    """The primary metric's value from a `compute_metrics` result."""
+    name = primary_metric(task)
+    if name not in metrics:
+        raise ValueError(f"metrics={metrics!r} lacks the primary metric {name!r} of task "
+                         f"{_spec(task).name!r}")
+    return float(metrics[name])

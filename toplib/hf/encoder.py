@@ -1,0 +1,164 @@
+"""Model surgery: one encoder loop that prunes tokens, for training and for inference.
+
+:func:`apply_patch` swaps a Hugging Face encoder's class for one whose ``forward`` runs
+:func:`run_layers` when a :class:`TokenRun` is attached (a plain Hugging Face forward
+otherwise). Every parameter keeps its Hugging Face name, so ``save_pretrained`` /
+``from_pretrained`` work on the patched model unchanged. The two paths differ only in what
+a prune location does to the tokens (``TokenRun.drop``):
+
+* masked (training, ``ToPModel.forward``): every position stays; after layer l-1's FFN the
+  hidden states are multiplied by the (soft) keep mask, so gates get gradients;
+* dropped (inference, ``toplib.infer.prune_forward``): pruned tokens are gathered out
+  between layer l-1's attention and its FFN. The importance that prunes for layer l is
+  known once layer l-1's attention is done, and in the masked path a pruned token's FFN
+  output is zeroed before anyone reads it, so this is exact (and what ``toplib.core.flops``
+  counts).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions as EncoderOutput
+
+from ..core.gather import drop_tokens
+from ..core.importance import keep_mask, rank_bins
+from .attention import no_section, padding_bias, self_attention
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+
+
+@dataclass
+class TokenRun:
+    """One forward pass through the patched encoder: what to prune and what it recorded.
+
+    ``alive`` (B, n) holds the tokens entering the current layer: a float mask, soft where
+    the gates are (masked), or bool over the gathered survivors (``drop``). ``prune_at``
+    maps each layer that receives pruned inputs to its gates: ``(z_bins (bin_num,),
+    z_pruner ())`` when masking, the (bin_num,) bool bins kept when dropping.
+    After the pass ``alive_per_layer`` holds the (B, n) masks (masked) or (B,) counts
+    (dropped) entering each layer, and ``importance`` the (B, n) importance of every layer
+    in ``record_layers``.
+    """
+
+    alive: torch.Tensor
+    prune_at: dict = field(default_factory=dict)
+    bin_num: int = 1
+    drop: bool = False
+    record_layers: frozenset[int] = frozenset()
+    random_ranking: bool = False  # rank tokens at random (a training-free baseline)
+    fast_attention: bool = False  # fused SDPA where no importance is needed
+    section: Callable = no_section
+    alive_per_layer: list = field(default_factory=list)
+    importance: dict[int, torch.Tensor] = field(default_factory=dict)
+    hooks: frozenset[str] = frozenset()  # Hugging Face outputs being recorded
+
+
+def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> torch.Tensor:
+    """The encoder's layers on (B, n, H) hidden states, pruning as ``run`` says."""
+    for i, layer in enumerate(layers):
+        run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
+        prune_next = run.prune_at.get(i + 1)  # the pruning layer i's importance decides
+        wants = prune_next is not None or i in run.record_layers
+        present = run.alive > 0
+        attn_out, scores, probs = self_attention(
+            layer.attention, hidden, padding_bias(run.alive, hidden.dtype),
+            present if wants else None, eager=wants or not run.fast_attention,
+            keep_probs="attentions" in run.hooks, section=run.section)
+        _emit(layer.attention.self, (hidden,), (attn_out, probs), "attentions" in run.hooks)
+        if i in run.record_layers:
+            run.importance[i] = scores
+        if prune_next is not None and run.random_ranking:
+            scores = torch.rand_like(scores) * present
+        if prune_next is not None and run.drop:
+            with run.section("gather"):
+                attn_out, run.alive = drop_tokens(attn_out, run.alive, scores, prune_next,
+                                                  run.bin_num)
+        with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
+            out = layer.feed_forward_chunk(attn_out)
+        if prune_next is not None and not run.drop:
+            bins = rank_bins(scores, present.to(run.alive.dtype), run.bin_num)
+            run.alive = keep_mask(bins, run.alive, *prune_next)
+            out = out * run.alive[..., None]  # soft mask: gates get gradients
+        _emit(layer, (hidden,), out, "hidden_states" in run.hooks)
+        hidden = out
+    return hidden
+
+
+def _emit(module: nn.Module, args: tuple, output, wanted: bool) -> None:
+    """Hand ``output`` to the module's forward hooks, as calling it would: Hugging Face
+    records ``output_hidden_states`` / ``output_attentions`` with such hooks."""
+    if wanted:
+        for hook in module._forward_hooks.values():
+            hook(module, args, output)
+
+
+def _recorded_outputs() -> frozenset[str]:
+    """Which outputs the Hugging Face forward now running records (hidden_states, ...)."""
+    try:
+        from transformers.utils.output_capturing import _active_collector
+    except ImportError:  # another transformers release: no recording to serve
+        return frozenset()
+    collected = _active_collector.get()
+    return frozenset(collected or ())
+
+
+class ToPEncoderMixin:
+    """Forward of a token-pruning encoder, mixed into the model's own encoder class."""
+
+    _top_run: TokenRun | None = None
+
+    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):
+        run = self._top_run
+        if run is None:  # used as a plain Hugging Face model
+            return super().forward(hidden_states, attention_mask, *args, **kwargs)
+        run.hooks = _recorded_outputs()
+        return EncoderOutput(last_hidden_state=run_layers(self.layer, hidden_states, run))
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise a clear error for a model family the patch does not cover."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model type {model_type!r} is not supported; "
+                         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder module (holding ``.layer``) of a Hugging Face model."""
+    return model.base_model.encoder
+
+
+def apply_patch(model: nn.Module) -> nn.Module:
+    """Patch ``model`` in place so its encoder can prune tokens; returns the model.
+
+    Attention probabilities are needed for the importance scores, so the model is
+    switched to eager attention. Patching twice is a no-op.
+
+    Example:
+        >>> from transformers import BertConfig, BertForSequenceClassification
+        >>> m = apply_patch(BertForSequenceClassification(BertConfig(num_hidden_layers=2)))
+        >>> isinstance(encoder_of(m), ToPEncoderMixin)
+        True
+    """
+    check_supported(model)
+    model.set_attn_implementation("eager")
+    encoder = encoder_of(model)
+    if not isinstance(encoder, ToPEncoderMixin):
+        cls = encoder.__class__
+        encoder.__class__ = type(f"ToP{cls.__name__}", (ToPEncoderMixin, cls), {})
+    return model
+
+
+def classify(model, sequence: torch.Tensor) -> torch.Tensor:
+    """The classification head on a (B, 1, H) [CLS]-only sequence.
+
+    Both heads read position 0 only (BERT: pooler on [CLS], then classifier; RoBERTa:
+    ``classifier(features)`` takes ``features[:, 0]``), so this is exact.
+    """
+    if model.config.model_type == "roberta":
+        return model.classifier(sequence)
+    pooled = model.base_model.pooler(sequence)
+    return model.classifier(model.dropout(pooled))

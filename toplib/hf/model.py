@@ -1,0 +1,161 @@
+"""ToPModel: a patched Hugging Face classifier plus its rank-bin gates.
+
+A checkpoint is a directory: the Hugging Face model and tokenizer (``save_pretrained``),
+``toplib.json`` (pruning structure and task) and ``gates.pt`` beside them. A plain
+Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from ..core.config import PruneConfig
+from ..core.flops import (
+    EncoderDims,
+    binned_expected_lengths,
+    dense_macs,
+    encoder_macs,
+    expected_lengths,
+    sparsity,
+)
+from ..core.gates import RankBinGates, prob_nonzero
+from .checkpoint import GATES_FILE, META_FILE, atomic_directory, read_meta
+from .encoder import TokenRun, apply_patch, encoder_of
+
+
+@dataclass
+class ToPOutput:
+    """What a forward pass returns.
+
+    logits: (B, C). alive: (B, N, n) mask of the tokens entering each layer.
+    importance: {layer: (B, n)} for the recorded layers.
+    """
+
+    logits: torch.Tensor
+    alive: torch.Tensor
+    importance: dict[int, torch.Tensor]
+
+
+class ToPModel(nn.Module):
+    """Token pruning around a BERT/RoBERTa sequence classifier.
+
+    Args:
+        model: a Hugging Face ``*ForSequenceClassification``; it is patched in place.
+        prune: the pruning structure; depth-dependent defaults are resolved here.
+    Example:
+        >>> from transformers import BertConfig, BertForSequenceClassification
+        >>> hf = BertForSequenceClassification(BertConfig(num_hidden_layers=4))
+        >>> top = ToPModel(hf, PruneConfig(bin_num=10))
+        >>> top.prune.prune_location
+        (1, 2, 3)
+    """
+
+    def __init__(self, model: PreTrainedModel, prune: PruneConfig | None = None):
+        super().__init__()
+        self.model = apply_patch(model)
+        self.dims = EncoderDims.from_config(model.config)
+        self.prune = (prune or PruneConfig()).resolve(self.dims.num_layers)
+        self.gates = RankBinGates(len(self.prune.prune_location), self.prune.bin_num,
+                                  self.prune.droprate_init)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
+                record_layers=(), gates: tuple[torch.Tensor, torch.Tensor] | None = None,
+                random_ranking: bool = False) -> ToPOutput:
+        """Run the classifier, pruning tokens unless ``pruning`` is False.
+
+        Args:
+            input_ids, attention_mask, token_type_ids: (B, n) as for Hugging Face.
+            pruning: False gives the dense model.
+            record_layers: layers whose importance to return.
+            gates: (z_bins, z_pruner) to use instead of the model's own gates.
+            random_ranking: rank tokens at random instead of by attention (a baseline).
+        """
+        run = self.token_run(attention_mask, pruning, gates, record_layers, random_ranking)
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        with self.attached(run):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+        return ToPOutput(logits=logits, alive=torch.stack(run.alive_per_layer, dim=1),
+                         importance=run.importance)
+
+    def token_run(self, attention_mask, pruning: bool = True, gates=None, record_layers=(),
+                  random_ranking: bool = False) -> TokenRun:
+        """A masked :class:`~toplib.hf.encoder.TokenRun` under the model's gates (sampled
+        in training, 0/1 in evaluation) or the given ``(z_bins, z_pruner)``."""
+        prune_at = {}
+        if pruning:  # a dense pass draws no gate samples: the random streams stay put
+            z_bins, z_pruner = gates if gates is not None else self.gates()
+            prune_at = {loc: (z_bins[p], z_pruner[p])
+                        for p, loc in enumerate(self.prune.prune_location)}
+        return TokenRun(alive=attention_mask.to(self.model.dtype), prune_at=prune_at,
+                        bin_num=self.prune.bin_num, record_layers=frozenset(record_layers),
+                        random_ranking=random_ranking)
+
+    @contextmanager
+    def attached(self, run: TokenRun):
+        """Run the Hugging Face model's forward passes under ``run`` inside the block.
+
+        Everything Hugging Face returns is served, pruned: e.g. ``output_hidden_states``.
+
+        Example:
+            >>> with top.attached(top.token_run(mask)):  # doctest: +SKIP
+            ...     out = top.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        """
+        encoder = encoder_of(self.model)
+        encoder._top_run = run
+        try:
+            yield run
+        finally:
+            encoder._top_run = None
+
+    def expected_sparsity(self, lengths: torch.Tensor, binned: bool = True) -> torch.Tensor:
+        """Differentiable expected FLOPs sparsity of a batch under the gates.
+
+        Args:
+            lengths: (B,) real lengths including [CLS].
+            binned: count the rank bins each length actually fills
+                (:func:`~toplib.flops.binned_expected_lengths`); False: the release's
+                formula, every bin holding 1 / BIN_NUM of the tokens.
+        """
+        gates, location, layers = self.gates, self.prune.prune_location, self.dims.num_layers
+        if binned:
+            tokens = binned_expected_lengths(lengths, prob_nonzero(gates.bin_log_alpha),
+                                             prob_nonzero(gates.pruner_log_alpha), location, layers)
+        else:
+            tokens = expected_lengths(lengths, gates.expected_keep_ratio(), location, layers)
+        return sparsity(encoder_macs(tokens, self.dims), dense_macs(lengths.to(tokens.dtype), self.dims))
+
+    # ---- persistence -------------------------------------------------------------------
+    def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None) -> None:
+        """Write the checkpoint atomically (a half-written directory never replaces one)."""
+        with atomic_directory(path) as tmp:
+            self.model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            torch.save(self.gates.state_dict(), os.path.join(tmp, GATES_FILE))
+            with open(os.path.join(tmp, META_FILE), "w") as f:
+                json.dump({"prune": self.prune.to_dict(), **(extra or {})}, f, indent=2)
+
+    @classmethod
+    def from_pretrained(cls, path: str, prune: PruneConfig | None = None, **hf_kwargs) -> "ToPModel":
+        """Load a toplib checkpoint, or wrap a plain Hugging Face one with fresh gates."""
+        meta = read_meta(path)
+        if prune is None and "prune" in meta:
+            prune = PruneConfig(**meta["prune"])
+        hf = AutoModelForSequenceClassification.from_pretrained(
+            path, attn_implementation="eager", **hf_kwargs)
+        top = cls(hf, prune)
+        gates_path = os.path.join(path, GATES_FILE)
+        if os.path.exists(gates_path) and "prune" in meta and prune == PruneConfig(**meta["prune"]):
+            top.gates.load_state_dict(torch.load(gates_path, map_location="cpu"))
+        return top
+

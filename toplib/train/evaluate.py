@@ -1,0 +1,122 @@
+"""Evaluation: task metrics, measured FLOPs two ways, and kept tokens per layer.
+
+FLOPs are measured from the tokens that actually enter each layer under the
+deterministic gates, against two dense baselines: each example at its real
+(unpadded) length, and every example padded to max_seq_length (the convention of the
+paper's table). Both are always reported, labelled.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..core.flops import flops_figures
+from ..data import DataFiles, compute_metrics, score, to_device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalMode:
+    """How a model is evaluated: dense (``pruning=False``), under its own evaluation gates,
+    or under given ``gates`` = (z_bins, z_pruner), ranking by attention or at random (the
+    training-free baselines of ``toplib.viz.sweep``)."""
+
+    pruning: bool = True
+    gates: tuple[torch.Tensor, torch.Tensor] | None = None
+    random_ranking: bool = False
+
+
+PRUNED, DENSE = EvalMode(), EvalMode(pruning=False)
+
+
+@torch.no_grad()
+def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUNED,
+                   device: torch.device | str = "cpu", progress: bool = True) -> dict:
+    """Evaluate a ToPModel on one split.
+
+    Args:
+        top: ToPModel (put in eval mode here); loader: batches from ``data.make_loader``.
+        spec: the task's TaskSpec; max_seq_length: length of the padded convention.
+    Returns:
+        dict with the task metrics, ``score``, ``sparsity_real``, ``reduction_real``,
+        ``sparsity_padded``, ``reduction_padded``, ``keep_ratio`` (one per layer: tokens
+        entering it / real tokens) and ``expected_sparsity`` (the gates' training estimate).
+    """
+    top.eval()
+    logits, labels, kept, lengths = [], [], [], []
+    for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+        batch = to_device(batch, device)
+        out = top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+                  pruning=mode.pruning, gates=mode.gates, random_ranking=mode.random_ranking)
+        logits.append(out.logits.float().cpu())
+        labels.append(batch["labels"].cpu())
+        kept.append((out.alive > 0).sum(-1).cpu())  # (B, N) tokens entering each layer
+        lengths.append(batch["attention_mask"].sum(-1).cpu())
+    logits_np = torch.cat(logits).numpy()
+    metrics = compute_metrics(spec, logits_np, torch.cat(labels).numpy())
+    metrics["score"] = score(spec, metrics)
+    metrics.update(flops_figures(torch.cat(kept), torch.cat(lengths), top.dims, max_seq_length))
+    metrics["expected_sparsity"] = float(top.expected_sparsity(torch.cat(lengths)).item()) \
+        if mode.pruning else 0.0
+    metrics["num_examples"] = int(logits_np.shape[0])
+    return metrics
+
+
+def evaluate_splits(top, loaders: dict, spec, max_seq_length: int, mode: EvalMode = PRUNED,
+                    device="cpu", progress: bool = True) -> dict[str, dict]:
+    """``evaluate_model`` on every validation split (MNLI has two)."""
+    return {name: evaluate_model(top, loader, spec, max_seq_length, mode, device, progress)
+            for name, loader in loaders.items()}
+
+
+def mean_score(results: dict[str, dict]) -> float:
+    """Primary score averaged over the validation splits."""
+    return float(np.mean([m["score"] for m in results.values()]))
+
+
+def split_summary(results: dict[str, dict]) -> dict:
+    """The first split's figures with the score averaged over every split."""
+    return dict(results[next(iter(results))], score=mean_score(results))
+
+
+def summarize(results: dict[str, dict]) -> str:
+    """One readable block per split."""
+    lines = []
+    for split, m in results.items():
+        keys = [k for k in m if k not in ("keep_ratio",) and isinstance(m[k], float)]
+        lines.append(f"[{split}] " + "  ".join(f"{k}={m[k]:.4f}" for k in keys))
+        lines.append(f"[{split}] keep_ratio per layer: "
+                     + " ".join(f"{r:.2f}" for r in m["keep_ratio"]))
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(checkpoint: str, task: str | None = None,
+                        data: DataFiles | str | None = None, device: str = "cpu",
+                        progress: bool = True, max_eval_samples: int | None = None) -> dict:
+    """Evaluate a saved teacher or ToP checkpoint (or a run's output directory).
+
+    The task defaults to the one the checkpoint was trained on; a teacher (no trained
+    gates) is evaluated dense.
+
+    Returns:
+        {split: metrics} as :func:`evaluate_model` gives them.
+    """
+    from ..hf.loading import load_checkpoint
+    from .config import TrainConfig
+    from .splits import prepare_data
+
+    top, tokenizer, meta = load_checkpoint(checkpoint, device=device)
+    task = task or meta.get("task")
+    if task is None:
+        raise ValueError(f"task=None: checkpoint={checkpoint!r} records no task; pass --task")
+    config = TrainConfig.from_dict(meta["config"]) if "config" in meta else TrainConfig()
+    config.max_eval_samples = max_eval_samples
+    split_data = prepare_data(task, tokenizer, config, data, need_train=False)
+    mode = EvalMode(pruning=meta.get("stage") == "prune")
+    return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
+                           split_data.max_seq_length, mode, device, progress)

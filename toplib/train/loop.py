@@ -1,0 +1,220 @@
+"""The training loop shared by both stages: train, evaluate, keep best and last, resume.
+
+An output directory holds ``best/`` (the checkpoint to use), ``last/`` (weights, gates
+and ``trainer_state.pt`` for ``resume``), ``history.jsonl`` (one line per logged step or
+evaluation) and ``results.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import to_device
+from ..hf.checkpoint import save_state
+from ..hf.model import ToPModel
+from .config import TrainConfig
+from .evaluate import EvalMode, evaluate_splits, split_summary
+from .splits import TaskData
+
+logger = logging.getLogger(__name__)
+STATE_FILE = "trainer_state.pt"
+HISTORY_FILE = "history.jsonl"
+RESULTS_FILE = "results.json"
+LOG_EVERY = 10  # steps between history lines
+MAX_GRAD_NORM = 1.0  # Hugging Face Trainer default, used by the release
+
+
+@dataclass
+class RunOptions:
+    """How a run is carried out (not what it learns)."""
+
+    resume: bool = False  # continue an interrupted run in output_dir
+    overwrite: bool = False  # replace a run already in output_dir
+    device: str = "cpu"
+    callback: Callable[[dict], None] | None = None  # called with every history record
+    progress: bool = True  # progress bars
+    stop_after: int | None = None  # stop after this many steps as if interrupted (tests)
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from step to step, and saves beside ``last/``."""
+
+    step: int = 0
+    best: dict | None = None  # {"score", "step", "results"} of the best eligible evaluation
+    last: dict | None = None  # the same for the latest evaluation
+    elapsed: float = 0.0  # seconds of training before this process
+
+
+@dataclass
+class StageRun:
+    """One stage on its data, writing to ``output_dir``; ``meta`` goes into every checkpoint."""
+
+    stage: object
+    data: TaskData
+    tokenizer: object
+    config: TrainConfig
+    output_dir: str
+    meta: dict
+    options: RunOptions = field(default_factory=RunOptions)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.config.batch_size)
+
+    def path(self, *names: str) -> str:
+        return os.path.join(self.output_dir, *names)
+
+
+def run_stage(run: StageRun, resume: bool) -> dict:
+    """Train, evaluate every ``eval_steps``, keep best and last; returns the results dict
+    (or ``{"interrupted_at": step}`` when ``options.stop_after`` cut it short)."""
+    config, opts, top = run.config, run.options, run.stage.top
+    per_epoch = run.steps_per_epoch
+    total = int(round(run.stage.epochs * per_epoch))
+    eval_steps = config.eval_steps or max(1, per_epoch // config.evals_per_epoch)
+    loaders = run.data.eval_loaders(config, run.tokenizer)
+    state = _restore(run) if resume else TrainState()
+    start = time.time() - state.elapsed
+    bar = tqdm(total=total, initial=state.step, desc=run.stage.name, disable=not opts.progress)
+    while state.step < total and not _stopped(opts, state):
+        epoch, offset = divmod(state.step, per_epoch)
+        for i, batch in enumerate(run.data.train_loader(config, run.tokenizer, epoch)):
+            if i < offset:
+                continue  # resume mid-epoch: same order, skip what was done
+            top.train()
+            loss, record = run.stage.loss(to_device(batch, opts.device), state.step)
+            _step(run.stage, loss)
+            state.step += 1
+            bar.update(1)
+            if state.step % LOG_EVERY == 0 or state.step in (1, total):
+                _log(run, dict(record, step=state.step, epoch=state.step / per_epoch,
+                               loss=loss.item(), kind="train"))
+            if state.step % eval_steps == 0 or state.step == total:
+                state.elapsed = time.time() - start
+                _evaluate_and_save(run, state, loaders)
+                bar.set_postfix(best=None if state.best is None else round(state.best["score"], 4))
+            if state.step >= total or _stopped(opts, state):
+                break
+    bar.close()
+    if _stopped(opts, state):
+        return {"interrupted_at": state.step}
+    return _finish(run, state, time.time() - start)
+
+
+def _stopped(opts: RunOptions, state: TrainState) -> bool:
+    return opts.stop_after is not None and state.step >= opts.stop_after
+
+
+def _step(stage, loss: torch.Tensor) -> None:
+    """Backward, clip, one step of every optimiser and scheduler."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in stage.top.model.parameters() if p.grad is not None],
+                                   MAX_GRAD_NORM)
+    for opt in stage.optimizers.values():
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    for sched in stage.schedulers.values():
+        sched.step()
+    stage.after_step()
+
+
+def _log(run: StageRun, record: dict) -> None:
+    with open(run.path(HISTORY_FILE), "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if run.options.callback is not None:
+        run.options.callback(record)
+
+
+def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
+    stage, data = run.stage, run.data
+    results = evaluate_splits(stage.top, loaders, data.spec, data.max_seq_length,
+                              EvalMode(pruning=stage.pruning), run.options.device, progress=False)
+    summary = dict(split_summary(results), step=state.step, kind="eval", splits=results)
+    _log(run, summary)
+    state.last = {"score": summary["score"], "step": state.step, "results": results}
+    extra = dict(run.meta, step=state.step, results=results)
+    if stage.eligible(summary) and (state.best is None or summary["score"] > state.best["score"]):
+        state.best = dict(state.last)
+        stage.top.save_pretrained(run.path("best"), run.tokenizer, extra)
+        logger.info("step %d: new best %.4f", state.step, summary["score"])
+    stage.top.save_pretrained(run.path("last"), run.tokenizer, extra)
+    save_state({**dataclasses.asdict(state),
+                "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in stage.schedulers.items()},
+                "modules": {k: m.state_dict() for k, m in stage.modules().items()},
+                "rng": _rng_state()}, run.path("last", STATE_FILE))
+
+
+def saved_step(output_dir: str) -> int | None:
+    """The step of the state saved in ``output_dir/last`` (None: nothing to resume)."""
+    path = os.path.join(output_dir, "last", STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)["step"]
+
+
+def _restore(run: StageRun) -> TrainState:
+    stage = run.stage
+    saved = torch.load(run.path("last", STATE_FILE), map_location="cpu", weights_only=False)
+    loaded = ToPModel.from_pretrained(run.path("last"), prune=stage.top.prune)
+    stage.top.load_state_dict(loaded.state_dict())
+    for group, objects in (("optimizers", stage.optimizers), ("schedulers", stage.schedulers),
+                           ("modules", stage.modules())):
+        for k, obj in objects.items():
+            obj.load_state_dict(saved[group][k])
+    _set_rng_state(saved["rng"])
+    logger.info("resumed %s at step %d", run.output_dir, saved["step"])
+    return TrainState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainState)})
+
+
+def _finish(run: StageRun, state: TrainState, wall: float) -> dict:
+    if state.best is None:  # no evaluation met the sparsity target: keep the last one
+        logger.warning("no evaluation reached the target sparsity; best/ holds the last model")
+        shutil.copytree(run.path("last"), run.path("best"),
+                        ignore=shutil.ignore_patterns(STATE_FILE), dirs_exist_ok=True)
+        state.best = dict(state.last, target_missed=True)
+    results = dict(run.meta, best=state.best, wall_time_s=wall, steps=state.step)
+    with open(run.path(RESULTS_FILE), "w") as f:
+        json.dump(results, f, indent=2)
+    return results
+
+
+def trim_history(output_dir: str, step: int) -> None:
+    """Drop history lines written after the state we resume from."""
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            keep = [line for line in f if json.loads(line)["step"] <= step]
+        with open(path, "w") as f:
+            f.writelines(keep)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    """Every random generator a run depends on."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])

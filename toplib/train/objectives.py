@@ -1,0 +1,150 @@
+"""The two training stages as objects the loop in ``toplib.train.loop`` drives.
+
+``FinetuneStage`` trains the dense teacher; ``PruneStage`` trains ToP: logit
+distillation (the task loss for regression), the Lagrangian FLOPs constraint and the
+ranking distillation, with separate optimisers for the weights, the gates (descent) and
+the multipliers (ascent).
+
+A stage tells the loop its ``name``, how many ``epochs`` it runs, whether it evaluates
+with ``pruning``, which evaluations are ``eligible`` as best, its ``loss`` per batch, its
+``optimizers``/``schedulers`` and extra ``modules()`` to checkpoint, and ``after_step``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import get_linear_schedule_with_warmup
+
+from ..core.constraint import LagrangianConstraint, warmup_progress, warmup_target
+from ..core.flops import measured_sparsity
+from ..core.importance import kept_counts
+from ..core.ranking import rank_distillation_loss
+from .config import TrainConfig
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> torch.Tensor:
+    if regression:
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``KL(softmax(z_t / T) || softmax(z_s / T)) * T^2`` (batch mean)."""
+    return F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1),
+                    reduction="batchmean") * temperature ** 2
+
+
+class FinetuneStage:
+    """Dense fine-tuning of the teacher (AdamW, linear decay)."""
+
+    name, pruning = "finetune", False
+
+    def __init__(self, top, config: TrainConfig, total_steps: int):
+        self.top, self.config = top, config
+        self.epochs = config.finetune_epochs
+        self.optimizers = {"model": torch.optim.AdamW(top.model.parameters(),
+                                                       lr=config.finetune_learning_rate)}
+        self.schedulers = {"model": get_linear_schedule_with_warmup(
+            self.optimizers["model"], int(0.06 * total_steps), total_steps)}
+
+    def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:  # noqa: ARG002
+        out = self.top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+                       pruning=False)
+        loss = task_loss(out.logits, batch["labels"], self.top.config.problem_type == "regression")
+        return loss, {"task_loss": loss.item()}
+
+    def eligible(self, summary: dict) -> bool:  # noqa: ARG002 (the stage protocol)
+        return True
+
+    def after_step(self) -> None:
+        pass
+
+    def modules(self) -> dict:
+        return {}
+
+
+class PruneStage:
+    """ToP training against a frozen teacher (METHOD Sec. 4-6).
+
+    The best checkpoint is chosen among evaluations whose measured real-length FLOPs
+    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does).
+    """
+
+    name, pruning = "prune", True
+
+    def __init__(self, top, teacher, config: TrainConfig, total_steps: int, steps_per_epoch: int):
+        self.top, self.teacher, self.config = top, teacher.eval(), config
+        self.epochs = config.epochs
+        self.lagrangian = LagrangianConstraint()
+        self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+        self.fix_gates_step = total_steps - int(round(config.fix_gates_epochs * steps_per_epoch))
+        self.regression = top.config.problem_type == "regression"
+        if config.freeze_embeddings:  # the release freezes embeddings while pruning
+            top.model.base_model.embeddings.requires_grad_(False)
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        weights = [p for p in top.model.parameters() if p.requires_grad]
+        self.optimizers = {
+            "model": torch.optim.AdamW(weights, lr=config.learning_rate),
+            "gates": torch.optim.AdamW(top.gates.parameters(), lr=config.reg_learning_rate,
+                                       weight_decay=0.0),
+            "lagrangian": torch.optim.AdamW(self.lagrangian.parameters(), lr=config.reg_learning_rate,
+                                            weight_decay=0.0, maximize=True),
+        }
+        self.schedulers = {"model": get_linear_schedule_with_warmup(
+            self.optimizers["model"], 0, total_steps)}
+
+    def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
+        cfg, top = self.config, self.top
+        if cfg.fix_pruners_after_warmup and 0 < self.warmup_steps <= step:
+            top.gates.fix_pruners_()  # every step: a pruner that turns on later is fixed too
+        if cfg.fix_gates_epochs > 0 and step >= self.fix_gates_step and not top.gates.bins_fixed:
+            top.gates.fix_all_()
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        last = top.dims.num_layers - 1
+        with torch.no_grad():
+            teacher = self.teacher(ids, mask, types, pruning=False, record_layers=(last,))
+        out = top(ids, mask, types, record_layers=top.prune.rank_distill_layers)
+        if self.regression:  # the release uses the hard-label loss for STS-B
+            fit = task_loss(out.logits, batch["labels"], True)
+        else:
+            fit = distillation_loss(out.logits, teacher.logits, cfg.distill_temperature)
+        target = warmup_target(step, cfg.sparsity, self.warmup_steps)
+        lengths = mask.sum(-1)
+        expected = top.expected_sparsity(lengths, cfg.binned_expectation)
+        measured = self.measured_sparsity(lengths)
+        # Straight-through: the constraint holds what evaluation measures (the pruner gate on
+        # or off, whole tokens per bin), with the gradient of the smooth expectation.
+        held = expected + (measured - expected).detach() if cfg.constrain_measured else expected
+        lag = self.lagrangian(held, target)
+        rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask, cfg.topk)
+                   for layer in top.prune.rank_distill_layers)
+        rank_weight = cfg.distill_rank_loss_alpha * max(0.01, 1 - warmup_progress(step, self.warmup_steps))
+        loss = fit + lag + rank_weight * rank
+        keep = top.gates.expected_keep_ratio().detach()
+        return loss, {
+            "distill_loss" if not self.regression else "task_loss": fit.item(),
+            "lagrangian_loss": lag.item(), "rank_loss": float(rank.detach()) if torch.is_tensor(rank) else 0.0, "rank_weight": rank_weight,
+            "expected_sparsity": expected.item(), "measured_sparsity": measured,
+            "target_sparsity": target,
+            "lambda_1": self.lagrangian.lambda_1.item(), "lambda_2": self.lagrangian.lambda_2.item(),
+            "expected_keep_ratio": [round(x, 4) for x in keep.tolist()],
+        }
+
+    @torch.no_grad()
+    def measured_sparsity(self, lengths: torch.Tensor) -> float:
+        """Real-length sparsity of a batch under the evaluation gates (exact, no forward pass)."""
+        top = self.top
+        kept = kept_counts(lengths.cpu(), top.gates.kept_bins().cpu(), top.prune.prune_location,
+                           top.dims.num_layers, top.prune.bin_num)
+        return measured_sparsity(kept, lengths.cpu(), top.dims)
+
+    def eligible(self, summary: dict) -> bool:
+        return summary["sparsity_real"] >= self.config.sparsity - self.config.sparsity_epsilon
+
+    def after_step(self) -> None:
+        self.top.gates.clamp_()
+
+    def modules(self) -> dict:
+        return {"lagrangian": self.lagrangian}
+

@@ -1,0 +1,201 @@
+"""What a trained ToP model does with tokens: kept-token matrices, ranking agreement with
+the teacher, and the most-pruned word types (the sparsity sweep is in ``toplib.viz.sweep``).
+
+Rankings are compared on the tokens alive at a layer, [CLS] excluded (it is never
+ranked). Agreement is measured against the teacher's final-layer importance, the
+ranking ToP's rank distillation teaches (ToP Sec. 3.4), with the measures of
+:mod:`toplib.core.agreement`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.agreement import graded_relevance, kendall_tau, ndcg_at_k
+from ..data import get_task, load_task_data
+from ..train import TrainConfig, finished_run, prune, read_results
+
+logger = logging.getLogger(__name__)
+
+Text = str | tuple[str, ...]
+BASELINES = ("attention", "random")
+BATCH_SIZE = 32  # texts per forward pass
+
+
+@dataclass
+class KeptTokens:
+    """Which tokens of one input enter each layer.
+
+    tokens: the n real tokens (special tokens included). kept: (N, n) bool, True where
+    token j enters layer l. prediction: class id (or value, regression).
+    probabilities: softmax over classes ([] for regression).
+    """
+
+    tokens: list[str]
+    kept: np.ndarray
+    prediction: int | float
+    probabilities: list[float]
+
+
+def is_pruned(meta: dict) -> bool:
+    """Whether a checkpoint's meta says it was trained by ToP (else: a dense teacher)."""
+    return meta.get("stage") == "prune"
+
+
+def _batches(tokenizer, texts: Sequence[Text], max_length: int, batch_size: int) -> Iterator[dict]:
+    """Padded (B, n) tensors of consecutive texts (single strings or pairs)."""
+    for start in range(0, len(texts), batch_size):
+        chunk = [t if isinstance(t, (tuple, list)) else (t,)
+                 for t in texts[start:start + batch_size]]
+        if len({len(t) for t in chunk}) > 1:
+            raise ValueError("texts mix single sentences and pairs; pass one kind at a time")
+        columns = [list(c) for c in zip(*chunk)]
+        yield tokenizer(*columns, truncation=True, max_length=max_length, padding=True,
+                        return_tensors="pt")
+
+
+@torch.no_grad()
+def kept_tokens(top, tokenizer, texts: Sequence[Text], max_length: int = 128,
+                pruning: bool = True, gates=None, batch_size: int = 32) -> list[KeptTokens]:
+    """Kept/pruned tokens per layer of each text, under the evaluation gates.
+
+    Args:
+        top: ToPModel; tokenizer: its tokenizer; texts: strings or (str, str) pairs.
+        pruning: False runs the dense model (every token kept).
+        gates: (z_bins, z_pruner) to use instead of the model's (a baseline).
+    Returns:
+        One KeptTokens per text; ``kept[:, 0]`` ([CLS]) is always True.
+    Example:
+        >>> kt = kept_tokens(top, tok, ["a fine film"])[0]  # doctest: +SKIP
+        >>> kt.kept.shape  # (layers, tokens)                # doctest: +SKIP
+        (6, 5)
+    """
+    top.eval()
+    out_list = []
+    for enc in _batches(tokenizer, list(texts), max_length, batch_size):
+        out = top(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
+                  pruning=pruning, gates=gates if pruning else None)
+        regression = out.logits.shape[-1] == 1
+        probs = out.logits.softmax(-1) if not regression else out.logits
+        for b in range(len(enc["input_ids"])):
+            n = int(enc["attention_mask"][b].sum())
+            out_list.append(KeptTokens(
+                tokens=tokenizer.convert_ids_to_tokens(enc["input_ids"][b, :n].tolist()),
+                kept=(out.alive[b, :, :n] > 0).numpy(),
+                prediction=float(out.logits[b, 0]) if regression else int(probs[b].argmax()),
+                probabilities=[] if regression else probs[b].tolist()))
+    return out_list
+
+
+@torch.no_grad()
+def ranking_agreement(model, teacher, tokenizer, texts: Sequence[Text], k: int = 10,
+                      pruning: bool = True, max_length: int = 128) -> pd.DataFrame:
+    """Agreement of each layer's token ranking with the teacher's final-layer ranking.
+
+    At layer l, the model's importance (attention received in layer l, which decides
+    pruning for layer l + 1) is compared with the dense teacher's last-layer importance
+    on the tokens alive in layer l, [CLS] excluded.
+
+    Args:
+        model: ToPModel to assess (a teacher with ``pruning=False`` gives the attention
+            baseline); teacher: the dense reference ToPModel.
+        k: cut-off of NDCG@k and length of the graded list.
+    Returns:
+        DataFrame, one row per layer: layer, kendall_tau, ndcg (means over inputs),
+        decides_pruning (layer l + 1 is a prune location), tokens (mean alive).
+    """
+    model.eval()
+    teacher.eval()
+    n_layers = model.dims.num_layers
+    last = teacher.dims.num_layers - 1
+    taus, ndcgs, alive_counts = defaultdict(list), defaultdict(list), defaultdict(list)
+    for enc in _batches(tokenizer, list(texts), max_length, BATCH_SIZE):
+        args = (enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        ref = teacher(*args, pruning=False, record_layers=(last,)).importance[last]
+        out = model(*args, pruning=pruning, record_layers=tuple(range(n_layers)))
+        for layer in range(n_layers):
+            mask = out.alive[:, layer] > 0
+            mask[:, 0] = False  # [CLS] is never ranked
+            imp = out.importance[layer]
+            taus[layer].append(kendall_tau(imp, ref, mask))
+            ndcgs[layer].append(ndcg_at_k(imp, graded_relevance(ref, mask, k), mask, k))
+            alive_counts[layer].append(mask.sum(-1).double() + 1)
+    locations = set(model.prune.prune_location)
+    return pd.DataFrame([{
+        "layer": layer, "kendall_tau": _nanmean(taus[layer]), "ndcg": _nanmean(ndcgs[layer]),
+        "decides_pruning": (layer + 1) in locations and pruning,
+        "tokens": float(torch.cat(alive_counts[layer]).mean()),
+    } for layer in range(n_layers)])
+
+
+def _nanmean(parts: list[torch.Tensor]) -> float:
+    """Mean over the defined (non-NaN) values; NaN when there are none."""
+    values = torch.cat(parts)
+    values = values[~values.isnan()]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def prune_rates(kept: Sequence[KeptTokens], min_count: int = 5,
+                skip: Sequence[str] = ("[CLS]", "<s>")) -> pd.DataFrame:
+    """How often each token type is pruned before the last layer, among frequent types.
+
+    Args:
+        kept: KeptTokens of a set of inputs; min_count: keep types seen at least this often.
+        skip: tokens never pruned by construction.
+    Returns:
+        DataFrame (token, count, prune_rate, mean_layers) sorted by prune_rate, highest
+        first (ties: fewer mean_layers first); prune_rate = share of occurrences absent
+        from the last layer, mean_layers = mean number of layers an occurrence enters.
+    """
+    counts, pruned, depth = defaultdict(int), defaultdict(int), defaultdict(int)
+    for item in kept:
+        for j, token in enumerate(item.tokens):
+            if token in skip:
+                continue
+            key = token
+            counts[key] += 1
+            pruned[key] += int(not item.kept[-1, j])
+            depth[key] += int(item.kept[:, j].sum())
+    rows = [{"token": t, "count": c, "prune_rate": pruned[t] / c, "mean_layers": depth[t] / c}
+            for t, c in counts.items() if c >= min_count]
+    df = pd.DataFrame(rows, columns=["token", "count", "prune_rate", "mean_layers"])
+    # Ties in prune rate: pruned earlier (fewer layers entered) first, then more frequent.
+    return df.sort_values(["prune_rate", "mean_layers", "count"], ascending=[False, True, False],
+                          ignore_index=True)
+
+
+def validation_texts(task: str, data_dir: str | None = None, limit: int | None = None) -> list:
+    """The first ``limit`` texts (strings, or pairs) of a task's first validation split."""
+    spec = get_task(task)
+    data = load_task_data(spec.name, data_dir=data_dir)[spec.validation_splits[0]]
+    texts = data.texts[:limit] if limit else data.texts
+    return [t[0] if len(t) == 1 else tuple(t) for t in texts]
+
+
+def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
+                                    data_dir: str | None = None, device: str = "cpu",
+                                    progress: bool = True) -> str:
+    """Train ToP again as ``top_dir`` was, but with ``distill_rank_loss_alpha=0``.
+
+    The ablation of ToP Table 5 (no ranking distillation). A finished run is reused.
+
+    Args:
+        top_dir: a finished ToP run (its ``results.json`` gives task, teacher and config).
+        output_dir: default ``<top_dir>-norank``.
+    Returns:
+        The new run's directory.
+    """
+    output_dir = output_dir or top_dir.rstrip("/\\") + "-norank"
+    results = read_results(top_dir)
+    config = TrainConfig.from_dict(dict(results["config"], distill_rank_loss_alpha=0.0))
+    if finished_run(output_dir) is None:
+        prune(results["task"], results["teacher"], output_dir, config, data_dir,
+              resume=os.path.isdir(output_dir), device=device, progress=progress)
+    return output_dir

@@ -1,0 +1,113 @@
+"""What the notebooks share: logging, per-task parameters, running notebooks, recorded metrics.
+
+Every notebook ends by writing its key metrics to ``<output_dir>/metrics.json`` with
+:func:`record_metrics`; tests and the ``07_reproduce`` driver read them back with
+:func:`read_metrics`. Nothing here draws or trains by itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+NOTEBOOK_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            os.pardir, os.pardir, "notebooks"))
+"""The repository's notebooks/ folder (an editable install keeps it beside toplib/)."""
+
+
+def setup_notebook(level: int = logging.INFO) -> None:
+    """Readable notebook output: toplib's log lines at ``level``, others' warnings only,
+    and no Hugging Face progress bars (loading/saving weights) between toplib's own."""
+    from transformers.utils import logging as hf_logging
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("toplib").setLevel(level)
+    hf_logging.disable_progress_bar()
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, numpy scalars/arrays -> Python values."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array, torch tensor
+        return _clean(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def record_metrics(metrics: dict, output_dir: str, notebook: str | None = None) -> str:
+    """Write a notebook's key metrics to ``<output_dir>/metrics.json`` (strict JSON).
+
+    Args:
+        metrics: flat or nested dict of numbers, strings, lists.
+        output_dir: the notebook's output directory (created if missing).
+        notebook: the notebook's name, stored under ``"notebook"``.
+    Returns:
+        The path written.
+    Example:
+        >>> import tempfile
+        >>> path = record_metrics({"score": 0.9, "gap": float("nan")}, tempfile.mkdtemp())
+        >>> read_metrics(os.path.dirname(path))["gap"] is None
+        True
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    record = _clean(dict(metrics, **({"notebook": notebook} if notebook else {})))
+    path = os.path.join(output_dir, METRICS_FILE)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2, allow_nan=False)
+    logger.info("metrics written to %s", path)
+    return path
+
+
+def read_metrics(output_dir: str) -> dict:
+    """The metrics a notebook recorded in ``output_dir``."""
+    with open(os.path.join(output_dir, METRICS_FILE)) as f:
+        return json.load(f)
+
+
+def per_task_values(text: str | float | None, tasks: list[str]) -> dict[str, float | None]:
+    """Per-task overrides: None/'' -> preset (None), '0.5' -> all tasks, 'sst2:0.4,rte:0.6'.
+
+    Example:
+        >>> per_task_values("sst2:0.4", ["sst2", "rte"])
+        {'sst2': 0.4, 'rte': None}
+    """
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return {t: None for t in tasks}
+    if not isinstance(text, str) or ":" not in text:
+        return {t: float(text) for t in tasks}
+    values = {}
+    for part in text.split(","):
+        task, _, value = part.partition(":")
+        if task.strip() not in tasks:
+            raise ValueError(f"{text!r}: task {task.strip()!r} is not among tasks {tasks}")
+        values[task.strip()] = float(value)
+    return {t: values.get(t) for t in tasks}
+
+
+def execute_notebook(name: str, output_path: str, parameters: dict,
+                     kernel_name: str = "python3", cwd: str | None = None) -> str:
+    """Execute ``notebooks/<name>.ipynb`` with papermill; the executed copy goes to output_path.
+
+    Args:
+        name: notebook name without ``.ipynb`` (e.g. ``"01_finetune_teacher"``).
+        parameters: values for the notebook's ``parameters`` cell.
+        cwd: working directory of the kernel (default: the notebooks folder, so the
+            notebooks' relative default paths resolve).
+    Returns:
+        output_path.
+    """
+    import papermill  # lazy: only the driver notebook and tests execute notebooks
+
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    papermill.execute_notebook(os.path.join(NOTEBOOK_DIR, f"{name}.ipynb"), output_path,
+                               parameters=parameters, kernel_name=kernel_name,
+                               cwd=cwd or NOTEBOOK_DIR, progress_bar=False)
+    return output_path

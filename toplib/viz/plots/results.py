@@ -1,0 +1,80 @@
+"""Scores against FLOPs: the sparsity sweep and the per-task reproduction."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+SCORE_LABELS = {"accuracy": "accuracy", "f1": "F1", "matthews": "Matthews corr.",
+                "pearson": "Pearson corr.", "spearman": "Spearman corr."}
+METHOD_STYLES = {  # label, colour index, marker, line style
+    "ToP": ("ToP", 0, "o", "-"),
+    "attention": ("attention baseline (top tokens by teacher attention)", 1, "s", "--"),
+    "random": ("random pruning", 2, "^", ":"),
+}
+
+
+
+def plot_sparsity_accuracy(df, metric: str = "accuracy"):
+    """Score against FLOPs reduction, both conventions, ToP vs. baselines vs. teacher.
+
+    Args:
+        df: ``toplib.sweep.sparsity_sweep`` frame (method, score, reduction_real,
+            reduction_padded).
+        metric: the task's primary metric (y label).
+    Returns:
+        matplotlib Figure with two panels: reduction at real length, and padded to
+        max_seq_length (the paper's convention).
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
+    colors = sns.color_palette("deep", 10)
+    teacher = df.loc[df["method"] == "teacher", "score"]
+    padded = "FLOPs reduction (x), padded to max_seq_length\n(the paper's convention)"
+    for ax, column, label in ((axes[0], "reduction_real", "FLOPs reduction (x), real length"),
+                              (axes[1], "reduction_padded", padded)):
+        for method, (name, c, marker, ls) in METHOD_STYLES.items():
+            part = df[df["method"] == method].sort_values(column)
+            if len(part):
+                ax.plot(part[column], part["score"], marker=marker, linestyle=ls, color=colors[c],
+                        label=name)
+        if len(teacher):
+            ax.axhline(float(teacher.iloc[0]), color="black", linestyle="--", linewidth=1,
+                       label=f"teacher (dense) {float(teacher.iloc[0]):.3f}")
+        ax.set(xlabel=label)
+    axes[0].set_ylabel(SCORE_LABELS.get(metric, metric))
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle("Score against FLOPs reduction")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reproduction(rows: list[dict]):
+    """Per task: ToP's score vs. the teacher's, and FLOPs reduction in both conventions.
+
+    Args:
+        rows: ``toplib.pipeline.table_row`` dicts.
+    Returns:
+        matplotlib Figure with two grouped bar panels.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    tasks = [r["task"] for r in rows]
+    x = np.arange(len(tasks))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(tasks) + 4), 3.8))
+    colors = sns.color_palette("deep", 4)
+    pairs = ((axes[0], ("teacher_score", "score"), ("teacher (dense)", "ToP"), "score"),
+             (axes[1], ("reduction_real", "reduction_padded"),
+              ("real length", "padded (paper's convention)"), "FLOPs reduction (x)"))
+    for ax, keys, labels, ylabel in pairs:
+        for j, (key, label) in enumerate(zip(keys, labels)):
+            values = [float("nan") if r.get(key) is None else r[key] for r in rows]
+            bars = ax.bar(x + (j - 0.5) * 0.38, values, width=0.38, label=label, color=colors[j])
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+        ax.set_xticks(x, tasks if ax is axes[1] else
+                      [r["task"] + (f"\n({r['metric']})" if r.get("metric") else "")
+                       + ("\ntarget missed" if r.get("target_missed") else "") for r in rows])
+        ax.set(ylabel=ylabel)
+        ax.margins(y=0.12)
+        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,115 @@
+"""Score against FLOPs: ToP at several sparsity targets, and the training-free baselines at
+the FLOPs sparsity each ToP model actually measured.
+
+Both baselines prune a dense teacher with the same per-location bin schedule, chosen by
+:func:`toplib.infer.gates_for_sparsity` to hit the requested real-length FLOPs sparsity on
+the evaluation inputs: ``attention`` ranks tokens by the attention they receive (ToP's
+importance without training), ``random`` at random. The two therefore prune exactly the
+same number of tokens per layer and their measured FLOPs are equal.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from ..data import DataFiles, real_lengths
+from ..hf.loading import load_checkpoint
+from ..infer import gates_for_sparsity
+from ..train import TrainConfig, finished_run, prune
+from ..train.evaluate import DENSE, PRUNED, EvalMode, evaluate_splits, split_summary
+from ..train.pipeline import table_row
+from ..train.splits import prepare_data
+from .analysis import BASELINES
+
+logger = logging.getLogger(__name__)
+
+FLOPS_KEYS = ("sparsity_real", "reduction_real", "sparsity_padded", "reduction_padded")
+POINT_KEYS = ("score", *FLOPS_KEYS, "keep_ratio")
+"""What a point of the sweep records: the score (mean over splits), the first split's FLOPs."""
+
+
+@torch.no_grad()
+def evaluate_with_gates(top, loaders: dict, spec, max_seq_length: int, mode: EvalMode = PRUNED,
+                        seed: int = 0, device: str = "cpu") -> dict:
+    """``toplib.train.evaluate.evaluate_splits`` reduced to a sweep point (``POINT_KEYS``).
+
+    Args:
+        loaders: {split: DataLoader}; mode: the gates and ranking (random: seeded by ``seed``).
+    """
+    torch.manual_seed(seed)
+    summary = split_summary(evaluate_splits(top, loaders, spec, max_seq_length, mode, device,
+                                            progress=False))
+    return {k: summary[k] for k in POINT_KEYS}
+
+
+def baselines_at(teacher_dir: str, task: str, sparsities: Sequence[float], config: TrainConfig,
+                 data: DataFiles | str | None = None, methods: Sequence[str] = BASELINES,
+                 device: str = "cpu") -> list[dict]:
+    """Evaluate the dense teacher and the baselines at each requested FLOPs sparsity.
+
+    Args:
+        teacher_dir: teacher checkpoint or run directory.
+        sparsities: real-length FLOPs sparsities to match (e.g. ToP's measured ones).
+        config: gives the pruning structure (``config.prune``), the evaluation subset and
+            the seed of random ranking.
+    Returns:
+        One dict per (method, sparsity), plus the teacher's (method "teacher"):
+        method, requested, score and the measured FLOPs figures.
+    """
+    unknown = set(methods) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"methods={list(methods)!r} is invalid: choose among {BASELINES}")
+    top, tokenizer, _ = load_checkpoint(teacher_dir, config.prune, device, name="teacher_dir")
+    split_data = prepare_data(task, tokenizer, config, data, need_train=False)
+    loaders = split_data.eval_loaders(config, tokenizer)
+    lengths = real_lengths(next(iter(split_data.validation.values())))
+    common = dict(spec=split_data.spec, max_seq_length=split_data.max_seq_length,
+                  seed=config.seed, device=device)
+    rows = [dict(method="teacher", requested=0.0,
+                 **evaluate_with_gates(top, loaders, mode=DENSE, **common))]
+    for sparsity in sparsities:
+        gates, _ = gates_for_sparsity(top, lengths, float(sparsity))
+        for method in methods:
+            mode = EvalMode(gates=gates, random_ranking=method == "random")
+            rows.append(dict(method=method, requested=float(sparsity),
+                             **evaluate_with_gates(top, loaders, mode=mode, **common)))
+    return rows
+
+
+def sparsity_sweep(task: str, teacher_dir: str, output_dir: str, targets: Sequence[float],
+                   config: TrainConfig | None = None, data: DataFiles | str | None = None,
+                   **options) -> pd.DataFrame:
+    """ToP at each target (one run each, reused when finished) and baselines at its FLOPs.
+
+    Args:
+        targets: SPARSITY values; run ``t`` goes to ``output_dir/top-<t>``.
+        config: every other knob (``sparsity`` is set per target).
+        options: :class:`~toplib.train.loop.RunOptions` fields (device, progress).
+    Returns:
+        DataFrame: method ("ToP", "attention", "random", "teacher"), target (the ToP
+        target a baseline is matched to; 0 for the teacher), requested, score,
+        sparsity_real, reduction_real, sparsity_padded, reduction_padded, target_missed.
+    Example:
+        >>> df = sparsity_sweep("rotten_tomatoes", "runs/rt/teacher", "runs/rt/sweep",
+        ...                     [0.3, 0.5, 0.7], build_train_config("rotten_tomatoes", "quick"))  # doctest: +SKIP
+    """
+    config, rows = config or TrainConfig(), []
+    for target in targets:
+        run_dir = os.path.join(output_dir, f"top-{target:g}")
+        if finished_run(run_dir) is None:
+            prune(task, teacher_dir, run_dir, dataclasses.replace(config, sparsity=float(target)),
+                  data, **dict(options, resume=True))
+        row = table_row(run_dir)
+        rows.append(dict(method="ToP", target=float(target), requested=float(target),
+                         **{k: row[k] for k in (*POINT_KEYS, "target_missed", "teacher_score")}))
+    measured = [r["sparsity_real"] for r in rows]
+    for row in baselines_at(teacher_dir, task, measured, config, data,
+                            device=options.get("device", "cpu")):
+        match = [r["target"] for r in rows if r["sparsity_real"] == row["requested"]]
+        rows.append(dict(row, target=match[0] if match else 0.0, target_missed=False))
+    return pd.DataFrame(rows).drop(columns=["keep_ratio"], errors="ignore")
