@@ -80,7 +80,7 @@ def test_release_training_state_resumes(release_run):
     root, config, _ = release_run
     top = ToPModel.from_pretrained(str(root / "top" / "last"))
     teacher = ToPModel.from_pretrained(str(root / "teacher"), prune=top.prune)
-    stage = PruneStage(top, teacher, config, total_steps=6, steps_per_epoch=6)
+    stage = PruneStage(top, teacher, config, steps_per_epoch=6)
     state = {"step": 4, "best": None, "last": None, "elapsed": 1.5,  # 0.1.0 trainer_state.pt
              "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
              "schedulers": {k: s.state_dict() for k, s in stage.schedulers.items()},

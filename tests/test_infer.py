@@ -9,8 +9,8 @@ import torch
 from conftest import padded_batch, tiny_classifier
 
 from toplib import PruneConfig, ToPModel
+from toplib.core.flops import simulate_kept
 from toplib.core.gates import GATE_CLOSED, GATE_OPEN
-from toplib.core.schedules import simulate_kept
 from toplib.infer import eval_keep_table, predict, prune_forward, set_eval_sparsity
 
 ATOL = 1e-4
@@ -218,7 +218,7 @@ def test_real_data_whole_validation_set(task, data_dir):
 @pytest.mark.parametrize("open_bins", [[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
 def test_unpadded_batches_drop_like_the_general_path(batch, open_bins):
     """The mask-free path for batches without padding gives the general path's survivors."""
-    from toplib.core.gather import drop_tokens
+    from toplib.core.importance import drop_tokens
 
     torch.manual_seed(0)
     n, h = 13, 4

@@ -1,9 +1,8 @@
 """Command line: ``toplib finetune | prune | evaluate | quickstart | bench``.
 
-The training knobs' flags are generated from the configuration fields' metadata
-(``toplib.core.config.knob``): ``--name`` and the release's ``--PAPER_NAME``, the field's
-help, and ``--x/--no-x`` for switches. Every error exits non-zero.
-"""
+The flags of the training knobs and of the data sources (``DataFiles``) are generated from
+the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
+``--PAPER_NAME``, the field's help, ``--x/--no-x`` for switches. Every error exits non-zero."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +12,11 @@ import logging
 import os
 import sys
 
-from .core.config import PruneConfig, parse_layers
-from .train.config import TrainConfig
-from .train.presets import PRESETS
+from .core.config import PruneConfig, add_knob_arguments, parse_layers
+from .data import TASKS, DataFiles
+from .train import TrainConfig, finetune, prune
+from .train.evaluate import evaluate_checkpoint, summarize
+from .train.presets import PRESETS, build_train_config
 
 LAYER_KNOBS = ("prune_location", "rank_distill_layers")  # parsed from '2-11' or '2,3,5'
 
@@ -25,53 +26,35 @@ def _knob_fields() -> list[dataclasses.Field]:
             if "help" in f.metadata]
 
 
-def _flag_type(f: dataclasses.Field):
-    kind = str(f.type).split("|")[0].strip()
-    return str if f.name in LAYER_KNOBS else {"int": int, "float": float}[kind]
-
-
-def _add_knobs(p: argparse.ArgumentParser) -> None:
-    """One flag per knob, default None (the preset's value)."""
-    for f in _knob_fields():
-        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.metadata['paper']}"]
-                                                     if f.metadata["paper"] else [])
-        if str(f.type) == "bool":
-            p.add_argument(*flags, dest=f.name, default=None,
-                           action=argparse.BooleanOptionalAction, help=f.metadata["help"])
-        else:
-            p.add_argument(*flags, dest=f.name, type=_flag_type(f), default=None,
-                           help=f.metadata["help"])
-
-
 def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
-    p.add_argument("--task", required=task_required,
-                   help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, 20news, rotten_tomatoes, custom")
-    p.add_argument("--data-dir", help="a directory in the GLUE TSV layout (or the 20news TSVs)")
-    p.add_argument("--train-file", help="CSV/TSV/JSON with text column(s) and `label`")
-    p.add_argument("--validation-file", help="CSV/TSV/JSON with text column(s) and `label`")
+    p.add_argument("--task", required=task_required, help=", ".join(TASKS))
+    add_knob_arguments(p, dataclasses.fields(DataFiles))  # --data-dir, --train-file, ...
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
+def _add_run_parser(sub, name: str, summary: str, func, flag: str, **flag_options) -> None:
+    """``finetune`` or ``prune``: data flags, `flag` (the model or the teacher), run flags."""
+    p = sub.add_parser(name, help=summary)
+    _add_data_args(p)
+    p.add_argument(flag, **flag_options)
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--preset", choices=PRESETS, help="per-task defaults: the paper's, or quick (CPU)")
+    p.add_argument("--preset", choices=PRESETS,
+                   help="per-task defaults: the paper's, or quick (CPU)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    _add_knobs(p)
+    add_knob_arguments(p, _knob_fields(), as_text=LAYER_KNOBS)  # default None: the preset's
+    p.set_defaults(func=func)
 
 
 def _train_config(args) -> TrainConfig:
-    from .train.presets import build_train_config
     overrides = {f.name: getattr(args, f.name) for f in _knob_fields()}
-    for name in LAYER_KNOBS:
-        overrides[name] = parse_layers(overrides[name], name)
+    overrides.update({name: parse_layers(overrides[name], name) for name in LAYER_KNOBS})
     return build_train_config(args.task, args.preset, overrides)
 
 
-def _data(args):
-    from .data import DataFiles
-    return DataFiles(args.data_dir, args.train_file, args.validation_file)
+def _data(args) -> DataFiles:
+    return DataFiles(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DataFiles)})
 
 
 def _run_options(args) -> dict:
@@ -80,19 +63,16 @@ def _run_options(args) -> dict:
 
 
 def cmd_finetune(args) -> dict:
-    from .train import finetune
     return finetune(args.task, args.output_dir, args.model, _train_config(args), _data(args),
                     **_run_options(args))
 
 
 def cmd_prune(args) -> dict:
-    from .train import prune
     return prune(args.task, args.teacher, args.output_dir, _train_config(args), _data(args),
                  **_run_options(args))
 
 
 def cmd_evaluate(args) -> dict:
-    from .train.evaluate import evaluate_checkpoint, summarize
     results = evaluate_checkpoint(args.checkpoint, args.task, _data(args), args.device,
                                   not args.quiet, args.max_eval_samples)
     print(json.dumps(results, indent=2) if args.json else summarize(results))
@@ -110,17 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("finetune", help="fine-tune the dense teacher")
-    _add_data_args(p)
-    p.add_argument("--model", help="hub name or local path (default: offline MiniLM-L6)")
-    _add_run_args(p)
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser("prune", help="train ToP from a teacher")
-    _add_data_args(p)
-    p.add_argument("--teacher", required=True, help="output dir of `toplib finetune`")
-    _add_run_args(p)
-    p.set_defaults(func=cmd_prune)
+    _add_run_parser(sub, "finetune", "fine-tune the dense teacher", cmd_finetune, "--model",
+                    help="hub name or local path (default: offline MiniLM-L6)")
+    _add_run_parser(sub, "prune", "train ToP from a teacher", cmd_prune, "--teacher",
+                    required=True, help="output dir of `toplib finetune`")
 
     p = sub.add_parser("evaluate", help="metrics, FLOPs (two conventions), kept tokens")
     p.add_argument("checkpoint")

@@ -3,7 +3,3 @@ from .models import build_model, dense_copy, prepare_dense, timed_copy, use_oned
 from .profile import SectionTimer, profile_sections
 from .report import format_report, main, register_cli
 from .timing import VARIANTS, BenchSettings, benchmark_inputs, make_batches, run_benchmark
-
-__all__ = ["VARIANTS", "BenchSettings", "SectionTimer", "benchmark_inputs", "build_model",
-           "dense_copy", "format_report", "main", "make_batches", "prepare_dense",
-           "profile_sections", "register_cli", "run_benchmark", "timed_copy", "use_onednn"]

@@ -18,20 +18,17 @@ BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
 def build_model(checkpoint: str | None = None, config: str | None = None,
                 tokenizer: str | None = None, prune: PruneConfig | None = None,
                 num_labels: int = 2, seed: int = 0):
-    """A ToPModel and tokenizer: from a checkpoint, or random weights from a config.
+    """(ToPModel in eval mode, tokenizer): from a checkpoint, or random weights from a config.
 
     Args:
         checkpoint: toplib or plain Hugging Face checkpoint, or a run directory (its
             ``best/``); default: the offline MiniLM.
-        config: "bert-base" or a Hugging Face config name/path: random weights.
-        tokenizer: tokenizer of ``config`` models (default: the offline MiniLM's).
+        config: "bert-base" or a Hugging Face config name/path: random weights (seeded by
+            ``seed``), with ``tokenizer`` (default: the offline MiniLM's).
         prune: pruning structure (None: the checkpoint's, or the defaults).
-    Returns:
-        (top in eval mode, tokenizer).
     """
     if config is None:
-        top, tok, _ = load_checkpoint(resolve_model_path(checkpoint), prune, num_labels=num_labels)
-        return top, tok
+        return load_checkpoint(resolve_model_path(checkpoint), prune, num_labels=num_labels)[:2]
     if config == "bert-base":
         hf_config = BertConfig(num_labels=num_labels, **BERT_BASE)
     else:
@@ -43,8 +40,8 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
 
 
 def dense_copy(top) -> torch.nn.Module:
-    """The unpatched Hugging Face classifier with SDPA attention, sharing no state with ``top``
-    (on ``top``'s device)."""
+    """The unpatched Hugging Face classifier with SDPA attention on ``top``'s device, sharing
+    no state with ``top``."""
     dense = AutoModelForSequenceClassification.from_config(copy.deepcopy(top.config),
                                                            attn_implementation="sdpa")
     dense.load_state_dict(top.model.state_dict())
@@ -75,11 +72,9 @@ def onednn_available() -> bool:
 
 
 def use_onednn(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place.
-
-    Inference only: the swapped model has no trainable linear weights and its state dict
-    holds packed buffers, so benchmark a copy (:func:`timed_copy` makes one).
-    """
+    """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place. Inference
+    only: no trainable linear weights remain and the state dict holds packed buffers, so
+    benchmark a copy (:func:`timed_copy` makes one)."""
     resolve_onednn(True)
     for name, child in model.named_children():
         setattr(model, name, OneDNNLinear(child) if isinstance(child, torch.nn.Linear)
@@ -88,7 +83,7 @@ def use_onednn(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def resolve_onednn(onednn: bool | None, device: str = "cpu") -> bool:
-    """``None`` -> whether the build has oneDNN linears (CPU only); True without them is an error."""
+    """None -> whether the build has oneDNN linears (CPU only); True without them is an error."""
     if torch.device(device).type != "cpu":
         if onednn:
             raise ValueError(f"onednn=True is for the CPU, not device={device!r}")

@@ -1,8 +1,5 @@
-"""Where the time goes: per-section timings of the dense loop and the dropping path.
-
-:class:`SectionTimer` is the ``timer`` of :func:`toplib.infer.prune_forward`; sections
-outside the FLOPs model (embeddings, importance, gather, gates, head) are overhead.
-"""
+"""Where the time goes: per-section timings of the dense loop and the dropping path
+(:class:`SectionTimer` is the ``timer`` of :func:`toplib.infer.prune_forward`)."""
 from __future__ import annotations
 
 import statistics
@@ -20,16 +17,13 @@ PROFILE_REPEATS = 5  # forward passes per path in a section profile
 
 def synchronizer(device: torch.device):
     """A no-op on the CPU; on CUDA, wait for the queued kernels (timings need it)."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
 class SectionTimer:
     """Accumulates time per named section of :func:`prune_forward` (CPU ops are synchronous).
-
-    Sections given ``rows`` (tokens computed, padding included) also keep one
-    (rows, seconds) sample per call, to fit time against work.
+    Sections given ``rows`` (tokens computed, padding included) also keep one (rows, seconds)
+    sample per call, to fit time against work.
 
     Example:
         >>> timer = SectionTimer()
@@ -63,13 +57,12 @@ def profile_sections(top, batch: dict, repeats: int = PROFILE_REPEATS) -> dict:
     ``dense`` is :func:`prune_forward` with ``pruning=False`` (SDPA, real length): the
     kernels of dense_dynamic. Passes alternate; each section reports its median. Sections
     outside the FLOPs model (embeddings, importance, gather, gates, head) are overhead.
-    With one thread, sections are timed in process CPU time (robust to other jobs).
-    ``ffn_fit`` fits FFN time per layer as ``fixed + per_row * rows`` over every layer of
-    both paths: ``fixed`` is the cost that pruning tokens cannot remove (weights streamed
-    from memory, per-call overhead).
+    With one thread, sections are timed in process CPU time (equal to wall time on a quiet
+    machine, and robust to other jobs' load). ``ffn_fit`` fits FFN time per layer as
+    ``fixed + per_row * rows`` over every layer of both paths: ``fixed`` is the cost that
+    pruning tokens cannot remove (weights streamed from memory, per-call overhead).
     """
     passes, kept, samples = {"dense": [], "drop": []}, {}, []
-    # One thread: CPU time equals wall time on a quiet machine and ignores other jobs' load.
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     device = next(top.parameters()).device
     if device.type == "cuda":  # sections end when their kernels do

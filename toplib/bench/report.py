@@ -1,7 +1,7 @@
 """``toplib bench``: the command line, and the tables it prints."""
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -9,23 +9,23 @@ import sys
 
 import torch
 
-from ..core.config import PruneConfig, parse_layers, parse_list
+from ..core.config import PruneConfig, add_knob_arguments, parse_layers, parse_list
 from ..data import get_task
 from .models import build_model, prepare_dense
 from .timing import VARIANTS, BenchSettings, run_benchmark
 
 OVERHEAD_SECTIONS = ("embeddings", "gates", "importance", "gather", "head")
+LIST_KNOBS = ("length", "sparsity", "batch_sizes")  # comma lists on the command line
+PRUNE_KNOBS = ("bin_num", "prune_location")
 
 
 def format_report(results: dict) -> str:
     """A readable table of one :func:`run_benchmark` result, with where the time goes."""
     s, m = results["settings"], results["model"]
     lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers "
-             f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | "
-             f"length {s['length'] or 'as is'} | "
-             f"{results.get('device', 'CPU')} | {results['threads']} threads"
-             f"{' | oneDNN linears' if s['onednn'] else ''} | "
-             f"median of {s['runs']} runs"]
+             f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | length "
+             f"{s['length'] or 'as is'} | {results.get('device', 'CPU')} | {results['threads']} "
+             f"threads{' | oneDNN linears' if s['onednn'] else ''} | median of {s['runs']} runs"]
     for row in results["batches"]:
         lat = row["latency_ms"]
         lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real "
@@ -73,23 +73,10 @@ def register_cli(subparsers) -> None:
     src.add_argument("--config",
                      help="random weights: bert-base, or a Hugging Face config path/name")
     p.add_argument("--tokenizer", help="tokenizer of --config models (default: offline MiniLM)")
-    p.add_argument("--task", default="rotten_tomatoes",
-                   help="task whose validation texts are timed")
-    p.add_argument("--data-dir", help="GLUE root or the 20news folder")
-    p.add_argument("--length", help="real tokens per input; comma list sweeps (e.g. 32,128,512)")
-    p.add_argument("--sparsity",
-                   help="set gates to this real-length FLOPs sparsity; comma list sweeps")
-    p.add_argument("--batch-sizes", default="1,32", help="comma list")
-    p.add_argument("--runs", type=int, default=20, help="timed rounds (median reported)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
-    p.add_argument("--max-seq-length", type=int, help="padded length (default: the task's)")
-    p.add_argument("--bin-num", type=int, help="BIN_NUM (default: the checkpoint's, else 25)")
-    p.add_argument("--prune-location", help="e.g. 2-11 (default: the checkpoint's, else max(N/6, 2)..N-1)")
-    p.add_argument("--onednn", action=argparse.BooleanOptionalAction, default=None,
-                   help="prepacked oneDNN linears in every variant (default: when available)")
+    add_knob_arguments(p, dataclasses.fields(BenchSettings), keep_defaults=True, as_text=LIST_KNOBS)
+    structure = [f for f in dataclasses.fields(PruneConfig) if f.name in PRUNE_KNOBS]
+    add_knob_arguments(p, structure, as_text=("prune_location",))  # default: the checkpoint's
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot-dir", help="write latency plots here")
     p.set_defaults(func=main)
@@ -111,12 +98,11 @@ def main(args) -> list[dict]:
     top.to(args.device)
     dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
     all_results = []
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings)}
+    given["batch_sizes"] = tuple(parse_list(args.batch_sizes, int, "batch_sizes"))
     for length in parse_list(args.length, int, "length") or [None]:
         for sparsity in parse_list(args.sparsity, float, "sparsity") or [None]:
-            settings = BenchSettings(args.task, args.data_dir, length,
-                                     tuple(parse_list(args.batch_sizes, int, "batch_sizes")),
-                                     args.runs, args.warmup, args.max_seq_length, sparsity,
-                                     args.onednn, args.seed, args.device)
+            settings = BenchSettings(**dict(given, length=length, sparsity=sparsity))
             all_results.append(run_benchmark(settings, top, tok, dense))
             print(format_report(all_results[-1]), "\n", flush=True)
     if args.json:
@@ -125,8 +111,7 @@ def main(args) -> list[dict]:
     if args.plot_dir:
         from ..viz.plots import plot_latency_vs_length, plot_latency_vs_sparsity
         os.makedirs(args.plot_dir, exist_ok=True)
-        plots = (("length", plot_latency_vs_length), ("sparsity", plot_latency_vs_sparsity))
-        for name, fn in plots:
-            fn(all_results).savefig(os.path.join(args.plot_dir, f"latency_vs_{name}.png"), dpi=120,
-                                    bbox_inches="tight")
+        for fn in (plot_latency_vs_length, plot_latency_vs_sparsity):  # latency_vs_<x>.png
+            path = os.path.join(args.plot_dir, fn.__name__.removeprefix("plot_") + ".png")
+            fn(all_results).savefig(path, dpi=120, bbox_inches="tight")
     return all_results

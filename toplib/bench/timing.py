@@ -1,17 +1,17 @@
 """Latency benchmark: dense vs. masked ToP vs. token-dropping ToP, on real sentences.
 
-Four variants, timed in one process, interleaved round-robin (drift in clock speed or
-machine load hits all of them alike), median of ``runs`` rounds after ``warmup`` rounds:
+Four variants, timed in one process, interleaved round-robin (drift in clock speed or load
+hits all alike), median of ``runs`` rounds after ``warmup`` rounds:
 
 * ``dense_padded``: the Hugging Face model as users run it (SDPA), padded to max_seq_length.
 * ``dense_dynamic``: the same with padding removed (each batch padded to its longest).
 * ``top_masked``: ``ToPModel.forward`` on max_seq_length-padded inputs, as the release runs.
 * ``top_drop``: :func:`toplib.infer.prune_forward`, pruned tokens removed.
 
-FLOPs reductions come from ``toplib.flops`` on the tokens ``top_drop`` kept, against the
-dense model at real length and at max_seq_length; ``ratio`` = measured speedup / FLOPs
-reduction. ``toplib.bench.profile`` says where the time goes; ``toplib bench``
-(``toplib.bench.report``) prints the tables and writes JSON.
+FLOPs reductions (``toplib.flops``, on the tokens ``top_drop`` kept) are against the dense
+model at real length and at max_seq_length; ``ratio`` = measured speedup / FLOPs reduction.
+``toplib.bench.profile`` says where the time goes; ``toplib bench`` (``.report``) prints the
+tables and writes JSON.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..core.config import check
+from ..core.config import check, knob
 from ..core.flops import flops_figures
 from ..data import encode, get_task, load_task_data, pad_examples, real_lengths
 from ..infer import prune_forward, set_eval_sparsity
@@ -38,31 +38,20 @@ VARIANTS = ("dense_padded", "dense_dynamic", "top_masked", "top_drop")
 
 @dataclass
 class BenchSettings:
-    """What to time and on which inputs."""
+    """What to time and on which inputs. None: ``length`` as is, ``sparsity`` the model's own
+    gates, ``onednn`` when the PyTorch build has it (on copies: the model is never modified)."""
 
-    task: str = "rotten_tomatoes"
-    """Task whose validation texts are the inputs."""
-    data_dir: str | None = None
-    """Data folder of the task (GLUE root, 20news folder); None for rotten_tomatoes."""
-    length: int | None = None
-    """Real tokens per input: longer texts truncated, shorter ones skipped (None: as is)."""
-    batch_sizes: tuple[int, ...] = (1, 32)
-    """Batch sizes to time."""
-    runs: int = 20
-    """Timed rounds per batch size (the median is reported)."""
-    warmup: int = 3
-    """Untimed rounds before timing."""
-    max_seq_length: int | None = None
-    """Padded length of dense_padded/top_masked (None: the task's, at least ``length``)."""
-    sparsity: float | None = None
-    """Set the gates to this real-length FLOPs sparsity on the inputs (None: keep them)."""
-    onednn: bool | None = None
-    """Run every Linear of every variant on prepacked oneDNN weights (see ``use_onednn``);
-    None: when this PyTorch build has them. The model passed in is never modified."""
-    seed: int = 0
-    """Seed of the random weights of --config models."""
-    device: str = "cpu"
-    """Where to time: "cpu" or a CUDA device (timings synchronise the device)."""
+    task: str = knob("rotten_tomatoes", "task whose validation texts are timed")
+    data_dir: str | None = knob(None, "data folder of the task (GLUE root, 20news folder)")
+    length: int | None = knob(None, "real tokens per input: cut longer, skip shorter; list sweeps")
+    batch_sizes: tuple[int, ...] = knob((1, 32), "batch sizes to time (a comma list)")
+    runs: int = knob(20, "timed rounds per batch size (the median is reported)")
+    warmup: int = knob(3, "untimed rounds before timing")
+    max_seq_length: int | None = knob(None, "padded length (default: the task's, at least length)")
+    sparsity: float | None = knob(None, "real-length FLOPs sparsity of the gates; a list sweeps")
+    onednn: bool | None = knob(None, "every Linear on prepacked oneDNN weights (default: if built)")
+    seed: int = knob(0, "seed of the random weights of --config models")
+    device: str = knob("cpu", "where to time: cpu or a CUDA device (timings synchronise it)")
 
     def __post_init__(self):
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
@@ -100,13 +89,10 @@ def benchmark_inputs(settings: BenchSettings, tokenizer, count: int) -> list[dic
 def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int, pad_to: int,
                  device: str = "cpu"):
     """Distinct batches (at most ``rounds``), each as (padded to ``pad_to``, dynamic) pair."""
-    batches = []
-    for i in range(max(1, min(rounds, len(encoded) // batch_size))):
-        chunk = [encoded[(i * batch_size + j) % len(encoded)] for j in range(batch_size)]
-        dynamic, padded = pad_examples(chunk, pad_id), pad_examples(chunk, pad_id, pad_to)
-        batches.append(({k: v.to(device) for k, v in padded.items()},
-                        {k: v.to(device) for k, v in dynamic.items()}))
-    return batches
+    chunks = [[encoded[(i * batch_size + j) % len(encoded)] for j in range(batch_size)]
+              for i in range(max(1, min(rounds, len(encoded) // batch_size)))]
+    to = lambda batch: {k: v.to(device) for k, v in batch.items()}  # noqa: E731
+    return [(to(pad_examples(c, pad_id, pad_to)), to(pad_examples(c, pad_id))) for c in chunks]
 
 
 def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
@@ -118,12 +104,10 @@ def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
 
 @torch.inference_mode()
 def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, dict]:
-    """Seconds per forward pass of each variant; round r uses batch r mod len(batches).
-
-    Returns:
-        {"wall": {variant: [seconds]}, "cpu": {variant: [seconds]}}. CPU time (of the
-        process) leaves out time spent descheduled, so with one thread it shows what the
-        wall clock would on a quiet machine; with more it also counts threads spinning.
+    """Seconds per forward pass of each variant, {"wall": {variant: [seconds]}, "cpu": {...}};
+    round r uses batch r mod len(batches). CPU time (of the process) leaves out time spent
+    descheduled, so with one thread it shows what the wall clock would on a quiet machine;
+    with more it also counts threads spinning.
     """
     times = {"wall": {name: [] for name in VARIANTS}, "cpu": {name: [] for name in VARIANTS}}
     sync = synchronizer(next(top.parameters()).device)
@@ -161,20 +145,12 @@ def _device_name(device: str) -> str:
 
 
 def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
-    """Time the four variants at every batch size; returns a JSON-ready dict.
-
-    Args:
-        settings: what to time; top: a ToPModel; tokenizer: its tokenizer.
-        dense: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass
-            one to reuse it across calls). ``top`` itself is never modified beyond its
-            gates (``settings.sparsity``): oneDNN timings run on a copy.
-    Example:
-        >>> top, tok = build_model(config="bert-base")  # doctest: +SKIP
-        >>> settings = BenchSettings("20news", "data/20news", length=128, sparsity=0.6)
-        >>> run_benchmark(settings, top, tok)  # doctest: +SKIP
-    """
+    """Time the four variants of ``top`` (a ToPModel) at every batch size; a JSON-ready dict.
+    ``dense``: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass one
+    to reuse it across calls). ``top`` itself is never modified beyond its gates
+    (``settings.sparsity``): oneDNN timings run on a copy."""
     pad_to = max_seq_length(settings)
-    pad_id = top.config.pad_token_id if top.config.pad_token_id is not None else 0
+    pad_id = top.config.pad_token_id or 0
     top.to(settings.device)
     encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
     if settings.sparsity is not None:

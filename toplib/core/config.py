@@ -6,14 +6,34 @@ name); the command line is generated from it (:mod:`toplib.cli`).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+
+_FLAG_TYPES = {"int": int, "float": float, "str": str}
 
 
 def knob(default: Any, help: str, paper: str | None = None, **kwargs) -> Any:  # noqa: A002
     """A dataclass field with its one-line help (and the release's name of the knob)."""
     return field(default=default, metadata={"help": help, "paper": paper}, **kwargs)
+
+
+def add_knob_arguments(parser: argparse.ArgumentParser, fields, keep_defaults: bool = False,
+                       as_text: Sequence[str] = ()) -> None:
+    """One ``--name`` (and ``--PAPER_NAME``) flag per knob field, its help the metadata's;
+    booleans get ``--x/--no-x``. Defaults are None (the caller fills them in) unless
+    ``keep_defaults``; fields in ``as_text`` take text (a comma list, '2-11')."""
+    for f in (f for f in fields if "help" in f.metadata):
+        paper = f.metadata["paper"]
+        flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{paper}"] if paper else [])
+        default = f.default if keep_defaults else None
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        kind = str(f.type).split("|")[0].strip()
+        how = ({"action": argparse.BooleanOptionalAction} if kind == "bool" else
+               {"type": str if f.name in as_text else _FLAG_TYPES[kind]})
+        parser.add_argument(*flags, dest=f.name, default=default, help=f.metadata["help"], **how)
 
 
 def check(name: str, value, ok: bool, allowed: str) -> None:
@@ -61,7 +81,7 @@ def parse_layers(text: str | Sequence[int] | None, name: str = "prune_location"
 
 
 def _sorted_layers(layers) -> tuple[int, ...] | None:
-    return None if layers is None else tuple(sorted(set(int(x) for x in layers)))
+    return None if layers is None else tuple(sorted({int(x) for x in layers}))
 
 
 @dataclass
@@ -69,14 +89,12 @@ class PruneConfig:
     """Where and how finely tokens are pruned; stored beside every ToP checkpoint."""
 
     prune_location: tuple[int, ...] | None = knob(
-        None, "layers that receive pruned inputs, e.g. 2-11 (default: max(N/6, 2)..N-1: 2..11 "
-        "on 12 layers as in the release, 2..5 on 6)", "PRUNE_LOCATION")
+        None, "layers that receive pruned inputs, e.g. 2-11 (default: see resolve)",
+        "PRUNE_LOCATION")
     bin_num: int = knob(25, "rank bins (one gate each) per prune layer", "BIN_NUM")
-    droprate_init: float = knob(0.01, "initial probability that a bin gate is closed "
-                                "(release: 0.01)")
+    droprate_init: float = knob(0.01, "initial P(bin gate closed) (release: 0.01)")
     rank_distill_layers: tuple[int, ...] | None = knob(
-        None, "student layers whose importance is rank-distilled (default: the release's "
-        "rule, the first third)")
+        None, "student layers rank-distilled (default: the release's, the first third)")
 
     def __post_init__(self):
         check("bin_num", self.bin_num, isinstance(self.bin_num, int) and self.bin_num >= 1,
@@ -92,8 +110,8 @@ class PruneConfig:
     def resolve(self, num_layers: int) -> "PruneConfig":
         """Fill the depth-dependent defaults and check them against a model's depth.
 
-        Pruning starts at layer max(N/6, 2) (1 below 6 layers): on 6 layers, also pruning
-        the input of layer 1 costs 1.5 points more at sparsity 0.5.
+        Pruning starts at layer max(N/6, 2) (1 below 6 layers): 2..11 on 12 layers as the
+        release, 2..5 on 6, where also pruning layer 1's input costs 1.5 points.
         """
         first = max(1, min(2, num_layers // 3), num_layers // 6)
         loc = self.prune_location or tuple(range(first, num_layers))

@@ -7,6 +7,10 @@ Per layer (METHOD Sec. 3), with ``t`` tokens in attention and ``t_ffn`` in the F
 
 Layer l's FFN is counted at layer l+1's token count: the importance that prunes tokens
 for layer l+1 is known once layer l's attention is done, so the FFN can already skip them.
+
+Gate schedules for a target sparsity (benchmarks, baselines) close the ``closed[p]``
+lowest-ranked bins at prune location p; the tokens each layer keeps follow from the lengths
+alone (:func:`kept_counts`), so a schedule's FLOPs are exact before any forward pass.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from typing import Sequence
 
 import torch
 
-from .importance import rank_bin_table, table_size
+from .gates import keep_rule
+from .importance import kept_counts, rank_bin_table, table_size
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,22 @@ def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: 
     return torch.stack(rows, dim=1)
 
 
+def expected_sparsity(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
+                      prune_location: Sequence[int], dims: EncoderDims,
+                      binned: bool = True) -> torch.Tensor:
+    """Differentiable expected FLOPs sparsity of (B,) real lengths, which the constraint
+    holds, from (P, bin_num) P(bin gate open) and (P,) P(pruner on). ``binned``: count the
+    rank bins each length fills (:func:`binned_expected_lengths`); False: the release's
+    formula, every bin holding 1 / BIN_NUM of the tokens (:func:`expected_lengths`)."""
+    if binned:
+        tokens = binned_expected_lengths(lengths, bin_keep, pruner_on, prune_location,
+                                         dims.num_layers)
+    else:
+        keep_ratios = keep_rule(bin_keep, pruner_on).mean(-1)  # = gates.expected_keep_ratio
+        tokens = expected_lengths(lengths, keep_ratios, prune_location, dims.num_layers)
+    return sparsity(encoder_macs(tokens, dims), dense_macs(lengths.to(tokens.dtype), dims))
+
+
 def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     """FLOPs sparsity ``1 - mean(pruned) / mean(dense)`` over a batch."""
     return 1.0 - pruned.sum() / dense.sum()
@@ -140,20 +161,10 @@ def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
 
 def flops_figures(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,
                   padded_length: int | None = None) -> dict:
-    """FLOPs sparsity and reduction of measured token counts, against the dense encoder at
-    each example's real length and, with ``padded_length``, padded to it (the paper's
-    convention).
-
-    Args:
-        kept: (E, N) tokens entering each layer; lengths: (E,) real lengths.
-    Returns:
-        sparsity_real, reduction_real, (sparsity_padded, reduction_padded), keep_ratio
-        (per layer: tokens entering it / real tokens) and mean_length.
-    Example:
-        >>> dims = EncoderDims(2, 8, 2, 16)
-        >>> flops_figures(torch.tensor([[4, 4]]), torch.tensor([4]), dims)["sparsity_real"]
-        0.0
-    """
+    """FLOPs sparsity and reduction of (E, N) measured token counts against the dense
+    encoder at the (E,) real lengths and, with ``padded_length``, padded to it (the paper's
+    convention): sparsity_real, reduction_real, (sparsity_padded, reduction_padded),
+    keep_ratio (per layer: tokens entering it / real tokens) and mean_length."""
     kept, lengths = kept.to(torch.float64), lengths.to(torch.float64)
     pruned = encoder_macs(kept, dims).sum()
     real = dense_macs(lengths, dims).sum()
@@ -170,3 +181,53 @@ def flops_figures(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,
 def measured_sparsity(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims) -> float:
     """Real-length FLOPs sparsity of measured token counts (see :func:`flops_figures`)."""
     return flops_figures(kept, lengths, dims)["sparsity_real"]
+
+
+# ---- gate schedules for a FLOPs target (benchmarks, baselines) --------------------------
+def schedule_bins(closed: Sequence[int], bin_num: int) -> torch.Tensor:
+    """(P, bin_num) 0/1 bin gates of a schedule: the ``closed[p]`` last (lowest-ranked) bins 0."""
+    keep = torch.ones(len(closed), bin_num)
+    for p, c in enumerate(closed):
+        keep[p, bin_num - c:] = 0.0  # c = 0: an empty slice
+    return keep
+
+
+def simulate_kept(lengths: torch.Tensor, closed: Sequence[int], prune_location: Sequence[int],
+                  num_layers: int, bin_num: int) -> torch.Tensor:
+    """(E, N) tokens entering each layer (:func:`kept_counts`) for (E,) real lengths when
+    the ``closed[p]`` lowest-ranked bins close at location p.
+
+    Example:
+        >>> simulate_kept(torch.tensor([9]), [2], (1,), 2, 4).tolist()
+        [[9, 5]]
+    """
+    return kept_counts(lengths, schedule_bins(closed, bin_num), prune_location, num_layers, bin_num)
+
+
+def schedule_for_sparsity(lengths: torch.Tensor, dims: EncoderDims, prune_location: Sequence[int],
+                          bin_num: int, target: float) -> tuple[list[int], float]:
+    """The schedule whose real-length FLOPs sparsity on ``lengths`` is closest to ``target``.
+
+    Every prune location closes its lowest-ranked bins, the same number everywhere up to
+    one bin (locations p < j close one more): ``t = k * P + j`` orders the schedules
+    monotonically in FLOPs, so bisection on t finds the closest one.
+
+    Returns:
+        (closed bins per prune location, the sparsity achieved on the (E,) ``lengths``).
+    """
+    loc = list(prune_location)
+
+    def schedule(t: int) -> list[int]:
+        k, j = divmod(t, len(loc))
+        return [k + (p < j) for p in range(len(loc))]
+
+    def sparsity_of(t: int) -> float:
+        kept = simulate_kept(lengths, schedule(t), loc, dims.num_layers, bin_num)
+        return measured_sparsity(kept, lengths, dims)
+
+    lo, hi = 0, bin_num * len(loc)  # smallest t with sparsity >= target lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if sparsity_of(mid) < target else (lo, mid)
+    best = min((t for t in (lo - 1, lo) if t >= 0), key=lambda t: abs(sparsity_of(t) - target))
+    return schedule(best), sparsity_of(best)

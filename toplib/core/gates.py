@@ -72,15 +72,11 @@ def straight_through(z: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
 
 
 def keep_rule(z_bins: torch.Tensor, z_pruner: torch.Tensor) -> torch.Tensor:
-    """How much of bin b a prune layer keeps: ``1 - (1 - z_b) * z_pruner`` (ToP Eq. 4).
+    """How much of bin b a prune layer keeps: ``1 - (1 - z_b) * z_pruner`` (ToP Eq. 4), for
+    (..., bin_num) ``z_bins`` and (...) ``z_pruner``. The one home of the rule: on samples it
+    gives training's soft keep mask, on 0/1 gates the bins evaluation keeps, on P(z > 0) the
+    expected keep ratios.
 
-    The one home of the rule: applied to samples it gives the soft keep mask of training,
-    to 0/1 gates the bins evaluation keeps, to P(z > 0) the expected keep ratios.
-
-    Args:
-        z_bins: (..., bin_num); z_pruner: (...) one per row of ``z_bins``.
-    Returns:
-        (..., bin_num).
     Example:
         >>> keep_rule(torch.tensor([[1.0, 0.0]]), torch.tensor([1.0])).tolist()
         [[1.0, 0.0]]
@@ -88,7 +84,8 @@ def keep_rule(z_bins: torch.Tensor, z_pruner: torch.Tensor) -> torch.Tensor:
     return 1.0 - (1.0 - z_bins) * z_pruner[..., None]
 
 
-def expected_keep_ratio(bin_log_alpha: torch.Tensor, pruner_log_alpha: torch.Tensor) -> torch.Tensor:
+def expected_keep_ratio(bin_log_alpha: torch.Tensor,
+                        pruner_log_alpha: torch.Tensor) -> torch.Tensor:
     """Expected fraction of alive tokens a prune layer keeps (METHOD Sec. 3).
 
     ``rho = 1 - (1 - mean_b P(z_b > 0)) * P(z_pruner > 0)``: the rule is linear in
@@ -187,7 +184,8 @@ class RankBinGates(nn.Module):
     def fix_all_(self) -> None:
         """Fix every gate, bins and pruners, on or off, at its evaluation value: training
         then runs the exact masks evaluation runs, and only the weights learn. Idempotent."""
-        for param, on in ((self.pruner_log_alpha, deterministic_gates(self.pruner_log_alpha[:, None])[:, 0]),
+        pruners_on = deterministic_gates(self.pruner_log_alpha[:, None])[:, 0]
+        for param, on in ((self.pruner_log_alpha, pruners_on),
                           (self.bin_log_alpha, deterministic_gates(self.bin_log_alpha))):
             param.copy_(torch.where(on > 0, FIXED_LOG_ALPHA, -FIXED_LOG_ALPHA))
             param.requires_grad_(False)

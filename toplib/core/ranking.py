@@ -15,7 +15,8 @@ LN2 = math.log(2.0)
 
 
 def lambda_arp2_loss(
-    scores: torch.Tensor, relevance: torch.Tensor, valid: torch.Tensor | None = None, sigma: float = 1.0
+    scores: torch.Tensor, relevance: torch.Tensor, valid: torch.Tensor | None = None,
+    sigma: float = 1.0
 ) -> torch.Tensor:
     """ARP-2 LambdaLoss per list.
 

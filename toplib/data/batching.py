@@ -1,50 +1,47 @@
-"""Tokenization and batching: encoded examples, dynamic-padding collator, loaders."""
+"""Tokenization and batching: encoded examples, dynamic-padding collator, loaders, and the
+encoded splits of one run (:func:`prepare_data`)."""
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+from .sources import DataFiles, load_task_data, resolve_task
 from .tables import TextData
+from .tasks import TaskSpec, get_task
+
+logger = logging.getLogger(__name__)
 
 PADDED_KEYS = (("input_ids", None), ("attention_mask", 0), ("token_type_ids", 0))
 """Keys of an encoded example padded into a batch, with their fill (None: the pad token)."""
 
 
 def encode(data: TextData, tokenizer, max_length: int) -> list[dict]:
-    """Tokenize every example in one batched call (truncation, no padding).
-
-    Args:
-        data: one split.
-        tokenizer: a Hugging Face tokenizer (fast ones are ~100x quicker).
-        max_length: truncation length in tokens, special tokens included.
-    Returns:
-        One dict per example: input_ids, attention_mask, token_type_ids (if the tokenizer
-        returns them) and label.
-    """
+    """Tokenize a split in one batched call of a Hugging Face tokenizer (fast ones are ~100x
+    quicker), truncated to `max_length` tokens (special tokens included), not padded: one dict
+    per example of input_ids, attention_mask, token_type_ids (if the tokenizer returns them)
+    and label."""
     if len(data) == 0:
         return []
     columns = [list(c) for c in zip(*data.texts)]  # 1 or 2 lists of strings
     enc = tokenizer(*columns, truncation=True, max_length=max_length)
-    cols = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    cols = {k: enc[k] for k, _ in PADDED_KEYS if k in enc}
     return [{**{k: v[i] for k, v in cols.items()}, "label": label}
             for i, label in enumerate(data.labels)]
 
 
 def pad_examples(examples: list[dict], pad_token_id: int,
                  width: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-pad encoded examples (lists or 1-D tensors) to ``width`` (default: the longest).
-
-    Returns:
-        (B, width) long tensors of the keys present; ``attention_mask`` is built from the
-        lengths when the examples carry none.
-    Example:
-        >>> pad_examples([{"input_ids": [101, 7, 102]}, {"input_ids": [101, 102]}], 0)["attention_mask"]
-        tensor([[1, 1, 1],
-                [1, 1, 0]])
-    """
+    """Right-pad encoded examples (lists or 1-D tensors) to ``width`` (default: the longest)
+    into (B, width) long tensors of the keys present; ``attention_mask`` is built from the
+    lengths when the examples carry none (1 for the real tokens, 0 for the padding)."""
     longest = max(len(e["input_ids"]) for e in examples)
     width = width or longest
     if longest > width:
@@ -73,21 +70,18 @@ class Collator:
         batch = pad_examples(examples, self.pad_id, self.pad_to)
         labels = [e["label"] for e in examples]
         dtype = torch.float if isinstance(labels[0], float) else torch.long  # float: regression
-        batch["labels"] = torch.tensor(labels, dtype=dtype)
-        return batch
+        return {**batch, "labels": torch.tensor(labels, dtype=dtype)}
 
 
 LENGTH_GROUP_BATCHES = 50  # batches per length-sorted chunk when grouping by length
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch.Generator) -> list:
-    """Shuffled batches of indices whose examples have similar lengths.
-
-    Indices are shuffled, cut into chunks of ``LENGTH_GROUP_BATCHES`` batches, sorted by
-    length within each chunk, batched, and the batches shuffled again: batches stay random
-    while padding to each batch's longest example wastes little (as Hugging Face's
-    ``group_by_length``).
-    """
+def length_grouped_batches(lengths: list[int], batch_size: int,
+                           generator: torch.Generator) -> list:
+    """Shuffled batches of indices whose examples have similar lengths (as Hugging Face's
+    ``group_by_length``): shuffled indices are cut into chunks of ``LENGTH_GROUP_BATCHES``
+    batches, sorted by length within each chunk, batched, and the batches shuffled again, so
+    batches stay random while padding to each batch's longest example wastes little."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
     chunk = batch_size * LENGTH_GROUP_BATCHES
     batches = []
@@ -98,30 +92,25 @@ def length_grouped_batches(lengths: list[int], batch_size: int, generator: torch
 
 
 def make_loader(encoded: list[dict], batch_size: int, tokenizer, shuffle: bool, seed: int = 0,
-                pad_to: int | None = None, group_by_length: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader over encoded examples; the order is reproducible from `seed`.
-
-    ``group_by_length`` (with ``shuffle``) batches examples of similar length together.
-    """
+                pad_to: int | None = None, group_by_length: bool = False) -> DataLoader:
+    """A DataLoader over encoded examples, its order reproducible from `seed`;
+    ``group_by_length`` (with ``shuffle``) batches examples of similar length together."""
     generator = torch.Generator().manual_seed(seed)
-    collate = Collator(tokenizer, pad_to)
     if shuffle and group_by_length:
-        batches = length_grouped_batches([len(e["input_ids"]) for e in encoded], batch_size, generator)
-        # The loader gets the generator too: without one it draws its base seed from the
-        # global RNG, which would shift gate sampling and dropout on resume.
-        return torch.utils.data.DataLoader(encoded, batch_sampler=batches, collate_fn=collate,
-                                           generator=generator)
-    return torch.utils.data.DataLoader(encoded, batch_size=batch_size, shuffle=shuffle,
-                                       generator=generator, collate_fn=collate)
+        lengths = [len(e["input_ids"]) for e in encoded]
+        batching = dict(batch_sampler=length_grouped_batches(lengths, batch_size, generator))
+    else:
+        batching = dict(batch_size=batch_size, shuffle=shuffle)
+    # Always the generator: without one the loader draws its base seed from the global RNG,
+    # which would shift gate sampling and dropout on resume.
+    return DataLoader(encoded, collate_fn=Collator(tokenizer, pad_to), generator=generator,
+                      **batching)
 
 
 def dataset_statistics(encoded: list[dict]) -> dict:
-    """Token-length and label statistics of encoded examples.
-
-    Returns:
-        n, mean_length, median_length, p95_length, max_length (tokens, special tokens
-        included) and label_counts (classes) or label_mean/min/max (regression).
-    """
+    """Token-length and label statistics of encoded examples: n, mean_length, median_length,
+    p95_length, max_length (tokens, special tokens included) and label_counts (classes) or
+    label_mean/min/max (regression)."""
     lengths = np.array([len(e["input_ids"]) for e in encoded] or [0])
     labels = [e["label"] for e in encoded]
     stats = dict(n=len(encoded), mean_length=float(lengths.mean()),
@@ -149,3 +138,53 @@ def sort_by_length(encoded: list[dict]) -> list[dict]:
 def to_device(batch: dict, device) -> dict:
     """Every tensor of a batch on ``device``."""
     return {k: v.to(device) for k, v in batch.items()}
+
+
+@dataclass
+class TaskData:
+    """Encoded splits and loaders of one task for one run."""
+
+    spec: TaskSpec
+    train: list[dict] | None
+    validation: dict[str, list[dict]]
+    max_seq_length: int
+
+    def train_loader(self, config, tokenizer, epoch: int):
+        # A fresh seeded generator per epoch: the order of epoch e is reproducible on resume.
+        return make_loader(self.train, config.batch_size, tokenizer, shuffle=True,
+                           seed=config.seed * 1000 + epoch, group_by_length=True)
+
+    def steps_per_epoch(self, config) -> int:
+        return math.ceil(len(self.train) / config.batch_size)
+
+    def eval_loaders(self, config, tokenizer) -> dict:
+        return {name: make_loader(sort_by_length(split), config.eval_batch_size, tokenizer,
+                                  shuffle=False)
+                for name, split in self.validation.items()}
+
+
+def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
+                 need_train: bool = True) -> TaskData:
+    """Load, subsample and tokenize a task's splits as ``config`` (a TrainConfig) asks."""
+    files = DataFiles.of(files)
+    splits = load_task_data(get_task(task).name, **dataclasses.asdict(files), seed=config.seed)
+    spec = resolve_task(task, splits)  # a custom task's labels and metrics come from its data
+    max_len = config.max_seq_length or spec.max_seq_length
+    train = None
+    if need_train:
+        if "train" not in splits:
+            raise ValueError(f"task={task!r}: no training split found in "
+                             f"data_dir={files.data_dir!r}")
+        data = splits["train"]
+        if config.max_train_samples:
+            data = data.subset(config.max_train_samples, seed=config.seed)
+        train = encode(data, tokenizer, max_len)
+    validation = {}
+    for name in [s for s in spec.validation_splits if s in splits]:
+        data = splits[name]
+        if config.max_eval_samples and config.max_eval_samples < len(data):
+            data = data.select(range(config.max_eval_samples))
+        validation[name] = encode(data, tokenizer, max_len)
+    logger.info("task %s: %s train, %s", spec.name, len(train) if train else 0,
+                {k: len(v) for k, v in validation.items()})
+    return TaskData(spec=spec, train=train, validation=validation, max_seq_length=max_len)

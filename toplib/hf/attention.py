@@ -1,14 +1,12 @@
-"""Self-attention on a Hugging Face BERT/RoBERTa layer's own weights, for both paths.
-
-One implementation serves training (masked tokens, dropout, gradients) and the
-token-dropping inference path; it returns the token importance beside the output, so the
-(B, A, m, m) probabilities never need to leave it:
+"""Self-attention on a Hugging Face BERT/RoBERTa layer's own weights, for both paths:
+training (masked tokens, dropout, gradients) and token-dropping inference. It returns the
+token importance beside the output, so the (B, A, m, m) probabilities never leave it:
 
 * eager: ``softmax(q k^T * scaling + bias)`` as Hugging Face's eager attention computes it,
   a few examples at a time at inference, so each chunk's probabilities stay in cache
   between the softmax, P @ V and the importance reduction (1.3-2x faster at 128-512
   tokens than streaming the whole tensor through memory three times, bitwise the same);
-* fused: PyTorch's ``scaled_dot_product_attention`` (the Hugging Face "sdpa" kernel) for
+* fused: PyTorch's ``scaled_dot_product_attention`` (Hugging Face's "sdpa" kernel) for
   layers whose probabilities nothing needs. Over the whole rotten_tomatoes and CoLA
   validation sets (MiniLM, sparsity 0.5) logits stay within 1e-7 of eager attention, with
   the same kept tokens.
@@ -43,7 +41,7 @@ def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
 def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_probs: bool = False,
                    section=no_section):
     """One Hugging Face attention block (``layer.attention``: ``.self`` with query/key/value,
-    ``.output``) on (B, m, H) hidden states.
+    ``.output``) on (B, m, H) hidden states; ``section(name)`` is a timer context factory.
 
     Args:
         bias: (B, 1, 1, m) additive mask or None (nothing masked).
@@ -51,7 +49,6 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_pr
             also return each token's importance (attention received, ToP Sec. 3.1).
         eager: explicit probabilities instead of fused SDPA.
         keep_probs: also return the (B, A, m, m) probabilities (one chunk).
-        section: a timer ``section(name)`` context factory.
     Returns:
         (output (B, m, H) after the output projection and LayerNorm, importance (B, m) or
         None, probabilities or None).
@@ -59,13 +56,12 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_pr
     sa = attn.self
     shape = (*hidden.shape[:2], -1, sa.attention_head_size)
     with section("attn_linear"):
-        q, k, v = (proj(hidden).view(shape).transpose(1, 2) for proj in (sa.query, sa.key, sa.value))
+        q, k, v = (p(hidden).view(shape).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
     dropout = sa.dropout.p if sa.training else 0.0
     probs = scores = None
-    if eager:
-        chunked = not (sa.training or keep_probs)  # autograd keeps every chunk anyway
+    if eager:  # one chunk when training (autograd keeps every chunk anyway) or keeping probs
         context, scores, probs = _eager_attention((q, k, v), bias, present, sa.scaling, dropout,
-                                                  chunked, section)
+                                                  not (sa.training or keep_probs), section)
     else:
         with section("attn_core"):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout,
@@ -77,14 +73,9 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_pr
 
 def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked: bool,
                      section=no_section):
-    """Eager attention and importance, a chunk of examples at a time when ``chunked``.
-
-    Args:
-        qkv: (q, k, v), each (B, A, m, d).
-
-    Returns:
-        (context (B, A, m, d), importance (B, m) or None, probabilities of the last chunk).
-    """
+    """Eager attention and importance on ``qkv`` = (q, k, v), each (B, A, m, d), a chunk of
+    examples at a time when ``chunked``. Returns (context (B, A, m, d), importance (B, m) or
+    None, probabilities of the last chunk)."""
     q, k, v = qkv
     b, a, m, _ = q.shape
     step = max(1, PROBS_CHUNK_BYTES // (a * m * m * q.element_size())) if chunked else b

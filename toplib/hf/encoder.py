@@ -2,17 +2,16 @@
 
 :func:`apply_patch` swaps a Hugging Face encoder's class for one whose ``forward`` runs
 :func:`run_layers` when a :class:`TokenRun` is attached (a plain Hugging Face forward
-otherwise). Every parameter keeps its Hugging Face name, so ``save_pretrained`` /
-``from_pretrained`` work on the patched model unchanged. The two paths differ only in what
-a prune location does to the tokens (``TokenRun.drop``):
+otherwise). Parameters keep their Hugging Face names, so ``save_pretrained`` /
+``from_pretrained`` work unchanged. The two paths differ only in what a prune location does
+to the tokens (``TokenRun.drop``):
 
 * masked (training, ``ToPModel.forward``): every position stays; after layer l-1's FFN the
   hidden states are multiplied by the (soft) keep mask, so gates get gradients;
 * dropped (inference, ``toplib.infer.prune_forward``): pruned tokens are gathered out
-  between layer l-1's attention and its FFN. The importance that prunes for layer l is
-  known once layer l-1's attention is done, and in the masked path a pruned token's FFN
-  output is zeroed before anyone reads it, so this is exact (and what ``toplib.core.flops``
-  counts).
+  between layer l-1's attention and its FFN. This is exact (and what ``toplib.core.flops``
+  counts): layer l's pruning importance is known once layer l-1's attention is done, and the
+  masked path zeroes a pruned token's FFN output before anyone reads it.
 """
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions as EncoderOutput
 
-from ..core.gather import drop_tokens
-from ..core.importance import keep_mask, rank_bins
+from ..core.importance import drop_tokens, keep_mask, rank_bins
 from .attention import no_section, padding_bias, self_attention
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
@@ -34,13 +32,12 @@ SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 class TokenRun:
     """One forward pass through the patched encoder: what to prune and what it recorded.
 
-    ``alive`` (B, n) holds the tokens entering the current layer: a float mask, soft where
-    the gates are (masked), or bool over the gathered survivors (``drop``). ``prune_at``
-    maps each layer that receives pruned inputs to its gates: ``(z_bins (bin_num,),
-    z_pruner ())`` when masking, the (bin_num,) bool bins kept when dropping.
-    After the pass ``alive_per_layer`` holds the (B, n) masks (masked) or (B,) counts
-    (dropped) entering each layer, and ``importance`` the (B, n) importance of every layer
-    in ``record_layers``.
+    ``alive`` (B, n) holds the tokens entering the current layer: a float mask, soft where the
+    gates are (masked), or bool over the gathered survivors (``drop``). ``prune_at`` maps each
+    layer that receives pruned inputs to its gates: ``(z_bins (bin_num,), z_pruner ())`` when
+    masking, the (bin_num,) bool bins kept when dropping. After the pass ``alive_per_layer``
+    holds the (B, n) masks (masked) or (B,) counts (dropped) entering each layer, and
+    ``importance`` the (B, n) importance of every layer in ``record_layers``.
     """
 
     alive: torch.Tensor
@@ -101,8 +98,7 @@ def _recorded_outputs() -> frozenset[str]:
         from transformers.utils.output_capturing import _active_collector
     except ImportError:  # another transformers release: no recording to serve
         return frozenset()
-    collected = _active_collector.get()
-    return frozenset(collected or ())
+    return frozenset(_active_collector.get() or ())
 
 
 class ToPEncoderMixin:
@@ -132,17 +128,8 @@ def encoder_of(model: nn.Module) -> nn.Module:
 
 
 def apply_patch(model: nn.Module) -> nn.Module:
-    """Patch ``model`` in place so its encoder can prune tokens; returns the model.
-
-    Attention probabilities are needed for the importance scores, so the model is
-    switched to eager attention. Patching twice is a no-op.
-
-    Example:
-        >>> from transformers import BertConfig, BertForSequenceClassification
-        >>> m = apply_patch(BertForSequenceClassification(BertConfig(num_hidden_layers=2)))
-        >>> isinstance(encoder_of(m), ToPEncoderMixin)
-        True
-    """
+    """Patch ``model`` in place so its encoder can prune tokens (twice is a no-op); returns
+    the model, switched to eager attention: the importance scores need the probabilities."""
     check_supported(model)
     model.set_attn_implementation("eager")
     encoder = encoder_of(model)
@@ -153,12 +140,9 @@ def apply_patch(model: nn.Module) -> nn.Module:
 
 
 def classify(model, sequence: torch.Tensor) -> torch.Tensor:
-    """The classification head on a (B, 1, H) [CLS]-only sequence.
-
-    Both heads read position 0 only (BERT: pooler on [CLS], then classifier; RoBERTa:
-    ``classifier(features)`` takes ``features[:, 0]``), so this is exact.
-    """
+    """The classification head on a (B, 1, H) [CLS]-only sequence; exact, as both heads read
+    position 0 only (BERT: pooler on [CLS], then classifier; RoBERTa: ``classifier(features)``
+    takes ``features[:, 0]``)."""
     if model.config.model_type == "roberta":
         return model.classifier(sequence)
-    pooled = model.base_model.pooler(sequence)
-    return model.classifier(model.dropout(pooled))
+    return model.classifier(model.dropout(model.base_model.pooler(sequence)))

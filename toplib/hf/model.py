@@ -16,14 +16,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from ..core.config import PruneConfig
-from ..core.flops import (
-    EncoderDims,
-    binned_expected_lengths,
-    dense_macs,
-    encoder_macs,
-    expected_lengths,
-    sparsity,
-)
+from ..core.flops import EncoderDims, expected_sparsity
 from ..core.gates import RankBinGates, prob_nonzero
 from .checkpoint import GATES_FILE, META_FILE, atomic_directory, read_meta
 from .encoder import TokenRun, apply_patch, encoder_of
@@ -31,11 +24,8 @@ from .encoder import TokenRun, apply_patch, encoder_of
 
 @dataclass
 class ToPOutput:
-    """What a forward pass returns.
-
-    logits: (B, C). alive: (B, N, n) mask of the tokens entering each layer.
-    importance: {layer: (B, n)} for the recorded layers.
-    """
+    """What a forward pass returns: logits (B, C); alive (B, N, n), the mask of the tokens
+    entering each layer; importance {layer: (B, n)} for the recorded layers."""
 
     logits: torch.Tensor
     alive: torch.Tensor
@@ -71,19 +61,14 @@ class ToPModel(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
                 record_layers=(), gates: tuple[torch.Tensor, torch.Tensor] | None = None,
                 random_ranking: bool = False) -> ToPOutput:
-        """Run the classifier, pruning tokens unless ``pruning`` is False.
-
-        Args:
-            input_ids, attention_mask, token_type_ids: (B, n) as for Hugging Face.
-            pruning: False gives the dense model.
-            record_layers: layers whose importance to return.
-            gates: (z_bins, z_pruner) to use instead of the model's own gates.
-            random_ranking: rank tokens at random instead of by attention (a baseline).
-        """
+        """Run the classifier on (B, n) Hugging Face inputs, pruning tokens unless ``pruning``
+        is False (the dense model). ``record_layers``: layers whose importance to return;
+        ``gates``: (z_bins, z_pruner) instead of the model's own; ``random_ranking``: rank
+        tokens at random instead of by attention (a baseline)."""
         run = self.token_run(attention_mask, pruning, gates, record_layers, random_ranking)
-        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         with self.attached(run):
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids).logits
         return ToPOutput(logits=logits, alive=torch.stack(run.alive_per_layer, dim=1),
                          importance=run.importance)
 
@@ -102,9 +87,8 @@ class ToPModel(nn.Module):
 
     @contextmanager
     def attached(self, run: TokenRun):
-        """Run the Hugging Face model's forward passes under ``run`` inside the block.
-
-        Everything Hugging Face returns is served, pruned: e.g. ``output_hidden_states``.
+        """Run the Hugging Face model's forward passes under ``run`` inside the block; all
+        they return is served, pruned (e.g. ``output_hidden_states``).
 
         Example:
             >>> with top.attached(top.token_run(mask)):  # doctest: +SKIP
@@ -118,21 +102,12 @@ class ToPModel(nn.Module):
             encoder._top_run = None
 
     def expected_sparsity(self, lengths: torch.Tensor, binned: bool = True) -> torch.Tensor:
-        """Differentiable expected FLOPs sparsity of a batch under the gates.
-
-        Args:
-            lengths: (B,) real lengths including [CLS].
-            binned: count the rank bins each length actually fills
-                (:func:`~toplib.flops.binned_expected_lengths`); False: the release's
-                formula, every bin holding 1 / BIN_NUM of the tokens.
-        """
-        gates, location, layers = self.gates, self.prune.prune_location, self.dims.num_layers
-        if binned:
-            tokens = binned_expected_lengths(lengths, prob_nonzero(gates.bin_log_alpha),
-                                             prob_nonzero(gates.pruner_log_alpha), location, layers)
-        else:
-            tokens = expected_lengths(lengths, gates.expected_keep_ratio(), location, layers)
-        return sparsity(encoder_macs(tokens, self.dims), dense_macs(lengths.to(tokens.dtype), self.dims))
+        """Differentiable expected FLOPs sparsity of a batch of (B,) real lengths under the
+        gates (:func:`toplib.core.flops.expected_sparsity`)."""
+        g = self.gates
+        return expected_sparsity(lengths, prob_nonzero(g.bin_log_alpha),
+                                 prob_nonzero(g.pruner_log_alpha), self.prune.prune_location,
+                                 self.dims, binned)
 
     # ---- persistence -------------------------------------------------------------------
     def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None) -> None:
@@ -146,16 +121,15 @@ class ToPModel(nn.Module):
                 json.dump({"prune": self.prune.to_dict(), **(extra or {})}, f, indent=2)
 
     @classmethod
-    def from_pretrained(cls, path: str, prune: PruneConfig | None = None, **hf_kwargs) -> "ToPModel":
+    def from_pretrained(cls, path: str, prune: PruneConfig | None = None, **hf_kwargs) -> ToPModel:
         """Load a toplib checkpoint, or wrap a plain Hugging Face one with fresh gates."""
         meta = read_meta(path)
-        if prune is None and "prune" in meta:
-            prune = PruneConfig(**meta["prune"])
+        saved = PruneConfig(**meta["prune"]) if "prune" in meta else None
         hf = AutoModelForSequenceClassification.from_pretrained(
             path, attn_implementation="eager", **hf_kwargs)
-        top = cls(hf, prune)
+        top = cls(hf, saved if prune is None else prune)
         gates_path = os.path.join(path, GATES_FILE)
-        if os.path.exists(gates_path) and "prune" in meta and prune == PruneConfig(**meta["prune"]):
+        if saved is not None and (prune is None or prune == saved) and os.path.exists(gates_path):
             top.gates.load_state_dict(torch.load(gates_path, map_location="cpu"))
         return top
 

@@ -3,7 +3,7 @@
 The masked formulation (``ToPModel.forward``, used in training) keeps every position and
 multiplies pruned ones by zero; its cost is that of the dense model. Here, under the
 deterministic evaluation gates, the same encoder loop (:func:`toplib.hf.encoder.run_layers`)
-gathers pruned tokens out of the hidden states (:func:`toplib.core.gather.drop_tokens`):
+gathers pruned tokens out of the hidden states (:func:`toplib.core.importance.drop_tokens`):
 
 * Padding is never computed: the batch is trimmed to its longest real input, and after
   every prune the batch is re-padded only to its longest *survivor*.
@@ -15,37 +15,33 @@ gathers pruned tokens out of the hidden states (:func:`toplib.core.gather.drop_t
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from ..core.flops import schedule_bins, schedule_for_sparsity
 from ..data import pad_examples, real_lengths
 from ..hf.attention import no_section
 from ..hf.encoder import TokenRun, classify, encoder_of, run_layers
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class DropOutput:
-    """Result of :func:`prune_forward`.
-
-    logits: (B, C). kept: (B, N) long, real tokens entering each layer's attention.
-    """
+    """Result of :func:`prune_forward`: logits (B, C); kept (B, N) long, the real tokens
+    entering each layer's attention."""
 
     logits: torch.Tensor
     kept: torch.Tensor
 
 
 def eval_keep_table(top, pruning: bool = True) -> dict[int, torch.Tensor]:
-    """Which bins survive at each prune location that actually prunes, under eval gates.
-
-    Args:
-        top: a ToPModel.
-        pruning: False gives {} (the dense model).
-    Returns:
-        {layer: (bin_num,) bool}, kept bins; locations whose pruner gate is off or whose
-        bins are all open are left out, as they keep every token.
-    """
+    """{layer: the (bin_num,) bool bins kept} of a ToPModel under its eval gates; locations
+    that keep every token (pruner gate off, or every bin open) are left out.
+    ``pruning=False`` gives {} (the dense model)."""
     if not pruning:
         return {}
     gates = top.gates
@@ -81,10 +77,6 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
             uses eager attention everywhere, like the masked path.
         timer: optional ``section(name, rows=None)`` context factory that attributes time
             to sections (``toplib.bench.profile.SectionTimer``).
-    Returns:
-        DropOutput with logits (B, C) and kept (B, N).
-    Example:
-        >>> out = prune_forward(top, batch["input_ids"], batch["attention_mask"])  # doctest: +SKIP
     """
     if top.model.training:
         raise RuntimeError("prune_forward is inference only: call top.eval() first")
@@ -117,7 +109,8 @@ class Predictions:
 
 def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = False,
             **kwargs) -> Predictions:
-    """Run :func:`prune_forward` over encoded examples, batching inputs of similar length.
+    """Run :func:`prune_forward` over encoded examples, batching inputs of similar length;
+    returns :class:`Predictions` in the order of ``examples``.
 
     Args:
         top: a ToPModel (put in eval mode here).
@@ -125,25 +118,43 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
             ``token_type_ids``), as ``toplib.data.encode`` returns.
         batch_size: examples per forward pass.
         kwargs: passed to :func:`prune_forward` (``pruning``, ``fast_attention``).
-    Returns:
-        Predictions in the order of ``examples``.
-    Example:
-        >>> enc = encode(load_task_data("rotten_tomatoes")["validation"], tok, 64)  # doctest: +SKIP
-        >>> predict(top, enc, batch_size=64).logits.argmax(-1)  # doctest: +SKIP
     """
     top.eval()
-    pad_id = top.config.pad_token_id if top.config.pad_token_id is not None else 0
+    pad_id = top.config.pad_token_id or 0
     lengths = real_lengths(examples)
     # Longest first: a batch of similar lengths wastes little padding, in every layer.
     order = torch.argsort(lengths, descending=True, stable=True)
-    logits, kept = [], []
-    starts = range(0, len(examples), batch_size)
+    ranked, outs = [examples[j] for j in order.tolist()], []
+    starts = range(0, len(ranked), batch_size)
     for start in tqdm(starts, desc="predict", leave=False, disable=not progress):
-        batch = pad_examples([examples[j] for j in order[start:start + batch_size].tolist()], pad_id)
-        out = prune_forward(top, batch["input_ids"], batch["attention_mask"],
-                            batch.get("token_type_ids"), **kwargs)
-        logits.append(out.logits)
-        kept.append(out.kept)
+        batch = pad_examples(ranked[start:start + batch_size], pad_id)
+        outs.append(prune_forward(top, batch["input_ids"], batch["attention_mask"],
+                                  batch.get("token_type_ids"), **kwargs))
     inverse = torch.argsort(order)
-    return Predictions(logits=torch.cat(logits)[inverse], kept=torch.cat(kept)[inverse],
-                       lengths=lengths)
+    return Predictions(logits=torch.cat([o.logits for o in outs])[inverse],
+                       kept=torch.cat([o.kept for o in outs])[inverse], lengths=lengths)
+
+
+# ---- gates for a target FLOPs sparsity (benchmarks, baselines, the explorer) ---------
+def set_eval_sparsity(top, lengths: torch.Tensor, target: float) -> float:
+    """Set a ToPModel's gates so the real-length FLOPs sparsity on (E,) ``lengths`` is closest
+    to ``target`` in [0, 1) (:func:`toplib.core.flops.schedule_for_sparsity`); returns the
+    sparsity achieved (as ``toplib.core.flops`` counts it). :func:`gates_for_sparsity` gives
+    the same gates without touching the model."""
+    closed, achieved = schedule_for_sparsity(lengths, top.dims, top.prune.prune_location,
+                                             top.prune.bin_num, target)
+    top.gates.close_lowest_bins_(closed)
+    logger.info("gates set: closed bins per location %s, sparsity %.3f (target %.3f)",
+                closed, achieved, target)
+    return achieved
+
+
+def gates_for_sparsity(top, lengths: torch.Tensor, target: float):
+    """((z_bins, z_pruner) evaluation gates at ``target`` on ``lengths``, sparsity achieved);
+    the model's own gates are left as they are."""
+    closed, achieved = schedule_for_sparsity(lengths, top.dims, top.prune.prune_location,
+                                             top.prune.bin_num, target)
+    device = top.gates.bin_log_alpha.device
+    z_bins = schedule_bins(closed, top.prune.bin_num).to(device)
+    z_pruner = torch.tensor([float(c > 0) for c in closed], device=device)
+    return (z_bins, z_pruner), achieved

@@ -3,6 +3,3 @@ evaluation and the end-to-end pipeline."""
 from .config import TrainConfig
 from .presets import build_train_config, overrides_from
 from .runs import finetune, finished_run, prune, read_history, read_results
-
-__all__ = ["TrainConfig", "build_train_config", "finetune", "finished_run", "overrides_from",
-           "prune", "read_history", "read_results"]

@@ -16,49 +16,33 @@ from ..core.config import PruneConfig, check, check_positive_ints, knob
 class TrainConfig:
     """Knobs of a fine-tuning or pruning run. Paper defaults: ``preset_values('paper', task)``."""
 
-    sparsity: float = knob(0.5, "target FLOPs sparsity against each example's real length, "
-                           "in [0, 1)", "SPARSITY")
-    learning_rate: float = knob(3e-5, "learning rate of the weights while pruning (AdamW, "
-                                "linear decay)", "LEARNING_RATE")
-    reg_learning_rate: float = knob(0.02, "learning rate of the gates (descent) and the "
-                                    "Lagrange multipliers (ascent)", "REG_LEARNING_RATE")
-    distill_rank_loss_alpha: float = knob(1e-3, "weight of the ranking-distillation loss",
+    sparsity: float = knob(0.5, "target FLOPs sparsity at real length, in [0, 1)", "SPARSITY")
+    learning_rate: float = knob(3e-5, "AdamW rate of the weights while pruning", "LEARNING_RATE")
+    reg_learning_rate: float = knob(0.02, "rate of the gates and multipliers", "REG_LEARNING_RATE")
+    distill_rank_loss_alpha: float = knob(1e-3, "ranking-distillation weight",
                                           "DISTILL_RANK_LOSS_ALPHA")
-    topk: int = knob(20, "teacher tokens ranked by the ranking-distillation loss", "TOPK")
-    warmup_epochs: float = knob(1.0, "epochs over which the sparsity target grows linearly "
-                                "from 0", "WARMUP_EPOCHS")
+    topk: int = knob(20, "teacher tokens the ranking loss orders", "TOPK")
+    warmup_epochs: float = knob(1.0, "epochs of linear target warm-up from 0", "WARMUP_EPOCHS")
     epochs: float = knob(3.0, "epochs of the pruning run", "EPOCHS")
-    finetune_epochs: float = knob(3.0, "epochs of teacher fine-tuning (release: 3 for large "
-                                  "tasks, 10 for small)")
+    finetune_epochs: float = knob(3.0, "epochs of teacher fine-tuning (release: 3 large, 10 small)")
     finetune_learning_rate: float = knob(2e-5, "learning rate of teacher fine-tuning")
     batch_size: int = knob(32, "training batch size")
     eval_batch_size: int = knob(64, "evaluation batch size")
-    max_seq_length: int | None = knob(None, "truncation length (default: the task's padded "
-                                      "length of the release)")
-    eval_steps: int | None = knob(None, "evaluate every this many steps (default: "
-                                  "evals_per_epoch times an epoch)")
+    max_seq_length: int | None = knob(None, "truncation length (default: the task's, as released)")
+    eval_steps: int | None = knob(None, "evaluate every N steps (default: evals_per_epoch)")
     evals_per_epoch: int = knob(4, "evaluations per epoch when eval_steps is not given")
-    sparsity_epsilon: float = knob(0.01, "the best checkpoint is chosen among evaluations with "
-                                   "sparsity >= target - epsilon")
-    constrain_measured: bool = knob(
-        False, "hold the sparsity the evaluation gates give to the target (straight-through "
-        "gradient of the expected one); off: the expected sparsity alone, as the release (on "
-        "the quick preset on overshoots, 0.60 for a 0.5 target)")
-    binned_expectation: bool = knob(
-        True, "expected FLOPs count the rank bins each length fills (with fewer tokens than "
-        "bins some are empty); off: the release's formula, which on short inputs promises "
-        "more sparsity than evaluation gives (0.52 against 0.49 on Rotten Tomatoes)")
-    fix_pruners_after_warmup: bool = knob(
-        False, "once the target has warmed up, fix each pruner gate that is on at evaluation "
-        "on (and any that turns on later); off: the release (after 3 epochs a pruner gate can "
-        "still sit between on and off: 0.45 real sparsity for a 0.5 target without it)")
-    fix_gates_epochs: float = knob(0.0, "train the last this many epochs with every gate fixed "
-                                   "at its evaluation value (0: never, as the release)")
+    sparsity_epsilon: float = knob(0.01, "best checkpoint needs sparsity >= target - epsilon")
+    # The switches below are toplib's departures from the release (README: departures).
+    constrain_measured: bool = knob(False, "constrain the evaluation gates' sparsity "
+                                    "(straight-through); overshoots on the quick preset")
+    binned_expectation: bool = knob(True, "expected FLOPs count the rank bins each length fills "
+                                    "(off: the release's formula)")
+    fix_pruners_after_warmup: bool = knob(False, "fix pruner gates on once the target has "
+                                          "warmed up (off: the release)")
+    fix_gates_epochs: float = knob(0.0, "train the last N epochs on the fixed evaluation gates")
     distill_temperature: float = knob(2.0, "temperature of logit distillation")
-    max_train_samples: int | None = knob(None, "train on a seeded subset of this many "
-                                         "examples (default: all)")
-    max_eval_samples: int | None = knob(None, "evaluate on the first this many validation "
-                                        "examples (default: all)")
+    max_train_samples: int | None = knob(None, "train on a seeded subset of N examples")
+    max_eval_samples: int | None = knob(None, "evaluate on the first N validation examples")
     freeze_embeddings: bool = knob(True, "freeze the embeddings while pruning, as the release")
     seed: int = knob(42, "seed of data order, gate sampling and initialisation")
     prune: PruneConfig = field(default_factory=PruneConfig)

@@ -15,7 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.flops import flops_figures
-from ..data import DataFiles, compute_metrics, score, to_device
+from ..data import DataFiles, compute_metrics, prepare_data, score, to_device
+from ..hf.loading import load_checkpoint
+from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +108,6 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     Returns:
         {split: metrics} as :func:`evaluate_model` gives them.
     """
-    from ..hf.loading import load_checkpoint
-    from .config import TrainConfig
-    from .splits import prepare_data
-
     top, tokenizer, meta = load_checkpoint(checkpoint, device=device)
     task = task or meta.get("task")
     if task is None:

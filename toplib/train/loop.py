@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -21,12 +20,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import to_device
+from ..data import TaskData, to_device
 from ..hf.checkpoint import save_state
 from ..hf.model import ToPModel
-from .config import TrainConfig
 from .evaluate import EvalMode, evaluate_splits, split_summary
-from .splits import TaskData
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
@@ -47,6 +44,9 @@ class RunOptions:
     progress: bool = True  # progress bars
     stop_after: int | None = None  # stop after this many steps as if interrupted (tests)
 
+    def stopped(self, step: int) -> bool:
+        return self.stop_after is not None and step >= self.stop_after
+
 
 @dataclass
 class TrainState:
@@ -60,19 +60,20 @@ class TrainState:
 
 @dataclass
 class StageRun:
-    """One stage on its data, writing to ``output_dir``; ``meta`` goes into every checkpoint."""
+    """One stage on its data, writing to ``output_dir``; ``meta`` (completed with the
+    stage, task, config and length) goes into every checkpoint and ``results.json``."""
 
     stage: object
     data: TaskData
     tokenizer: object
-    config: TrainConfig
     output_dir: str
     meta: dict
     options: RunOptions = field(default_factory=RunOptions)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.data.train) / self.config.batch_size)
+    def __post_init__(self):
+        self.config = self.stage.config
+        self.meta = {"stage": self.stage.name, "task": self.data.spec.name, **self.meta,
+                     "config": self.config.to_dict(), "max_seq_length": self.data.max_seq_length}
 
     def path(self, *names: str) -> str:
         return os.path.join(self.output_dir, *names)
@@ -82,14 +83,13 @@ def run_stage(run: StageRun, resume: bool) -> dict:
     """Train, evaluate every ``eval_steps``, keep best and last; returns the results dict
     (or ``{"interrupted_at": step}`` when ``options.stop_after`` cut it short)."""
     config, opts, top = run.config, run.options, run.stage.top
-    per_epoch = run.steps_per_epoch
-    total = int(round(run.stage.epochs * per_epoch))
+    per_epoch, total = run.data.steps_per_epoch(config), run.stage.total_steps
     eval_steps = config.eval_steps or max(1, per_epoch // config.evals_per_epoch)
     loaders = run.data.eval_loaders(config, run.tokenizer)
     state = _restore(run) if resume else TrainState()
     start = time.time() - state.elapsed
     bar = tqdm(total=total, initial=state.step, desc=run.stage.name, disable=not opts.progress)
-    while state.step < total and not _stopped(opts, state):
+    while state.step < total and not opts.stopped(state.step):
         epoch, offset = divmod(state.step, per_epoch)
         for i, batch in enumerate(run.data.train_loader(config, run.tokenizer, epoch)):
             if i < offset:
@@ -106,16 +106,12 @@ def run_stage(run: StageRun, resume: bool) -> dict:
                 state.elapsed = time.time() - start
                 _evaluate_and_save(run, state, loaders)
                 bar.set_postfix(best=None if state.best is None else round(state.best["score"], 4))
-            if state.step >= total or _stopped(opts, state):
+            if state.step >= total or opts.stopped(state.step):
                 break
     bar.close()
-    if _stopped(opts, state):
+    if opts.stopped(state.step):
         return {"interrupted_at": state.step}
     return _finish(run, state, time.time() - start)
-
-
-def _stopped(opts: RunOptions, state: TrainState) -> bool:
-    return opts.stop_after is not None and state.step >= opts.stop_after
 
 
 def _step(stage, loss: torch.Tensor) -> None:
@@ -175,7 +171,8 @@ def _restore(run: StageRun) -> TrainState:
                            ("modules", stage.modules())):
         for k, obj in objects.items():
             obj.load_state_dict(saved[group][k])
-    _set_rng_state(saved["rng"])
+    for name, (_, restore) in _RNGS.items():
+        restore(saved["rng"][name])
     logger.info("resumed %s at step %d", run.output_dir, saved["step"])
     return TrainState(**{f.name: saved[f.name] for f in dataclasses.fields(TrainState)})
 
@@ -208,13 +205,10 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_RNGS = {"python": (random.getstate, random.setstate),  # every generator a run depends on
+         "numpy": (np.random.get_state, np.random.set_state),
+         "torch": (torch.get_rng_state, torch.set_rng_state)}
+
+
 def _rng_state() -> dict:
-    """Every random generator a run depends on."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    return {name: get() for name, (get, _) in _RNGS.items()}

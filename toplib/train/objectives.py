@@ -5,8 +5,8 @@ distillation (the task loss for regression), the Lagrangian FLOPs constraint and
 ranking distillation, with separate optimisers for the weights, the gates (descent) and
 the multipliers (ascent).
 
-A stage tells the loop its ``name``, how many ``epochs`` it runs, whether it evaluates
-with ``pruning``, which evaluations are ``eligible`` as best, its ``loss`` per batch, its
+A stage tells the loop its ``name``, its ``total_steps``, whether it evaluates with
+``pruning``, which evaluations are ``eligible`` as best, its ``loss`` per batch, its
 ``optimizers``/``schedulers`` and extra ``modules()`` to checkpoint, and ``after_step``.
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ def task_loss(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> t
     return F.cross_entropy(logits, labels)
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
     """``KL(softmax(z_t / T) || softmax(z_s / T)) * T^2`` (batch mean)."""
     return F.kl_div(F.log_softmax(student / temperature, -1), F.softmax(teacher / temperature, -1),
                     reduction="batchmean") * temperature ** 2
@@ -39,13 +40,13 @@ class FinetuneStage:
 
     name, pruning = "finetune", False
 
-    def __init__(self, top, config: TrainConfig, total_steps: int):
+    def __init__(self, top, config: TrainConfig, steps_per_epoch: int):
         self.top, self.config = top, config
-        self.epochs = config.finetune_epochs
+        self.total_steps = total = int(round(config.finetune_epochs * steps_per_epoch))
         self.optimizers = {"model": torch.optim.AdamW(top.model.parameters(),
                                                        lr=config.finetune_learning_rate)}
         self.schedulers = {"model": get_linear_schedule_with_warmup(
-            self.optimizers["model"], int(0.06 * total_steps), total_steps)}
+            self.optimizers["model"], int(0.06 * total), total)}
 
     def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:  # noqa: ARG002
         out = self.top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
@@ -72,12 +73,12 @@ class PruneStage:
 
     name, pruning = "prune", True
 
-    def __init__(self, top, teacher, config: TrainConfig, total_steps: int, steps_per_epoch: int):
+    def __init__(self, top, teacher, config: TrainConfig, steps_per_epoch: int):
         self.top, self.teacher, self.config = top, teacher.eval(), config
-        self.epochs = config.epochs
+        self.total_steps = total = int(round(config.epochs * steps_per_epoch))
         self.lagrangian = LagrangianConstraint()
         self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-        self.fix_gates_step = total_steps - int(round(config.fix_gates_epochs * steps_per_epoch))
+        self.fix_gates_step = total - int(round(config.fix_gates_epochs * steps_per_epoch))
         self.regression = top.config.problem_type == "regression"
         if config.freeze_embeddings:  # the release freezes embeddings while pruning
             top.model.base_model.embeddings.requires_grad_(False)
@@ -88,11 +89,12 @@ class PruneStage:
             "model": torch.optim.AdamW(weights, lr=config.learning_rate),
             "gates": torch.optim.AdamW(top.gates.parameters(), lr=config.reg_learning_rate,
                                        weight_decay=0.0),
-            "lagrangian": torch.optim.AdamW(self.lagrangian.parameters(), lr=config.reg_learning_rate,
-                                            weight_decay=0.0, maximize=True),
+            "lagrangian": torch.optim.AdamW(self.lagrangian.parameters(),  # ascent
+                                            lr=config.reg_learning_rate, weight_decay=0.0,
+                                            maximize=True),
         }
         self.schedulers = {"model": get_linear_schedule_with_warmup(
-            self.optimizers["model"], 0, total_steps)}
+            self.optimizers["model"], 0, total)}
 
     def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:
         cfg, top = self.config, self.top
@@ -117,17 +119,20 @@ class PruneStage:
         # or off, whole tokens per bin), with the gradient of the smooth expectation.
         held = expected + (measured - expected).detach() if cfg.constrain_measured else expected
         lag = self.lagrangian(held, target)
-        rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask, cfg.topk)
-                   for layer in top.prune.rank_distill_layers)
-        rank_weight = cfg.distill_rank_loss_alpha * max(0.01, 1 - warmup_progress(step, self.warmup_steps))
+        rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask,
+                                          cfg.topk) for layer in top.prune.rank_distill_layers)
+        rank_weight = cfg.distill_rank_loss_alpha * max(
+            0.01, 1 - warmup_progress(step, self.warmup_steps))
         loss = fit + lag + rank_weight * rank
         keep = top.gates.expected_keep_ratio().detach()
         return loss, {
             "distill_loss" if not self.regression else "task_loss": fit.item(),
-            "lagrangian_loss": lag.item(), "rank_loss": float(rank.detach()) if torch.is_tensor(rank) else 0.0, "rank_weight": rank_weight,
+            "lagrangian_loss": lag.item(), "rank_weight": rank_weight,
+            "rank_loss": float(rank.detach()) if torch.is_tensor(rank) else 0.0,
             "expected_sparsity": expected.item(), "measured_sparsity": measured,
             "target_sparsity": target,
-            "lambda_1": self.lagrangian.lambda_1.item(), "lambda_2": self.lagrangian.lambda_2.item(),
+            "lambda_1": self.lagrangian.lambda_1.item(),
+            "lambda_2": self.lagrangian.lambda_2.item(),
             "expected_keep_ratio": [round(x, 4) for x in keep.tolist()],
         }
 

@@ -88,8 +88,8 @@ def _fmt(value, pattern: str, scale: float = 1.0) -> str:
     return pattern.format(value * scale)
 
 
-def quickstart(output_dir: str = "runs/rotten_tomatoes", sparsity: float = 0.5, resume: bool = False,
-               device: str = "cpu", progress: bool = True) -> dict:
+def quickstart(output_dir: str = "runs/rotten_tomatoes", sparsity: float = 0.5,
+               resume: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """The main job on the offline default: MiniLM-L6 + Rotten Tomatoes, quick preset."""
     row = train_task("rotten_tomatoes", output_dir, "quick", overrides={"sparsity": sparsity},
                      resume=resume, device=device, progress=progress)

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 
-from ..data import DataFiles
+from ..data import DataFiles, prepare_data
 from ..hf.checkpoint import checkpoint_path
 from ..hf.loading import DEFAULT_MODEL, load_checkpoint, load_classifier, load_tokenizer
 from ..hf.model import ToPModel
@@ -27,7 +26,6 @@ from .loop import (
     trim_history,
 )
 from .objectives import FinetuneStage, PruneStage
-from .splits import prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -39,43 +37,31 @@ def finetune(task: str, output_dir: str, model: str | None = None,
 
     Args:
         model: hub name or local path (default: the offline MiniLM-L6).
-        data: a :class:`~toplib.data.DataFiles` or a ``data_dir`` (default: the task's own
-            source).
-        options: :class:`~toplib.train.loop.RunOptions` fields (resume, overwrite, device,
-            callback, progress, stop_after).
+        data: a :class:`~toplib.data.DataFiles` or a ``data_dir`` (default: the task's own).
+        options: :class:`~toplib.train.loop.RunOptions` fields (resume, device, callback, ...).
     Returns:
         The run's results (as ``results.json``).
-    Example:
-        >>> finetune("rotten_tomatoes", "runs/teacher", config=build_train_config(
-        ...     "rotten_tomatoes", "quick"))  # doctest: +SKIP
     """
     config, opts = config or TrainConfig(), RunOptions(**options)
-    resuming = _check_output_dir(output_dir, opts)
-    set_seed(config.seed)
+    resuming = _check_output_dir(output_dir, opts, config.seed)
     tokenizer = load_tokenizer(model)
     split_data = prepare_data(task, tokenizer, config, data)
     top = ToPModel(load_classifier(model, split_data.spec), config.prune).to(opts.device)
-    steps = math.ceil(len(split_data.train) / config.batch_size)
-    stage = FinetuneStage(top, config, int(round(config.finetune_epochs * steps)))
-    meta = {"stage": "finetune", "task": split_data.spec.name, "model": model or DEFAULT_MODEL,
-            "config": config.to_dict(), "max_seq_length": split_data.max_seq_length}
-    return _run(StageRun(stage, split_data, tokenizer, config, output_dir, meta, opts), resuming)
+    stage = FinetuneStage(top, config, split_data.steps_per_epoch(config))
+    meta = {"model": model or DEFAULT_MODEL}
+    return _run(StageRun(stage, split_data, tokenizer, output_dir, meta, opts), resuming)
 
 
 def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None = None,
           data: DataFiles | str | None = None, **options) -> dict:
-    """Train ToP from a fine-tuned teacher towards ``config.sparsity``.
+    """Train ToP from a fine-tuned teacher (its run directory or a saved classifier) towards
+    ``config.sparsity``; ``data`` and ``options`` as for :func:`finetune`.
 
     The best checkpoint is chosen among evaluations whose measured real-length FLOPs
     sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does).
-
-    Args:
-        teacher: the output_dir of :func:`finetune`, or a saved classifier.
-        data, options: as for :func:`finetune`.
     """
     config, opts = config or TrainConfig(), RunOptions(**options)
-    resuming = _check_output_dir(output_dir, opts)
-    set_seed(config.seed)
+    resuming = _check_output_dir(output_dir, opts, config.seed)
     teacher_model, tokenizer, _ = load_checkpoint(teacher, device=opts.device, name="teacher")
     teacher_dir = checkpoint_path(teacher)
     top = ToPModel.from_pretrained(teacher_dir, prune=config.prune).to(opts.device)
@@ -83,13 +69,10 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     teacher_results = evaluate_splits(teacher_model, split_data.eval_loaders(config, tokenizer),
                                       split_data.spec, split_data.max_seq_length, DENSE,
                                       opts.device, opts.progress)
-    steps = math.ceil(len(split_data.train) / config.batch_size)
-    stage = PruneStage(top, teacher_model, config, int(round(config.epochs * steps)), steps)
-    meta = {"stage": "prune", "task": split_data.spec.name,
-            "teacher": os.path.abspath(teacher_dir), "config": config.to_dict(),
-            "max_seq_length": split_data.max_seq_length, "teacher_results": teacher_results,
+    stage = PruneStage(top, teacher_model, config, split_data.steps_per_epoch(config))
+    meta = {"teacher": os.path.abspath(teacher_dir), "teacher_results": teacher_results,
             "teacher_score": mean_score(teacher_results)}
-    return _run(StageRun(stage, split_data, tokenizer, config, output_dir, meta, opts), resuming)
+    return _run(StageRun(stage, split_data, tokenizer, output_dir, meta, opts), resuming)
 
 
 def _run(run: StageRun, resuming: bool) -> dict:
@@ -99,8 +82,9 @@ def _run(run: StageRun, resuming: bool) -> dict:
     return run_stage(run, resume=resuming)
 
 
-def _check_output_dir(output_dir: str, opts: RunOptions) -> bool:
-    """True when there is a run to resume; refuses to clobber a run silently."""
+def _check_output_dir(output_dir: str, opts: RunOptions, seed: int) -> bool:
+    """True when there is a run to resume; refuses to clobber a run silently. Seeds the run."""
+    set_seed(seed)
     has_state = saved_step(output_dir) is not None
     if opts.resume:
         if not has_state:

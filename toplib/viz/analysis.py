@@ -1,10 +1,9 @@
 """What a trained ToP model does with tokens: kept-token matrices, ranking agreement with
 the teacher, and the most-pruned word types (the sparsity sweep is in ``toplib.viz.sweep``).
 
-Rankings are compared on the tokens alive at a layer, [CLS] excluded (it is never
-ranked). Agreement is measured against the teacher's final-layer importance, the
-ranking ToP's rank distillation teaches (ToP Sec. 3.4), with the measures of
-:mod:`toplib.core.agreement`.
+Rankings are compared on the tokens alive at a layer, [CLS] excluded (it is never ranked),
+against the teacher's final-layer importance, the ranking ToP's rank distillation teaches
+(ToP Sec. 3.4), with the measures of :mod:`toplib.core.agreement`.
 """
 from __future__ import annotations
 
@@ -31,12 +30,9 @@ BATCH_SIZE = 32  # texts per forward pass
 
 @dataclass
 class KeptTokens:
-    """Which tokens of one input enter each layer.
-
-    tokens: the n real tokens (special tokens included). kept: (N, n) bool, True where
-    token j enters layer l. prediction: class id (or value, regression).
-    probabilities: softmax over classes ([] for regression).
-    """
+    """Which tokens of one input enter each layer. tokens: the n real tokens (special tokens
+    included); kept: (N, n) bool, True where token j enters layer l; prediction: class id
+    (or value, regression); probabilities: softmax over classes ([] for regression)."""
 
     tokens: list[str]
     kept: np.ndarray
@@ -64,18 +60,10 @@ def _batches(tokenizer, texts: Sequence[Text], max_length: int, batch_size: int)
 @torch.no_grad()
 def kept_tokens(top, tokenizer, texts: Sequence[Text], max_length: int = 128,
                 pruning: bool = True, gates=None, batch_size: int = 32) -> list[KeptTokens]:
-    """Kept/pruned tokens per layer of each text, under the evaluation gates.
-
-    Args:
-        top: ToPModel; tokenizer: its tokenizer; texts: strings or (str, str) pairs.
-        pruning: False runs the dense model (every token kept).
-        gates: (z_bins, z_pruner) to use instead of the model's (a baseline).
-    Returns:
-        One KeptTokens per text; ``kept[:, 0]`` ([CLS]) is always True.
-    Example:
-        >>> kt = kept_tokens(top, tok, ["a fine film"])[0]  # doctest: +SKIP
-        >>> kt.kept.shape  # (layers, tokens)                # doctest: +SKIP
-        (6, 5)
+    """Kept/pruned tokens per layer of each text (a string or (str, str) pair), under the
+    evaluation gates; one KeptTokens per text, whose ``kept[:, 0]`` ([CLS]) is always True.
+    ``pruning=False`` runs the dense model (every token kept); ``gates``: (z_bins, z_pruner)
+    to use instead of the model's (a baseline).
     """
     top.eval()
     out_list = []
@@ -105,8 +93,8 @@ def ranking_agreement(model, teacher, tokenizer, texts: Sequence[Text], k: int =
 
     Args:
         model: ToPModel to assess (a teacher with ``pruning=False`` gives the attention
-            baseline); teacher: the dense reference ToPModel.
-        k: cut-off of NDCG@k and length of the graded list.
+            baseline); teacher: the dense reference ToPModel; k: cut-off of NDCG@k and
+            length of the graded list.
     Returns:
         DataFrame, one row per layer: layer, kendall_tau, ndcg (means over inputs),
         decides_pruning (layer l + 1 is a prune location), tokens (mean alive).
@@ -150,23 +138,21 @@ def prune_rates(kept: Sequence[KeptTokens], min_count: int = 5,
         kept: KeptTokens of a set of inputs; min_count: keep types seen at least this often.
         skip: tokens never pruned by construction.
     Returns:
-        DataFrame (token, count, prune_rate, mean_layers) sorted by prune_rate, highest
-        first (ties: fewer mean_layers first); prune_rate = share of occurrences absent
-        from the last layer, mean_layers = mean number of layers an occurrence enters.
+        DataFrame (token, count, prune_rate: share of occurrences absent from the last layer,
+        mean_layers: mean number of layers an occurrence enters), sorted by prune_rate, highest
+        first; ties: fewer mean_layers (pruned earlier), then higher count, first.
     """
     counts, pruned, depth = defaultdict(int), defaultdict(int), defaultdict(int)
     for item in kept:
         for j, token in enumerate(item.tokens):
             if token in skip:
                 continue
-            key = token
-            counts[key] += 1
-            pruned[key] += int(not item.kept[-1, j])
-            depth[key] += int(item.kept[:, j].sum())
+            counts[token] += 1
+            pruned[token] += int(not item.kept[-1, j])
+            depth[token] += int(item.kept[:, j].sum())
     rows = [{"token": t, "count": c, "prune_rate": pruned[t] / c, "mean_layers": depth[t] / c}
             for t, c in counts.items() if c >= min_count]
     df = pd.DataFrame(rows, columns=["token", "count", "prune_rate", "mean_layers"])
-    # Ties in prune rate: pruned earlier (fewer layers entered) first, then more frequent.
     return df.sort_values(["prune_rate", "mean_layers", "count"], ascending=[False, True, False],
                           ignore_index=True)
 
@@ -175,23 +161,16 @@ def validation_texts(task: str, data_dir: str | None = None, limit: int | None =
     """The first ``limit`` texts (strings, or pairs) of a task's first validation split."""
     spec = get_task(task)
     data = load_task_data(spec.name, data_dir=data_dir)[spec.validation_splits[0]]
-    texts = data.texts[:limit] if limit else data.texts
-    return [t[0] if len(t) == 1 else tuple(t) for t in texts]
+    return [t[0] if len(t) == 1 else tuple(t) for t in data.texts[:limit or None]]
 
 
 def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
                                     data_dir: str | None = None, device: str = "cpu",
                                     progress: bool = True) -> str:
-    """Train ToP again as ``top_dir`` was, but with ``distill_rank_loss_alpha=0``.
-
-    The ablation of ToP Table 5 (no ranking distillation). A finished run is reused.
-
-    Args:
-        top_dir: a finished ToP run (its ``results.json`` gives task, teacher and config).
-        output_dir: default ``<top_dir>-norank``.
-    Returns:
-        The new run's directory.
-    """
+    """Train ToP again as ``top_dir`` (a finished run: its ``results.json`` gives task, teacher
+    and config) was, but with ``distill_rank_loss_alpha=0``: the ablation of ToP Table 5.
+    Returns the new run's directory, ``output_dir`` (default ``<top_dir>-norank``); a
+    finished run there is reused."""
     output_dir = output_dir or top_dir.rstrip("/\\") + "-norank"
     results = read_results(top_dir)
     config = TrainConfig.from_dict(dict(results["config"], distill_rank_loss_alpha=0.0))

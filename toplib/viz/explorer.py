@@ -1,11 +1,10 @@
 """The token explorer of ``06_explorer``: which tokens survive each layer of a sentence.
 
-:func:`render_html` is a pure function ``(sentence, checkpoint, sparsity) -> HTML`` (models
-are loaded once and cached); :func:`explorer_app` wires it to ipywidgets. Stable hooks
-for tests and browsers: the widgets' descriptions ("Sentence", "Checkpoint", "Sparsity")
-and CSS classes (``toplib-sentence``, ``toplib-checkpoint``, ``toplib-sparsity``; the
-output ``toplib-kept``), and in the HTML ``toplib-layer`` rows holding
-``toplib-token-kept`` / ``toplib-token-pruned`` spans.
+:func:`render_html` is a pure function ``(sentence, checkpoint, sparsity) -> HTML`` (models are
+loaded once and cached); :func:`explorer_app` wires it to ipywidgets. Stable hooks for tests and
+browsers: the widgets' descriptions ("Sentence", "Checkpoint", "Sparsity") and CSS classes
+(``toplib-sentence``, ``toplib-checkpoint``, ``toplib-sparsity``; the output ``toplib-kept``),
+and in the HTML ``toplib-layer`` rows of ``toplib-token-kept`` / ``toplib-token-pruned`` spans.
 """
 from __future__ import annotations
 
@@ -37,11 +36,9 @@ CELL_STYLE = "padding:1px 8px 1px 0;white-space:nowrap;vertical-align:top;font-s
 
 
 def find_checkpoints(root: str) -> list[str]:
-    """Checkpoint directories under ``root`` (holding ``config.json`` and weights).
-
-    ToP checkpoints come first, then teachers, each sorted by path; a run directory's
-    ``best/`` is listed and its ``last/`` skipped.
-    """
+    """Checkpoint directories under ``root`` (holding ``config.json`` and weights): ToP
+    checkpoints first, then teachers, each sorted by path; a run's ``best/`` is listed, its
+    ``last/`` skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "last")
@@ -62,12 +59,10 @@ def _load(path: str, prune_key: str | None = None):
 def _label(meta: dict, kt: KeptTokens) -> str:
     if not kt.probabilities:
         return f"{kt.prediction:.3f}"
-    names = None
-    if meta.get("task"):
-        try:
-            names = get_task(meta["task"]).label_names
-        except ValueError:
-            names = None
+    try:
+        names = get_task(meta["task"]).label_names if meta.get("task") else None
+    except ValueError:
+        names = None
     known = names and kt.prediction < len(names)
     name = names[kt.prediction] if known else f"class {kt.prediction}"
     return f"{name} (p={kt.probabilities[kt.prediction]:.2f})"
@@ -96,17 +91,10 @@ def _sentence_sparsity(top, kt: KeptTokens) -> float:
 def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5) -> str:
     """HTML of the tokens that survive each layer, for ToP and for the attention baseline.
 
-    Args:
-        sentence: the input text.
-        checkpoint: a ToP (or teacher) checkpoint or run directory.
-        sparsity: real-length FLOPs sparsity of the attention baseline on this sentence.
-    Returns:
-        An HTML string (a ``toplib-explorer`` div): the prediction, the FLOPs sparsity
-        measured on the sentence, one row per layer for the checkpoint and for the
-        baseline (the checkpoint's teacher, top tokens by attention at that sparsity).
-    Example:
-        >>> "toplib-token-kept" in render_html("a fine film", "runs/rt/top")  # doctest: +SKIP
-        True
+    ``checkpoint``: a ToP (or teacher) checkpoint or run directory; ``sparsity``: real-length
+    FLOPs sparsity of the attention baseline on this sentence. Returns a ``toplib-explorer``
+    div: the prediction, the FLOPs sparsity measured on the sentence, one row per layer for
+    the checkpoint and for the baseline (its teacher, top tokens by attention at that sparsity).
     """
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity={sparsity!r} is invalid: must lie in [0, 1)")
@@ -135,22 +123,16 @@ def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5) -> str:
 
 
 def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, sparsity: float = 0.5):
-    """The ipywidgets app: Text, Dropdown of checkpoints and Sparsity slider -> HTML output.
-
-    Every widget re-renders on change of its ``value`` (no button).
-
-    Args:
-        checkpoints: checkpoint directories (see :func:`find_checkpoints`).
-    Returns:
-        ``ipywidgets.VBox``; its ``.children[-1]`` is the output HTML widget.
+    """The ipywidgets app: Text, Dropdown of ``checkpoints`` (see :func:`find_checkpoints`)
+    and Sparsity slider -> HTML output; every widget re-renders on change of its ``value``
+    (no button). Returns an ``ipywidgets.VBox``; ``.children[-1]`` is the output HTML widget.
     """
     import ipywidgets as widgets
     if not checkpoints:
         raise ValueError("checkpoints=[] : train a model first (notebooks 01 and 02)")
     common = os.path.commonpath([os.path.abspath(c) for c in checkpoints]) if len(checkpoints) > 1 \
         else os.path.dirname(os.path.abspath(checkpoints[0]))
-    text = widgets.Text(value=sentence, description="Sentence",
-                        layout=widgets.Layout(width="95%"))
+    text = widgets.Text(value=sentence, description="Sentence", layout=widgets.Layout(width="95%"))
     choice = widgets.Dropdown(options=[(os.path.relpath(os.path.abspath(c), common), c)
                                        for c in checkpoints], description="Checkpoint",
                               layout=widgets.Layout(width="95%"))
@@ -175,11 +157,8 @@ def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, spars
 
 
 def html_summary(page: str) -> dict:
-    """What :func:`render_html` showed: tokens kept per layer for ToP and the baseline.
-
-    Returns:
-        {"top": [kept per layer], "baseline": [...], "tokens": tokens in the sentence}.
-    """
+    """What :func:`render_html` showed: {"top": [kept per layer], "baseline": [...],
+    "tokens": tokens in the sentence}."""
     out = {}
     for name in ("top", "baseline"):
         match = re.search(rf'<table class="toplib-layers toplib-{name}">(.*?)</table>', page)

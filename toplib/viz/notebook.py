@@ -43,14 +43,10 @@ def _clean(value: Any) -> Any:
 
 
 def record_metrics(metrics: dict, output_dir: str, notebook: str | None = None) -> str:
-    """Write a notebook's key metrics to ``<output_dir>/metrics.json`` (strict JSON).
+    """Write a notebook's key metrics (a flat or nested dict of numbers, strings, lists) to
+    ``<output_dir>/metrics.json`` (strict JSON; ``output_dir`` is created if missing), with
+    the notebook's name under ``"notebook"``; returns the path written.
 
-    Args:
-        metrics: flat or nested dict of numbers, strings, lists.
-        output_dir: the notebook's output directory (created if missing).
-        notebook: the notebook's name, stored under ``"notebook"``.
-    Returns:
-        The path written.
     Example:
         >>> import tempfile
         >>> path = record_metrics({"score": 0.9, "gap": float("nan")}, tempfile.mkdtemp())
@@ -93,21 +89,21 @@ def per_task_values(text: str | float | None, tasks: list[str]) -> dict[str, flo
 
 
 def execute_notebook(name: str, output_path: str, parameters: dict,
-                     kernel_name: str = "python3", cwd: str | None = None) -> str:
-    """Execute ``notebooks/<name>.ipynb`` with papermill; the executed copy goes to output_path.
-
-    Args:
-        name: notebook name without ``.ipynb`` (e.g. ``"01_finetune_teacher"``).
-        parameters: values for the notebook's ``parameters`` cell.
-        cwd: working directory of the kernel (default: the notebooks folder, so the
-            notebooks' relative default paths resolve).
-    Returns:
-        output_path.
+                     kernel_name: str = "python3", cwd: str | None = None,
+                     declared_only: bool = False) -> str:
+    """Execute ``notebooks/<name>.ipynb`` (e.g. name ``"01_finetune_teacher"``) with papermill,
+    ``parameters`` filling its ``parameters`` cell; the executed copy goes to ``output_path``
+    (returned). ``cwd``: the kernel's working directory (default: the notebooks folder, so
+    the notebooks' relative default paths resolve). ``declared_only``: pass only the
+    parameters that notebook declares (a driver's shared knobs, each where it applies).
     """
     import papermill  # lazy: only the driver notebook and tests execute notebooks
 
+    path = os.path.join(NOTEBOOK_DIR, f"{name}.ipynb")
+    if declared_only:
+        declared = papermill.inspect_notebook(path)
+        parameters = {k: v for k, v in parameters.items() if k in declared}
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    papermill.execute_notebook(os.path.join(NOTEBOOK_DIR, f"{name}.ipynb"), output_path,
-                               parameters=parameters, kernel_name=kernel_name,
+    papermill.execute_notebook(path, output_path, parameters=parameters, kernel_name=kernel_name,
                                cwd=cwd or NOTEBOOK_DIR, progress_bar=False)
     return output_path

@@ -17,13 +17,12 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from ..data import DataFiles, real_lengths
+from ..data import DataFiles, prepare_data, real_lengths
 from ..hf.loading import load_checkpoint
 from ..infer import gates_for_sparsity
 from ..train import TrainConfig, finished_run, prune
 from ..train.evaluate import DENSE, PRUNED, EvalMode, evaluate_splits, split_summary
 from ..train.pipeline import table_row
-from ..train.splits import prepare_data
 from .analysis import BASELINES
 
 logger = logging.getLogger(__name__)
@@ -36,11 +35,8 @@ POINT_KEYS = ("score", *FLOPS_KEYS, "keep_ratio")
 @torch.no_grad()
 def evaluate_with_gates(top, loaders: dict, spec, max_seq_length: int, mode: EvalMode = PRUNED,
                         seed: int = 0, device: str = "cpu") -> dict:
-    """``toplib.train.evaluate.evaluate_splits`` reduced to a sweep point (``POINT_KEYS``).
-
-    Args:
-        loaders: {split: DataLoader}; mode: the gates and ranking (random: seeded by ``seed``).
-    """
+    """``toplib.train.evaluate.evaluate_splits`` of ``loaders`` ({split: DataLoader}) reduced
+    to a sweep point (``POINT_KEYS``); ``mode``: the gates and ranking (random: seeded by seed)."""
     torch.manual_seed(seed)
     summary = split_summary(evaluate_splits(top, loaders, spec, max_seq_length, mode, device,
                                             progress=False))
@@ -50,19 +46,15 @@ def evaluate_with_gates(top, loaders: dict, spec, max_seq_length: int, mode: Eva
 def baselines_at(teacher_dir: str, task: str, sparsities: Sequence[float], config: TrainConfig,
                  data: DataFiles | str | None = None, methods: Sequence[str] = BASELINES,
                  device: str = "cpu") -> list[dict]:
-    """Evaluate the dense teacher and the baselines at each requested FLOPs sparsity.
+    """Evaluate the dense teacher (``teacher_dir``: checkpoint or run directory) and the
+    baselines at each of ``sparsities`` (real-length FLOPs sparsities to match, e.g. ToP's
+    measured ones); ``config`` gives the pruning structure (``config.prune``), the evaluation
+    subset and the seed of random ranking.
 
-    Args:
-        teacher_dir: teacher checkpoint or run directory.
-        sparsities: real-length FLOPs sparsities to match (e.g. ToP's measured ones).
-        config: gives the pruning structure (``config.prune``), the evaluation subset and
-            the seed of random ranking.
-    Returns:
-        One dict per (method, sparsity), plus the teacher's (method "teacher"):
-        method, requested, score and the measured FLOPs figures.
+    Returns one dict per (method, sparsity), plus the teacher's (method "teacher"): method,
+    requested, score and the measured FLOPs figures.
     """
-    unknown = set(methods) - set(BASELINES)
-    if unknown:
+    if set(methods) - set(BASELINES):
         raise ValueError(f"methods={list(methods)!r} is invalid: choose among {BASELINES}")
     top, tokenizer, _ = load_checkpoint(teacher_dir, config.prune, device, name="teacher_dir")
     split_data = prepare_data(task, tokenizer, config, data, need_train=False)
@@ -94,9 +86,6 @@ def sparsity_sweep(task: str, teacher_dir: str, output_dir: str, targets: Sequen
         DataFrame: method ("ToP", "attention", "random", "teacher"), target (the ToP
         target a baseline is matched to; 0 for the teacher), requested, score,
         sparsity_real, reduction_real, sparsity_padded, reduction_padded, target_missed.
-    Example:
-        >>> df = sparsity_sweep("rotten_tomatoes", "runs/rt/teacher", "runs/rt/sweep",
-        ...                     [0.3, 0.5, 0.7], build_train_config("rotten_tomatoes", "quick"))  # doctest: +SKIP
     """
     config, rows = config or TrainConfig(), []
     for target in targets:

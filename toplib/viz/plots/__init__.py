@@ -15,14 +15,8 @@ FIGURE_FORMATS = ("png", "svg")
 def save_figure(fig, name: str, directory: str = "figures", formats=FIGURE_FORMATS,
                 dpi: int = 150) -> list[str]:
     """Write ``fig`` as ``<directory>/<name>.png`` and ``.svg`` (vector); returns the paths.
-
     The SVG carries no date and a fixed id salt, so re-running with fixed seeds rewrites
-    identical files.
-
-    Example:
-        >>> save_figure(plot_prune_rates(df), "03_prune_rates")  # doctest: +SKIP
-        ['figures/03_prune_rates.png', 'figures/03_prune_rates.svg']
-    """
+    identical files."""
     os.makedirs(directory, exist_ok=True)
     paths = []
     for fmt in formats:
@@ -32,8 +26,3 @@ def save_figure(fig, name: str, directory: str = "figures", formats=FIGURE_FORMA
             fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     return paths
-
-
-__all__ = ["LiveTrainingPlot", "plot_flops_vs_latency", "plot_kept_tokens", "plot_latency_vs_length",
-           "plot_latency_vs_sparsity", "plot_prune_rates", "plot_ranking_agreement",
-           "plot_reproduction", "plot_sparsity_accuracy", "plot_training_curves", "save_figure"]

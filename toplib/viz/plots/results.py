@@ -14,18 +14,11 @@ METHOD_STYLES = {  # label, colour index, marker, line style
 }
 
 
-
 def plot_sparsity_accuracy(df, metric: str = "accuracy"):
-    """Score against FLOPs reduction, both conventions, ToP vs. baselines vs. teacher.
-
-    Args:
-        df: ``toplib.sweep.sparsity_sweep`` frame (method, score, reduction_real,
-            reduction_padded).
-        metric: the task's primary metric (y label).
-    Returns:
-        matplotlib Figure with two panels: reduction at real length, and padded to
-        max_seq_length (the paper's convention).
-    """
+    """Score against FLOPs reduction, ToP vs. baselines vs. teacher, of a
+    ``toplib.viz.sweep.sparsity_sweep`` frame (method, score, reduction_real, reduction_padded);
+    ``metric`` (the task's primary one) labels the y axis. Two panels: reduction at real
+    length, and padded to max_seq_length (the paper's convention)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
     colors = sns.color_palette("deep", 10)
@@ -50,13 +43,8 @@ def plot_sparsity_accuracy(df, metric: str = "accuracy"):
 
 
 def plot_reproduction(rows: list[dict]):
-    """Per task: ToP's score vs. the teacher's, and FLOPs reduction in both conventions.
-
-    Args:
-        rows: ``toplib.pipeline.table_row`` dicts.
-    Returns:
-        matplotlib Figure with two grouped bar panels.
-    """
+    """Per task (``rows``: ``toplib.train.pipeline.table_row`` dicts), two grouped bar panels:
+    ToP's score vs. the teacher's, and FLOPs reduction in both conventions."""
     sns.set_theme(style="whitegrid", context="notebook")
     tasks = [r["task"] for r in rows]
     x = np.arange(len(tasks))

@@ -16,14 +16,9 @@ VARIANT_LABELS = {
 
 def _rows(results: list[dict]) -> list[dict]:
     """Flatten benchmark results to one row per (result, batch size, variant)."""
-    rows = []
-    for res in results:
-        for batch in res["batches"]:
-            for variant, latency in batch["latency_ms"].items():
-                rows.append({"length": batch["mean_length"], "batch_size": batch["batch_size"],
-                             "sparsity": batch["sparsity_real"], "variant": variant,
-                             "latency_ms": latency})
-    return rows
+    return [{"length": b["mean_length"], "batch_size": b["batch_size"],
+             "sparsity": b["sparsity_real"], "variant": variant, "latency_ms": ms}
+            for res in results for b in res["batches"] for variant, ms in b["latency_ms"].items()]
 
 
 def _sparse_log_label(value: float, _pos=None) -> str:
@@ -50,7 +45,7 @@ def _plot_latency(results: list[dict], x: str, xlabel: str, log_x: bool):
         ax.yaxis.set_minor_formatter(FuncFormatter(_sparse_log_label))
         if log_x:
             ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted({p for p in (r[x] for r in rows if r["batch_size"] == bs)}))
+            ax.set_xticks(sorted({r[x] for r in rows if r["batch_size"] == bs}))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].legend(fontsize=8)
@@ -59,13 +54,8 @@ def _plot_latency(results: list[dict], x: str, xlabel: str, log_x: bool):
 
 
 def plot_latency_vs_length(results: list[dict]):
-    """Latency of the four variants against the inputs' real length, one panel per batch size.
-
-    Args:
-        results: ``run_benchmark`` dicts at several ``--length`` values.
-    Returns:
-        matplotlib Figure.
-    """
+    """Latency of the four variants against the inputs' real length, one panel per batch size
+    (``run_benchmark`` dicts at several ``--length`` values)."""
     return _plot_latency(results, "length", "real tokens per input", log_x=True)
 
 
@@ -76,14 +66,10 @@ def plot_latency_vs_sparsity(results: list[dict]):
 
 
 def plot_flops_vs_latency(results: list[dict], variants=("top_drop", "top_masked")):
-    """Measured latency against FLOPs, both relative to the dense model at real length.
-
-    Args:
-        results: ``toplib.bench.run_benchmark`` dicts (several lengths or sparsities).
-    Returns:
-        matplotlib Figure: x = ToP FLOPs / dense FLOPs, y = ToP latency / dense latency
-        (padding removed); the diagonal is a speed-up exactly proportional to FLOPs.
-    """
+    """Measured latency against FLOPs, both relative to the dense model at real length, of
+    ``toplib.bench.run_benchmark`` dicts (several lengths or sparsities): x = ToP FLOPs / dense
+    FLOPs, y = ToP latency / dense latency (padding removed); the diagonal is a speed-up
+    exactly proportional to FLOPs."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(8.2, 4.4))
     sizes = sorted({b["batch_size"] for r in results for b in r["batches"]})

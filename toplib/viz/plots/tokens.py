@@ -8,14 +8,9 @@ from matplotlib.patches import Patch
 
 
 def plot_kept_tokens(kept: list, titles: list[str] | None = None, max_tokens: int = 48):
-    """Heatmaps of kept (green) and pruned (grey) tokens, tokens x layers, one per input.
-
-    Args:
-        kept: ``toplib.analysis.KeptTokens`` items; titles: one per item (optional).
-        max_tokens: longer inputs are cut for readability.
-    Returns:
-        matplotlib Figure.
-    """
+    """Heatmaps of kept (green) and pruned (grey) tokens, tokens x layers, one per input
+    (``kept``: ``toplib.viz.analysis.KeptTokens`` items, ``titles`` one per item); inputs
+    longer than ``max_tokens`` are cut for readability."""
     sns.set_theme(style="white", context="notebook")
     n = min(max(len(k.tokens) for k in kept), max_tokens)
     fig, axes = plt.subplots(1, len(kept), figsize=(2.9 * len(kept) + 0.6, 0.22 * n + 1.6),
@@ -43,14 +38,10 @@ def plot_kept_tokens(kept: list, titles: list[str] | None = None, max_tokens: in
 
 
 def plot_ranking_agreement(df, k: int = 10):
-    """Kendall tau and NDCG@k of each layer's ranking against the teacher's final layer.
-
-    Args:
-        df: ``toplib.analysis.ranking_agreement`` frames concatenated with a ``model``
-            column (e.g. "ToP", "ToP without rank distillation", "teacher").
-    Returns:
-        matplotlib Figure; layers whose ranking decides pruning are shaded.
-    """
+    """Kendall tau and NDCG@k of each layer's ranking against the teacher's final layer, of
+    ``toplib.viz.analysis.ranking_agreement`` frames concatenated with a ``model`` column
+    (e.g. "ToP", "ToP without rank distillation", "teacher"). Layers whose ranking decides
+    pruning are shaded."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     deciding = sorted(set(df.loc[df["decides_pruning"].astype(bool), "layer"]))
@@ -70,13 +61,9 @@ def plot_ranking_agreement(df, k: int = 10):
 
 
 def plot_prune_rates(df, top_n: int = 20):
-    """The most-pruned token types (``toplib.analysis.prune_rates``), two panels sharing rows.
-
-    Left: share of occurrences pruned before the last layer; right: mean number of layers
-    an occurrence enters (lower = pruned earlier). Row labels give each type's count.
-
-    Returns:
-        matplotlib Figure.
+    """The most-pruned token types (``toplib.viz.analysis.prune_rates``), two panels sharing
+    rows. Left: share of occurrences pruned before the last layer; right: mean number of
+    layers an occurrence enters (lower = pruned earlier). Row labels give each type's count.
     """
     sns.set_theme(style="whitegrid", context="notebook")
     part = df.head(top_n)

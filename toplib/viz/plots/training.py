@@ -1,18 +1,16 @@
 """Training curves of a run, drawn from its history records, and their live version."""
 from __future__ import annotations
 
+import io
+
 import matplotlib.pyplot as plt
 import seaborn as sns
 
 
-def _series(records: list[dict], kind: str, key: str):
-    pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and r.get(key) is not None]
-    return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
-
-
-def _matrix_series(records: list[dict], kind: str, key: str):
-    """Steps and a (steps, width) list of list-valued records (e.g. keep ratios)."""
-    pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and r.get(key)]
+def _series(records: list[dict], kind: str, key: str, keep=lambda value: value is not None):
+    """Steps and values of ``key`` in the ``kind`` records where ``keep(value)``; list values
+    with ``keep=bool`` give a (steps, width) matrix (e.g. keep ratios)."""
+    pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and keep(r.get(key))]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -23,19 +21,14 @@ def plot_training_curves(history: list[dict], prune_location=None):
     ranking-distillation loss, expected vs target (warmed-up) vs measured sparsity, the
     multipliers lambda_1 and lambda_2, expected keep ratio per prune location, evaluation
     score and measured keep ratio per layer. Fine-tuning runs get loss and score.
-
-    Args:
-        history: records with ``kind`` "train" / "eval" and ``step``.
-        prune_location: layers of the keep-ratio curves (labels only).
-    Returns:
-        matplotlib Figure.
+    ``history``: records with ``kind`` "train" / "eval" and ``step``; ``prune_location``: layers
+    of the keep-ratio curves (labels only).
     """
     sns.set_theme(style="whitegrid", context="notebook")
     pruning = any("expected_sparsity" in r for r in history if r.get("kind") == "train")
     panels = ["fit", "lagrangian", "rank", "sparsity", "lambda", "keep", "score", "measured_keep"] \
         if pruning else ["fit", "score"]
-    ncols = 4 if pruning else 2
-    nrows = len(panels) // ncols
+    nrows, ncols = (2, 4) if pruning else (1, 2)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
     ax = dict(zip(panels, axes.flat))
     colors = sns.color_palette("deep", 10)
@@ -43,8 +36,7 @@ def plot_training_curves(history: list[dict], prune_location=None):
     ax["fit"].plot(*_series(history, "train", fit_key), color=colors[0])
     ax["fit"].set(title="distillation loss" if fit_key == "distill_loss" else "task loss",
                   ylabel="loss")
-    steps, scores = _series(history, "eval", "score")
-    ax["score"].plot(steps, scores, marker="o", color=colors[3])
+    ax["score"].plot(*_series(history, "eval", "score"), marker="o", color=colors[3])
     ax["score"].set(title="evaluation score", ylabel="score")
     if pruning:
         _pruning_panels(ax, history, colors, prune_location)
@@ -75,9 +67,9 @@ def _pruning_panels(ax: dict, history: list[dict], colors, prune_location) -> No
         ax["lambda"].plot(*_series(history, "train", name), label=rf"$\{name}$", color=color)
     ax["lambda"].set(title="Lagrange multipliers", ylabel="value")
     ax["lambda"].legend(fontsize=8)
-    _keep_lines(ax["keep"], *_matrix_series(history, "train", "expected_keep_ratio"),
+    _keep_lines(ax["keep"], *_series(history, "train", "expected_keep_ratio", bool),
                 prune_location, "expected keep ratio per prune layer")
-    measured = _matrix_series(history, "eval", "keep_ratio")
+    measured = _series(history, "eval", "keep_ratio", bool)
     all_layers = range(len(measured[1][0])) if measured[1] else None
     _keep_lines(ax["measured_keep"], *measured, all_layers,
                 "measured keep ratio per layer (eval)", marker="o")
@@ -98,15 +90,9 @@ def _keep_lines(ax, steps, matrix, layers, title, marker=None):
 
 
 class LiveTrainingPlot:
-    """A ``callback`` for ``toplib.train.prune``/``finetune`` that redraws the curves.
-
-    The figure is redrawn in place (an IPython display handle) at every evaluation when
-    ``live`` is True; records are collected in any case (``.records``).
-
-    Example:
-        >>> live = LiveTrainingPlot()                        # doctest: +SKIP
-        >>> prune(task, teacher, out, config=c, callback=live)  # doctest: +SKIP
-    """
+    """A ``callback`` for ``toplib.train.prune``/``finetune`` that redraws the curves in place
+    (an IPython display handle) at every evaluation when ``live`` is True; records are
+    collected in any case (``.records``)."""
 
     def __init__(self, live: bool = True, prune_location=None):
         self.live, self.prune_location = live, prune_location
@@ -119,8 +105,6 @@ class LiveTrainingPlot:
             self.redraw()
 
     def redraw(self) -> None:
-        import io
-
         from IPython.display import Image, display
         fig = plot_training_curves(self.records, self.prune_location)
         buffer = io.BytesIO()
