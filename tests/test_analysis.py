@@ -12,11 +12,10 @@ from conftest import tiny_classifier
 from scipy.stats import kendalltau
 from sklearn.metrics import ndcg_score
 
-from toplib.core.agreement import graded_relevance, kendall_tau, ndcg_at_k
 from toplib.core.config import PruneConfig, parse_list
+from toplib.core.ranking import graded_relevance, kendall_tau, ndcg_at_k
 from toplib.data import TextData, encode, get_task, make_loader
-from toplib.hf.loading import resolve_model_path
-from toplib.hf.model import ToPModel
+from toplib.hf.model import ToPModel, resolve_model_path
 from toplib.infer import set_eval_sparsity
 from toplib.train.evaluate import EvalMode
 from toplib.viz import analysis, explorer, plots

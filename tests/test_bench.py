@@ -28,7 +28,7 @@ LENGTH = 16
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from toplib.hf.loading import resolve_model_path
+    from toplib.hf.model import resolve_model_path
     return AutoTokenizer.from_pretrained(resolve_model_path(None))
 
 

@@ -28,9 +28,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from toplib.hf.loading import resolve_model_path
+from toplib.hf.model import resolve_model_path
 from toplib.train import finetune, prune
-from toplib.train.presets import build_train_config
+from toplib.train.config import build_train_config
 from toplib.viz.notebook import NOTEBOOK_DIR, read_metrics
 
 pytestmark = pytest.mark.browser

@@ -4,8 +4,13 @@ from __future__ import annotations
 import pytest
 
 from toplib.core.config import PruneConfig, parse_layers
-from toplib.train.config import TrainConfig
-from toplib.train.presets import PAPER_PRESETS, QUICK_PRESET, build_train_config, preset_values
+from toplib.train.config import (
+    PAPER_PRESETS,
+    QUICK_PRESET,
+    TrainConfig,
+    build_train_config,
+    preset_values,
+)
 
 INVALID = [
     # constructor, kwargs, field, value as repr'd in the message

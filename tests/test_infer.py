@@ -63,7 +63,7 @@ def test_matches_masked_path(family, closed, fast_attention):
 
 
 def test_attention_in_chunks_of_one_example(family, monkeypatch):
-    monkeypatch.setattr("toplib.hf.attention.PROBS_CHUNK_BYTES", 1)  # every example its own chunk
+    monkeypatch.setattr("toplib.hf.encoder.PROBS_CHUNK_BYTES", 1)  # every example its own chunk
     top = make_top(family, {0: 1, 1: 2, 2: 3})
     ids, mask = padded_batch(top.config, lengths=(12, 9, 5, 1, 2), seq_len=14)
     assert_matches_masked(top, ids, mask)
@@ -97,7 +97,7 @@ def test_batch_of_one_has_no_padding_cost(family):
 def test_short_and_long_texts_with_a_real_tokenizer():
     from transformers import AutoTokenizer
 
-    from toplib.hf.loading import resolve_model_path
+    from toplib.hf.model import resolve_model_path
     tok = AutoTokenizer.from_pretrained(resolve_model_path(None))
     top = make_top("bert", {0: 2, 1: 1, 2: 2}, vocab_size=tok.vocab_size)
     texts = ["", "ok", "not bad", "a long review " * 8 + "that never quite ends.", "fine ."]

@@ -17,8 +17,8 @@ from transformers import (
 
 from toplib import PruneConfig, ToPModel
 from toplib.core.gates import LOG_ALPHA_MAX, LOG_ALPHA_MIN
-from toplib.hf.checkpoint import atomic_directory
 from toplib.hf.encoder import ToPEncoderMixin, apply_patch, encoder_of
+from toplib.hf.model import atomic_directory
 
 BIN_NUM = 4
 # Deterministic gates of a 4-layer model (prune locations 1, 2, 3): location 1 closes bins

@@ -91,7 +91,7 @@ def tiny_model(tmp_path_factory) -> str:
     """A random 4-layer BERT with the offline MiniLM tokenizer, saved as a local model."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from toplib.hf.loading import resolve_model_path
+    from toplib.hf.model import resolve_model_path
     path = tmp_path_factory.mktemp("tiny_model")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
     torch.manual_seed(0)
@@ -107,7 +107,7 @@ def tiny_model(tmp_path_factory) -> str:
 def tiny_runs(tmp_path_factory, tiny_model) -> dict:
     """One tiny teacher and one tiny ToP run (sparsity 0.5), shared by notebooks 03-06."""
     from toplib.train import finetune, prune
-    from toplib.train.presets import build_train_config
+    from toplib.train.config import build_train_config
     root = tmp_path_factory.mktemp("runs")
     runs = {"root": str(root), "teacher": str(root / TASK / "teacher"),
             "top": str(root / TASK / "top")}

@@ -8,10 +8,9 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 from toplib.cli import main as cli_main
 from toplib.core.gates import FIXED_LOG_ALPHA, LOG_ALPHA_MAX, prob_nonzero
-from toplib.hf.loading import resolve_model_path
-from toplib.hf.model import ToPModel
+from toplib.hf.model import ToPModel, resolve_model_path
 from toplib.train import finetune, prune
-from toplib.train.presets import build_train_config
+from toplib.train.config import build_train_config
 
 TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=128)

@@ -1,16 +1,14 @@
 """toplib: constraint-aware, ranking-distilled token pruning (ToP, Li et al., KDD'23).
 
-The tree is the architecture, imports pointing down only:
-``core`` (the method, torch only) <- ``hf`` (the encoder patch, ToPModel, checkpoints) <-
-``data``, ``train``, ``infer`` <- ``bench``, ``viz`` <- ``cli``.
-"""
+Layers, imports pointing down only: ``core`` (the method, torch only) <- ``hf``, ``data``
+<- ``train``, ``infer`` <- ``viz`` <- ``bench`` <- ``cli``."""
 from __future__ import annotations
 
 import importlib
 
 __version__ = "0.1.0"
 _EXPORTS = {"PruneConfig": "toplib.core.config", "TrainConfig": "toplib.train.config",
-            "build_train_config": "toplib.train.presets", "ToPModel": "toplib.hf.model",
+            "build_train_config": "toplib.train.config", "ToPModel": "toplib.hf.model",
             "ToPOutput": "toplib.hf.model"}
 __all__ = list(_EXPORTS)
 

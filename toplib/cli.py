@@ -15,8 +15,8 @@ import sys
 from .core.config import PruneConfig, add_knob_arguments, parse_layers
 from .data import TASKS, DataFiles
 from .train import TrainConfig, finetune, prune
+from .train.config import PRESETS, build_train_config
 from .train.evaluate import evaluate_checkpoint, summarize
-from .train.presets import PRESETS, build_train_config
 
 LAYER_KNOBS = ("prune_location", "rank_distill_layers")  # parsed from '2-11' or '2,3,5'
 

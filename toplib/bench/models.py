@@ -8,8 +8,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from ..core.config import PruneConfig
-from ..hf.loading import load_checkpoint, resolve_model_path
-from ..hf.model import ToPModel
+from ..hf.model import ToPModel, load_checkpoint, resolve_model_path
 
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072)  # Devlin et al. 2019, BERT-base

@@ -195,12 +195,7 @@ def schedule_bins(closed: Sequence[int], bin_num: int) -> torch.Tensor:
 def simulate_kept(lengths: torch.Tensor, closed: Sequence[int], prune_location: Sequence[int],
                   num_layers: int, bin_num: int) -> torch.Tensor:
     """(E, N) tokens entering each layer (:func:`kept_counts`) for (E,) real lengths when
-    the ``closed[p]`` lowest-ranked bins close at location p.
-
-    Example:
-        >>> simulate_kept(torch.tensor([9]), [2], (1,), 2, 4).tolist()
-        [[9, 5]]
-    """
+    the ``closed[p]`` lowest-ranked bins close at location p."""
     return kept_counts(lengths, schedule_bins(closed, bin_num), prune_location, num_layers, bin_num)
 
 

@@ -1,5 +1,4 @@
-"""Everything that touches Hugging Face internals: the encoder patch (one loop for the
-masked and the token-dropping path), attention on HF weights, ToPModel, checkpoints."""
+"""Everything that touches Hugging Face internals: the encoder patch (one loop and one
+attention for the masked and the token-dropping path), ToPModel, checkpoints, loading."""
 from .encoder import apply_patch
-from .loading import load_checkpoint, load_classifier, load_tokenizer, resolve_model_path
-from .model import ToPModel, ToPOutput
+from .model import ToPModel, ToPOutput, load_checkpoint, resolve_model_path

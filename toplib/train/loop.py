@@ -21,8 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import TaskData, to_device
-from ..hf.checkpoint import save_state
-from ..hf.model import ToPModel
+from ..hf.model import ToPModel, save_state
 from .evaluate import EvalMode, evaluate_splits, split_summary
 
 logger = logging.getLogger(__name__)

@@ -1,13 +1,11 @@
-"""The two training stages as objects the loop in ``toplib.train.loop`` drives.
+"""The two training stages the loop (``toplib.train.loop``) drives: ``FinetuneStage`` (the
+dense teacher) and ``PruneStage`` (ToP: logit distillation, or the task loss for
+regression, + the Lagrangian FLOPs constraint + ranking distillation, with optimisers for
+the weights, the gates (descent) and the multipliers (ascent)).
 
-``FinetuneStage`` trains the dense teacher; ``PruneStage`` trains ToP: logit
-distillation (the task loss for regression), the Lagrangian FLOPs constraint and the
-ranking distillation, with separate optimisers for the weights, the gates (descent) and
-the multipliers (ascent).
-
-A stage tells the loop its ``name``, its ``total_steps``, whether it evaluates with
-``pruning``, which evaluations are ``eligible`` as best, its ``loss`` per batch, its
-``optimizers``/``schedulers`` and extra ``modules()`` to checkpoint, and ``after_step``.
+A stage gives the loop its ``name``, ``total_steps``, whether it evaluates with
+``pruning``, which evaluations are ``eligible`` as best, ``loss`` per batch,
+``optimizers``/``schedulers``, extra ``modules()`` to checkpoint, and ``after_step``.
 """
 from __future__ import annotations
 

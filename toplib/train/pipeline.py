@@ -7,7 +7,7 @@ import os
 import time
 
 from ..data import DataFiles, get_task
-from .presets import build_train_config
+from .config import build_train_config
 from .runs import finetune, finished_run, prune, read_results
 
 logger = logging.getLogger(__name__)

@@ -10,9 +10,14 @@ import logging
 import os
 
 from ..data import DataFiles, prepare_data
-from ..hf.checkpoint import checkpoint_path
-from ..hf.loading import DEFAULT_MODEL, load_checkpoint, load_classifier, load_tokenizer
-from ..hf.model import ToPModel
+from ..hf.model import (
+    DEFAULT_MODEL,
+    ToPModel,
+    checkpoint_path,
+    load_checkpoint,
+    load_classifier,
+    load_tokenizer,
+)
 from .config import TrainConfig
 from .evaluate import DENSE, evaluate_splits, mean_score
 from .loop import (
@@ -113,14 +118,9 @@ def read_history(run_dir: str) -> list[dict]:
 
 
 def finished_run(output_dir: str, overwrite: bool = False) -> dict | None:
-    """The results of a finished training run in ``output_dir``, or None (train it).
-
-    Notebooks call ``finished_run(d) or finetune(..., d, resume=True)``: a finished run is
-    read back, an interrupted one resumed, so re-running a notebook is cheap.
-
-    Args:
-        overwrite: pretend nothing is there (the caller then passes ``overwrite=True``).
-    """
+    """The results of a finished run in ``output_dir``, or None (train it; ``overwrite``:
+    None whatever is there). Notebooks call ``finished_run(d) or finetune(..., d,
+    resume=True)``: re-running one reads a finished run back and resumes an interrupted one."""
     if overwrite or not os.path.exists(os.path.join(output_dir, RESULTS_FILE)):
         return None
     logger.info("reusing the finished run in %s", output_dir)

@@ -3,7 +3,7 @@ the teacher, and the most-pruned word types (the sparsity sweep is in ``toplib.v
 
 Rankings are compared on the tokens alive at a layer, [CLS] excluded (it is never ranked),
 against the teacher's final-layer importance, the ranking ToP's rank distillation teaches
-(ToP Sec. 3.4), with the measures of :mod:`toplib.core.agreement`.
+(ToP Sec. 3.4), with the measures of :mod:`toplib.core.ranking`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.agreement import graded_relevance, kendall_tau, ndcg_at_k
+from ..core.ranking import graded_relevance, kendall_tau, ndcg_at_k
 from ..data import get_task, load_task_data
 from ..train import TrainConfig, finished_run, prune, read_results
 

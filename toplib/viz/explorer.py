@@ -20,8 +20,7 @@ import torch
 from ..core.config import PruneConfig
 from ..core.flops import measured_sparsity
 from ..data import get_task
-from ..hf.checkpoint import checkpoint_path, read_meta
-from ..hf.loading import load_checkpoint
+from ..hf.model import checkpoint_path, load_checkpoint, read_meta
 from ..infer import gates_for_sparsity
 from .analysis import KeptTokens, is_pruned, kept_tokens
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ..data import DataFiles, prepare_data, real_lengths
-from ..hf.loading import load_checkpoint
+from ..hf.model import load_checkpoint
 from ..infer import gates_for_sparsity
 from ..train import TrainConfig, finished_run, prune
 from ..train.evaluate import DENSE, PRUNED, EvalMode, evaluate_splits, split_summary
