@@ -18,7 +18,7 @@ which returns the token importance beside the output, so the (B, A, m, m) probab
 never leave it:
 
 * eager: ``softmax(q k^T * scaling + bias)`` as Hugging Face's eager attention computes it,
-  a few examples at a time at inference, so each chunk's probabilities stay in cache
+  a few examples at a time when dropping tokens, so each chunk's probabilities stay in cache
   between the softmax, P @ V and the importance reduction (1.3-2x faster at 128-512
   tokens than streaming the whole tensor through memory three times, bitwise the same);
 * fused: PyTorch's ``scaled_dot_product_attention`` (Hugging Face's "sdpa" kernel) for
@@ -58,7 +58,7 @@ def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
     return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
 
 
-def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_probs: bool = False,
+def self_attention(attn, hidden, bias, present=None, eager: bool = True, whole: bool = True,
                    section=no_section):
     """One Hugging Face attention block (``layer.attention``: ``.self`` with query/key/value,
     ``.output``) on (B, m, H) hidden states; ``section(name)`` is a timer context factory.
@@ -68,7 +68,8 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_pr
         present: (B, m) bool, the query positions that count; if given (with ``eager``),
             also return each token's importance (attention received, ToP Sec. 3.1).
         eager: explicit probabilities instead of fused SDPA.
-        keep_probs: also return the (B, A, m, m) probabilities (one chunk).
+        whole: the batch in one chunk (as Hugging Face), returning the (B, A, m, m)
+            probabilities; False: chunks of examples (the token-dropping path).
     Returns:
         (output (B, m, H) after the output projection and LayerNorm, importance (B, m) or
         None, probabilities or None).
@@ -79,16 +80,16 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, keep_pr
         q, k, v = (p(hidden).view(shape).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
     dropout = sa.dropout.p if sa.training else 0.0
     probs = scores = None
-    if eager:  # one chunk when training (autograd keeps every chunk anyway) or keeping probs
+    if eager:  # one chunk when training: autograd keeps every chunk anyway
         context, scores, probs = _eager_attention((q, k, v), bias, present, sa.scaling, dropout,
-                                                  not (sa.training or keep_probs), section)
+                                                  not (sa.training or whole), section)
     else:
         with section("attn_core"):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout,
                                                      scale=sa.scaling)
     with section("attn_linear"):
         out = attn.output(context.transpose(1, 2).reshape(*hidden.shape[:2], -1), hidden)
-    return out, scores, probs if keep_probs else None
+    return out, scores, probs if whole else None
 
 
 def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked: bool,
@@ -104,7 +105,8 @@ def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked
         rows = slice(start, start + step)
         with section("attn_core"):
             probs = _eager_probs(q[rows], k[rows], None if bias is None else bias[rows], scaling)
-            probs = F.dropout(probs, p=dropout, training=dropout > 0)  # as HF: after softmax
+            if dropout:  # training, as HF: after the softmax
+                probs = F.dropout(probs, p=dropout, training=True)
             contexts.append(torch.matmul(probs, v[rows]))
         if present is not None:
             with section("importance"):
@@ -168,11 +170,11 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
         prune_next = run.prune_at.get(i + 1)  # the pruning layer i's importance decides
         wants = prune_next is not None or i in run.record_layers
-        present = run.alive > 0 if wants else None
+        present = (run.alive if run.drop else run.alive > 0) if wants else None  # (B, n) bool
         attn_out, scores, probs = self_attention(
             layer.attention, hidden, padding_bias(run.alive, hidden.dtype),
             present, eager=wants or not run.fast_attention,
-            keep_probs="attentions" in run.hooks, section=run.section)
+            whole=not run.drop or "attentions" in run.hooks, section=run.section)
         _emit(layer.attention.self, (hidden,), (attn_out, probs), "attentions" in run.hooks)
         if i in run.record_layers:
             run.importance[i] = scores
@@ -223,11 +225,10 @@ class ToPEncoderMixin:
         return EncoderOutput(last_hidden_state=run_layers(self.layer, hidden_states, run))
 
 
-def check_supported(model: nn.Module) -> None:
+def check_supported(model_type: str | None, what: str = "the model") -> None:
     """Raise a clear error for a model family the patch does not cover."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"model type {model_type!r} is not supported; "
+        raise ValueError(f"{what} has model type {model_type!r}; "
                          f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
 
 
@@ -239,7 +240,7 @@ def encoder_of(model: nn.Module) -> nn.Module:
 def apply_patch(model: nn.Module) -> nn.Module:
     """Patch ``model`` in place so its encoder can prune tokens (twice is a no-op); returns
     the model, switched to eager attention: the importance scores need the probabilities."""
-    check_supported(model)
+    check_supported(getattr(getattr(model, "config", None), "model_type", None))
     model.set_attn_implementation("eager")
     encoder = encoder_of(model)
     if not isinstance(encoder, ToPEncoderMixin):

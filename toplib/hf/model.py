@@ -25,7 +25,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from ..core.config import PruneConfig
 from ..core.flops import EncoderDims, expected_sparsity
 from ..core.gates import RankBinGates, prob_nonzero
-from .encoder import SUPPORTED_MODEL_TYPES, TokenRun, apply_patch, encoder_of
+from .encoder import TokenRun, apply_patch, check_supported, encoder_of
 
 # ---- checkpoint directories -------------------------------------------------------------
 META_FILE = "toplib.json"
@@ -210,10 +210,7 @@ def resolve_model_path(model: str | None) -> str:
 def check_model_type(model: str | None) -> str:
     """Resolve ``model`` and refuse a model family toplib cannot patch; returns the path."""
     path = resolve_model_path(model)
-    model_type = AutoConfig.from_pretrained(path).model_type
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"model={model!r} has model type {model_type!r}; "
-                         f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    check_supported(AutoConfig.from_pretrained(path).model_type, f"model={model!r}")
     return path
 
 
