@@ -87,6 +87,35 @@ def test_functions_are_short_with_few_parameters():
     assert not bad, "\n".join(bad)
 
 
+DUPLICATE_WINDOW = 6  # significant lines: code with whitespace folded, no docs or imports
+
+
+def _significant_lines(path: Path) -> list[tuple[str, int]]:
+    src = path.read_text()
+    docs = set()
+    for node in ast.walk(ast.parse(src)):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)):
+            docs.update(range(body[0].lineno, body[0].end_lineno + 1))
+    lines = [(" ".join(line.split()), i) for i, line in enumerate(src.splitlines(), 1)]
+    skipped = ("#", "import ", "from ")
+    return [(s, i) for s, i in lines
+            if s.strip("()[]{}:,") and i not in docs and not s.startswith(skipped)]
+
+
+def test_no_block_of_code_stands_twice():
+    """One home for each piece of logic: no six significant lines stand twice in toplib/."""
+    seen: dict[tuple, list[str]] = {}
+    for path in modules():
+        lines = _significant_lines(path)
+        for k in range(len(lines) - DUPLICATE_WINDOW + 1):
+            block = tuple(s for s, _ in lines[k:k + DUPLICATE_WINDOW])
+            seen.setdefault(block, []).append(f"{path.relative_to(ROOT)}:{lines[k][1]}")
+    twice = [places for places in seen.values() if len(places) > 1]
+    assert not twice, twice[:5]
+
+
 BLOCKER = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):

@@ -51,9 +51,11 @@ def no_section(name: str, rows: int | None = None):  # noqa: ARG001 (the timer p
 
 def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     """(B, m) mask (> 0: present) -> (B, 1, 1, m) additive attention bias (0 kept, min
-    dropped), or None when every position is present."""
-    absent = alive <= 0
-    if not bool(absent.any()):
+    dropped), or None when every position is present (one check for a bool mask: batch 1)."""
+    if alive.dtype == torch.bool and bool(alive.all()):
+        return None
+    absent = ~alive if alive.dtype == torch.bool else alive <= 0
+    if alive.dtype != torch.bool and not bool(absent.any()):
         return None
     return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
 
