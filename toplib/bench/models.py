@@ -3,6 +3,7 @@ baseline, and every variant optionally on prepacked oneDNN linears."""
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
@@ -20,14 +21,17 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
     """(ToPModel in eval mode, tokenizer): from a checkpoint, or random weights from a config.
 
     Args:
-        checkpoint: toplib or plain Hugging Face checkpoint, or a run directory (its
-            ``best/``); default: the offline MiniLM.
+        checkpoint: toplib or plain Hugging Face checkpoint, a run directory (its
+            ``best/``) or a hub name; default: the offline MiniLM.
         config: "bert-base" or a Hugging Face config name/path: random weights (seeded by
             ``seed``), with ``tokenizer`` (default: the offline MiniLM's).
         prune: pruning structure (None: the checkpoint's, or the defaults).
     """
-    if config is None:
-        return load_checkpoint(resolve_model_path(checkpoint), prune, num_labels=num_labels)[:2]
+    if config is None and os.path.isdir(path := resolve_model_path(checkpoint)):
+        return load_checkpoint(path, prune, num_labels=num_labels)[:2]
+    if config is None:  # a hub name
+        top = ToPModel.from_pretrained(path, prune=prune, num_labels=num_labels)
+        return top.eval(), AutoTokenizer.from_pretrained(path)
     if config == "bert-base":
         hf_config = BertConfig(num_labels=num_labels, **BERT_BASE)
     else:

@@ -39,15 +39,13 @@ PRUNED, DENSE = EvalMode(), EvalMode(pruning=False)
 @torch.no_grad()
 def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUNED,
                    device: torch.device | str = "cpu", progress: bool = True) -> dict:
-    """Evaluate a ToPModel on one split.
+    """Evaluate a ToPModel (put in eval mode here) on one split's ``loader``
+    (``toplib.data.make_loader``), ``max_seq_length`` being the padded convention's length.
 
-    Args:
-        top: ToPModel (put in eval mode here); loader: batches from ``data.make_loader``.
-        spec: the task's TaskSpec; max_seq_length: length of the padded convention.
     Returns:
-        dict with the task metrics, ``score``, ``sparsity_real``, ``reduction_real``,
-        ``sparsity_padded``, ``reduction_padded``, ``keep_ratio`` (one per layer: tokens
-        entering it / real tokens) and ``expected_sparsity`` (the gates' training estimate).
+        the task metrics, ``score``, the FLOPs figures of ``toplib.core.flops.flops_figures``
+        (both conventions, ``keep_ratio`` per layer) and ``expected_sparsity`` (the gates'
+        training estimate).
     """
     top.eval()
     logits, labels, kept, lengths = [], [], [], []
