@@ -338,3 +338,21 @@ def test_hidden_states_and_attentions_are_forwarded(family):
         dead = alive[:, layer] == 0
         assert (pruned.hidden_states[layer][dead] == 0).all(), layer
     assert [a.shape for a in pruned.attentions] == [a.shape for a in want.attentions]
+
+
+def test_training_gradients_equal_hugging_face_bitwise(family):
+    """The masked path computes attention in Hugging Face's operation order: a dense
+    training step gives the unpatched eager model's logits and gradients exactly."""
+    reference, top = reference_and_top(family)
+    reference.set_attn_implementation("eager")
+    reference.train(), top.train()
+    ids, mask = padded_batch(top.config)
+    want = reference(input_ids=ids, attention_mask=mask).logits
+    got = top(ids, mask, pruning=False).logits
+    (want ** 2).sum().backward()
+    (got ** 2).sum().backward()
+    assert torch.equal(got, want)
+    grads = dict(top.model.named_parameters())
+    for name, param in reference.named_parameters():
+        if param.grad is not None:
+            assert torch.equal(grads[name].grad, param.grad), name

@@ -149,7 +149,7 @@ def expected_sparsity(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: 
         tokens = binned_expected_lengths(lengths, bin_keep, pruner_on, prune_location,
                                          dims.num_layers)
     else:
-        keep_ratios = keep_rule(bin_keep, pruner_on).mean(-1)  # = gates.expected_keep_ratio
+        keep_ratios = keep_rule(bin_keep.mean(-1, keepdim=True), pruner_on)[:, 0]  # as gates
         tokens = expected_lengths(lengths, keep_ratios, prune_location, dims.num_layers)
     return sparsity(encoder_macs(tokens, dims), dense_macs(lengths.to(tokens.dtype), dims))
 

@@ -89,14 +89,15 @@ def expected_keep_ratio(bin_log_alpha: torch.Tensor,
     """Expected fraction of alive tokens a prune layer keeps (METHOD Sec. 3).
 
     ``rho = 1 - (1 - mean_b P(z_b > 0)) * P(z_pruner > 0)``: the rule is linear in
-    ``z_b``, so this is the bin mean of :func:`keep_rule` on the probabilities.
+    ``z_b``, so this is :func:`keep_rule` on the mean bin probability.
 
     Args:
         bin_log_alpha: (P, bin_num); pruner_log_alpha: (P,).
     Returns:
         (P,) keep ratios in [0, 1].
     """
-    return keep_rule(prob_nonzero(bin_log_alpha), prob_nonzero(pruner_log_alpha)).mean(-1)
+    p_bins = prob_nonzero(bin_log_alpha).mean(-1, keepdim=True)
+    return keep_rule(p_bins, prob_nonzero(pruner_log_alpha))[:, 0]
 
 
 def _init_log_alpha(droprate: float) -> float:

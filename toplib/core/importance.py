@@ -72,7 +72,7 @@ def keep_mask(
     Returns:
         (B, n) mask, soft where the gates are soft; [CLS] keeps its ``alive`` value.
     """
-    keep = keep_rule(z_bins, z_pruner)[bins]
+    keep = keep_rule(z_bins[bins], z_pruner)
     keep = torch.cat([torch.ones_like(keep[:, :1]), keep[:, 1:]], dim=1)  # CLS always kept
     return alive * keep
 

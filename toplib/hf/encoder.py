@@ -17,10 +17,11 @@ Both paths share one self-attention on the layer's own weights (:func:`self_atte
 which returns the token importance beside the output, so the (B, A, m, m) probabilities
 never leave it:
 
-* eager: ``softmax(q k^T * scaling + bias)`` as Hugging Face's eager attention computes it,
-  a few examples at a time when dropping tokens, so each chunk's probabilities stay in cache
-  between the softmax, P @ V and the importance reduction (1.3-2x faster at 128-512
-  tokens than streaming the whole tensor through memory three times, bitwise the same);
+* eager: ``softmax(q k^T * scaling + bias)``; the masked path in Hugging Face's operation
+  order (training reproduces its values and gradients bitwise), the dropping path a few
+  examples at a time, so each chunk's probabilities stay in cache between the softmax,
+  P @ V and the importance reduction (1.3-2x faster at 128-512 tokens than streaming the
+  whole tensor through memory three times);
 * fused: PyTorch's ``scaled_dot_product_attention`` (Hugging Face's "sdpa" kernel) for
   layers whose probabilities nothing needs. Over the whole rotten_tomatoes and CoLA
   validation sets (MiniLM, sparsity 0.5) logits stay within 1e-7 of eager attention, with
@@ -106,13 +107,15 @@ def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked
     for start in range(0, b, step):
         rows = slice(start, start + step)
         with section("attn_core"):
-            probs = _eager_probs(q[rows], k[rows], None if bias is None else bias[rows], scaling)
+            probs = _eager_probs(q[rows], k[rows], None if bias is None else bias[rows], scaling,
+                                 fused=chunked)
             if dropout:  # training, as HF: after the softmax
                 probs = F.dropout(probs, p=dropout, training=True)
             contexts.append(torch.matmul(probs, v[rows]))
         if present is not None:
             with section("importance"):
-                if bias is None:  # nothing masked: a plain mean (bert-base, batch 1: 1.8 -> 0.7 ms)
+                if bias is None and chunked:  # nothing masked: a plain mean (1.8 -> 0.7 ms
+                    # a pass, bert-base, batch 1); the masked path keeps the release's formula
                     scores.append(probs.mean(dim=(1, 2)))
                 else:
                     scores.append(token_importance(probs, present[rows].to(probs.dtype)))
@@ -120,13 +123,16 @@ def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked
     return join(contexts), (join(scores) if present is not None else None), probs
 
 
-def _eager_probs(q, k, bias, scaling: float) -> torch.Tensor:
-    """softmax(q k^T * scaling + bias), as Hugging Face's eager attention computes it.
-
-    ``baddbmm`` applies the scaling and adds the mask inside the GEMM, so the (B, A, m, m)
-    scores are written once instead of three times (matmul, scale, add): at 512 tokens
-    that tensor is 12.6 MB per example and layer, and memory traffic dominates.
+def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
+    """softmax(q k^T * scaling + bias): in Hugging Face's operation order (bitwise its
+    values and gradients: the masked, training path), or ``fused``, where ``baddbmm``
+    applies the scaling and adds the mask inside the GEMM, so the (B, A, m, m) scores are
+    written once instead of three times: at 512 tokens that tensor is 12.6 MB per example
+    and layer, and memory traffic dominates.
     """
+    if not fused:
+        scores = torch.matmul(q, k.transpose(2, 3)) * scaling
+        return F.softmax(scores if bias is None else scores + bias, dim=-1)
     b, a, m, d = q.shape
     q3, kt3 = q.reshape(b * a, m, d), k.transpose(2, 3).reshape(b * a, d, m)
     if bias is None:

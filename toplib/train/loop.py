@@ -153,14 +153,6 @@ def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
                 "rng": _rng_state()}, run.path("last", STATE_FILE))
 
 
-def saved_step(output_dir: str) -> int | None:
-    """The step of the state saved in ``output_dir/last`` (None: nothing to resume)."""
-    path = os.path.join(output_dir, "last", STATE_FILE)
-    if not os.path.exists(path):
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)["step"]
-
-
 def _restore(run: StageRun) -> TrainState:
     stage = run.stage
     saved = torch.load(run.path("last", STATE_FILE), map_location="cpu", weights_only=False)
@@ -186,16 +178,6 @@ def _finish(run: StageRun, state: TrainState, wall: float) -> dict:
     with open(run.path(RESULTS_FILE), "w") as f:
         json.dump(results, f, indent=2)
     return results
-
-
-def trim_history(output_dir: str, step: int) -> None:
-    """Drop history lines written after the state we resume from."""
-    path = os.path.join(output_dir, HISTORY_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            keep = [line for line in f if json.loads(line)["step"] <= step]
-        with open(path, "w") as f:
-            f.writelines(keep)
 
 
 def set_seed(seed: int) -> None:

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 
+import torch
+
 from ..data import DataFiles, prepare_data
 from ..hf.model import (
     DEFAULT_MODEL,
@@ -20,16 +22,7 @@ from ..hf.model import (
 )
 from .config import TrainConfig
 from .evaluate import DENSE, evaluate_splits, mean_score
-from .loop import (
-    HISTORY_FILE,
-    RESULTS_FILE,
-    RunOptions,
-    StageRun,
-    run_stage,
-    saved_step,
-    set_seed,
-    trim_history,
-)
+from .loop import HISTORY_FILE, RESULTS_FILE, STATE_FILE, RunOptions, StageRun, run_stage, set_seed
 from .objectives import FinetuneStage, PruneStage
 
 logger = logging.getLogger(__name__)
@@ -90,7 +83,7 @@ def _run(run: StageRun, resuming: bool) -> dict:
 def _check_output_dir(output_dir: str, opts: RunOptions, seed: int) -> bool:
     """True when there is a run to resume; refuses to clobber a run silently. Seeds the run."""
     set_seed(seed)
-    has_state = saved_step(output_dir) is not None
+    has_state = os.path.exists(os.path.join(output_dir, "last", STATE_FILE))
     if opts.resume:
         if not has_state:
             logger.warning("resume: no saved state in %s, starting afresh", output_dir)
@@ -99,6 +92,24 @@ def _check_output_dir(output_dir: str, opts: RunOptions, seed: int) -> bool:
         raise ValueError(f"output_dir={output_dir!r} already holds files; pass resume=True "
                          "(--resume) to continue that run or overwrite=True (--overwrite)")
     return False
+
+
+def saved_step(output_dir: str) -> int | None:
+    """The step of the state saved in ``output_dir/last`` (None: nothing to resume)."""
+    path = os.path.join(output_dir, "last", STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)["step"]
+
+
+def trim_history(output_dir: str, step: int) -> None:
+    """Drop history lines written after the state we resume from."""
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            keep = [line for line in f if json.loads(line)["step"] <= step]
+        with open(path, "w") as f:
+            f.writelines(keep)
 
 
 def read_results(run_dir: str) -> dict:
