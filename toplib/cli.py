@@ -12,18 +12,13 @@ import logging
 import os
 import sys
 
-from .core.config import PruneConfig, add_knob_arguments, parse_layers
+from .core.config import add_knob_arguments, parse_layers
 from .data import TASKS, DataFiles
 from .train import TrainConfig, finetune, prune
-from .train.config import PRESETS, build_train_config
+from .train.config import KNOB_FIELDS, PRESETS, build_train_config
 from .train.evaluate import evaluate_checkpoint, summarize
 
 LAYER_KNOBS = ("prune_location", "rank_distill_layers")  # parsed from '2-11' or '2,3,5'
-
-
-def _knob_fields() -> list[dataclasses.Field]:
-    return [f for cls in (TrainConfig, PruneConfig) for f in dataclasses.fields(cls)
-            if "help" in f.metadata]
 
 
 def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
@@ -43,12 +38,12 @@ def _add_run_parser(sub, name: str, summary: str, func, flag: str, **flag_option
                    help="per-task defaults: the paper's, or quick (CPU)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    add_knob_arguments(p, _knob_fields(), as_text=LAYER_KNOBS)  # default None: the preset's
+    add_knob_arguments(p, KNOB_FIELDS, as_text=LAYER_KNOBS)  # default None: the preset's
     p.set_defaults(func=func)
 
 
 def _train_config(args) -> TrainConfig:
-    overrides = {f.name: getattr(args, f.name) for f in _knob_fields()}
+    overrides = {f.name: getattr(args, f.name) for f in KNOB_FIELDS}
     overrides.update({name: parse_layers(overrides[name], name) for name in LAYER_KNOBS})
     return build_train_config(args.task, args.preset, overrides)
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import torch
 
-from .gates import keep_rule
+from .gates import keep_rule, schedule_gates
 from .importance import kept_counts, rank_bin_table, table_size
 
 
@@ -184,19 +184,12 @@ def measured_sparsity(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDi
 
 
 # ---- gate schedules for a FLOPs target (benchmarks, baselines) --------------------------
-def schedule_bins(closed: Sequence[int], bin_num: int) -> torch.Tensor:
-    """(P, bin_num) 0/1 bin gates of a schedule: the ``closed[p]`` last (lowest-ranked) bins 0."""
-    keep = torch.ones(len(closed), bin_num)
-    for p, c in enumerate(closed):
-        keep[p, bin_num - c:] = 0.0  # c = 0: an empty slice
-    return keep
-
-
 def simulate_kept(lengths: torch.Tensor, closed: Sequence[int], prune_location: Sequence[int],
                   num_layers: int, bin_num: int) -> torch.Tensor:
     """(E, N) tokens entering each layer (:func:`kept_counts`) for (E,) real lengths when
     the ``closed[p]`` lowest-ranked bins close at location p."""
-    return kept_counts(lengths, schedule_bins(closed, bin_num), prune_location, num_layers, bin_num)
+    keep = schedule_gates(closed, bin_num)[0]  # pruners on where a bin closes
+    return kept_counts(lengths, keep, prune_location, num_layers, bin_num)
 
 
 def schedule_for_sparsity(lengths: torch.Tensor, dims: EncoderDims, prune_location: Sequence[int],

@@ -100,6 +100,19 @@ def expected_keep_ratio(bin_log_alpha: torch.Tensor,
     return keep_rule(p_bins, prob_nonzero(pruner_log_alpha))[:, 0]
 
 
+def schedule_gates(closed, bin_num: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluation gates of a schedule (benchmarks, baselines): at location p the
+    ``closed[p]`` last (lowest-ranked) bins are 0 and the pruner is on iff any is closed.
+
+    Returns:
+        (z_bins (P, bin_num), z_pruner (P,)) of 0/1.
+    """
+    z_bins = torch.ones(len(closed), bin_num)
+    for p, c in enumerate(closed):
+        z_bins[p, bin_num - c:] = 0.0  # c = 0: an empty slice
+    return z_bins, (z_bins == 0).any(-1).to(z_bins.dtype)
+
+
 def _init_log_alpha(droprate: float) -> float:
     return math.log(1.0 - droprate) - math.log(droprate)
 
@@ -199,11 +212,10 @@ class RankBinGates(nn.Module):
 
     @torch.no_grad()
     def close_lowest_bins_(self, closed) -> None:
-        """At location p, close the ``closed[p]`` lowest-ranked bins (pruner on iff any)."""
-        for p, c in enumerate(closed):
-            self.bin_log_alpha[p].fill_(GATE_OPEN)
-            self.bin_log_alpha[p, self.bin_log_alpha.shape[1] - c:] = GATE_CLOSED
-            self.pruner_log_alpha[p] = GATE_OPEN if c else GATE_CLOSED
+        """Set the log-alphas whose evaluation gates are :func:`schedule_gates`."""
+        for param, z in zip((self.bin_log_alpha, self.pruner_log_alpha),
+                            schedule_gates(closed, self.bin_log_alpha.shape[1])):
+            param.copy_(torch.where(z > 0, GATE_OPEN, GATE_CLOSED))
 
     @torch.no_grad()
     def set_all_open(self) -> None:

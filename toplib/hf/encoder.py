@@ -53,10 +53,12 @@ def no_section(name: str, rows: int | None = None):  # noqa: ARG001 (the timer p
 def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     """(B, m) mask (> 0: present) -> (B, 1, 1, m) additive attention bias (0 kept, min
     dropped), or None when every position is present (one check for a bool mask: batch 1)."""
-    if alive.dtype == torch.bool and bool(alive.all()):
-        return None
-    absent = ~alive if alive.dtype == torch.bool else alive <= 0
-    if alive.dtype != torch.bool and not bool(absent.any()):
+    if alive.dtype == torch.bool:
+        absent = None if bool(alive.all()) else ~alive
+    else:
+        absent = alive <= 0
+        absent = absent if bool(absent.any()) else None
+    if absent is None:
         return None
     return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
 
@@ -83,9 +85,9 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, whole: 
         q, k, v = (p(hidden).view(shape).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
     dropout = sa.dropout.p if sa.training else 0.0
     probs = scores = None
-    if eager:  # one chunk when training: autograd keeps every chunk anyway
+    if eager:
         context, scores, probs = _eager_attention((q, k, v), bias, present, sa.scaling, dropout,
-                                                  not (sa.training or whole), section)
+                                                  not whole, section)
     else:
         with section("attn_core"):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..core.flops import schedule_bins, schedule_for_sparsity
+from ..core.flops import schedule_for_sparsity
+from ..core.gates import schedule_gates
 from ..data import pad_examples, real_lengths
 from ..hf.encoder import TokenRun, classify, encoder_of, no_section, run_layers
 
@@ -150,6 +151,4 @@ def gates_for_sparsity(top, lengths: torch.Tensor, target: float):
     closed, achieved = schedule_for_sparsity(lengths, top.dims, top.prune.prune_location,
                                              top.prune.bin_num, target)
     device = top.gates.bin_log_alpha.device
-    z_bins = schedule_bins(closed, top.prune.bin_num).to(device)
-    z_pruner = torch.tensor([float(c > 0) for c in closed], device=device)
-    return (z_bins, z_pruner), achieved
+    return tuple(z.to(device) for z in schedule_gates(closed, top.prune.bin_num)), achieved

@@ -97,9 +97,10 @@ QUICK_PRESET: dict[str, Any] = dict(
 )
 
 PRESETS = ("paper", "quick")
-KNOBS = tuple(f.name for cls in (TrainConfig, PruneConfig) for f in dataclasses.fields(cls)
-              if "help" in f.metadata)
-"""Every knob a preset or an override may set (TrainConfig's and PruneConfig's fields)."""
+KNOB_FIELDS = tuple(f for cls in (TrainConfig, PruneConfig) for f in dataclasses.fields(cls)
+                    if "help" in f.metadata)
+"""Every knob a preset, an override or a flag may set (TrainConfig's and PruneConfig's)."""
+KNOBS = tuple(f.name for f in KNOB_FIELDS)
 
 
 def preset_values(preset: str, task: str) -> dict[str, Any]:
