@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the hub from a unit 
 import pytest
 import torch
 from transformers import (
+    AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
     RobertaConfig,
@@ -60,3 +61,34 @@ def _seed():
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request) -> str:
     return request.param
+
+
+# ---- tiny training runs (shared by the training, checkpoint and hostile-input tests) ----
+TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=128)
+RUN = dict(max_train_samples=48, max_eval_samples=24, batch_size=8, eval_batch_size=12,
+           finetune_epochs=1, epochs=1, warmup_epochs=0.5, eval_steps=2, max_seq_length=32,
+           reg_learning_rate=0.2, bin_num=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A random tiny BERT with the real bert-base-uncased tokenizer, saved locally."""
+    path = tmp_path_factory.mktemp("tiny-bert")
+    from toplib.hf.model import resolve_model_path
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, **TINY)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tiny_model_dir, tmp_path_factory):
+    """A finished (tiny) teacher run on rotten_tomatoes."""
+    from toplib.train import finetune
+    from toplib.train.config import build_train_config
+    out = str(tmp_path_factory.mktemp("runs") / "teacher")
+    finetune("rotten_tomatoes", out, model=tiny_model_dir,
+             config=build_train_config("rotten_tomatoes", None, RUN), progress=False)
+    return out

@@ -4,38 +4,13 @@ import os
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from conftest import RUN
 
 from toplib.cli import main as cli_main
 from toplib.core.gates import FIXED_LOG_ALPHA, LOG_ALPHA_MAX, prob_nonzero
-from toplib.hf.model import ToPModel, resolve_model_path
+from toplib.hf.model import ToPModel
 from toplib.train import finetune, prune
 from toplib.train.config import build_train_config
-
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128)
-RUN = dict(max_train_samples=48, max_eval_samples=24, batch_size=8, eval_batch_size=12,
-           finetune_epochs=1, epochs=1, warmup_epochs=0.5, eval_steps=2, max_seq_length=32,
-           reg_learning_rate=0.2, bin_num=4)
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    """A random tiny BERT with the real bert-base-uncased tokenizer, saved locally."""
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
-    torch.manual_seed(0)
-    BertForSequenceClassification(BertConfig(vocab_size=tokenizer.vocab_size, **TINY)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tiny_model_dir, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("runs") / "teacher")
-    finetune("rotten_tomatoes", out, model=tiny_model_dir,
-             config=build_train_config("rotten_tomatoes", None, RUN), progress=False)
-    return out
 
 
 def _weights(path):
