@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import torch
+
 _FLAG_TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -50,6 +52,24 @@ def check_positive_ints(obj, names: Sequence[str], optional: bool = True) -> Non
         check(name, value, ok, "must be an integer >= 1" + (" or None" if optional else ""))
 
 
+def check_device(device, name: str = "device") -> str:
+    """``device`` as a torch device string, after checking that this machine has it."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        parsed = None
+    check(name, device, parsed is not None and parsed.type in ("cpu", "cuda", "mps"),
+          "use cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        check(name, device, (parsed.index or 0) < count,
+              f"this machine has {count} CUDA device(s) (torch {torch.__version__}"
+              f"{', a CPU-only build' if torch.version.cuda is None else ''}); use cpu")
+    if parsed.type == "mps":
+        check(name, device, torch.backends.mps.is_available(), "MPS is not available; use cpu")
+    return str(parsed)
+
+
 def parse_list(text: str | float | int | Sequence | None, cast: Callable = float,
                name: str = "value") -> list:
     """'0.3,0.5, 0.7' -> [0.3, 0.5, 0.7]; a number -> [number]; a sequence -> cast items;
@@ -71,12 +91,15 @@ def parse_layers(text: str | Sequence[int] | None, name: str = "prune_location"
     if text is None or not isinstance(text, str):
         return None if text is None else tuple(int(x) for x in text)
     layers: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, dash, hi = part.strip().partition("-")
-            layers.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is invalid: use '2-11' or '2,3,5'") from None
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            first, last = -1, -2
+        check(name, text, 0 <= first <= last, "use '2-11' (a range, start <= end) or "
+              "'2,3,5' (layer numbers >= 0)")
+        layers.extend(range(first, last + 1))
     return tuple(layers)
 
 
@@ -113,6 +136,8 @@ class PruneConfig:
         Pruning starts at layer max(N/6, 2) (1 below 6 layers): 2..11 on 12 layers as the
         release, 2..5 on 6, where also pruning layer 1's input costs 1.5 points.
         """
+        check("num_hidden_layers", num_layers, num_layers >= 2,
+              "ToP prunes the inputs of layers 1..L-1, so the model needs at least 2 layers")
         first = max(1, min(2, num_layers // 3), num_layers // 6)
         loc = self.prune_location or tuple(range(first, num_layers))
         bad = [x for x in loc if not 1 <= x < num_layers]

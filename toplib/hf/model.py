@@ -14,66 +14,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from ..core.config import PruneConfig
+from ..core.config import PruneConfig, check
 from ..core.flops import EncoderDims, expected_sparsity
 from ..core.gates import RankBinGates, prob_nonzero
+from .checkpoint import (  # noqa: F401 - re-exported: the checkpoint directory's API
+    GATES_FILE,
+    META_FILE,
+    CheckpointError,
+    atomic_directory,
+    checkpoint_path,
+    label_space,
+    load_gates,
+    read_meta,
+    verify_checkpoint,
+)
 from .encoder import TokenRun, apply_patch, check_supported, encoder_of
-
-# ---- checkpoint directories -------------------------------------------------------------
-META_FILE = "toplib.json"
-GATES_FILE = "gates.pt"
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str):
-    """Yield a temporary directory that replaces ``path`` only if the block succeeds: on an
-    exception it is deleted, and the old ``path`` (if any) stays as it was."""
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if os.path.exists(path):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-        os.replace(path, os.path.join(old, "ckpt"))
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def checkpoint_path(path: str) -> str:
-    """A run's output directory resolves to its ``best/`` checkpoint."""
-    best = os.path.join(path, "best")
-    return best if os.path.isdir(best) else path
-
-
-def save_state(obj, path: str) -> None:
-    """``torch.save`` to a temporary file, then rename over ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def read_meta(path: str) -> dict:
-    """The ``toplib.json`` of a checkpoint directory ({} for a plain HF checkpoint)."""
-    meta_path = os.path.join(path, META_FILE)
-    if not os.path.exists(meta_path):
-        return {}
-    with open(meta_path) as f:
-        return json.load(f)
 
 
 # ---- the model --------------------------------------------------------------------------
@@ -165,27 +126,43 @@ class ToPModel(nn.Module):
                                  self.dims, binned)
 
     # ---- persistence -------------------------------------------------------------------
-    def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None) -> None:
-        """Write the checkpoint atomically (a half-written directory never replaces one)."""
+    def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None,
+                        files: dict | None = None) -> None:
+        """Write the checkpoint atomically (a half-written directory never replaces one);
+        ``files``: {name: object} also ``torch.save``-d into it (e.g. a trainer state)."""
         with atomic_directory(path) as tmp:
+            for name, obj in (files or {}).items():
+                torch.save(obj, os.path.join(tmp, name))
             self.model.save_pretrained(tmp)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             torch.save(self.gates.state_dict(), os.path.join(tmp, GATES_FILE))
             with open(os.path.join(tmp, META_FILE), "w") as f:
-                json.dump({"prune": self.prune.to_dict(), **(extra or {})}, f, indent=2)
+                json.dump({"prune": self.prune.to_dict(), "labels": label_space(self.config),
+                           **(extra or {})}, f, indent=2)
 
     @classmethod
-    def from_pretrained(cls, path: str, prune: PruneConfig | None = None, **hf_kwargs) -> ToPModel:
-        """Load a toplib checkpoint, or wrap a plain Hugging Face one with fresh gates."""
-        meta = read_meta(path)
+    def from_pretrained(cls, path: str, prune: PruneConfig | None = None, name: str = "checkpoint",
+                        **hf_kwargs) -> ToPModel:
+        """Load a toplib checkpoint, or wrap a plain Hugging Face one with fresh gates; a
+        missing or corrupt file is a :class:`CheckpointError` naming it."""
+        meta = verify_checkpoint(path, name, tokenizer=False)
         saved = PruneConfig(**meta["prune"]) if "prune" in meta else None
-        hf = AutoModelForSequenceClassification.from_pretrained(
-            path, attn_implementation="eager", **hf_kwargs)
+        try:
+            hf = AutoModelForSequenceClassification.from_pretrained(
+                path, attn_implementation="eager", **hf_kwargs)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{name}={path!r}: its weights could not be read "
+                                  f"({type(err).__name__}: {str(err)[:200]}); the file is "
+                                  "damaged or incomplete: restore or retrain it") from None
         top = cls(hf, saved if prune is None else prune)
         gates_path = os.path.join(path, GATES_FILE)
         if saved is not None and (prune is None or prune == saved) and os.path.exists(gates_path):
-            top.gates.load_state_dict(torch.load(gates_path, map_location="cpu"))
+            try:
+                top.gates.load_state_dict(load_gates(gates_path))
+            except RuntimeError as err:
+                raise CheckpointError(f"{gates_path!r} does not fit the pruning structure in "
+                                      f"its {META_FILE} ({str(err)[:200]})") from None
         return top
 
 
@@ -208,28 +185,54 @@ def resolve_model_path(model: str | None) -> str:
 
 
 def check_model_type(model: str | None) -> str:
-    """Resolve ``model`` and refuse a model family toplib cannot patch; returns the path."""
-    path = resolve_model_path(model)
-    check_supported(AutoConfig.from_pretrained(path).model_type, f"model={model!r}")
-    return path
+    """Resolve ``model`` and refuse a missing path or a model family toplib cannot patch;
+    returns the path."""
+    path = str(resolve_model_path(model))
+    looks_local = path.startswith(("/", ".", "~")) or path.count("/") > 1  # hub: org/name
+    if looks_local and not os.path.isdir(os.path.expanduser(path)):
+        raise ValueError(f"model={model!r} does not exist; pass a local model folder or a "
+                         "Hugging Face hub name (None: the offline default)")
+    try:
+        config = AutoConfig.from_pretrained(os.path.expanduser(path))
+    except (OSError, ValueError) as err:
+        where = "a model folder" if os.path.isdir(path) else "reachable on the Hugging Face hub"
+        raise ValueError(f"model={model!r} is not {where} ({str(err)[:200]}); pass a local "
+                         "model folder or a hub name with network access") from None
+    check_supported(config.model_type, f"model={model!r}")
+    return os.path.expanduser(path)
+
+
+def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") -> None:
+    """``length`` in [2, the model's position embeddings] (RoBERTa's first two are taken)."""
+    limit = hf_config.max_position_embeddings - (2 if hf_config.model_type == "roberta" else 0)
+    check(name, length, isinstance(length, int) and 2 <= length <= limit,
+          f"allowed: 2..{limit} (the model's position embeddings)")
 
 
 def load_tokenizer(model: str | None):
-    return AutoTokenizer.from_pretrained(check_model_type(model))
+    path = model if model is not None and os.path.isdir(model) else check_model_type(model)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"model={model!r}: its tokenizer could not be loaded "
+                              f"({type(err).__name__}: {str(err)[:200]})") from None
 
 
 def load_classifier(model: str | None, spec):
-    """An eager-attention sequence classifier with the task's head (num_labels, problem);
-    a checkpoint whose head has another number of labels gets a fresh head."""
+    """An eager-attention sequence classifier with the task's head (num_labels, problem,
+    label names); a checkpoint whose head has another number of labels gets a fresh head."""
+    names = dict(enumerate(spec.label_names)) if spec.label_names else {}
     return AutoModelForSequenceClassification.from_pretrained(
         check_model_type(model), num_labels=spec.num_labels, attn_implementation="eager",
-        ignore_mismatched_sizes=True,
+        ignore_mismatched_sizes=True, **({"id2label": names, "label2id": {
+            v: k for k, v in names.items()}} if names else {}),
         problem_type="regression" if spec.is_regression else "single_label_classification")
 
 
 def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: str = "cpu",
                     name: str = "checkpoint", **hf_kwargs):
-    """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta) of a checkpoint.
+    """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta) of a checkpoint; every file
+    it needs is checked first (:func:`~toplib.hf.checkpoint.verify_checkpoint`).
 
     Args:
         checkpoint: a toplib or plain Hugging Face checkpoint directory, or a run
@@ -239,8 +242,6 @@ def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: s
         hf_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
     """
     path = checkpoint_path(checkpoint)
-    if not os.path.isdir(path):
-        raise ValueError(f"{name}={checkpoint!r} is not a directory; pass the output_dir of "
-                         "`toplib finetune`/`prune` or a saved classifier")
-    top = ToPModel.from_pretrained(path, prune=prune, **hf_kwargs).to(device).eval()
-    return top, AutoTokenizer.from_pretrained(path), read_meta(path)
+    meta = verify_checkpoint(path, name)
+    top = ToPModel.from_pretrained(path, prune=prune, name=name, **hf_kwargs).to(device).eval()
+    return top, load_tokenizer(path), meta

@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.flops import flops_figures
-from ..data import DataFiles, compute_metrics, prepare_data, score, to_device
-from ..hf.model import load_checkpoint
+from ..data import DataFiles, check_label_space, compute_metrics, prepare_data, score, to_device
+from ..hf.model import check_sequence_length, label_space, load_checkpoint
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
                         progress: bool = True, max_eval_samples: int | None = None) -> dict:
     """Evaluate a saved teacher or ToP checkpoint (or a run's output directory).
 
-    The task defaults to the one the checkpoint was trained on; a teacher (no trained
-    gates) is evaluated dense.
+    The task defaults to the one the checkpoint was trained on, and its labels must be the
+    checkpoint's; a teacher (no trained gates) is evaluated dense.
 
     Returns:
         {split: metrics} as :func:`evaluate_model` gives them.
@@ -112,7 +112,11 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
         raise ValueError(f"task=None: checkpoint={checkpoint!r} records no task; pass --task")
     config = TrainConfig.from_dict(meta["config"]) if "config" in meta else TrainConfig()
     config.max_eval_samples = max_eval_samples
-    split_data = prepare_data(task, tokenizer, config, data, need_train=False)
+    labels = meta.get("labels") or label_space(top.config)
+    split_data = prepare_data(task, tokenizer, config, data, need_train=False,
+                              label_names=labels.get("label_names"))
+    check_label_space(labels, split_data.spec, f"checkpoint={checkpoint!r}")
+    check_sequence_length(split_data.max_seq_length, top.config)
     mode = EvalMode(pruning=meta.get("stage") == "prune")
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
                            split_data.max_seq_length, mode, device, progress)

@@ -1,8 +1,9 @@
 """The training loop shared by both stages: train, evaluate, keep best and last, resume.
 
-An output directory holds ``best/`` (the checkpoint to use), ``last/`` (weights, gates
-and ``trainer_state.pt`` for ``resume``), ``history.jsonl`` (one line per logged step or
-evaluation) and ``results.json``.
+The run folder (``best/``, ``last/``, ``history.jsonl``, ``results.json``) is described and
+kept safe by :mod:`toplib.train.rundir`; this loop writes ``last/`` whole (weights, gates,
+meta and ``trainer_state.pt`` in one swapped-in directory) and stops, naming the step and
+the quantity, when training stops being finite.
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core.config import check_device
 from ..data import TaskData, to_device
-from ..hf.model import ToPModel, save_state
+from ..hf.model import ToPModel, atomic_directory
 from .evaluate import EvalMode, evaluate_splits, split_summary
+from .records import HISTORY_FILE, RESULTS_FILE, write_atomic
+from .rundir import STATE_FILE, discard_replaced
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "trainer_state.pt"
-HISTORY_FILE = "history.jsonl"
-RESULTS_FILE = "results.json"
 LOG_EVERY = 10  # steps between history lines
 MAX_GRAD_NORM = 1.0  # Hugging Face Trainer default, used by the release
 
@@ -38,10 +39,14 @@ class RunOptions:
 
     resume: bool = False  # continue an interrupted run in output_dir
     overwrite: bool = False  # replace a run already in output_dir
+    accept_config_change: bool = False  # resume although the configuration changed
     device: str = "cpu"
     callback: Callable[[dict], None] | None = None  # called with every history record
     progress: bool = True  # progress bars
     stop_after: int | None = None  # stop after this many steps as if interrupted (tests)
+
+    def __post_init__(self):
+        self.device = check_device(self.device)
 
     def stopped(self, step: int) -> bool:
         return self.stop_after is not None and step >= self.stop_after
@@ -95,7 +100,7 @@ def run_stage(run: StageRun, resume: bool) -> dict:
                 continue  # resume mid-epoch: same order, skip what was done
             top.train()
             loss, record = run.stage.loss(to_device(batch, opts.device), state.step)
-            _step(run.stage, loss)
+            _step(run.stage, loss, state.step + 1)
             state.step += 1
             bar.update(1)
             if state.step % LOG_EVERY == 0 or state.step in (1, total):
@@ -113,17 +118,36 @@ def run_stage(run: StageRun, resume: bool) -> dict:
     return _finish(run, state, time.time() - start)
 
 
-def _step(stage, loss: torch.Tensor) -> None:
-    """Backward, clip, one step of every optimiser and scheduler."""
+class NonFiniteError(ArithmeticError):
+    """Training produced a NaN or an infinity; the run stops before it reaches a checkpoint."""
+
+
+def _finite(step: int, quantity: str, value: torch.Tensor) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(
+            f"training stopped at step {step}: the {quantity} is not finite "
+            f"({value.detach().flatten()[:4].tolist()}); no checkpoint holds it (last/ is from "
+            "the latest evaluation before). Lower the learning rates (--learning-rate, "
+            "--reg-learning-rate) and resume with --accept-config-change, or start again")
+
+
+def _step(stage, loss: torch.Tensor, step: int) -> None:
+    """Backward, clip, one step of every optimiser and scheduler; a non-finite loss,
+    gradient norm or multiplier/gate stops the run (the step is not taken)."""
+    _finite(step, "loss", loss)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for p in stage.top.model.parameters() if p.grad is not None],
-                                   MAX_GRAD_NORM)
+    norm = torch.nn.utils.clip_grad_norm_(
+        [p for p in stage.top.model.parameters() if p.grad is not None], MAX_GRAD_NORM)
+    _finite(step, "gradient norm", norm)
     for opt in stage.optimizers.values():
         opt.step()
         opt.zero_grad(set_to_none=True)
     for sched in stage.schedulers.values():
         sched.step()
     stage.after_step()
+    for name, module in {"gate": stage.top.gates, **stage.modules()}.items():
+        for pname, p in module.named_parameters():
+            _finite(step, f"{name} parameter {pname}", p)
 
 
 def _log(run: StageRun, record: dict) -> None:
@@ -135,6 +159,8 @@ def _log(run: StageRun, record: dict) -> None:
 
 def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
     stage, data = run.stage, run.data
+    for name, p in stage.top.named_parameters():
+        _finite(state.step, f"weight {name}", p)  # best/ and last/ never hold a non-finite one
     results = evaluate_splits(stage.top, loaders, data.spec, data.max_seq_length,
                               EvalMode(pruning=stage.pruning), run.options.device, progress=False)
     summary = dict(split_summary(results), step=state.step, kind="eval", splits=results)
@@ -145,12 +171,14 @@ def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
         state.best = dict(state.last)
         stage.top.save_pretrained(run.path("best"), run.tokenizer, extra)
         logger.info("step %d: new best %.4f", state.step, summary["score"])
-    stage.top.save_pretrained(run.path("last"), run.tokenizer, extra)
-    save_state({**dataclasses.asdict(state),
-                "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
-                "schedulers": {k: s.state_dict() for k, s in stage.schedulers.items()},
-                "modules": {k: m.state_dict() for k, m in stage.modules().items()},
-                "rng": _rng_state()}, run.path("last", STATE_FILE))
+    trainer_state = {**dataclasses.asdict(state),
+                     "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
+                     "schedulers": {k: s.state_dict() for k, s in stage.schedulers.items()},
+                     "modules": {k: m.state_dict() for k, m in stage.modules().items()},
+                     "rng": _rng_state()}
+    stage.top.save_pretrained(run.path("last"), run.tokenizer, extra,
+                              files={STATE_FILE: trainer_state})
+    discard_replaced(run.output_dir)
 
 
 def _restore(run: StageRun) -> TrainState:
@@ -171,12 +199,12 @@ def _restore(run: StageRun) -> TrainState:
 def _finish(run: StageRun, state: TrainState, wall: float) -> dict:
     if state.best is None:  # no evaluation met the sparsity target: keep the last one
         logger.warning("no evaluation reached the target sparsity; best/ holds the last model")
-        shutil.copytree(run.path("last"), run.path("best"),
-                        ignore=shutil.ignore_patterns(STATE_FILE), dirs_exist_ok=True)
+        with atomic_directory(run.path("best")) as tmp:
+            shutil.copytree(run.path("last"), tmp, ignore=shutil.ignore_patterns(STATE_FILE),
+                            dirs_exist_ok=True)
         state.best = dict(state.last, target_missed=True)
     results = dict(run.meta, best=state.best, wall_time_s=wall, steps=state.step)
-    with open(run.path(RESULTS_FILE), "w") as f:
-        json.dump(results, f, indent=2)
+    write_atomic(run.path(RESULTS_FILE), json.dumps(results, indent=2))
     return results
 
 

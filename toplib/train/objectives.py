@@ -33,6 +33,15 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
                     reduction="batchmean") * temperature ** 2
 
 
+def planned_steps(epochs: float, steps_per_epoch: int, name: str) -> int:
+    """Training steps of ``epochs`` epochs (rounded); a named error when that is none."""
+    steps = int(round(epochs * steps_per_epoch))
+    if steps < 1:
+        raise ValueError(f"{name}={epochs!r} gives 0 training steps ({steps_per_epoch} steps "
+                         f"per epoch); allowed: at least {0.5 / steps_per_epoch:.3g} epochs")
+    return steps
+
+
 class FinetuneStage:
     """Dense fine-tuning of the teacher (AdamW, linear decay)."""
 
@@ -40,7 +49,8 @@ class FinetuneStage:
 
     def __init__(self, top, config: TrainConfig, steps_per_epoch: int):
         self.top, self.config = top, config
-        self.total_steps = total = int(round(config.finetune_epochs * steps_per_epoch))
+        self.total_steps = total = planned_steps(config.finetune_epochs, steps_per_epoch,
+                                                 "finetune_epochs")
         self.optimizers = {"model": torch.optim.AdamW(top.model.parameters(),
                                                        lr=config.finetune_learning_rate)}
         self.schedulers = {"model": get_linear_schedule_with_warmup(
@@ -73,7 +83,7 @@ class PruneStage:
 
     def __init__(self, top, teacher, config: TrainConfig, steps_per_epoch: int):
         self.top, self.teacher, self.config = top, teacher.eval(), config
-        self.total_steps = total = int(round(config.epochs * steps_per_epoch))
+        self.total_steps = total = planned_steps(config.epochs, steps_per_epoch, "epochs")
         self.lagrangian = LagrangianConstraint()
         self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
         self.fix_gates_step = total - int(round(config.fix_gates_epochs * steps_per_epoch))

@@ -1,31 +1,35 @@
-"""Training runs: teacher fine-tuning and ToP pruning, resumable, with atomic checkpoints.
+"""Training runs: teacher fine-tuning and ToP pruning, resumable, with whole checkpoints.
 
-Both build a stage (``toplib.train.objectives``) and hand it to the one loop
-(``toplib.train.loop.run_stage``); finished runs are read back with :func:`read_results`.
+Both check their inputs and the run folder (``toplib.train.rundir``) before loading a model,
+build a stage (``toplib.train.objectives``) and hand it to the one loop
+(``toplib.train.loop.run_stage``).
 """
 from __future__ import annotations
 
-import json
-import logging
+import dataclasses
 import os
 
-import torch
+from transformers import AutoConfig
 
-from ..data import DataFiles, prepare_data
+from ..data import DataFiles, check_label_space, get_task, prepare_data
 from ..hf.model import (
     DEFAULT_MODEL,
     ToPModel,
+    check_model_type,
+    check_sequence_length,
     checkpoint_path,
+    label_space,
     load_checkpoint,
     load_classifier,
     load_tokenizer,
+    verify_checkpoint,
 )
 from .config import TrainConfig
 from .evaluate import DENSE, evaluate_splits, mean_score
-from .loop import HISTORY_FILE, RESULTS_FILE, STATE_FILE, RunOptions, StageRun, run_stage, set_seed
-from .objectives import FinetuneStage, PruneStage
-
-logger = logging.getLogger(__name__)
+from .loop import RunOptions, StageRun, run_stage, set_seed
+from .objectives import FinetuneStage, PruneStage, planned_steps
+from .records import finished_run, read_history, read_results  # noqa: F401 - this API's
+from .rundir import checkpoint_bytes, open_run, saved_step  # noqa: F401 - readers too
 
 
 def finetune(task: str, output_dir: str, model: str | None = None,
@@ -36,18 +40,23 @@ def finetune(task: str, output_dir: str, model: str | None = None,
     Args:
         model: hub name or local path (default: the offline MiniLM-L6).
         data: a :class:`~toplib.data.DataFiles` or a ``data_dir`` (default: the task's own).
-        options: :class:`~toplib.train.loop.RunOptions` fields (resume, device, callback, ...).
+        options: :class:`~toplib.train.loop.RunOptions` fields (resume, overwrite,
+            accept_config_change, device, callback, ...).
     Returns:
         The run's results (as ``results.json``).
     """
     config, opts = config or TrainConfig(), RunOptions(**options)
-    resuming = _check_output_dir(output_dir, opts, config.seed)
-    tokenizer = load_tokenizer(model)
-    split_data = prepare_data(task, tokenizer, config, data)
-    top = ToPModel(load_classifier(model, split_data.spec), config.prune).to(opts.device)
-    stage = FinetuneStage(top, config, split_data.steps_per_epoch(config))
-    meta = {"model": model or DEFAULT_MODEL}
-    return _run(StageRun(stage, split_data, tokenizer, output_dir, meta, opts), resuming)
+    model_path = check_model_type(model)
+    identity = _identity("finetune", task, {"model": model or DEFAULT_MODEL}, config, data)
+    with open_run(output_dir, opts, identity, checkpoint_bytes(model_path)) as resuming:
+        set_seed(config.seed)
+        tokenizer = load_tokenizer(model)
+        split_data = _prepare(task, tokenizer, config, data, model_path)
+        planned_steps(config.finetune_epochs, split_data.steps_per_epoch(config), "finetune_epochs")
+        top = ToPModel(load_classifier(model, split_data.spec), config.prune).to(opts.device)
+        stage = FinetuneStage(top, config, split_data.steps_per_epoch(config))
+        return run_stage(StageRun(stage, split_data, tokenizer, output_dir, identity, opts),
+                         resuming)
 
 
 def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None = None,
@@ -56,83 +65,45 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     ``config.sparsity``; ``data`` and ``options`` as for :func:`finetune`.
 
     The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does).
+    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does). The task's
+    labels must be the teacher's.
     """
     config, opts = config or TrainConfig(), RunOptions(**options)
-    resuming = _check_output_dir(output_dir, opts, config.seed)
-    teacher_model, tokenizer, _ = load_checkpoint(teacher, device=opts.device, name="teacher")
     teacher_dir = checkpoint_path(teacher)
-    top = ToPModel.from_pretrained(teacher_dir, prune=config.prune).to(opts.device)
-    split_data = prepare_data(task, tokenizer, config, data)
-    teacher_results = evaluate_splits(teacher_model, split_data.eval_loaders(config, tokenizer),
-                                      split_data.spec, split_data.max_seq_length, DENSE,
-                                      opts.device, opts.progress)
-    stage = PruneStage(top, teacher_model, config, split_data.steps_per_epoch(config))
-    meta = {"teacher": os.path.abspath(teacher_dir), "teacher_results": teacher_results,
-            "teacher_score": mean_score(teacher_results)}
-    return _run(StageRun(stage, split_data, tokenizer, output_dir, meta, opts), resuming)
+    meta = verify_checkpoint(teacher_dir, "teacher")
+    identity = _identity("prune", task, {"teacher": os.path.abspath(teacher_dir)}, config, data)
+    with open_run(output_dir, opts, identity, checkpoint_bytes(teacher_dir)) as resuming:
+        set_seed(config.seed)
+        tokenizer = load_tokenizer(teacher_dir)
+        labels = meta.get("labels") or label_space(AutoConfig.from_pretrained(teacher_dir))
+        split_data = _prepare(task, tokenizer, config, data, teacher_dir, labels)
+        check_label_space(labels, split_data.spec, f"teacher={teacher!r}")
+        planned_steps(config.epochs, split_data.steps_per_epoch(config), "epochs")
+        teacher_model, _, _ = load_checkpoint(teacher, device=opts.device, name="teacher")
+        top = ToPModel.from_pretrained(teacher_dir, prune=config.prune).to(opts.device)
+        stage = PruneStage(top, teacher_model, config, split_data.steps_per_epoch(config))
+        teacher_results = evaluate_splits(
+            teacher_model, split_data.eval_loaders(config, tokenizer), split_data.spec,
+            split_data.max_seq_length, DENSE, opts.device, opts.progress)
+        identity.update(teacher_results=teacher_results, teacher_score=mean_score(teacher_results))
+        return run_stage(StageRun(stage, split_data, tokenizer, output_dir, identity, opts),
+                         resuming)
 
 
-def _run(run: StageRun, resuming: bool) -> dict:
-    os.makedirs(run.output_dir, exist_ok=True)
-    if resuming:
-        trim_history(run.output_dir, saved_step(run.output_dir))
-    return run_stage(run, resume=resuming)
+def _identity(stage: str, task: str, source: dict, config: TrainConfig, data) -> dict:
+    """What a run is, as saved in its checkpoints and compared when it is resumed."""
+    files = {k: os.path.abspath(v) if k.endswith(("_dir", "_file")) and v else v
+             for k, v in dataclasses.asdict(DataFiles.of(data)).items()}
+    return {"stage": stage, "task": get_task(task).name, **source, "data": files,
+            "config": config.to_dict()}
 
 
-def _check_output_dir(output_dir: str, opts: RunOptions, seed: int) -> bool:
-    """True when there is a run to resume; refuses to clobber a run silently. Seeds the run."""
-    set_seed(seed)
-    has_state = os.path.exists(os.path.join(output_dir, "last", STATE_FILE))
-    if opts.resume:
-        if not has_state:
-            logger.warning("resume: no saved state in %s, starting afresh", output_dir)
-        return has_state
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not opts.overwrite:
-        raise ValueError(f"output_dir={output_dir!r} already holds files; pass resume=True "
-                         "(--resume) to continue that run or overwrite=True (--overwrite)")
-    return False
-
-
-def saved_step(output_dir: str) -> int | None:
-    """The step of the state saved in ``output_dir/last`` (None: nothing to resume)."""
-    path = os.path.join(output_dir, "last", STATE_FILE)
-    if not os.path.exists(path):
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)["step"]
-
-
-def trim_history(output_dir: str, step: int) -> None:
-    """Drop history lines written after the state we resume from."""
-    path = os.path.join(output_dir, HISTORY_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            keep = [line for line in f if json.loads(line)["step"] <= step]
-        with open(path, "w") as f:
-            f.writelines(keep)
-
-
-def read_results(run_dir: str) -> dict:
-    """The ``results.json`` of a finished run."""
-    path = os.path.join(run_dir, RESULTS_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"run_dir={run_dir!r} holds no {RESULTS_FILE}: the run has not "
-                                "finished (resume it with resume=True)")
-    with open(path) as f:
-        return json.load(f)
-
-
-def read_history(run_dir: str) -> list[dict]:
-    """The records of a training run's ``history.jsonl``."""
-    with open(os.path.join(run_dir, HISTORY_FILE)) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def finished_run(output_dir: str, overwrite: bool = False) -> dict | None:
-    """The results of a finished run in ``output_dir``, or None (train it; ``overwrite``:
-    None whatever is there). Notebooks call ``finished_run(d) or finetune(..., d,
-    resume=True)``: re-running one reads a finished run back and resumes an interrupted one."""
-    if overwrite or not os.path.exists(os.path.join(output_dir, RESULTS_FILE)):
-        return None
-    logger.info("reusing the finished run in %s", output_dir)
-    return read_results(output_dir)
+def _prepare(task: str, tokenizer, config: TrainConfig, data, model_dir: str,
+             labels: dict | None = None):
+    """The task's data; its sequence length must fit the model's position embeddings, a
+    custom task's labels the checkpoint's (``labels``)."""
+    names = (labels or {}).get("label_names")
+    split_data = prepare_data(task, tokenizer, config, data, label_names=names)
+    check_sequence_length(split_data.max_seq_length, AutoConfig.from_pretrained(model_dir),
+                          "max_seq_length")
+    return split_data

@@ -1,0 +1,148 @@
+"""The run folder: one writer, no leftovers, overwrite keeps the old run until the new one
+has a checkpoint, resumes refuse another configuration, training stops when not finite."""
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+from collections import namedtuple
+
+import pytest
+import torch
+from conftest import RUN
+from safetensors.torch import load_file
+
+from toplib.train import finetune, prune, read_history
+from toplib.train.config import build_train_config
+from toplib.train.evaluate import evaluate_checkpoint
+from toplib.train.loop import NonFiniteError
+from toplib.train.rundir import LOCK_FILE, REPLACED, RunFolderBusy, run_differences
+
+TASK = "rotten_tomatoes"
+
+
+def _config(**overrides):
+    return build_train_config(TASK, None, dict(RUN, **overrides))
+
+
+def _finetune(out, model, **options):
+    config = options.pop("config", None) or _config()
+    return finetune(TASK, str(out), model=model, config=config, progress=False, **options)
+
+
+def _lock(out, pid):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, LOCK_FILE), "w") as f:
+        json.dump({"pid": pid, "host": socket.gethostname()}, f)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_lock_is_refused_and_a_dead_one_taken_over(tmp_path, tiny_model_dir, caplog):
+    out = tmp_path / "run"
+    _lock(out, os.getppid())  # a live process
+    with pytest.raises(RunFolderBusy, match=f"in use by another toplib run.*PID {os.getppid()}"):
+        _finetune(out, tiny_model_dir)
+    _lock(out, _dead_pid())
+    with caplog.at_level(logging.WARNING):
+        assert _finetune(out, tiny_model_dir)["steps"] == 6
+    assert "stale lock" in caplog.text
+    assert not os.path.exists(out / LOCK_FILE), "the lock outlives its run"
+
+
+def test_an_interrupted_swap_and_leftover_temporaries_resume_to_the_same_run(
+        tmp_path, tiny_model_dir, teacher_dir):
+    out = tmp_path / "run"
+    assert _finetune(out, tiny_model_dir, stop_after=4) == {"interrupted_at": 4}
+    # A kill between the two renames of a swap: last/ is in .last.old-*/ckpt, a temporary
+    # is half written, and a results temporary was left behind.
+    os.makedirs(out / ".last.old-7")
+    os.replace(out / "last", out / ".last.old-7" / "ckpt")
+    os.makedirs(out / ".last.tmp-8")
+    (out / ".last.tmp-8" / "model.safetensors").write_bytes(b"partial")
+    (out / "results.json.tmp-9").write_text("{")
+    with open(out / "history.jsonl", "a") as f:
+        f.write('{"step": 5, "lo')  # a torn line
+    assert _finetune(out, tiny_model_dir, resume=True)["steps"] == 6
+    assert sorted(os.listdir(out)) == ["best", "history.jsonl", "last", "results.json"]
+    assert read_history(str(out)) == read_history(teacher_dir), "not the uninterrupted run"
+    for name in ("best", "last"):
+        a, b = load_file(out / name / "model.safetensors"), load_file(
+            os.path.join(teacher_dir, name, "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(
+        tmp_path, tiny_model_dir, teacher_dir):
+    out = tmp_path / "run"
+    shutil.copytree(teacher_dir, out)
+
+    def fail_at_first_record(record):
+        raise KeyboardInterrupt(record["step"])
+
+    with pytest.raises(KeyboardInterrupt):
+        _finetune(out, tiny_model_dir, overwrite=True, callback=fail_at_first_record)
+    assert os.path.isdir(out / REPLACED / "best") and not os.path.exists(out / "best")
+    with pytest.raises(ValueError, match="checkpoint"):  # never the old model
+        evaluate_checkpoint(str(out), TASK, max_eval_samples=8, progress=False)
+    assert _finetune(out, tiny_model_dir, overwrite=True)["steps"] == 6
+    assert not os.path.exists(out / REPLACED)
+    assert read_history(str(out)) == read_history(teacher_dir), "histories were appended"
+
+
+def test_resume_refuses_a_changed_configuration_and_lists_the_differences(
+        tmp_path, tiny_model_dir, caplog):
+    out = tmp_path / "run"
+    _finetune(out, tiny_model_dir, stop_after=2)
+    changed = _config(finetune_learning_rate=1e-3, max_eval_samples=16)
+    with pytest.raises(ValueError, match=r"finetune_learning_rate: 2e-05 -> 0\.001.*"
+                                         r"max_eval_samples: 24 -> 16.*--accept-config-change"):
+        _finetune(out, tiny_model_dir, resume=True, config=changed)
+    with pytest.raises(ValueError, match="prune.bin_num: 4 -> 8.*cannot change"):
+        _finetune(out, tiny_model_dir, resume=True, config=_config(bin_num=8),
+                  accept_config_change=True)
+    with caplog.at_level(logging.WARNING):
+        assert _finetune(out, tiny_model_dir, resume=True, config=changed,
+                         accept_config_change=True)["steps"] == 6
+    assert "changed configuration: finetune_learning_rate" in caplog.text
+
+
+def test_run_differences_compare_what_both_sides_record():
+    saved = {"task": "sst2", "config": {"epochs": 2.0, "prune": {"bin_num": 4}}}
+    now = {"task": "sst2", "data": {"data_dir": "x"},
+           "config": {"epochs": 3.0, "prune": {"bin_num": 4, "prune_location": (1, 2)}}}
+    assert run_differences(saved, now) == ["epochs: 2.0 -> 3.0"]
+
+
+def test_a_diverging_run_stops_naming_the_step_and_quantity(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"step \d+: the (loss|gradient norm|weight)"):
+        _finetune(out, tiny_model_dir, config=_config(finetune_learning_rate=1e35))
+    for name in ("best", "last"):
+        if os.path.exists(out / name):
+            weights = load_file(out / name / "model.safetensors")
+            assert all(torch.isfinite(w).all() for w in weights.values()), name
+    assert not os.path.exists(out / LOCK_FILE)
+
+
+def test_a_diverging_multiplier_stops_the_pruning_run(tmp_path, teacher_dir):
+    config = _config(sparsity=0.5, reg_learning_rate=1e35)
+    with pytest.raises(NonFiniteError, match=r"step \d+: the "):
+        prune(TASK, teacher_dir, str(tmp_path / "top"), config, progress=False)
+
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def test_the_output_dir_is_checked_before_any_model_is_loaded(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="output_dir=.*is a file"):
+        _finetune(tmp_path / "file", None)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(2**30, 2**30, 2**20))
+    with pytest.raises(ValueError, match="1 MiB free.*free space or choose another"):
+        _finetune(tmp_path / "new", None)

@@ -1,0 +1,72 @@
+"""The run's records: ``history.jsonl`` (one JSON line per logged step or evaluation,
+appended as training goes) and ``results.json`` (written whole when a run finishes)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+HISTORY_FILE = "history.jsonl"
+RESULTS_FILE = "results.json"
+
+
+def _records(path: str) -> list[dict]:
+    """The readable lines of a history file; a torn line (a write cut short) is dropped."""
+    records, torn = [], 0
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                torn += 1
+    if torn:
+        logger.warning("%s: dropped %d unreadable line(s), cut short by an interruption",
+                       path, torn)
+    return records
+
+
+def trim_history(output_dir: str, step: int | None) -> None:
+    """Keep the history lines up to the saved ``step`` (all of them when None)."""
+    path = os.path.join(output_dir, HISTORY_FILE)
+    if os.path.exists(path):
+        kept = [r for r in _records(path) if step is None or r["step"] <= step]
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def read_results(run_dir: str) -> dict:
+    """The ``results.json`` of a finished run."""
+    path = os.path.join(run_dir, RESULTS_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"run_dir={run_dir!r} holds no {RESULTS_FILE}: the run has not "
+                                "finished (resume it with resume=True)")
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_history(run_dir: str) -> list[dict]:
+    """The records of a training run's ``history.jsonl``."""
+    return _records(os.path.join(run_dir, HISTORY_FILE))
+
+
+def finished_run(output_dir: str, overwrite: bool = False) -> dict | None:
+    """The results of a finished run in ``output_dir``, or None (train it; ``overwrite``:
+    None whatever is there). Notebooks call ``finished_run(d) or finetune(..., d,
+    resume=True)``: re-running one reads a finished run back and resumes an interrupted one."""
+    if overwrite or not os.path.exists(os.path.join(output_dir, RESULTS_FILE)):
+        return None
+    logger.info("reusing the finished run in %s", output_dir)
+    return read_results(output_dir)

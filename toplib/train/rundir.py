@@ -1,0 +1,265 @@
+"""The run folder: one writer, whole checkpoints, nothing clobbered, resumes that match.
+
+``output_dir`` holds::
+
+    .toplib.lock    the PID of the run writing here (a dead holder's lock is taken over)
+    best/ last/     checkpoints, each written whole into a temporary sibling and swapped in;
+                    last/ also holds trainer_state.pt (optimisers, schedulers, RNG streams)
+    history.jsonl   one JSON line per logged step or evaluation
+    results.json    written when the run finishes
+    .replaced/      the run that ``overwrite`` replaces, kept until the new run's first
+                    checkpoint
+
+:func:`open_run` checks the folder before any model is loaded, takes the lock, removes what
+an interrupted write left behind and decides whether there is a run to resume.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+
+import torch
+
+from ..hf.model import read_meta
+from .records import trim_history
+
+logger = logging.getLogger(__name__)
+LOCK_FILE = ".toplib.lock"
+REPLACED = ".replaced"
+STATE_FILE = "trainer_state.pt"
+CHECKPOINTS = ("best", "last")
+STRUCTURE = ("stage", "task", "model", "teacher", "prune.bin_num", "prune.prune_location")
+"""What a resumed run can never change: the saved tensors would not fit (or mean) the rest."""
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live process writes to the run folder."""
+
+
+@contextlib.contextmanager
+def open_run(output_dir: str, options, identity: dict,
+             checkpoint_bytes: int | None = None) -> Iterator[bool]:
+    """Check, lock and tidy ``output_dir`` for one run; yields True when it resumes one.
+
+    Args:
+        options: the run's :class:`~toplib.train.loop.RunOptions` (resume, overwrite,
+            accept_config_change).
+        identity: what the run is (stage, task, model or teacher, data, config); a resumed
+            run must match the saved one (see :func:`check_same_run`).
+        checkpoint_bytes: the expected size of one checkpoint, checked against free space.
+    """
+    check_output_dir(output_dir, checkpoint_bytes)
+    with _locked(output_dir):
+        _recover_swaps(output_dir)
+        remove_temporaries(output_dir)
+        yield _prepare(output_dir, options, identity)
+
+
+def check_output_dir(output_dir: str, checkpoint_bytes: int | None = None) -> None:
+    """A named error unless ``output_dir`` can hold a run: a folder (or none yet) that this
+    process can write, on a file system with room for one checkpoint."""
+    path = os.path.abspath(output_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"output_dir={output_dir!r} is a file; pass a folder (new or a run's)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"output_dir={output_dir!r} cannot be written: {existing!r} is not "
+                         "writable by this user; choose another --output-dir")
+    free = shutil.disk_usage(existing).free
+    if checkpoint_bytes is not None and free < checkpoint_bytes:
+        raise ValueError(f"output_dir={output_dir!r}: {free / 2**20:.0f} MiB free on its file "
+                         f"system, a checkpoint needs about {checkpoint_bytes / 2**20:.0f} MiB; "
+                         "free space or choose another --output-dir")
+
+
+def checkpoint_bytes(model_dir: str | None) -> int | None:
+    """About the size of one ``last/`` checkpoint of a model stored in ``model_dir``: the
+    weights, the optimiser's two moments and some room (None: not a local folder)."""
+    if model_dir is None or not os.path.isdir(model_dir):
+        return None
+    weights = sum(os.path.getsize(p) for pattern in ("*.safetensors", "*.bin")
+                  for p in glob.glob(os.path.join(model_dir, pattern)))
+    return 3 * weights + 2**24
+
+
+@contextlib.contextmanager
+def _locked(output_dir: str) -> Iterator[None]:
+    """Hold ``output_dir/.toplib.lock`` inside the block (created with O_EXCL)."""
+    path = os.path.join(output_dir, LOCK_FILE)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        _take_lock(path, output_dir)
+    except OSError as err:
+        raise ValueError(f"output_dir={output_dir!r} cannot be written ({err.strerror}: "
+                         f"{err.filename}); choose another --output-dir") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if _lock_holder(path).get("pid") == os.getpid():
+                os.remove(path)
+
+
+def _take_lock(path: str, output_dir: str) -> None:
+    holder = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            old = _lock_holder(path)
+            if old.get("host") == holder["host"] and _alive(old.get("pid")):
+                raise RunFolderBusy(
+                    f"output_dir={output_dir!r} is in use by another toplib run (PID "
+                    f"{old['pid']}); wait for it to finish or choose another --output-dir"
+                ) from None
+            logger.warning("taking over the stale lock of %s (PID %s is not running)",
+                           output_dir, old.get("pid"))
+            os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(holder, f)
+        return
+
+
+def _lock_holder(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}  # unreadable: torn by a kill, so its writer is gone
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False  # this process holds no lock outside a run: one left here is stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover_swaps(output_dir: str) -> None:
+    """A kill between the two renames of a checkpoint swap leaves the previous checkpoint in
+    ``.<name>.old-*/ckpt`` and no ``<name>``: put it back."""
+    for name in CHECKPOINTS:
+        target = os.path.join(output_dir, name)
+        for old in sorted(glob.glob(os.path.join(output_dir, f".{name}.old-*", "ckpt"))):
+            if not os.path.exists(target):
+                os.replace(old, target)
+                logger.warning("%s: restored %s/ from an interrupted checkpoint swap",
+                               output_dir, name)
+
+
+def remove_temporaries(output_dir: str) -> None:
+    """Remove what interrupted writes left in ``output_dir``: ``.tmp-`` and ``.old-``
+    siblings of checkpoints and files."""
+    for entry in os.listdir(output_dir):
+        if ".tmp-" in entry or ".old-" in entry:
+            path = os.path.join(output_dir, entry)
+            logger.info("removing %s, left by an interrupted write", path)
+            (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+
+
+def _prepare(output_dir: str, options, identity: dict) -> bool:
+    """True: resume the saved run; False: start afresh in a folder emptied of old runs."""
+    saved = os.path.join(output_dir, "last")
+    if options.resume and os.path.exists(os.path.join(saved, STATE_FILE)):
+        meta = read_meta(saved)
+        check_same_run(meta, identity, options.accept_config_change, saved)
+        trim_history(output_dir, meta.get("step", saved_step(output_dir)))
+        return True
+    entries = [e for e in os.listdir(output_dir) if e not in (LOCK_FILE, REPLACED)]
+    if options.resume:
+        logger.warning("resume: no saved state in %s, starting afresh", output_dir)
+        _discard(output_dir, entries)  # an attempt that never reached a checkpoint
+    elif entries and not options.overwrite:
+        raise ValueError(f"output_dir={output_dir!r} already holds a run ({sorted(entries)}); "
+                         "pass resume=True (--resume) to continue it or overwrite=True "
+                         "(--overwrite) to replace it")
+    elif entries:
+        _move_aside(output_dir, entries)
+    return False
+
+
+def _discard(output_dir: str, entries: list[str]) -> None:
+    for entry in entries:
+        path = os.path.join(output_dir, entry)
+        (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
+
+
+def _move_aside(output_dir: str, entries: list[str]) -> None:
+    """Move the run being replaced into ``.replaced/`` (merged with what an earlier
+    interrupted overwrite moved there; on a name clash the older, moved entry is kept)."""
+    aside = os.path.join(output_dir, REPLACED)
+    os.makedirs(aside, exist_ok=True)
+    for entry in entries:
+        if os.path.exists(os.path.join(aside, entry)):
+            _discard(output_dir, [entry])
+        else:
+            os.replace(os.path.join(output_dir, entry), os.path.join(aside, entry))
+    logger.info("overwrite: the previous run in %s is kept in %s/ until the new run's first "
+                "checkpoint", output_dir, REPLACED)
+
+
+def discard_replaced(output_dir: str) -> None:
+    """The new run has a checkpoint: the run it replaces goes."""
+    aside = os.path.join(output_dir, REPLACED)
+    if os.path.isdir(aside):
+        shutil.rmtree(aside)
+        logger.info("overwrite: removed the previous run of %s", output_dir)
+
+
+# ---- resuming the same run --------------------------------------------------------------
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key in ("config", "prune", "data"):
+            out.update(_flat(value, "" if key == "config" else f"{key}."))
+        else:
+            out[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def run_differences(saved: dict, identity: dict) -> list[str]:
+    """``'name: saved -> now'`` for every entry of ``identity`` that the saved meta holds
+    with another value (entries an older checkpoint does not record are not compared)."""
+    old, new = _flat(saved), _flat(identity)
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if k in old and old[k] != new[k]]
+
+
+def check_same_run(saved: dict, identity: dict, accept: bool, where: str) -> None:
+    """Refuse to resume a run with another configuration (``accept``: only log it, but
+    never for the pruning structure, the stage, the task or the model)."""
+    diffs = run_differences(saved, identity)
+    if not diffs:
+        return
+    fixed = [d for d in diffs if d.split(":")[0] in STRUCTURE]
+    listed = "; ".join(diffs)
+    if fixed or not accept:
+        hint = ("these cannot change within a run" if fixed else
+                "pass accept_config_change=True (--accept-config-change) to resume anyway")
+        raise ValueError(f"resume: the run saved in {where!r} differs from this call: {listed}"
+                         f"; {hint}, or use --overwrite / another --output-dir")
+    logger.warning("resume: continuing %s with a changed configuration: %s", where, listed)
+
+
+def saved_step(output_dir: str) -> int | None:
+    """The step of the state saved in ``output_dir/last`` (None: nothing to resume)."""
+    last = os.path.join(output_dir, "last")
+    if not os.path.exists(os.path.join(last, STATE_FILE)):
+        return None
+    if "step" in (meta := read_meta(last)):
+        return meta["step"]
+    return torch.load(os.path.join(last, STATE_FILE), map_location="cpu",
+                      weights_only=False)["step"]
