@@ -2,17 +2,21 @@
 
 The flags of the training knobs and of the data sources (``DataFiles``) are generated from
 the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
-``--PAPER_NAME``, the field's help, ``--x/--no-x`` for switches. Every error exits non-zero."""
+``--PAPER_NAME``, the field's help, ``--x/--no-x`` for switches. Every error exits non-zero
+with one line naming what is wrong (2: bad input, 1: another failure, 130: interrupted);
+``--debug`` adds the traceback."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import os
 import sys
+import traceback
 
-from .core.config import add_knob_arguments, parse_layers
+from .core.config import add_knob_arguments, check_device, parse_layers
 from .data import TASKS, DataFiles
 from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
@@ -37,7 +41,10 @@ def _add_run_parser(sub, name: str, summary: str, func, flag: str, **flag_option
     p.add_argument("--preset", choices=PRESETS,
                    help="per-task defaults: the paper's, or quick (CPU)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run (kept aside until the new one's first checkpoint)")
+    p.add_argument("--accept-config-change", action="store_true",
+                   help="--resume although knobs changed (never the pruning structure)")
     add_knob_arguments(p, KNOB_FIELDS, as_text=LAYER_KNOBS)  # default None: the preset's
     p.set_defaults(func=func)
 
@@ -54,7 +61,7 @@ def _data(args) -> DataFiles:
 
 def _run_options(args) -> dict:
     return dict(resume=args.resume, overwrite=args.overwrite, device=args.device,
-                progress=not args.quiet)
+                progress=not args.quiet, accept_config_change=args.accept_config_change)
 
 
 def cmd_finetune(args) -> dict:
@@ -68,7 +75,8 @@ def cmd_prune(args) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
-    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args), args.device,
+    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args),
+                                  check_device(args.device),
                                   not args.quiet, args.max_eval_samples)
     print(json.dumps(results, indent=2) if args.json else summarize(results))
     return results
@@ -77,12 +85,13 @@ def cmd_evaluate(args) -> dict:
 def cmd_quickstart(args) -> dict:
     from .train.pipeline import quickstart
     return quickstart(args.output_dir, sparsity=args.sparsity, resume=args.resume,
-                      device=args.device, progress=not args.quiet)
+                      device=check_device(args.device), progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toplib", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_run_parser(sub, "finetune", "fine-tune the dense teacher", cmd_finetune, "--model",
@@ -121,14 +130,30 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"toplib {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except Exception as err:  # noqa: BLE001 - a clear line and a non-zero status, then the trace
-        logging.getLogger("toplib").exception("toplib %s failed", args.command)
-        print(f"toplib {args.command}: error: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
+    except Exception as err:  # noqa: BLE001 - every failure: one clear line, no traceback
+        print(f"toplib {args.command}: error: {_explain(err)}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return 2 if isinstance(err, (ValueError, FileNotFoundError)) else 1
+    except KeyboardInterrupt:
+        print(f"toplib {args.command}: interrupted; rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
     return 0
+
+
+def _explain(err: Exception) -> str:
+    """The message of an error; OS errors with their file and what to do."""
+    if isinstance(err, (ValueError, FileNotFoundError)):
+        return str(err)
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if err.filename else ""
+        advice = {errno.ENOSPC: "free space or choose another --output-dir",
+                  errno.EACCES: "check the permissions or choose another --output-dir",
+                  errno.EROFS: "the file system is read-only: choose another --output-dir"}
+        return (f"{err.strerror or err}{where}; "
+                f"{advice.get(err.errno, 'check the path and rerun (--resume continues a run)')}")
+    return f"{type(err).__name__}: {err} (run with --debug for the traceback)"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from ..core.config import PruneConfig, add_knob_arguments, parse_layers, parse_list
+from ..core.config import PruneConfig, add_knob_arguments, check_device, parse_layers, parse_list
 from ..data import get_task
 from .models import build_model, prepare_dense
 from .timing import VARIANTS, BenchSettings, run_benchmark
@@ -88,6 +88,7 @@ def main(args) -> list[dict]:
         torch.set_num_threads(args.threads)
     if args.config and not args.sparsity:
         raise ValueError("--config builds random weights: give --sparsity")
+    device = check_device(args.device)
     given = {k: v for k, v in (("bin_num", args.bin_num),
                                ("prune_location", parse_layers(args.prune_location)))
              if v is not None}
@@ -95,7 +96,7 @@ def main(args) -> list[dict]:
     top, tok = build_model(args.checkpoint, args.config, args.tokenizer, prune,
                            num_labels=max(2, get_task(args.task).num_labels), seed=args.seed)
     torch.manual_seed(args.seed)
-    top.to(args.device)
+    top.to(device)
     dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
     all_results = []
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings)}

@@ -7,6 +7,7 @@ presets are data: ``PAPER_PRESETS`` (Table 7), ``QUICK_PRESET`` (minutes on a CP
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -57,13 +58,18 @@ class TrainConfig:
               "TOPK must be an integer >= 1")
         for name in ("learning_rate", "reg_learning_rate", "finetune_learning_rate",
                      "epochs", "finetune_epochs", "distill_temperature"):
-            check(name, getattr(self, name), getattr(self, name) > 0, "must be > 0")
+            value = getattr(self, name)
+            check(name, value, math.isfinite(value) and value > 0, "must be finite and > 0")
         for name in ("distill_rank_loss_alpha", "warmup_epochs", "sparsity_epsilon",
                      "fix_gates_epochs"):
-            check(name, getattr(self, name), getattr(self, name) >= 0, "must be >= 0")
+            value = getattr(self, name)
+            check(name, value, math.isfinite(value) and value >= 0, "must be finite and >= 0")
         check_positive_ints(self, ("evals_per_epoch", "batch_size", "eval_batch_size"), False)
         check_positive_ints(self, ("max_seq_length", "eval_steps", "max_train_samples",
                                    "max_eval_samples"))
+        check("max_seq_length", self.max_seq_length,
+              self.max_seq_length is None or self.max_seq_length >= 2,
+              "a sequence holds [CLS] and [SEP] at least: 2 or more")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
