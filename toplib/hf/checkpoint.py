@@ -3,6 +3,11 @@
 A checkpoint is a directory: the Hugging Face model and tokenizer (``save_pretrained``),
 ``toplib.json`` (:data:`META_FILE`: the pruning structure, the stage, the task, the
 configuration and the label space) and ``gates.pt`` (:data:`GATES_FILE`) beside them.
+
+Reading one, :func:`verify_checkpoint` first checks every file cheaply (the JSON files
+parse, the safetensors header covers its file, the gates fit the recorded structure), so a
+damaged checkpoint fails before anything large is loaded; the loads themselves run under
+:func:`reading`, which turns any failure into a :class:`CheckpointError` naming the file.
 """
 from __future__ import annotations
 
@@ -13,6 +18,11 @@ import shutil
 import tempfile
 
 import torch
+from transformers import AutoConfig
+
+from ..core.config import PruneConfig
+from ..core.gates import RankBinGates
+from .encoder import check_supported
 
 
 class CheckpointError(ValueError):
@@ -21,6 +31,14 @@ class CheckpointError(ValueError):
 
 META_FILE = "toplib.json"
 GATES_FILE = "gates.pt"
+CONFIG_FILE = "config.json"
+SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
+WEIGHTS = (SAFETENSORS, SAFETENSORS_INDEX, "pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"),
+             ("sentencepiece.bpe.model",), ("spiece.model",))
+"""File sets of which a tokenizer needs one. Without any, ``AutoTokenizer`` builds one from
+``tokenizer_config.json`` alone that maps every word to [UNK]: wrong, silently."""
+HINT = "pass the output_dir of `toplib finetune`/`prune` or a saved classifier"
 
 
 @contextlib.contextmanager
@@ -51,74 +69,173 @@ def checkpoint_path(path: str) -> str:
     return best if os.path.isdir(best) else path
 
 
-def read_meta(path: str) -> dict:
-    """The ``toplib.json`` of a checkpoint directory ({} for a plain HF checkpoint)."""
-    meta_path = os.path.join(path, META_FILE)
-    if not os.path.exists(meta_path):
-        return {}
-    return _read_json(meta_path)
+@contextlib.contextmanager
+def reading(file: str, name: str = "checkpoint"):
+    """Run a load inside the block; any failure becomes a :class:`CheckpointError` that
+    names ``name`` (the parameter) and ``file``.
+
+    Example:
+        >>> with reading("ckpt/model.safetensors", "teacher"):  # doctest: +SKIP
+        ...     model = AutoModelForSequenceClassification.from_pretrained("ckpt")
+    """
+    try:
+        yield
+    except (CheckpointError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - loaders raise many kinds for a damaged file
+        raise CheckpointError(f"{name}: {file!r} could not be loaded ({type(err).__name__}: "
+                              f"{str(err)[:300]}); it is damaged, incomplete or of another "
+                              "model: restore it or retrain the checkpoint") from err
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str, name: str = "checkpoint") -> dict:
+    """A JSON object file; an error names ``name`` and the file when it is not one."""
     try:
         with open(path, encoding="utf-8") as f:
             value = json.load(f)
     except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path!r} is corrupt (not JSON: {err}); restore it or "
+        raise CheckpointError(f"{name}: {path!r} is corrupt (not JSON: {err}); restore it or "
                               "retrain the checkpoint") from None
     if not isinstance(value, dict):
-        raise CheckpointError(f"{path!r} is corrupt: expected a JSON object")
+        raise CheckpointError(f"{name}: {path!r} is corrupt: expected a JSON object, found "
+                              f"{type(value).__name__}")
     return value
 
 
-WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-TOKENIZER = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer_config.json")
+def read_meta(path: str, name: str = "checkpoint") -> dict:
+    """The ``toplib.json`` of a checkpoint directory ({} for a plain HF checkpoint)."""
+    meta_path = os.path.join(path, META_FILE)
+    return read_json(meta_path, name) if os.path.exists(meta_path) else {}
 
 
 def verify_checkpoint(path: str, name: str = "checkpoint", tokenizer: bool = True) -> dict:
-    """Check that ``path`` holds every file a checkpoint needs, and that the small ones
-    parse; returns its meta. Errors name ``name``, the folder and the missing/corrupt file."""
+    """Check that ``path`` holds every file a checkpoint needs and that they are whole,
+    without loading the weights.
+
+    Args:
+        path: a checkpoint directory (a run directory: pass ``checkpoint_path(run)``).
+        name: the parameter named in errors ("teacher", "checkpoint").
+        tokenizer: also require the tokenizer's files.
+    Returns:
+        its ``toplib.json`` meta ({} for a plain Hugging Face checkpoint) with ``labels``
+        (:func:`label_space`) always filled in from its config.json.
+    Raises:
+        CheckpointError: naming ``name``, the folder and the missing or corrupt file.
+    """
+    config = read_config(path, name)
+    _check_weights(path, name)
+    if tokenizer:
+        check_tokenizer_files(path, name)
+    meta = read_meta(path, name)
+    gates_file = os.path.join(path, GATES_FILE)
+    saved = saved_prune(meta, path, name)
+    if not os.path.exists(gates_file):
+        if meta.get("stage") == "prune":
+            raise CheckpointError(f"{name}={path!r} is a pruned checkpoint ({META_FILE}: stage "
+                                  f"'prune') without its {GATES_FILE}: its trained gates are "
+                                  "lost, so it cannot prune; restore the file or prune again")
+    elif saved is not None:
+        with reading(os.path.join(path, META_FILE), name):
+            resolved = saved.resolve(config.num_hidden_layers)
+        expected = RankBinGates(len(resolved.prune_location), resolved.bin_num)
+        check_gates(load_gates(gates_file, name), expected, gates_file, name)
+    return dict(meta, labels=label_space(config))
+
+
+def read_config(path: str, name: str = "checkpoint"):
+    """The Hugging Face config of a model folder, after checking that the folder exists and
+    holds a parseable config.json of a model family toplib can patch."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"{name}={path!r} does not exist; {HINT}")
     if not os.path.isdir(path):
-        raise CheckpointError(f"{name}={path!r} is not a directory; pass the output_dir of "
-                              "`toplib finetune`/`prune` or a saved classifier")
+        raise CheckpointError(f"{name}={path!r} is a file, not a checkpoint directory; {HINT}")
+    files = sorted(os.listdir(path))
+    if CONFIG_FILE not in files:
+        hint = (" (a run directory without best/: pass its last/ or resume the run)"
+                if "last" in files else "")
+        raise CheckpointError(f"{name}={path!r} is not a checkpoint: it holds no {CONFIG_FILE} "
+                              f"(found {files[:8]}){hint}; {HINT}")
+    config_file = os.path.join(path, CONFIG_FILE)
+    model_type = read_json(config_file, name).get("model_type")
+    check_supported(model_type, f"{name}={path!r} ({CONFIG_FILE})")
+    with reading(config_file, name):
+        return AutoConfig.from_pretrained(path)
+
+
+def weights_file(path: str) -> str | None:
+    """The weights file Hugging Face loads from a folder (first of :data:`WEIGHTS`), or None."""
+    return next((os.path.join(path, f) for f in WEIGHTS if os.path.isfile(os.path.join(path, f))),
+                None)
+
+
+def _check_weights(path: str, name: str) -> None:
+    """A weights file is there; safetensors ones have a header that covers the file."""
+    found = weights_file(path)
+    if found is None:
+        raise CheckpointError(f"{name}={path!r} holds no weights file ({' or '.join(WEIGHTS)}); "
+                              f"found {sorted(os.listdir(path))[:8]}")
+    shards = [SAFETENSORS] if found.endswith(SAFETENSORS) else []
+    if found.endswith(SAFETENSORS_INDEX):
+        index = read_json(os.path.join(path, SAFETENSORS_INDEX), name)
+        shards = sorted(set(index.get("weight_map", {}).values()))
+    from safetensors import safe_open  # a dependency of transformers
+    for shard in shards:
+        file = os.path.join(path, shard)
+        if not os.path.isfile(file):
+            raise CheckpointError(f"{name}: {file!r}, a weights shard named in "
+                                  f"{SAFETENSORS_INDEX}, is missing")
+        with reading(file, name), safe_open(file, framework="pt") as f:
+            f.keys()  # the header parsed and its tensors end where the file ends
+
+
+def check_tokenizer_files(path: str, name: str = "checkpoint") -> None:
+    """``path`` holds a tokenizer's vocabulary (one of :data:`TOKENIZER`)."""
     files = set(os.listdir(path))
-    if "config.json" not in files:
-        raise CheckpointError(f"{name}={path!r} is not a checkpoint: it holds no config.json "
-                              f"(found {sorted(files)[:8]}); pass the output_dir of `toplib "
-                              "finetune`/`prune` or a saved classifier")
-    _read_json(os.path.join(path, "config.json"))
-    if not files & set(WEIGHTS):
-        raise CheckpointError(f"{name}={path!r} holds no weights ({' or '.join(WEIGHTS)})")
-    if tokenizer and not files & set(TOKENIZER):
-        raise CheckpointError(f"{name}={path!r} holds no tokenizer files ({', '.join(TOKENIZER)})")
-    meta = read_meta(path)
-    if meta.get("stage") == "prune" and GATES_FILE not in files:
-        raise CheckpointError(f"{name}={path!r} is a pruned checkpoint without its {GATES_FILE}:"
-                              " its gates are lost, so it cannot prune; restore the file")
-    return meta
+    if not any(files.issuperset(group) for group in TOKENIZER):
+        wanted = " or ".join("+".join(g) for g in TOKENIZER)
+        raise CheckpointError(f"{name}={path!r} holds no tokenizer ({wanted}); save one into it "
+                              "with tokenizer.save_pretrained, or copy the base model's")
 
 
-def load_gates(path: str) -> dict:
+def saved_prune(meta: dict, path: str, name: str = "checkpoint") -> PruneConfig | None:
+    """The pruning structure recorded in a checkpoint's meta (None: none recorded)."""
+    if "prune" not in meta:
+        return None
+    with reading(os.path.join(path, META_FILE), name):
+        return PruneConfig(**meta["prune"])
+
+
+def load_gates(path: str, name: str = "checkpoint") -> dict:
     """The state dict in ``path`` (a ``gates.pt``), or an error naming the file."""
-    try:
+    with reading(path, name):
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"{path!r} is corrupt ({type(err).__name__}); restore it or "
-                              "retrain the checkpoint") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path!r} is corrupt: not a state dict of tensors")
+        raise CheckpointError(f"{name}: {path!r} is corrupt: not a state dict of tensors")
     return state
+
+
+def check_gates(state: dict, gates: torch.nn.Module, path: str, name: str = "checkpoint") -> None:
+    """``state`` (from ``path``) has the tensors of ``gates``, in their shapes."""
+    want = {k: tuple(v.shape) for k, v in gates.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if have != want:
+        raise CheckpointError(f"{name}: {path!r} does not fit the pruning structure of its "
+                              f"{META_FILE}: it holds {have}, the structure needs {want}")
 
 
 def label_space(hf_config) -> dict:
     """The label space of a model config: problem type, number of labels and their names
-    (None when the config holds only Hugging Face's placeholders LABEL_0, ...)."""
+    (None when the config holds only Hugging Face's placeholders LABEL_0, ...).
+
+    Example:
+        >>> from transformers import BertConfig
+        >>> label_space(BertConfig(id2label={0: "rotten", 1: "fresh"}))["label_names"]
+        ['rotten', 'fresh']
+    """
     num = hf_config.num_labels
     regression = hf_config.problem_type == "regression" or num == 1
-    names = [hf_config.id2label[i] for i in range(num)] if not regression else None
-    if names is not None and names == [f"LABEL_{i}" for i in range(num)]:
+    names = None if regression else [hf_config.id2label[i] for i in range(num)]
+    if names == [f"LABEL_{i}" for i in range(num)]:
         names = None
     return {"problem_type": "regression" if regression else "classification",
             "num_labels": num, "label_names": names}
-
-

