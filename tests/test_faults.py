@@ -54,7 +54,6 @@ def _kill_points(events: list[str]) -> list[int]:
     return sorted(set(middle) | set(spread))
 
 
-@pytest.mark.slow
 def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_run(teacher_dir, tmp_path):
     counted = _child(teacher_dir, tmp_path / "reference", 0)
     assert counted.returncode == 0, counted.stderr[-3000:]
