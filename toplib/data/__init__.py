@@ -3,5 +3,6 @@ from .batching import Collator, TaskData, dataset_statistics, encode, make_loade
 from .batching import pad_examples, prepare_data, real_lengths, sort_by_length, to_device
 from .metrics import compute_metrics, primary_metric, score
 from .sources import DataFiles, load_task_data, resolve_task
-from .tables import TextData, check_label_space
+from .labels import check_label_space, infer_custom_labels, label_key, parse_labels
+from .tables import TextData, parse_text_columns
 from .tasks import TASKS, TaskSpec, get_task

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..core.config import knob
 from . import tables, tasks
-from .tables import TextData, parse_labels, read_table, require_columns, texts_of
+from .labels import infer_custom_labels, parse_labels
+from .tables import TextData, read_table, require_columns, texts_of
 from .tasks import TaskSpec, get_task
 
 logger = logging.getLogger(__name__)
@@ -64,20 +65,23 @@ _LAYOUTS: dict[str, _Layout] = {
 def _from_files(spec: TaskSpec, files: dict[str, str], seed: int, text_columns: str | None,
                 label_names: list | None) -> dict[str, TextData]:
     """User CSV/TSV/JSON files with a `label` column (Hugging Face run_glue format)."""
-    texts, raw = {}, {}
+    texts, raw, picked = {}, {}, {}
     for split, path in files.items():
         param = f"{split}_file"
         df = read_table(path, param)
         require_columns(df, ["label"], param, path)
-        columns = tables.pick_text_columns(df, spec, param, path, text_columns)
-        logger.info("%s=%r: text from column(s) %s", param, path, columns)
-        texts[split] = texts_of(df, columns)
+        picked[param] = tables.pick_text_columns(df, spec, param, path, text_columns)
+        logger.info("%s=%r: text from column(s) %s", param, path, picked[param])
+        texts[split] = texts_of(df, picked[param])
         raw[split] = df["label"].tolist()
         if empty := [i for i, v in enumerate(raw[split]) if tables.is_missing(v)]:
             raise ValueError(f"{param}={path!r} has {len(empty)} rows without a label (first: "
                              f"data row {empty[0] + 1}); every row needs one")
+    if len({len(c) for c in picked.values()}) > 1:
+        raise ValueError(f"the files' text columns differ in number: {picked}; name the same "
+                         "1 or 2 columns in each, or pass text_columns")
     if spec.name == "custom":
-        labels, names = tables.infer_custom_labels(raw, files, label_names)
+        labels, names = infer_custom_labels(raw, files, label_names)
     else:
         labels = {s: parse_labels(v, spec, f"{s}_file", files[s]) for s, v in raw.items()}
         names = spec.label_names
@@ -179,6 +183,9 @@ class DataFiles:
     text_columns: str | None = knob(None, "the text column(s) of those files, 'a' or 'a,b' "
                                     "(default: sentence1,sentence2 / sentence / text)")
 
+    def __post_init__(self):
+        tables.parse_text_columns(self.text_columns)  # a bad value fails before any work
+
     @classmethod
     def of(cls, data: "DataFiles | str | dict | None") -> "DataFiles":
         """A DataFiles from itself, a data_dir string, a dict of the fields, or None."""
@@ -196,11 +203,17 @@ def load_task_data(task: str, data_dir: str | None = None, train_file: str | Non
     a GLUE root (CoLA/, SST-2/, ...) or a task folder (20news: the one with train.tsv.gz and
     test.tsv.gz); `train_file`, `validation_file` CSV, TSV or JSON(L) with a `label` column;
     `seed` seeds the share of `train_file` held out when no `validation_file` is given
-    (rotten_tomatoes has a fixed split); `text_columns` names the files' text column(s);
-    `label_names`: a custom task's classes as a checkpoint knows them (default: inferred). Returns {"train" (when present),
-    *spec.validation_splits}; for mnli also "validation" (= matched)."""
+    (rotten_tomatoes has a fixed split); `text_columns` names the files' text column(s)
+    ('a' or 'a,b'); `label_names`: a custom task's classes as a checkpoint knows them, by
+    which its files' labels are mapped (default: inferred from the training file; other
+    tasks have their own). Returns {"train" (when present), *spec.validation_splits}; for
+    mnli also "validation" (= matched)."""
     spec = get_task(task)
     files = {s: p for s, p in (("train", train_file), ("validation", validation_file)) if p}
+    if text_columns is not None and not files:
+        raise ValueError(f"text_columns={text_columns!r} names columns of train_file/"
+                         "validation_file, but none is given; the other sources have fixed "
+                         "columns")
     if files:
         out = _from_files(spec, files, seed, text_columns, label_names)
         if spec.name == "mnli":

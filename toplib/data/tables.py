@@ -3,12 +3,15 @@ that name the parameter and the file."""
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,113 +78,58 @@ def texts_of(df: pd.DataFrame, columns) -> list[tuple[str, ...]]:
     return list(zip(*(df[c].fillna("").astype(str).tolist() for c in columns)))
 
 
+def parse_text_columns(value: str | list | tuple | None) -> list[str] | None:
+    """'a' or 'a,b' (or a list of 1 or 2 names) -> the text column names; None stays None.
+
+    Example:
+        >>> parse_text_columns("question, answer")
+        ['question', 'answer']
+    """
+    if value is None:
+        return None
+    parts = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = [str(c).strip() for c in parts]
+    if not 1 <= len(names) <= 2 or not all(names) or len(set(names)) < len(names) \
+            or "label" in names:
+        raise ValueError(f"text_columns={value!r} is invalid: give 1 or 2 different column "
+                         "names, comma-separated, other than 'label' (e.g. 'review' or "
+                         "'question,answer')")
+    return names
+
+
 def pick_text_columns(df: pd.DataFrame, spec: TaskSpec, param: str, path: str,
-                      text_columns: str | None = None) -> list:
+                      text_columns: str | list | None = None) -> list:
     """``text_columns`` ('a' or 'a,b') when given; else run_glue's rule: the task's own keys,
     sentence1+sentence2, sentence, text, else the first one or two non-label string columns
-    that are not ids (unique per row, every value with a digit and without spaces)."""
+    that are not ids (:func:`_id_like`). The choice is logged."""
     cols = list(df.columns)
-    if text_columns is not None:
-        wanted = [c.strip() for c in str(text_columns).split(",") if c.strip()]
-        if not 1 <= len(wanted) <= 2 or any(c not in cols for c in wanted):
-            raise ValueError(f"text_columns={text_columns!r} is invalid for {param}={path!r}: "
-                             f"name 1 or 2 of its columns {cols}")
+    if (wanted := parse_text_columns(text_columns)) is not None:
+        if missing := [c for c in wanted if c not in cols]:
+            raise ValueError(f"text_columns={text_columns!r}: {param}={path!r} lacks column(s) "
+                             f"{missing}; its columns: {cols}")
         return wanted
     for keys in (spec.text_keys if spec.name != "custom" else (), ("sentence1", "sentence2"),
                  ("sentence",), ("text",)):
         if keys and all(k in cols for k in keys):
             return list(keys)
-    strings = [c for c in cols if c != "label" and not pd.api.types.is_numeric_dtype(df[c])
-               and not _id_like(df[c])]
-    if not strings:
-        raise ValueError(f"{param}={path!r} has no text column; found {cols}, expected "
-                         "'sentence1'+'sentence2', 'sentence', 'text' or another string column "
-                         "(ids are never text), or name them with text_columns")
-    return strings[:2]
+    strings = [c for c in cols if c != "label" and not pd.api.types.is_numeric_dtype(df[c])]
+    ids = [c for c in strings if _id_like(df[c])]
+    if not (texts := [c for c in strings if c not in ids]):
+        raise ValueError(f"{param}={path!r} has no text column; found {cols}"
+                         + (f" ({ids} look like ids: unique values without spaces)" if ids else "")
+                         + ", expected 'sentence1'+'sentence2', 'sentence', 'text' or another "
+                         "string column; or name them with text_columns ('a' or 'a,b')")
+    if ids:
+        logger.info("%s=%r: column(s) %s look like ids, not text", param, path, ids)
+    return texts[:2]
 
 
 def _id_like(column: pd.Series) -> bool:
-    """Unique per row, every value with a digit and none with a space: an id, not a text."""
+    """Unique per row, every value with a digit and none with a space: an id, not a text.
+    (The digit keeps a column of one-word texts, unique in a small file, a text.)"""
     values = column.astype(str)
     return (len(values) > 1 and values.is_unique and values.str.contains(r"\d").all()
             and not values.str.contains(r"\s").any())
-
-
-def parse_labels(values: list, spec: TaskSpec, param: str, where: str) -> list:
-    """Raw labels -> class ids (via spec.label_names for named labels) or floats."""
-    if spec.is_regression:
-        try:
-            return [float(v) for v in values]
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{param}: {where} has a non-numeric regression label: "
-                             f"{err}") from None
-    ids = {name: i for i, name in enumerate(spec.label_names or ())}
-    out = []
-    for v in values:
-        try:  # a name of spec.label_names, or an integral number (also as text: "1")
-            number = float(ids[v] if isinstance(v, str) and v in ids else v)
-            label = int(number) if number.is_integer() else -1
-        except (TypeError, ValueError):
-            label = -1
-        if not 0 <= label < spec.num_labels:
-            allowed = list(ids) or f"integers 0..{spec.num_labels - 1}"
-            raise ValueError(f"{param}: {where} has label {v!r} not allowed for task "
-                             f"{spec.name!r}; allowed: {allowed}")
-        out.append(label)
-    return out
-
-
-def infer_custom_labels(raw: dict[str, list], files: dict[str, str],
-                        label_names: list | None = None
-                        ) -> tuple[dict[str, list], tuple[str, ...] | None]:
-    """Labels of a custom task: ``label_names`` (an existing checkpoint's) map them by name;
-    else non-integer floats make a regression, and the classes are the training file's
-    (sorted), which every other file must keep to."""
-    values = [v for labels in raw.values() for v in labels]
-    numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-                  for v in values)
-    if label_names is None and numeric and any(not float(v).is_integer() for v in values):
-        return {k: [float(v) for v in labels] for k, labels in raw.items()}, None
-    convert = int if numeric else str  # numbers sort as numbers, names alphabetically
-    source = "train" if "train" in raw else next(iter(raw))
-    if label_names is not None:
-        classes, source = [str(n) for n in label_names], "the checkpoint"
-    else:
-        classes = sorted({convert(v) for v in raw[source]})
-        if len(classes) < 2:
-            raise ValueError(f"{source}_file={files[source]!r} has one class only "
-                             f"({classes[0]!r}): classification needs at least 2 classes; "
-                             "for a regression give float labels")
-    ids = {str(v): i for i, v in enumerate(classes)}
-    for split, labels in raw.items():
-        if unknown := sorted({str(convert(v)) for v in labels} - set(ids)):
-            raise ValueError(f"{split}_file={files[split]!r} has labels {unknown[:10]} that "
-                             f"{source} does not know; its labels: {list(ids)}")
-    labels = {k: [ids[str(convert(v))] for v in split] for k, split in raw.items()}
-    return labels, tuple(ids)
-
-
-def check_label_space(labels: dict | None, spec: TaskSpec, name: str) -> None:
-    """A checkpoint's label space (``toplib.hf.checkpoint.label_space``) must be the task's;
-    the error shows both."""
-    if not labels:
-        return
-    mine = {"problem_type": "regression" if spec.is_regression else "classification",
-            "num_labels": spec.num_labels, "label_names": list(spec.label_names or []) or None}
-    theirs = dict(labels, label_names=labels.get("label_names") or None)
-    same = all(theirs[k] == mine[k] for k in ("problem_type", "num_labels")) and (
-        None in (theirs["label_names"], mine["label_names"])
-        or list(theirs["label_names"]) == mine["label_names"])
-    if not same:
-        raise ValueError(f"{name} was trained on {_describe(theirs)}, but task {spec.name!r} "
-                         f"has {_describe(mine)}; use the task (and data) it was trained on")
-
-
-def _describe(space: dict) -> str:
-    if space["problem_type"] == "regression":
-        return "a regression (1 output)"
-    names = space["label_names"]
-    return f"{space['num_labels']} labels" + (f" {list(names)[:20]}" if names else "")
 
 
 def is_missing(value) -> bool:

@@ -1,4 +1,6 @@
 """Everything that touches Hugging Face internals: the encoder patch (one loop and one
 attention for the masked and the token-dropping path), ToPModel, checkpoints, loading."""
+from .checkpoint import CheckpointError, label_space, verify_checkpoint
 from .encoder import apply_patch
-from .model import ToPModel, ToPOutput, load_checkpoint, resolve_model_path
+from .loading import check_sequence_length, resolve_model_path
+from .model import ToPModel, ToPOutput, load_checkpoint

@@ -207,8 +207,15 @@ def saved_prune(meta: dict, path: str, name: str = "checkpoint") -> PruneConfig 
 
 def load_gates(path: str, name: str = "checkpoint") -> dict:
     """The state dict in ``path`` (a ``gates.pt``), or an error naming the file."""
-    with reading(path, name):
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        # Only the type: torch's texts suggest weights_only=False, which would not help here.
+        raise CheckpointError(f"{name}: {path!r} could not be loaded ({type(err).__name__}): "
+                              "it is not a whole torch.save file of tensors; restore it or "
+                              "retrain the checkpoint") from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: {path!r} is corrupt: not a state dict of tensors")
     return state

@@ -13,10 +13,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoConfig
 
 from ..core.flops import flops_figures
-from ..data import DataFiles, check_label_space, compute_metrics, prepare_data, score, to_device
-from ..hf.model import check_sequence_length, label_space, load_checkpoint
+from ..data import (
+    DataFiles,
+    check_label_space,
+    compute_metrics,
+    get_task,
+    prepare_data,
+    score,
+    to_device,
+)
+from ..hf.model import (
+    ToPModel,
+    check_sequence_length,
+    checkpoint_path,
+    load_tokenizer,
+    verify_checkpoint,
+)
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -101,22 +116,30 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     """Evaluate a saved teacher or ToP checkpoint (or a run's output directory).
 
     The task defaults to the one the checkpoint was trained on, and its labels must be the
-    checkpoint's; a teacher (no trained gates) is evaluated dense.
+    checkpoint's (a custom task's files are read with the checkpoint's label names); a
+    teacher (no trained gates) is evaluated dense. Every file, the labels and the sequence
+    length are checked before the weights load.
 
     Returns:
         {split: metrics} as :func:`evaluate_model` gives them.
     """
-    top, tokenizer, meta = load_checkpoint(checkpoint, device=device)
+    path = checkpoint_path(str(checkpoint))
+    meta = verify_checkpoint(path, "checkpoint")
     task = task or meta.get("task")
     if task is None:
         raise ValueError(f"task=None: checkpoint={checkpoint!r} records no task; pass --task")
     config = TrainConfig.from_dict(meta["config"]) if "config" in meta else TrainConfig()
     config.max_eval_samples = max_eval_samples
-    labels = meta.get("labels") or label_space(top.config)
+    spec, labels, name = get_task(task), meta["labels"], f"checkpoint={checkpoint!r}"
+    check_sequence_length(config.max_seq_length or spec.max_seq_length,
+                          AutoConfig.from_pretrained(path))
+    if spec.name != "custom":  # a custom task's labels are known once its files are read
+        check_label_space(labels, spec, name)
+    tokenizer = load_tokenizer(path, "checkpoint")
     split_data = prepare_data(task, tokenizer, config, data, need_train=False,
-                              label_names=labels.get("label_names"))
-    check_label_space(labels, split_data.spec, f"checkpoint={checkpoint!r}")
-    check_sequence_length(split_data.max_seq_length, top.config)
+                              label_names=labels["label_names"])
+    check_label_space(labels, split_data.spec, name)
+    top = ToPModel.from_pretrained(path, name="checkpoint").to(device).eval()
     mode = EvalMode(pruning=meta.get("stage") == "prune")
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
                            split_data.max_seq_length, mode, device, progress)
