@@ -18,7 +18,6 @@ from ..hf.model import (
     check_model_type,
     check_sequence_length,
     checkpoint_path,
-    label_space,
     load_checkpoint,
     load_classifier,
     load_tokenizer,
@@ -74,10 +73,9 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     identity = _identity("prune", task, {"teacher": os.path.abspath(teacher_dir)}, config, data)
     with open_run(output_dir, opts, identity, checkpoint_bytes(teacher_dir)) as resuming:
         set_seed(config.seed)
-        tokenizer = load_tokenizer(teacher_dir)
-        labels = meta.get("labels") or label_space(AutoConfig.from_pretrained(teacher_dir))
-        split_data = _prepare(task, tokenizer, config, data, teacher_dir, labels)
-        check_label_space(labels, split_data.spec, f"teacher={teacher!r}")
+        tokenizer = load_tokenizer(teacher_dir, "teacher")
+        split_data = _prepare(task, tokenizer, config, data, teacher_dir,
+                              (meta["labels"], f"teacher={teacher!r}"))
         planned_steps(config.epochs, split_data.steps_per_epoch(config), "epochs")
         teacher_model, _, _ = load_checkpoint(teacher, device=opts.device, name="teacher")
         top = ToPModel.from_pretrained(teacher_dir, prune=config.prune).to(opts.device)
@@ -99,11 +97,18 @@ def _identity(stage: str, task: str, source: dict, config: TrainConfig, data) ->
 
 
 def _prepare(task: str, tokenizer, config: TrainConfig, data, model_dir: str,
-             labels: dict | None = None):
-    """The task's data; its sequence length must fit the model's position embeddings, a
-    custom task's labels the checkpoint's (``labels``)."""
-    names = (labels or {}).get("label_names")
-    split_data = prepare_data(task, tokenizer, config, data, label_names=names)
-    check_sequence_length(split_data.max_seq_length, AutoConfig.from_pretrained(model_dir),
-                          "max_seq_length")
+             labels: tuple[dict, str] | None = None):
+    """The task's data, after checking that its sequence length fits the model's position
+    embeddings and its labels are those of the checkpoint (``labels``: its label space and
+    the name to show), both before the data is read where they can be."""
+    spec = get_task(task)
+    check_sequence_length(config.max_seq_length or spec.max_seq_length,
+                          AutoConfig.from_pretrained(model_dir), "max_seq_length")
+    space, name = labels or ({}, "")
+    if space and spec.name != "custom":
+        check_label_space(space, spec, name)
+    split_data = prepare_data(task, tokenizer, config, data,
+                              label_names=space.get("label_names"))
+    if space:
+        check_label_space(space, split_data.spec, name)
     return split_data
