@@ -1,6 +1,7 @@
 """Hostile input, table-driven: every case ends in its named error (the message names the
 parameter or the file) or in its correct result, and no command-line case prints a
 traceback."""
+import errno
 import json
 import logging
 import os
@@ -10,17 +11,22 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 from conftest import RUN, TINY
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config
 
+import toplib.cli as cli
+from toplib.bench import BenchSettings
 from toplib.cli import main as cli_main
-from toplib.core.config import check_device
+from toplib.core.config import PruneConfig, check_device, parse_layers
 from toplib.data import load_task_data
 from toplib.hf.model import CheckpointError, load_checkpoint
+from toplib.infer import predict, set_eval_sparsity
 from toplib.train import TrainConfig, finetune, prune
 from toplib.train.config import build_train_config
+from toplib.train.evaluate import evaluate_checkpoint
 from toplib.train.rundir import LOCK_FILE
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -147,6 +153,39 @@ def _evaluate(w, checkpoint, *extra):
     return ["evaluate", checkpoint, "--quiet", "--max-eval-samples", "8", *extra]
 
 
+def _bench(w, *extra):
+    return ["bench", "--checkpoint", w.pruned, "--runs", "1", "--warmup", "0",
+            "--batch-sizes", "1", *extra]
+
+
+def _read_only(w, name: str) -> str:
+    path = w(name)
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o555)
+    return path
+
+
+BENCH_ERRORS = [  # (case, flags or flags(world), the text the error must show): before timing
+    ("device foo", ("--device", "foo"), "device='foo'"),
+    ("device cuda without CUDA", ("--device", "cuda"), "device='cuda'"),
+    ("threads 0", ("--threads", "0"), "threads=0"),
+    ("runs 0", ("--runs", "0"), "runs=0"),
+    ("batch sizes 0", ("--batch-sizes", "0"), "batch_sizes"),
+    ("batch sizes words", ("--batch-sizes", "a,b"), "batch_sizes"),
+    ("length 1", ("--length", "1"), "length=1"),
+    ("length above positions", ("--length", "5000"), "length=5000"),
+    ("max seq length 0", ("--max-seq-length", "0"), "max_seq_length=0"),
+    ("max seq length above positions", ("--max-seq-length", "5000"), "max_seq_length=5000"),
+    ("sparsity 1.5", ("--sparsity", "1.5"), "sparsity=1.5"),
+    ("sparsity words", ("--sparsity", "half"), "sparsity"),
+    ("unknown task", ("--task", "nope"), "task='nope'"),
+    ("PRUNE_LOCATION reversed", ("--PRUNE_LOCATION", "3-1"), "prune_location='3-1'"),
+    ("json in a missing folder", ("--json", "/nonexistent/dir/r.json"), "json="),
+    ("plot dir below a file", lambda w: ("--plot-dir", w("a_file", "plots")), "plot_dir="),
+    ("missing checkpoint", ("--checkpoint", "/nonexistent/ckpt"), "/nonexistent/ckpt"),
+]
+
+
 CKPT_DAMAGE = {  # name: (damage, the text the error must show)
     "no_weights": (_remove("model.safetensors"), "holds no weights"),
     "truncated_weights": (_truncate("model.safetensors"), "model.safetensors|weights could not"),
@@ -256,6 +295,39 @@ CLI_ERRORS = [
     ("custom labels shifted", lambda w: _evaluate(
         w, w("custom_teacher"), "--task", "custom", "--validation-file",
         w("custom_shifted.csv")), "custom_shifted.csv"),
+    ("PRUNE_LOCATION empty", lambda w: _prune(w, "--PRUNE_LOCATION", ""), "prune_location=''"),
+    ("rank distill layers negative", lambda w: _prune(w, "--rank-distill-layers", "-1"),
+     "rank_distill_layers='-1'"),
+    ("seed negative", lambda w: _finetune(w, "--seed", "-1"), "seed=-1"),
+    ("seed beyond numpy's range", lambda w: _finetune(w, "--seed", str(2**40)), "seed="),
+    ("DISTILL_RANK_LOSS_ALPHA inf", lambda w: _prune(w, "--DISTILL_RANK_LOSS_ALPHA", "inf"),
+     "distill_rank_loss_alpha=inf"),
+    ("sparsity epsilon 1", lambda w: _prune(w, "--sparsity-epsilon", "1"), "sparsity_epsilon=1"),
+    ("fixed gates for every epoch", lambda w: _prune(w, "--fix-gates-epochs", "1"),
+     "fix_gates_epochs=1"),
+    ("eval steps 0", lambda w: _prune(w, "--eval-steps", "0"), "eval_steps=0"),
+    ("max eval samples negative", lambda w: _finetune(w, "--max-eval-samples", "-4"),
+     "max_eval_samples=-4"),
+    ("finetune learning rate inf", lambda w: _finetune(w, "--finetune-learning-rate", "inf"),
+     "finetune_learning_rate=inf"),
+    ("train file is a folder", lambda w: _finetune(w, "--train-file", w("empty_dir"),
+                                                  task="custom"), "empty_dir"),
+    ("model path is a file", lambda w: _finetune(w, "--model", w("a_file")), "a_file"),
+    ("output dir not writable", lambda w: _finetune(w, out=_read_only(w, "ro") + "/run"),
+     "ro"),
+    ("evaluate with max-eval-samples 0", lambda w: _evaluate(w, w.teacher) + [
+        "--max-eval-samples", "0"], "max_eval_samples=0"),
+    ("evaluate on cuda:1", lambda w: _evaluate(w, w.teacher, "--device", "cuda:1"),
+     "device='cuda:1'"),
+    ("evaluate a file as checkpoint", lambda w: _evaluate(w, w("a_file")), "a_file"),
+    ("evaluate an unknown task", lambda w: _evaluate(w, w.teacher, "--task", "nope"),
+     "task='nope'"),
+    ("quickstart on device foo", lambda w: ["quickstart", "--device", "foo", "--output-dir",
+                                            w("qs"), "--quiet"], "device='foo'"),
+    ("quickstart sparsity 1.5", lambda w: ["quickstart", "--sparsity", "1.5", "--output-dir",
+                                           w("qs"), "--quiet"], "sparsity=1.5"),
+    *[(f"bench {name}", lambda w, f=flags: _bench(w, *(f(w) if callable(f) else f)), needle)
+      for name, flags, needle in BENCH_ERRORS],
     *[(f"checkpoint {name}", lambda w, name=name, d=d: _evaluate(w, _damaged(w, name, d)),
        needle) for name, (d, needle) in CKPT_DAMAGE.items()],
 ]
@@ -270,7 +342,18 @@ def _run_cli(argv, capsys, caplog) -> tuple[int, str]:
     return code, err
 
 
-@pytest.mark.parametrize("case, argv, needle", CLI_ERRORS, ids=[c[0] for c in CLI_ERRORS])
+ROOT_WRITES_ANYWAY = pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="running as root: chmod does not stop root from writing")
+
+
+def _cli_params():
+    for case, argv, needle in CLI_ERRORS:
+        marks = [ROOT_WRITES_ANYWAY] if "not writable" in case else []
+        yield pytest.param(case, argv, needle, id=case, marks=marks)
+
+
+@pytest.mark.parametrize("case, argv, needle", list(_cli_params()))
 def test_cli_case_ends_in_a_named_error(case, argv, needle, world, capsys, caplog):  # noqa: ARG001
     if "20news" in case and not os.path.isdir(NEWS):
         pytest.skip(f"20news data not at {NEWS}")
@@ -323,8 +406,122 @@ def test_a_real_process_prints_no_traceback(argv, tmp_path):
     assert "Traceback" in debug.stderr
 
 
+def _raises(error: BaseException):
+    def command(*args, **kwargs):  # noqa: ARG001 - stands in for finetune
+        raise error
+    return command
+
+
+FULL = "/runs/x/best/model.safetensors"
+# (case, what the command raises, exit status, the texts its one line must show)
+CLI_FAILURES = [
+    ("disk full", OSError(errno.ENOSPC, "No space left on device", FULL), 1,
+     (FULL, "free space", "--output-dir")),
+    ("permission denied", OSError(errno.EACCES, "Permission denied", "/runs/x"), 1,
+     ("/runs/x", "permissions")),
+    ("read-only file system", OSError(errno.EROFS, "Read-only file system", "/runs/x"), 1,
+     ("/runs/x", "read-only")),
+    ("an OS error without a file", OSError("the device went away"), 1, ("went away",)),
+    ("a missing key", KeyError("column 'label' is missing"), 2, ("column 'label' is missing",)),
+    ("a bug", RuntimeError("boom"), 1, ("RuntimeError: boom", "--debug")),
+    ("interrupted", KeyboardInterrupt(), 130, ("interrupted", "--resume")),
+]
+
+
+@pytest.mark.parametrize("case, error, status, needles", CLI_FAILURES,
+                         ids=[c[0] for c in CLI_FAILURES])
+def test_cli_failure_is_one_line(case, error, status, needles, world, monkeypatch,  # noqa: ARG001
+                                 capsys, caplog):
+    monkeypatch.setattr(cli, "finetune", _raises(error))
+    code, err = _run_cli(_finetune(world), capsys, caplog)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == status and len(lines) == 1 and lines[0].startswith("toplib finetune: "), err
+    assert all(n.lower() in err.lower() for n in needles), err
+
+
+@pytest.mark.parametrize("where", ["before the command", "after the command"])
+def test_debug_adds_the_traceback(where, world, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "finetune", _raises(RuntimeError("boom")))
+    argv = ["--debug", *_finetune(world)] if where.startswith("before") else [
+        *_finetune(world), "--debug"]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err
+
+
+def test_log_lines_carry_no_traceback_without_debug():
+    try:
+        raise ValueError("bad input")
+    except ValueError:
+        record = logging.LogRecord("toplib", logging.ERROR, __file__, 1, "failed", None,
+                                   sys.exc_info())
+    full = logging.Formatter(cli.LOG_FORMAT).format(record)  # caches the traceback text
+    quiet = cli._NoTracebackFormatter(cli.LOG_FORMAT).format(record)
+    assert "Traceback" in full and "failed" in quiet and "Traceback" not in quiet
+
+
+def _top(w):
+    return load_checkpoint(w.pruned)[0]
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+NO_MPS = pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+
+
 # (case id, call(world), the exception, the text its message must show)
 API_ERRORS = [
+    ("config with a text learning rate", lambda w: TrainConfig(learning_rate="3e-5"),
+     ValueError, "learning_rate='3e-5'"),
+    ("config with nan sparsity", lambda w: TrainConfig(sparsity=float("nan")), ValueError,
+     "sparsity=nan"),
+    ("config with a negative seed", lambda w: TrainConfig(seed=-1), ValueError, "seed=-1"),
+    ("config with a text switch", lambda w: TrainConfig(constrain_measured="yes"), ValueError,
+     "constrain_measured='yes'"),
+    ("config fixing the gates throughout", lambda w: TrainConfig(fix_gates_epochs=3.0),
+     ValueError, "fix_gates_epochs=3.0"),
+    ("config with a bool batch size", lambda w: TrainConfig(batch_size=True), ValueError,
+     "batch_size=True"),
+    ("prune structure with a fractional layer", lambda w: PruneConfig(prune_location=[1.5]),
+     ValueError, "prune_location=[1.5]"),
+    ("prune structure with nan droprate", lambda w: PruneConfig(droprate_init=float("nan")),
+     ValueError, "droprate_init=nan"),
+    *[(f"parse_layers {text!r}", lambda w, t=text: parse_layers(t), ValueError,
+       f"prune_location={text!r}") for text in ("3-1", "", "-1", "a-b", "1.5", "2-")],
+    ("check_device foo", lambda w: check_device("foo"), ValueError, "device='foo'"),
+    ("check_device meta", lambda w: check_device("meta"), ValueError, "device='meta'"),
+    ("check_device one CUDA index too many", lambda w: check_device(
+        f"cuda:{torch.cuda.device_count()}"), ValueError, "device='cuda:"),
+    pytest.param("check_device cuda without CUDA", lambda w: check_device("cuda"), ValueError,
+                 "device='cuda'", marks=NO_CUDA, id="check_device cuda without CUDA"),
+    pytest.param("check_device mps unavailable", lambda w: check_device("mps", "bench_device"),
+                 ValueError, "bench_device='mps'", marks=NO_MPS, id="check_device mps"),
+    ("bench settings runs 0", lambda w: BenchSettings(runs=0), ValueError, "runs=0"),
+    ("bench settings no batch sizes", lambda w: BenchSettings(batch_sizes=()), ValueError,
+     "batch_sizes=()"),
+    ("bench settings inf sparsity", lambda w: BenchSettings(sparsity=float("inf")), ValueError,
+     "sparsity=inf"),
+    ("evaluate a missing checkpoint", lambda w: evaluate_checkpoint(w("nope"), progress=False),
+     CheckpointError, "checkpoint="),
+    ("evaluate on device foo", lambda w: evaluate_checkpoint(w.pruned, device="foo",
+                                                             progress=False), ValueError,
+     "device='foo'"),
+    ("evaluate max_eval_samples -5", lambda w: evaluate_checkpoint(
+        w.pruned, progress=False, max_eval_samples=-5), ValueError, "max_eval_samples=-5"),
+    ("load task data from a missing dir", lambda w: load_task_data("sst2", data_dir=w("nope")),
+     FileNotFoundError, "data_dir="),
+    ("load an unknown task", lambda w: load_task_data("nope"), ValueError, "task='nope'"),
+    ("load an empty checkpoint dir", lambda w: load_checkpoint(w("empty_dir")),
+     CheckpointError, "config.json"),
+    ("prune from an empty teacher dir", lambda w: prune(TASK, w("empty_dir"), w("api_t"),
+                                                        progress=False), ValueError,
+     "teacher="),
+    ("predict no examples", lambda w: predict(_top(w), []), ValueError, "examples"),
+    ("predict batch size 0", lambda w: predict(_top(w), [{"input_ids": [101, 2204, 102]}],
+                                               batch_size=0), ValueError, "batch_size=0"),
+    ("predict past the position embeddings", lambda w: predict(
+        _top(w), [{"input_ids": [101] + [2204] * 300 + [102]}]), ValueError, "position"),
+    ("gates for sparsity 1.5", lambda w: set_eval_sparsity(_top(w), torch.tensor([10, 12]), 1.5),
+     ValueError, "1.5"),
     ("custom task without files", lambda w: load_task_data("custom"), ValueError,
      "task='custom'"),
     ("run on device foo", lambda w: finetune(TASK, w("api"), device="foo"), ValueError,
@@ -348,7 +545,8 @@ API_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("case, call, error, needle", API_ERRORS, ids=[c[0] for c in API_ERRORS])
+@pytest.mark.parametrize("case, call, error, needle", API_ERRORS,
+                         ids=[c[0] if isinstance(c, tuple) else c.id for c in API_ERRORS])
 def test_api_case_ends_in_a_named_error(case, call, error, needle, world):  # noqa: ARG001
     with pytest.raises(error) as raised:
         call(world)
@@ -362,3 +560,24 @@ def test_a_pruned_checkpoint_keeps_its_labels_and_gates(world):
     assert top.config.id2label == {0: "rotten", 1: "fresh"}
     saved = torch.load(os.path.join(world.pruned, "best", "gates.pt"))
     assert all(torch.equal(saved[k], v) for k, v in top.gates.state_dict().items())
+
+
+# (case, call(world), the correct result)
+API_RESULTS = [
+    ("check_device cpu", lambda w: check_device("cpu"), "cpu"),
+    ("parse_layers with spaces", lambda w: parse_layers(" 2 - 4 ,7"), (2, 3, 4, 7)),
+    ("parse_layers of a list", lambda w: parse_layers([3, 1]), (3, 1)),
+    ("layers as text through the API", lambda w: PruneConfig(prune_location="5,2-4").
+     prune_location, (2, 3, 4, 5)),
+    ("numpy integers stored as Python ones", lambda w: json.loads(json.dumps(TrainConfig(
+        batch_size=np.int64(4), seed=np.int64(3)).to_dict()))["batch_size"], 4),
+    ("bench batch sizes from a list", lambda w: BenchSettings(batch_sizes=[2, 1]).batch_sizes,
+     (2, 1)),
+    ("max_eval_samples is honoured", lambda w: evaluate_checkpoint(
+        w.teacher, progress=False, max_eval_samples=8)["validation"]["num_examples"], 8),
+]
+
+
+@pytest.mark.parametrize("case, call, expected", API_RESULTS, ids=[c[0] for c in API_RESULTS])
+def test_api_case_gives_the_correct_result(case, call, expected, world):  # noqa: ARG001
+    assert call(world) == expected

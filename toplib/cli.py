@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from .core.config import add_knob_arguments, check_device, parse_layers
+from .core.config import add_knob_arguments, check, check_device, parse_layers
 from .data import TASKS, DataFiles
 from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
@@ -28,7 +28,7 @@ LAYER_KNOBS = ("prune_location", "rank_distill_layers")  # parsed from '2-11' or
 def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required, help=", ".join(TASKS))
     add_knob_arguments(p, dataclasses.fields(DataFiles))  # --data-dir, --train-file, ...
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -75,6 +75,8 @@ def cmd_prune(args) -> dict:
 
 
 def cmd_evaluate(args) -> dict:
+    check("max_eval_samples", args.max_eval_samples,
+          args.max_eval_samples is None or args.max_eval_samples >= 1, "must be an integer >= 1")
     results = evaluate_checkpoint(args.checkpoint, args.task, _data(args),
                                   check_device(args.device),
                                   not args.quiet, args.max_eval_samples)
@@ -90,8 +92,7 @@ def cmd_quickstart(args) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toplib", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+    _add_global_flags(parser, False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     _add_run_parser(sub, "finetune", "fine-tune the dense teacher", cmd_finetune, "--model",
@@ -116,44 +117,94 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import register_cli
     register_cli(sub)
+    for p in sub.choices.values():  # also after the command: `toplib evaluate x --debug`
+        _add_global_flags(p, argparse.SUPPRESS)
     return parser
 
 
+def _add_global_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="print the traceback of an error")
+
+
+INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+"""Errors of what the user gave (exit 2); other OS errors are the machine's (exit 1)."""
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+RUN_COMMANDS = ("finetune", "prune", "quickstart")  # write an --output-dir and can --resume
+
+
+class _NoTracebackFormatter(logging.Formatter):
+    """Log lines without the tracebacks of ``logger.exception`` (``--debug`` keeps them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None  # also one cached
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _setup_logging(args) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter((logging.Formatter if args.debug else _NoTracebackFormatter)(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+
+
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (2: bad input, 1: another failure)."""
+    """Run the command line; returns the exit status (2: bad input, 1: another failure,
+    130: interrupted). Errors are one line naming what is wrong; ``--debug`` adds the
+    traceback."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse's own errors (exit 2) and --help (exit 0)
         return int(exit_.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args.func(args)
     except Exception as err:  # noqa: BLE001 - every failure: one clear line, no traceback
-        print(f"toplib {args.command}: error: {_explain(err)}", file=sys.stderr)
+        print(f"toplib {args.command}: error: {_explain(err, args.command)}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
-        return 2 if isinstance(err, (ValueError, FileNotFoundError)) else 1
+        return 2 if isinstance(err, INPUT_ERRORS) else 1
     except KeyboardInterrupt:
-        print(f"toplib {args.command}: interrupted; rerun with --resume to continue",
-              file=sys.stderr)
+        again = "; rerun with --resume to continue" if args.command in RUN_COMMANDS else ""
+        print(f"toplib {args.command}: interrupted{again}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
         return 130
     return 0
 
 
-def _explain(err: Exception) -> str:
+def _explain(err: Exception, command: str = "") -> str:
     """The message of an error; OS errors with their file and what to do."""
-    if isinstance(err, (ValueError, FileNotFoundError)):
-        return str(err)
-    if isinstance(err, OSError):
-        where = f" ({err.filename})" if err.filename else ""
-        advice = {errno.ENOSPC: "free space or choose another --output-dir",
-                  errno.EACCES: "check the permissions or choose another --output-dir",
-                  errno.EROFS: "the file system is read-only: choose another --output-dir"}
-        return (f"{err.strerror or err}{where}; "
-                f"{advice.get(err.errno, 'check the path and rerun (--resume continues a run)')}")
+    if isinstance(err, KeyError):  # str() of a KeyError is the repr of its key
+        return f"{err.args[0] if err.args else err}"
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}; {_os_advice(err, command)}"
+    if isinstance(err, (*INPUT_ERRORS, OSError)):
+        return str(err) or type(err).__name__
     return f"{type(err).__name__}: {err} (run with --debug for the traceback)"
+
+
+def _os_advice(err: OSError, command: str) -> str:
+    """What to do about an OS error, in the words of the command that met it."""
+    elsewhere = {"bench": "another --json / --plot-dir path",
+                 "evaluate": "a copy of the checkpoint on another disk"
+                 }.get(command, "another --output-dir")
+    advice = {errno.ENOSPC: f"free space or choose {elsewhere}",
+              errno.EDQUOT: f"free space (disk quota exceeded) or choose {elsewhere}",
+              errno.EACCES: f"check the permissions or choose {elsewhere}",
+              errno.EPERM: f"check the permissions or choose {elsewhere}",
+              errno.EROFS: f"the file system is read-only: choose {elsewhere}",
+              errno.EISDIR: "give a file, not a folder",
+              errno.ENOTDIR: "a part of the path is a file, not a folder"}
+    rerun = " and rerun with --resume" if command in ("finetune", "prune") else ""
+    return advice.get(err.errno, f"check the path{rerun}")
 
 
 if __name__ == "__main__":

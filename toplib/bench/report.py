@@ -9,10 +9,18 @@ import sys
 
 import torch
 
-from ..core.config import PruneConfig, add_knob_arguments, check_device, parse_layers, parse_list
+from ..core.config import (
+    PruneConfig,
+    add_knob_arguments,
+    check,
+    check_device,
+    parse_layers,
+    parse_list,
+)
 from ..data import get_task
+from ..hf import check_sequence_length
 from .models import build_model, prepare_dense
-from .timing import VARIANTS, BenchSettings, run_benchmark
+from .timing import VARIANTS, BenchSettings, max_seq_length, run_benchmark
 
 OVERHEAD_SECTIONS = ("embeddings", "gates", "importance", "gather", "head")
 LIST_KNOBS = ("length", "sparsity", "batch_sizes")  # comma lists on the command line
@@ -83,36 +91,70 @@ def register_cli(subparsers) -> None:
 
 
 def main(args) -> list[dict]:
-    """The ``bench`` subcommand: every (length, sparsity) pair, one table each."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    """The ``bench`` subcommand: every (length, sparsity) pair, one table each. Every flag
+    is checked before a model is loaded, and the output paths before the (long) timing."""
+    check("threads", args.threads, args.threads is None or args.threads >= 1,
+          "must be an integer >= 1 (default: torch's, all cores)")
     if args.config and not args.sparsity:
         raise ValueError("--config builds random weights: give --sparsity")
-    device = check_device(args.device)
+    sweep = _sweep(args)  # the device too
+    _check_outputs(args.json, args.plot_dir)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     given = {k: v for k, v in (("bin_num", args.bin_num),
                                ("prune_location", parse_layers(args.prune_location)))
              if v is not None}
     prune = PruneConfig(**given) if given else None
     top, tok = build_model(args.checkpoint, args.config, args.tokenizer, prune,
                            num_labels=max(2, get_task(args.task).num_labels), seed=args.seed)
+    for settings in sweep:  # the inputs must fit the model's position embeddings
+        if settings.length:
+            check_sequence_length(settings.length, top.config, "length")
+        check_sequence_length(max_seq_length(settings), top.config, "max_seq_length")
     torch.manual_seed(args.seed)
-    top.to(device)
+    top.to(sweep[0].device)
     dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
     all_results = []
+    for settings in sweep:
+        all_results.append(run_benchmark(settings, top, tok, dense))
+        print(format_report(all_results[-1]), "\n", flush=True)
+    _write_outputs(all_results, args.json, args.plot_dir)
+    return all_results
+
+
+def _sweep(args) -> list[BenchSettings]:
+    """One checked BenchSettings per (length, sparsity) pair of the comma lists."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(BenchSettings)}
     given["batch_sizes"] = tuple(parse_list(args.batch_sizes, int, "batch_sizes"))
-    for length in parse_list(args.length, int, "length") or [None]:
-        for sparsity in parse_list(args.sparsity, float, "sparsity") or [None]:
-            settings = BenchSettings(**dict(given, length=length, sparsity=sparsity))
-            all_results.append(run_benchmark(settings, top, tok, dense))
-            print(format_report(all_results[-1]), "\n", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
+    given["device"] = check_device(args.device)
+    get_task(args.task)  # an unknown task is named before anything loads
+    return [BenchSettings(**dict(given, length=length, sparsity=sparsity))
+            for length in parse_list(args.length, int, "length") or [None]
+            for sparsity in parse_list(args.sparsity, float, "sparsity") or [None]]
+
+
+def _check_outputs(json_path: str | None, plot_dir: str | None) -> None:
+    """--json's folder must exist and take files; --plot-dir must be (or become) a folder."""
+    if json_path:
+        folder = os.path.dirname(os.path.abspath(json_path))
+        check("json", json_path, not os.path.isdir(json_path), "give a file name, not a folder")
+        check("json", json_path, os.path.isdir(folder) and os.access(folder, os.W_OK),
+              f"its folder {folder!r} must exist and be writable")
+    if plot_dir:
+        existing = plot_dir
+        while not os.path.exists(existing):  # the deepest part that exists must be a folder
+            existing = os.path.dirname(os.path.abspath(existing))
+        check("plot_dir", plot_dir, os.path.isdir(existing) and os.access(existing, os.W_OK),
+              f"{existing!r} must be a writable folder")
+
+
+def _write_outputs(all_results: list[dict], json_path: str | None, plot_dir: str | None) -> None:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump({"command": shlex.join(sys.argv), "results": all_results}, f, indent=1)
-    if args.plot_dir:
+    if plot_dir:
         from ..viz.plots import plot_latency_vs_length, plot_latency_vs_sparsity
-        os.makedirs(args.plot_dir, exist_ok=True)
+        os.makedirs(plot_dir, exist_ok=True)
         for fn in (plot_latency_vs_length, plot_latency_vs_sparsity):  # latency_vs_<x>.png
-            path = os.path.join(args.plot_dir, fn.__name__.removeprefix("plot_") + ".png")
+            path = os.path.join(plot_dir, fn.__name__.removeprefix("plot_") + ".png")
             fn(all_results).savefig(path, dpi=120, bbox_inches="tight")
-    return all_results

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..core.config import check, knob
+from ..core.config import check, check_positive_ints, is_finite, is_integer, knob
 from ..core.flops import flops_figures
 from ..data import encode, get_task, load_task_data, pad_examples, real_lengths
 from ..infer import prune_forward, set_eval_sparsity
@@ -54,15 +54,22 @@ class BenchSettings:
     device: str = knob("cpu", "where to time: cpu or a CUDA device (timings synchronise it)")
 
     def __post_init__(self):
-        self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
-        sizes_ok = bool(self.batch_sizes) and min(self.batch_sizes) >= 1
-        for name, ok, allowed in (
-                ("batch_sizes", sizes_ok, "sizes >= 1"),
-                ("runs", self.runs >= 1, "must be >= 1"),
-                ("warmup", self.warmup >= 0, "must be >= 0"),
-                ("length", self.length is None or self.length >= 2, "must be >= 2 or None"),
-                ("sparsity", self.sparsity is None or 0 <= self.sparsity < 1, "in [0, 1)")):
-            check(name, getattr(self, name), ok, allowed)
+        sizes = tuple(self.batch_sizes) if isinstance(self.batch_sizes, (list, tuple, range)) else ()
+        check("batch_sizes", self.batch_sizes,
+              bool(sizes) and all(is_integer(b) and b >= 1 for b in sizes),
+              "give one or more integer batch sizes >= 1")
+        self.batch_sizes = tuple(int(b) for b in sizes)
+        check_positive_ints(self, ("runs",), optional=False)
+        check("warmup", self.warmup, is_integer(self.warmup) and self.warmup >= 0,
+              "must be an integer >= 0")
+        for name in ("length", "max_seq_length"):
+            value = getattr(self, name)
+            check(name, value, value is None or (is_integer(value) and value >= 2),
+                  "must be an integer >= 2 ([CLS] and [SEP] at least), or None")
+        check("sparsity", self.sparsity, self.sparsity is None or (
+            is_finite(self.sparsity) and 0 <= self.sparsity < 1), "must lie in [0, 1) or be None")
+        check("onednn", self.onednn, self.onednn is None or isinstance(self.onednn, bool),
+              "True, False or None")
 
 
 def max_seq_length(settings: BenchSettings) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -44,12 +46,40 @@ def check(name: str, value, ok: bool, allowed: str) -> None:
         raise ValueError(f"{name}={value!r} is invalid: {allowed}")
 
 
+def is_integer(value) -> bool:
+    """An integer (Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite(value) -> bool:
+    """A finite real number (an int or a float, not a bool, nan or inf)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def check_positive_ints(obj, names: Sequence[str], optional: bool = True) -> None:
-    """Every field in ``names`` is an integer >= 1 (or None when ``optional``)."""
+    """Every field in ``names`` is an integer >= 1 (or None when ``optional``); numpy
+    integers are stored as Python ones (the config is written as JSON)."""
     for name in names:
         value = getattr(obj, name)
-        ok = (value is None and optional) or (isinstance(value, int) and value >= 1)
+        ok = (value is None and optional) or (is_integer(value) and value >= 1)
         check(name, value, ok, "must be an integer >= 1" + (" or None" if optional else ""))
+        if value is not None:
+            setattr(obj, name, int(value))
+
+
+def check_finite(obj, names: Sequence[str], ok: Callable[[float], bool], allowed: str) -> None:
+    """Every field in ``names`` is a finite number for which ``ok`` holds."""
+    for name in names:
+        value = getattr(obj, name)
+        check(name, value, is_finite(value) and ok(value), f"must be a finite number {allowed}")
+
+
+def check_bools(obj, names: Sequence[str]) -> None:
+    """Every field in ``names`` is True or False (not a truthy string or number)."""
+    for name in names:
+        value = getattr(obj, name)
+        check(name, value, isinstance(value, bool), "must be True or False")
 
 
 def check_device(device, name: str = "device") -> str:
@@ -85,11 +115,23 @@ def parse_list(text: str | float | int | Sequence | None, cast: Callable = float
                          f"{cast.__name__}") from None
 
 
+LAYERS_FORM = "use '2-11' (a range, start <= end) or '2,3,5' (layer numbers >= 0)"
+
+
 def parse_layers(text: str | Sequence[int] | None, name: str = "prune_location"
                  ) -> tuple[int, ...] | None:
-    """'2-11' or '2,3,5' (or a sequence) -> tuple of layers."""
-    if text is None or not isinstance(text, str):
-        return None if text is None else tuple(int(x) for x in text)
+    """'2-11' or '2,3,5' (or a sequence of integers) -> tuple of layers.
+
+    Example:
+        >>> parse_layers("2-4,7")
+        (2, 3, 4, 7)
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        items = list(text) if isinstance(text, (list, tuple, range)) else [text]
+        check(name, text, all(is_integer(x) for x in items), "give integer layer numbers")
+        return tuple(int(x) for x in items)
     layers: list[int] = []
     for part in text.split(","):
         lo, dash, hi = part.strip().partition("-")
@@ -97,14 +139,14 @@ def parse_layers(text: str | Sequence[int] | None, name: str = "prune_location"
             first, last = int(lo), int(hi) if dash else int(lo)
         except ValueError:
             first, last = -1, -2
-        check(name, text, 0 <= first <= last, "use '2-11' (a range, start <= end) or "
-              "'2,3,5' (layer numbers >= 0)")
+        check(name, text, 0 <= first <= last, LAYERS_FORM)
         layers.extend(range(first, last + 1))
     return tuple(layers)
 
 
-def _sorted_layers(layers) -> tuple[int, ...] | None:
-    return None if layers is None else tuple(sorted({int(x) for x in layers}))
+def _sorted_layers(layers, name: str) -> tuple[int, ...] | None:
+    layers = parse_layers(layers, name)  # the Python API may pass '2-11' too
+    return None if layers is None else tuple(sorted(set(layers)))
 
 
 @dataclass
@@ -120,15 +162,16 @@ class PruneConfig:
         None, "student layers rank-distilled (default: the release's, the first third)")
 
     def __post_init__(self):
-        check("bin_num", self.bin_num, isinstance(self.bin_num, int) and self.bin_num >= 1,
+        check("bin_num", self.bin_num, is_integer(self.bin_num) and self.bin_num >= 1,
               "BIN_NUM must be an integer >= 1")
-        check("droprate_init", self.droprate_init, 0.0 < self.droprate_init < 1.0,
-              "must lie in (0, 1)")
-        self.prune_location = _sorted_layers(self.prune_location)
+        check_finite(self, ("droprate_init",), lambda x: 0.0 < x < 1.0, "in (0, 1)")
+        self.bin_num = int(self.bin_num)
+        self.prune_location = _sorted_layers(self.prune_location, "prune_location")
         if self.prune_location is not None:
             check("prune_location", self.prune_location, len(self.prune_location) > 0,
                   "give at least one layer")
-        self.rank_distill_layers = _sorted_layers(self.rank_distill_layers)
+        self.rank_distill_layers = _sorted_layers(self.rank_distill_layers,
+                                          "rank_distill_layers")
 
     def resolve(self, num_layers: int) -> "PruneConfig":
         """Fill the depth-dependent defaults and check them against a model's depth.

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from .config import check
 from .gates import keep_rule, schedule_gates
 from .importance import kept_counts, rank_bin_table, table_size
 
@@ -203,6 +204,8 @@ def schedule_for_sparsity(lengths: torch.Tensor, dims: EncoderDims, prune_locati
     Returns:
         (closed bins per prune location, the sparsity achieved on the (E,) ``lengths``).
     """
+    check("sparsity", target, isinstance(target, (int, float)) and 0.0 <= target < 1.0,
+          "a FLOPs sparsity lies in [0, 1)")
     loc = list(prune_location)
 
     def schedule(t: int) -> list[int]:

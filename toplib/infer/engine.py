@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..core.config import check
 from ..core.flops import schedule_for_sparsity
 from ..core.gates import schedule_gates
 from ..data import pad_examples, real_lengths
 from ..hf.encoder import TokenRun, classify, encoder_of, no_section, run_layers
+from ..hf.model import check_sequence_length
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +117,13 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
         batch_size: examples per forward pass.
         kwargs: passed to :func:`prune_forward` (``pruning``, ``fast_attention``).
     """
+    check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
+    check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
+          "an integer >= 1")
+    lengths = real_lengths(examples)
+    check_sequence_length(int(lengths.max()), top.config, "the longest example's length")
     top.eval()
     pad_id = top.config.pad_token_id or 0
-    lengths = real_lengths(examples)
     # Longest first: a batch of similar lengths wastes little padding, in every layer.
     order = torch.argsort(lengths, descending=True, stable=True)
     ranked, outs = [examples[j] for j in order.tolist()], []

@@ -7,11 +7,22 @@ presets are data: ``PAPER_PRESETS`` (Table 7), ``QUICK_PRESET`` (minutes on a CP
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..core.config import PruneConfig, check, check_positive_ints, knob
+from ..core.config import (
+    PruneConfig,
+    check,
+    check_bools,
+    check_finite,
+    check_positive_ints,
+    is_integer,
+    knob,
+)
+
+MAX_SEED = 2**32 - 1  # numpy.random.seed's upper bound
+POSITIVE_FLOATS = ("learning_rate", "reg_learning_rate", "finetune_learning_rate",
+                   "epochs", "finetune_epochs", "distill_temperature")
 
 
 @dataclass
@@ -53,23 +64,26 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.prune, dict):
             self.prune = PruneConfig(**self.prune)
-        check("sparsity", self.sparsity, 0.0 <= self.sparsity < 1.0, "SPARSITY must lie in [0, 1)")
-        check("topk", self.topk, isinstance(self.topk, int) and self.topk >= 1,
-              "TOPK must be an integer >= 1")
-        for name in ("learning_rate", "reg_learning_rate", "finetune_learning_rate",
-                     "epochs", "finetune_epochs", "distill_temperature"):
-            value = getattr(self, name)
-            check(name, value, math.isfinite(value) and value > 0, "must be finite and > 0")
-        for name in ("distill_rank_loss_alpha", "warmup_epochs", "sparsity_epsilon",
-                     "fix_gates_epochs"):
-            value = getattr(self, name)
-            check(name, value, math.isfinite(value) and value >= 0, "must be finite and >= 0")
-        check_positive_ints(self, ("evals_per_epoch", "batch_size", "eval_batch_size"), False)
+        check("prune", self.prune, isinstance(self.prune, PruneConfig),
+              "must be a PruneConfig (or a dict of its fields)")
+        check_finite(self, ("sparsity",), lambda x: 0.0 <= x < 1.0, "in [0, 1) (SPARSITY)")
+        check_finite(self, POSITIVE_FLOATS, lambda x: x > 0, "> 0")
+        check_finite(self, ("distill_rank_loss_alpha", "warmup_epochs", "fix_gates_epochs"),
+                     lambda x: x >= 0, ">= 0")
+        check_finite(self, ("sparsity_epsilon",), lambda x: 0 <= x < 1, "in [0, 1)")
+        check("fix_gates_epochs", self.fix_gates_epochs, self.fix_gates_epochs < self.epochs,
+              f"must be below epochs={self.epochs} (the gates need epochs to learn)")
+        check_positive_ints(self, ("topk", "evals_per_epoch", "batch_size", "eval_batch_size"),
+                            optional=False)
         check_positive_ints(self, ("max_seq_length", "eval_steps", "max_train_samples",
                                    "max_eval_samples"))
         check("max_seq_length", self.max_seq_length,
               self.max_seq_length is None or self.max_seq_length >= 2,
               "a sequence holds [CLS] and [SEP] at least: 2 or more")
+        check("seed", self.seed, is_integer(self.seed) and 0 <= self.seed <= MAX_SEED,
+              f"must be an integer in 0..{MAX_SEED} (numpy's seed range)")
+        self.seed = int(self.seed)
+        check_bools(self, [f.name for f in dataclasses.fields(self) if f.type == "bool"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

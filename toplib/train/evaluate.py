@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
+from ..core.config import check, check_device
 from ..core.flops import flops_figures
 from ..data import (
     DataFiles,
@@ -123,6 +124,9 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     Returns:
         {split: metrics} as :func:`evaluate_model` gives them.
     """
+    device = check_device(device)
+    check("max_eval_samples", max_eval_samples, max_eval_samples is None or (
+        isinstance(max_eval_samples, int) and max_eval_samples >= 1), "an integer >= 1 or None")
     path = checkpoint_path(str(checkpoint))
     meta = verify_checkpoint(path, "checkpoint")
     task = task or meta.get("task")
