@@ -177,7 +177,7 @@ def _prepare(output_dir: str, options, identity: dict) -> bool:
     if options.resume and os.path.exists(os.path.join(saved, STATE_FILE)):
         meta = read_meta(saved)
         check_same_run(meta, identity, options.accept_config_change, saved)
-        trim_history(output_dir, meta.get("step", saved_step(output_dir)))
+        trim_history(output_dir, saved_step(output_dir))
         return True
     entries = [e for e in os.listdir(output_dir) if e not in (LOCK_FILE, REPLACED)]
     if options.resume:
