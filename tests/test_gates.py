@@ -190,12 +190,12 @@ def test_set_all_open_gives_dense_gates():
 def test_straight_through_is_binary_forward_and_identity_backward():
     z = torch.tensor([0.0, 0.2, 0.5, 0.7, 1.0], requires_grad=True)
     hard = straight_through(z)
-    assert hard.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert hard.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0]  # on where z > 0, as the release
     weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
     (hard * weights).sum().backward()
     assert torch.equal(z.grad, weights)
     # exactly 0/1 for arbitrary z: a pruned token's keep 1 - (1 - 0) * z_pruner must be 0
-    many = straight_through(torch.rand(10_000, requires_grad=True))
+    many = straight_through(torch.rand(10_000).sub(0.5).requires_grad_())
     assert set(many.unique().tolist()) == {0.0, 1.0}
 
 
@@ -208,3 +208,15 @@ def test_straight_through_is_binary_forward_and_identity_backward():
 def test_invalid_gate_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         RankBinGates(**kwargs)
+
+
+@pytest.mark.parametrize("log_alpha", [-3.0, -1.0, 0.0, 1.5])
+def test_pruner_training_on_rate_is_the_constraints_probability(log_alpha):
+    """A sampled pruner prunes as often as the expected FLOPs count it on: P(z > 0)."""
+    torch.manual_seed(0)
+    gates = RankBinGates(num_layers=1, bin_num=2)
+    with torch.no_grad():
+        gates.pruner_log_alpha.fill_(log_alpha)
+    on = torch.stack([gates(training=True)[1] for _ in range(40_000)]).mean()
+    want = float(prob_nonzero(torch.tensor(log_alpha)))
+    assert abs(float(on) - want) < 0.01, (float(on), want)

@@ -65,8 +65,15 @@ def deterministic_gates(log_alpha: torch.Tensor) -> torch.Tensor:
     return (ranks >= n_zero[:, None]).to(log_alpha.dtype)
 
 
-def straight_through(z: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """Binarise ``z`` in the forward pass, keep its gradient in the backward pass."""
+PRUNER_ON_ABOVE = 0.0
+"""A sampled pruner gate switches its layer's pruning on when z > 0 (the release's
+``pruner_mask > 0.0``): the rate P(z > 0) = 1 - Q(0) that the expected FLOPs assume, so
+training prunes as often as the constraint counts."""
+
+
+def straight_through(z: torch.Tensor, threshold: float = PRUNER_ON_ABOVE) -> torch.Tensor:
+    """Binarise ``z`` (1 where ``z > threshold``) in the forward pass, keep its gradient in
+    the backward pass."""
     hard = (z > threshold).to(z.dtype)
     return hard + (z - z.detach())  # exactly 0/1 forward: hard + z - z would round off
 
