@@ -1,4 +1,4 @@
-"""Command line: ``toplib finetune | prune | evaluate | quickstart | bench``.
+"""Command line: ``toplib finetune | prune | evaluate | quickstart | bench | convert-release``.
 
 The flags of the training knobs and of the data sources (``DataFiles``) are generated from
 the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
@@ -17,7 +17,8 @@ import sys
 import traceback
 
 from .core.config import add_knob_arguments, check, check_device, parse_layers
-from .data import TASKS, DataFiles
+from .data import TASKS, DataFiles, get_task
+from .hf.release import convert_release
 from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
 from .train.evaluate import evaluate_checkpoint, summarize
@@ -90,6 +91,13 @@ def cmd_quickstart(args) -> dict:
                       device=check_device(args.device), progress=not args.quiet)
 
 
+def cmd_convert_release(args) -> str:
+    task = get_task(args.task).name if args.task else None  # checked before anything loads
+    out = convert_release(args.src, args.out, task, overwrite=args.overwrite)
+    print(f"wrote {out}; evaluate it with: toplib evaluate {out}")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toplib", description=__doc__.split("\n")[0])
     _add_global_flags(parser, False)
@@ -114,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("convert-release",
+                       help="a released ToP checkpoint (microsoft/Moonlit) as a toplib one")
+    p.add_argument("src", help="release folder: config.json, weights, zs.pt or l0_module.pt")
+    p.add_argument("out", help="toplib checkpoint folder to write")
+    p.add_argument("--task", help=f"task to record (default: the config's); {', '.join(TASKS)}")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=cmd_convert_release)
 
     from .bench import register_cli
     register_cli(sub)
