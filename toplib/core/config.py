@@ -46,6 +46,13 @@ def check(name: str, value, ok: bool, allowed: str) -> None:
         raise ValueError(f"{name}={value!r} is invalid: {allowed}")
 
 
+def check_choice(obj, name: str, choices: Sequence[str]) -> None:
+    """A text field must be one of ``choices``."""
+    value = getattr(obj, name)
+    check(name, value, isinstance(value, str) and value in choices,
+          f"choose one of {', '.join(choices)}")
+
+
 def is_integer(value) -> bool:
     """An integer (Python's or numpy's), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -149,6 +156,11 @@ def _sorted_layers(layers, name: str) -> tuple[int, ...] | None:
     return None if layers is None else tuple(sorted(set(layers)))
 
 
+IMPORTANCE_ROWS = ("alive", "all")
+"""Query rows a token's importance averages over: the alive ones (toplib) or every row of
+the (padded) sequence, padding and pruned tokens included (the release)."""
+
+
 @dataclass
 class PruneConfig:
     """Where and how finely tokens are pruned; stored beside every ToP checkpoint."""
@@ -160,6 +172,9 @@ class PruneConfig:
     droprate_init: float = knob(0.01, "initial P(bin gate closed) (release: 0.01)")
     rank_distill_layers: tuple[int, ...] | None = knob(
         None, "student layers rank-distilled (default: the release's, the first third)")
+    importance_rows: str = knob(
+        "alive", "query rows importance averages: alive (real, unpruned) or all (the release: "
+        "padding and pruned rows too)")
 
     def __post_init__(self):
         check("bin_num", self.bin_num, is_integer(self.bin_num) and self.bin_num >= 1,
@@ -172,6 +187,7 @@ class PruneConfig:
                   "give at least one layer")
         self.rank_distill_layers = _sorted_layers(self.rank_distill_layers,
                                           "rank_distill_layers")
+        check_choice(self, "importance_rows", IMPORTANCE_ROWS)
 
     def resolve(self, num_layers: int) -> "PruneConfig":
         """Fill the depth-dependent defaults and check them against a model's depth.

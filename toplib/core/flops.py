@@ -139,25 +139,74 @@ def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: 
     return torch.stack(rows, dim=1)
 
 
+def expected_tokens(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
+                    prune_location: Sequence[int], num_layers: int,
+                    binned: bool = True) -> torch.Tensor:
+    """(B, N) expected tokens entering each layer for (B,) real lengths, from (P, bin_num)
+    P(bin gate open) and (P,) P(pruner on). ``binned``: count the rank bins each length
+    fills (:func:`binned_expected_lengths`); False: the release's formula, every bin
+    holding 1 / BIN_NUM of the tokens (:func:`expected_lengths`)."""
+    if binned:
+        return binned_expected_lengths(lengths, bin_keep, pruner_on, prune_location, num_layers)
+    keep_ratios = keep_rule(bin_keep.mean(-1, keepdim=True), pruner_on)[:, 0]  # as the gates
+    return expected_lengths(lengths, keep_ratios, prune_location, num_layers)
+
+
 def expected_sparsity(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
                       prune_location: Sequence[int], dims: EncoderDims,
-                      binned: bool = True) -> torch.Tensor:
+                      binned: bool = True, mean_of_ratios: bool = False) -> torch.Tensor:
     """Differentiable expected FLOPs sparsity of (B,) real lengths, which the constraint
-    holds, from (P, bin_num) P(bin gate open) and (P,) P(pruner on). ``binned``: count the
-    rank bins each length fills (:func:`binned_expected_lengths`); False: the release's
-    formula, every bin holding 1 / BIN_NUM of the tokens (:func:`expected_lengths`)."""
-    if binned:
-        tokens = binned_expected_lengths(lengths, bin_keep, pruner_on, prune_location,
-                                         dims.num_layers)
-    else:
-        keep_ratios = keep_rule(bin_keep.mean(-1, keepdim=True), pruner_on)[:, 0]  # as gates
-        tokens = expected_lengths(lengths, keep_ratios, prune_location, dims.num_layers)
-    return sparsity(encoder_macs(tokens, dims), dense_macs(lengths.to(tokens.dtype), dims))
+    holds (tokens from :func:`expected_tokens`).
+
+    Args:
+        mean_of_ratios: the release's average, ``1 - mean_b(MACs_b / dense_b)``; False:
+            toplib's ratio of sums, ``1 - sum MACs / sum dense`` (FLOPs saved over a
+            dataset). Long examples weigh more in the second.
+    """
+    tokens = expected_tokens(lengths, bin_keep, pruner_on, prune_location, dims.num_layers,
+                             binned)
+    pruned, dense = encoder_macs(tokens, dims), dense_macs(lengths.to(tokens.dtype), dims)
+    return mean_ratio_sparsity(pruned, dense) if mean_of_ratios else sparsity(pruned, dense)
+
+
+def release_sparsity(lengths: torch.Tensor, z_bins: torch.Tensor, z_pruner: torch.Tensor,
+                     prune_location: Sequence[int], dims: EncoderDims,
+                     padded_length: int | None = None) -> dict:
+    """The sparsity the release reports and selects checkpoints by (``l0_module.py``
+    ``get_mac_and_constraint`` on the deterministic gates): its formula under 0/1 gates,
+    every bin assumed to hold 1 / BIN_NUM of the tokens, averaged as a mean of per-example
+    ratios, against each example's real length and, with ``padded_length``, padded.
+
+    Args:
+        lengths: (E,) real lengths; z_bins: (P, bin_num) 0/1; z_pruner: (P,) 0/1.
+    Returns:
+        {"sparsity_release_real": float, "sparsity_release_padded": float (if padded)}.
+    Example:
+        >>> dims = EncoderDims(num_layers=2, hidden=4, heads=1, intermediate=8)
+        >>> gates = torch.tensor([[1.0, 0.0]]), torch.tensor([1.0])  # half of layer 1 pruned
+        >>> round(release_sparsity(torch.tensor([9]), *gates, (1,), dims)
+        ...       ["sparsity_release_real"], 4)  # 1 - MACs(9, 5 tokens) / MACs(9, 9)
+        0.3381
+    """
+    lengths = lengths.to(torch.float64)
+    tokens = expected_tokens(lengths, z_bins.to(torch.float64), z_pruner.to(torch.float64),
+                             prune_location, dims.num_layers, binned=False)
+    pruned = encoder_macs(tokens, dims)
+    out = {"sparsity_release_real": float(mean_ratio_sparsity(pruned, dense_macs(lengths, dims)))}
+    if padded_length is not None:
+        padded = dense_macs(torch.full_like(lengths, float(padded_length)), dims)
+        out["sparsity_release_padded"] = float(mean_ratio_sparsity(pruned, padded))
+    return out
 
 
 def sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-    """FLOPs sparsity ``1 - mean(pruned) / mean(dense)`` over a batch."""
+    """FLOPs sparsity as a ratio of sums, ``1 - sum(pruned) / sum(dense)``, over a batch."""
     return 1.0 - pruned.sum() / dense.sum()
+
+
+def mean_ratio_sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """FLOPs sparsity as the release averages it: ``1 - mean(pruned / dense)``."""
+    return 1.0 - (pruned / dense).mean()
 
 
 def flops_figures(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,

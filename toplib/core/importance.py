@@ -21,12 +21,16 @@ import torch
 from .gates import keep_rule
 
 
-def token_importance(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
-    """Attention each token receives, averaged over heads and alive query positions.
+def token_importance(probs: torch.Tensor, alive: torch.Tensor,
+                     rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention each token receives, averaged over heads and query rows.
 
     Args:
         probs: (B, A, n, n) attention probabilities of one layer (rows: queries).
         alive: (B, n) tokens that took part in that layer.
+        rows: (B, n) query rows to average; default ``alive`` (toplib). The release
+            averages every row of the padded sequence, padding and pruned tokens included
+            (``PruneConfig.importance_rows = "all"``): pass ones.
     Returns:
         (B, n) importance; 0 where ``alive`` is 0.
     Example:
@@ -35,8 +39,9 @@ def token_importance(probs: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         torch.Size([2, 6])
     """
     alive = alive.to(probs.dtype)
+    rows = alive if rows is None else rows.to(probs.dtype)
     received = probs.mean(dim=1)  # (B, n_query, n_key), head mean
-    per_query = alive / alive.sum(-1, keepdim=True).clamp_min(1.0)  # (B, n) query weights
+    per_query = rows / rows.sum(-1, keepdim=True).clamp_min(1.0)  # (B, n) query weights
     scores = torch.einsum("bq,bqk->bk", per_query, received)
     return scores * alive
 

@@ -16,6 +16,30 @@ import math
 import torch
 
 LN2 = math.log(2.0)
+RANK_SCORES = ("raw", "log", "scaled")
+"""What the loss sees of the student's importance ``s`` (a distribution over n tokens, so
+``s ~ 1/n``): ``raw`` (the release), ``log`` (log s: gaps are log-ratios, O(1)) or
+``scaled`` (s * n: mean 1). On raw scores every pair's logistic sits at ~ln 2 whatever
+the order (gaps ~1e-3), so the loss cannot fall, only its tiny gradient acts."""
+LOG_FLOOR = 1e-8  # log of an importance of 0 (never for an alive token; guards the log)
+
+
+def student_scores(importance: torch.Tensor, counts: torch.Tensor, how: str = "raw") -> torch.Tensor:
+    """The student's (B, n) importance as the ranking loss scores it (see ``RANK_SCORES``);
+    ``counts``: (B,) tokens ranked per example (``scaled`` multiplies by it).
+
+    Example:
+        >>> s = torch.tensor([[0.0, 0.5, 0.25, 0.25]])
+        >>> student_scores(s, torch.tensor([3]), "scaled").tolist()
+        [[0.0, 1.5, 0.75, 0.75]]
+    """
+    if how == "raw":
+        return importance
+    if how == "log":
+        return torch.log(importance.clamp_min(LOG_FLOOR))
+    if how == "scaled":
+        return importance * counts[:, None].clamp_min(1).to(importance.dtype)
+    raise ValueError(f"rank_score={how!r}: choose one of {', '.join(RANK_SCORES)}")
 
 
 def lambda_arp2_loss(
@@ -43,7 +67,8 @@ def lambda_arp2_loss(
 
 
 def rank_distillation_loss(
-    student: torch.Tensor, teacher: torch.Tensor, real: torch.Tensor, topk: int
+    student: torch.Tensor, teacher: torch.Tensor, real: torch.Tensor, topk: int,
+    score: str = "raw", sigma: float = 1.0, pad_lists: bool = False
 ) -> torch.Tensor:
     """Loss teaching ``student`` importance the teacher's order of its top-k tokens.
 
@@ -53,6 +78,11 @@ def rank_distillation_loss(
         real: (B, n) 0/1 real-token mask; [CLS] (position 0) is excluded here.
         topk: TOPK, tokens per example taken from the teacher's ranking; an example with
             fewer real tokens uses all of them.
+        score: how the student's importance is scored (:func:`student_scores`).
+        sigma: slope of the pairwise logistic (the release: 1).
+        pad_lists: the release's lists: an example with fewer than k tokens is padded with
+            relevance-0 entries scored 0, and every list is divided by k^2 (toplib: each
+            list holds the example's own tokens and is divided by its length squared).
     Returns:
         scalar, mean over the batch of ARP-2 / k_b^2.
     """
@@ -66,8 +96,11 @@ def rank_distillation_loss(
     k_b = counts.clamp(max=k).clamp_min(1)  # (B,) list length per example
     valid = position[None, :] < k_b[:, None]
     relevance = (k_b[:, None] - position[None, :]).clamp_min(0).to(student.dtype)
-    scores = student.gather(1, top)
-    loss = lambda_arp2_loss(scores, relevance, valid)
+    scores = student_scores(student, counts, score).gather(1, top)
+    if pad_lists:  # padded entries: relevance 0 (above), score 0, in every pair
+        scores, valid = scores * valid, torch.ones_like(valid)
+        k_b = torch.full_like(k_b, k)
+    loss = lambda_arp2_loss(scores, relevance, valid, sigma)
     return (loss / k_b.to(loss.dtype) ** 2).mean()
 
 

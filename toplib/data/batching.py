@@ -152,14 +152,20 @@ class TaskData:
     def train_loader(self, config, tokenizer, epoch: int):
         # A fresh seeded generator per epoch: the order of epoch e is reproducible on resume.
         return make_loader(self.train, config.batch_size, tokenizer, shuffle=True,
-                           seed=config.seed * 1000 + epoch, group_by_length=True)
+                           seed=config.seed * 1000 + epoch, group_by_length=True,
+                           pad_to=self.pad_to(config))
+
+    def pad_to(self, config) -> int | None:
+        """Every batch padded to max_seq_length (the release's ``pad_to_max_length``), or
+        to its longest example."""
+        return self.max_seq_length if getattr(config, "pad_to_max_length", False) else None
 
     def steps_per_epoch(self, config) -> int:
         return math.ceil(len(self.train) / config.batch_size)
 
     def eval_loaders(self, config, tokenizer) -> dict:
         return {name: make_loader(sort_by_length(split), config.eval_batch_size, tokenizer,
-                                  shuffle=False)
+                                  shuffle=False, pad_to=self.pad_to(config))
                 for name, split in self.validation.items()}
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +63,24 @@ def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None
     return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
 
 
-def self_attention(attn, hidden, bias, present=None, eager: bool = True, whole: bool = True,
-                   section=no_section):
+class Ranked(NamedTuple):
+    """Which tokens an attention block ranks: ``present`` (B, m) bool, the tokens that may
+    be ranked (and, by default, the query rows importance averages); ``all_rows``: average
+    every query row instead (the release: padding and pruned rows too)."""
+
+    present: torch.Tensor
+    all_rows: bool = False
+
+
+def self_attention(attn, hidden, bias, ranked: Ranked | None = None, eager: bool = True,
+                   whole: bool = True, section=no_section):
     """One Hugging Face attention block (``layer.attention``: ``.self`` with query/key/value,
     ``.output``) on (B, m, H) hidden states; ``section(name)`` is a timer context factory.
 
     Args:
         bias: (B, 1, 1, m) additive mask or None (nothing masked).
-        present: (B, m) bool, the query positions that count; if given (with ``eager``),
-            also return each token's importance (attention received, ToP Sec. 3.1).
+        ranked: if given (with ``eager``), also return each token's importance (attention
+            received, ToP Sec. 3.1) for the tokens and query rows it names.
         eager: explicit probabilities instead of fused SDPA.
         whole: the batch in one chunk (as Hugging Face), returning the (B, A, m, m)
             probabilities; False: chunks of examples (the token-dropping path).
@@ -86,7 +95,7 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, whole: 
     dropout = sa.dropout.p if sa.training else 0.0
     probs = scores = None
     if eager:
-        context, scores, probs = _eager_attention((q, k, v), bias, present, sa.scaling, dropout,
+        context, scores, probs = _eager_attention((q, k, v), bias, ranked, sa.scaling, dropout,
                                                   not whole, section)
     else:
         with section("attn_core"):
@@ -97,8 +106,8 @@ def self_attention(attn, hidden, bias, present=None, eager: bool = True, whole: 
     return out, scores, probs if whole else None
 
 
-def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked: bool,
-                     section=no_section):
+def _eager_attention(qkv, bias, ranked: Ranked | None, scaling: float, dropout: float,
+                     chunked: bool, section=no_section):
     """Eager attention and importance on ``qkv`` = (q, k, v), each (B, A, m, d), a chunk of
     examples at a time when ``chunked``. Returns (context (B, A, m, d), importance (B, m) or
     None, probabilities of the last chunk)."""
@@ -114,15 +123,17 @@ def _eager_attention(qkv, bias, present, scaling: float, dropout: float, chunked
             if dropout:  # training, as HF: after the softmax
                 probs = F.dropout(probs, p=dropout, training=True)
             contexts.append(torch.matmul(probs, v[rows]))
-        if present is not None:
+        if ranked is not None:
             with section("importance"):
                 if bias is None and chunked:  # nothing masked: a plain mean (1.8 -> 0.7 ms
                     # a pass, bert-base, batch 1); the masked path keeps the release's formula
                     scores.append(probs.mean(dim=(1, 2)))
                 else:
-                    scores.append(token_importance(probs, present[rows].to(probs.dtype)))
+                    alive = ranked.present[rows].to(probs.dtype)
+                    scores.append(token_importance(
+                        probs, alive, torch.ones_like(alive) if ranked.all_rows else None))
     join = (lambda xs: xs[0]) if len(contexts) == 1 else torch.cat
-    return join(contexts), (join(scores) if present is not None else None), probs
+    return join(contexts), (join(scores) if ranked is not None else None), probs
 
 
 def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
@@ -167,6 +178,15 @@ class TokenRun:
     drop: bool = False
     record_layers: frozenset[int] = frozenset()
     random_ranking: bool = False  # rank tokens at random (a training-free baseline)
+    importance_rows: str = "alive"  # query rows importance averages: alive or all (release)
+    # The release's masked pass. Training (release_training): a prune layer scales the
+    # hidden states by its soft keep x the previous binary decision, and attention masks
+    # padding (``real``) only. Evaluation (zero_pruned False): pruned tokens leave
+    # attention's keys but stay as queries, still updated, so their rows count in an
+    # all-rows importance.
+    release_training: bool = False
+    zero_pruned: bool = True
+    real: torch.Tensor | None = None  # (B, n) real tokens
     fast_attention: bool = False  # fused SDPA where no importance is needed
     section: Callable = no_section
     alive_per_layer: list = field(default_factory=list)
@@ -181,9 +201,11 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         prune_next = run.prune_at.get(i + 1)  # the pruning layer i's importance decides
         wants = prune_next is not None or i in run.record_layers
         present = (run.alive if run.drop else run.alive > 0) if wants else None  # (B, n) bool
+        keys = run.real if run.release_training else run.alive
+        ranked = None if present is None else Ranked(present, run.importance_rows == "all")
         attn_out, scores, probs = self_attention(
-            layer.attention, hidden, padding_bias(run.alive, hidden.dtype),
-            present, eager=wants or not run.fast_attention,
+            layer.attention, hidden, padding_bias(keys, hidden.dtype),
+            ranked, eager=wants or not run.fast_attention,
             whole=not run.drop or "attentions" in run.hooks, section=run.section)
         _emit(layer.attention.self, (hidden,), (attn_out, probs), "attentions" in run.hooks)
         if i in run.record_layers:
@@ -198,8 +220,11 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
             out = layer.feed_forward_chunk(attn_out)
         if prune_next is not None and not run.drop:
             bins = rank_bins(scores, present.to(run.alive.dtype), run.bin_num)
-            run.alive = keep_mask(bins, run.alive, *prune_next)
-            out = out * run.alive[..., None]  # soft mask: gates get gradients
+            # toplib: the running product of soft keeps; release: this layer's x binary before
+            before = present.to(run.alive.dtype) if run.release_training else run.alive
+            run.alive = keep_mask(bins, before, *prune_next)
+            if run.zero_pruned:
+                out = out * run.alive[..., None]  # soft mask: gates get gradients
         _emit(layer, (hidden,), out, "hidden_states" in run.hooks)
         hidden = out
     return hidden

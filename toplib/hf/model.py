@@ -82,6 +82,7 @@ class ToPModel(nn.Module):
         self.prune = (prune or PruneConfig()).resolve(self.dims.num_layers)
         self.gates = RankBinGates(len(self.prune.prune_location), self.prune.bin_num,
                                   self.prune.droprate_init)
+        self.release_forward = False  # train with the release's masked pass (TokenRun)
 
     @property
     def config(self):
@@ -104,15 +105,21 @@ class ToPModel(nn.Module):
     def token_run(self, attention_mask, pruning: bool = True, gates=None, record_layers=(),
                   random_ranking: bool = False) -> TokenRun:
         """A masked :class:`~toplib.hf.encoder.TokenRun` under the model's gates (sampled
-        in training, 0/1 in evaluation) or the given ``(z_bins, z_pruner)``."""
+        in training, 0/1 in evaluation) or the given ``(z_bins, z_pruner)``. Training runs
+        the release's masked pass when ``release_forward`` is set; with importance over
+        all rows, evaluation keeps pruned tokens as queries, as the release's does."""
         prune_at = {}
         if pruning:  # a dense pass draws no gate samples: the random streams stay put
             z_bins, z_pruner = gates if gates is not None else self.gates()
             prune_at = {loc: (z_bins[p], z_pruner[p])
                         for p, loc in enumerate(self.prune.prune_location)}
-        return TokenRun(alive=attention_mask.to(self.model.dtype), prune_at=prune_at,
-                        bin_num=self.prune.bin_num, record_layers=frozenset(record_layers),
-                        random_ranking=random_ranking)
+        real = attention_mask.to(self.model.dtype)
+        all_rows = self.prune.importance_rows == "all"
+        return TokenRun(alive=real, prune_at=prune_at, bin_num=self.prune.bin_num,
+                        record_layers=frozenset(record_layers), random_ranking=random_ranking,
+                        importance_rows=self.prune.importance_rows, real=real,
+                        release_training=self.release_forward and self.training,
+                        zero_pruned=self.training or not all_rows)
 
     @contextlib.contextmanager
     def attached(self, run: TokenRun):
@@ -130,13 +137,15 @@ class ToPModel(nn.Module):
         finally:
             encoder._top_run = None
 
-    def expected_sparsity(self, lengths: torch.Tensor, binned: bool = True) -> torch.Tensor:
+    def expected_sparsity(self, lengths: torch.Tensor, binned: bool = True,
+                          mean_of_ratios: bool = False) -> torch.Tensor:
         """Differentiable expected FLOPs sparsity of a batch of (B,) real lengths under the
-        gates (:func:`toplib.core.flops.expected_sparsity`)."""
+        gates (:func:`toplib.core.flops.expected_sparsity`; the release's: ``binned=False,
+        mean_of_ratios=True``)."""
         g = self.gates
         return expected_sparsity(lengths, prob_nonzero(g.bin_log_alpha),
                                  prob_nonzero(g.pruner_log_alpha), self.prune.prune_location,
-                                 self.dims, binned)
+                                 self.dims, binned, mean_of_ratios)
 
     # ---- persistence -------------------------------------------------------------------
     def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None,

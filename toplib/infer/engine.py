@@ -88,8 +88,11 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
         hidden = top.model.base_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     with section("gates"):
         table = eval_keep_table(top, pruning)
+    # importance over "all" rows (the release) averages the rows still here: dropped tokens
+    # and padding are gone, unlike the release's masked evaluation (README: departures)
     run = TokenRun(alive=attention_mask.bool(), prune_at=table, bin_num=top.prune.bin_num,
-                   drop=True, fast_attention=fast_attention, section=section)
+                   drop=True, fast_attention=fast_attention, section=section,
+                   importance_rows=top.prune.importance_rows)
     hidden = run_layers(encoder_of(top.model).layer, hidden, run)
     with section("head"):
         logits = classify(top.model, hidden[:, :1])

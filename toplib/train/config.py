@@ -14,15 +14,20 @@ from ..core.config import (
     PruneConfig,
     check,
     check_bools,
+    check_choice,
     check_finite,
     check_positive_ints,
     is_integer,
     knob,
 )
+from ..core.ranking import RANK_SCORES
 
 MAX_SEED = 2**32 - 1  # numpy.random.seed's upper bound
 POSITIVE_FLOATS = ("learning_rate", "reg_learning_rate", "finetune_learning_rate",
-                   "epochs", "finetune_epochs", "distill_temperature")
+                   "epochs", "finetune_epochs", "distill_temperature", "rank_sigma")
+ACCOUNTINGS = ("measured", "release")
+SELECT_BY = ("primary", "release")
+TRAINING_FORWARDS = ("toplib", "release")
 
 
 @dataclass
@@ -42,6 +47,8 @@ class TrainConfig:
     batch_size: int = knob(32, "training batch size")
     eval_batch_size: int = knob(64, "evaluation batch size")
     max_seq_length: int | None = knob(None, "truncation length (default: the task's, as released)")
+    pad_to_max_length: bool = knob(False, "pad every batch to max_seq_length (the release); "
+                                   "off: to its longest example")
     eval_steps: int | None = knob(None, "evaluate every N steps (default: evals_per_epoch)")
     evals_per_epoch: int = knob(4, "evaluations per epoch when eval_steps is not given")
     sparsity_epsilon: float = knob(0.01, "best checkpoint needs sparsity >= target - epsilon")
@@ -53,10 +60,24 @@ class TrainConfig:
     fix_pruners_after_warmup: bool = knob(False, "fix pruner gates on once the target has "
                                           "warmed up (off: the release)")
     fix_gates_epochs: float = knob(0.0, "train the last N epochs on the fixed evaluation gates")
+    accounting: str = knob("measured", "sparsity the constraint and best/ hold: measured "
+                           "(tokens counted, ratio of sums) or release (its formula, epsilon "
+                           "0, sticky)")
+    training_forward: str = knob("toplib", "training forward: toplib (pruned tokens out of "
+                                 "attention, running soft keep) or release (hidden states "
+                                 "scaled, attention unmasked)")
+    rank_score: str = knob("raw", "student scores the ranking loss sees: raw importance (the "
+                           "release), log (log-importance) or scaled (importance x tokens)")
+    rank_sigma: float = knob(1.0, "sigma of the ranking loss's pairwise logistic (release: 1)")
+    rank_pad_lists: bool = knob(False, "ranking lists padded to TOPK with relevance-0 entries "
+                                "scored 0, divided by TOPK^2 (the release)")
     distill_temperature: float = knob(2.0, "temperature of logit distillation")
     max_train_samples: int | None = knob(None, "train on a seeded subset of N examples")
     max_eval_samples: int | None = knob(None, "evaluate on the first N validation examples")
     freeze_embeddings: bool = knob(True, "freeze the embeddings while pruning, as the release")
+    weight_decay: float = knob(0.01, "AdamW weight decay of the weights (release: 0)")
+    select_by: str = knob("primary", "score picking best/: primary (the task's first metric, "
+                          "mean over splits) or release (QQP accuracy, MNLI matched)")
     seed: int = knob(42, "seed of data order, gate sampling and initialisation")
     prune: PruneConfig = field(default_factory=PruneConfig)
     """The pruning structure (PRUNE_LOCATION, BIN_NUM)."""
@@ -68,7 +89,8 @@ class TrainConfig:
               "must be a PruneConfig (or a dict of its fields)")
         check_finite(self, ("sparsity",), lambda x: 0.0 <= x < 1.0, "in [0, 1) (SPARSITY)")
         check_finite(self, POSITIVE_FLOATS, lambda x: x > 0, "> 0")
-        check_finite(self, ("distill_rank_loss_alpha", "warmup_epochs", "fix_gates_epochs"),
+        check_finite(self, ("distill_rank_loss_alpha", "warmup_epochs", "fix_gates_epochs",
+                            "weight_decay"),
                      lambda x: x >= 0, ">= 0")
         check_finite(self, ("sparsity_epsilon",), lambda x: 0 <= x < 1, "in [0, 1)")
         check("fix_gates_epochs", self.fix_gates_epochs, self.fix_gates_epochs < self.epochs,
@@ -83,6 +105,10 @@ class TrainConfig:
         check("seed", self.seed, is_integer(self.seed) and 0 <= self.seed <= MAX_SEED,
               f"must be an integer in 0..{MAX_SEED} (numpy's seed range)")
         self.seed = int(self.seed)
+        check_choice(self, "accounting", ACCOUNTINGS)
+        check_choice(self, "training_forward", TRAINING_FORWARDS)
+        check_choice(self, "rank_score", RANK_SCORES)
+        check_choice(self, "select_by", SELECT_BY)
         check_bools(self, [f.name for f in dataclasses.fields(self) if f.type == "bool"])
 
     def to_dict(self) -> dict:
@@ -106,6 +132,20 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
     "stsb": dict(bin_num=30, topk=20, warmup_epochs=50, epochs=150, sparsity=0.70),
 }
 LARGE_TASKS = ("qqp", "mnli", "qnli", "sst2")  # the release fine-tunes these 3 epochs, others 10
+# Every task's pruning run in the release, beside Table 7 (microsoft/Moonlit, ToP):
+RELEASE_RUN: dict[str, Any] = dict(
+    learning_rate=1e-5, reg_learning_rate=0.02,  # run_token_prune.sh, its one example
+    distill_rank_loss_alpha=1e-2,  # ibid. (DISTILL_RANK_LOSS_ALPHA; the grid: 1e-2 .. 1e-5)
+    eval_steps=100,  # ibid. (EVAL_STEP)
+    max_seq_length=256, pad_to_max_length=True,  # scripts/run_TokenPrune.sh; args.py default
+    weight_decay=0.0,  # no --weight_decay: Hugging Face's TrainingArguments default
+    batch_size=32, distill_temperature=2.0,  # scripts/run_TokenPrune.sh
+    sparsity_epsilon=0.0,  # SPARSITY_EPSILON (${10}) is never passed on: args.py default 0
+    accounting="release", training_forward="release", importance_rows="all",
+    select_by="release",  # trainer/trainer.py: QQP by accuracy; run_glue_prune.py: MNLI matched
+    binned_expectation=False, fix_pruners_after_warmup=False,
+    rank_score="raw", rank_sigma=1.0, rank_pad_lists=True,  # trainer/trainer.py rank loss
+)
 
 # `quick`: minutes on a 2-core CPU. Few epochs, a training subset for the larger tasks,
 # and a warm-up that ends early enough for the model to recover at the final target.
@@ -128,7 +168,7 @@ def preset_values(preset: str, task: str) -> dict[str, Any]:
     check("preset", preset, preset in PRESETS, f"choose one of {', '.join(PRESETS)}")
     paper = dict(PAPER_PRESETS.get(task, PAPER_PRESETS["sst2"]))
     if preset == "paper":
-        return dict(paper, finetune_epochs=3 if task in LARGE_TASKS else 10)
+        return dict(RELEASE_RUN, **paper, finetune_epochs=3 if task in LARGE_TASKS else 10)
     return dict(QUICK_PRESET, sparsity=paper["sparsity"] if task in PAPER_PRESETS else 0.5)
 
 

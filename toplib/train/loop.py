@@ -163,11 +163,13 @@ def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
         _finite(state.step, f"weight {name}", p)  # best/ and last/ never hold a non-finite one
     results = evaluate_splits(stage.top, loaders, data.spec, data.max_seq_length,
                               EvalMode(pruning=stage.pruning), run.options.device, progress=False)
-    summary = dict(split_summary(results), step=state.step, kind="eval", splits=results)
+    summary = dict(split_summary(results, data.spec.name, stage.config.select_by),
+                   step=state.step, kind="eval", splits=results)
     _log(run, summary)
     state.last = {"score": summary["score"], "step": state.step, "results": results}
     extra = dict(run.meta, step=state.step, results=results)
-    if stage.eligible(summary) and (state.best is None or summary["score"] > state.best["score"]):
+    started = state.best is not None  # an evaluation has qualified (the release: sticky)
+    if stage.eligible(summary, started) and (not started or summary["score"] > state.best["score"]):
         state.best = dict(state.last)
         stage.top.save_pretrained(run.path("best"), run.tokenizer, extra)
         logger.info("step %d: new best %.4f", state.step, summary["score"])

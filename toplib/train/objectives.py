@@ -9,12 +9,15 @@ A stage gives the loop its ``name``, ``total_steps``, whether it evaluates with
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
 from ..core.constraint import LagrangianConstraint, warmup_progress, warmup_target
-from ..core.flops import measured_sparsity
+from ..core.flops import measured_sparsity, release_sparsity
+from ..core.gates import keep_rule
 from ..core.importance import kept_counts
 from ..core.ranking import rank_distillation_loss
 from .config import TrainConfig
@@ -52,7 +55,8 @@ class FinetuneStage:
         self.total_steps = total = planned_steps(config.finetune_epochs, steps_per_epoch,
                                                  "finetune_epochs")
         self.optimizers = {"model": torch.optim.AdamW(top.model.parameters(),
-                                                       lr=config.finetune_learning_rate)}
+                                                       lr=config.finetune_learning_rate,
+                                                       weight_decay=config.weight_decay)}
         self.schedulers = {"model": get_linear_schedule_with_warmup(
             self.optimizers["model"], int(0.06 * total), total)}
 
@@ -62,7 +66,7 @@ class FinetuneStage:
         loss = task_loss(out.logits, batch["labels"], self.top.config.problem_type == "regression")
         return loss, {"task_loss": loss.item()}
 
-    def eligible(self, summary: dict) -> bool:  # noqa: ARG002 (the stage protocol)
+    def eligible(self, summary: dict, started: bool = False) -> bool:  # noqa: ARG002
         return True
 
     def after_step(self) -> None:
@@ -88,13 +92,18 @@ class PruneStage:
         self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
         self.fix_gates_step = total - int(round(config.fix_gates_epochs * steps_per_epoch))
         self.regression = top.config.problem_type == "regression"
+        top.release_forward = config.training_forward == "release"
         if config.freeze_embeddings:  # the release freezes embeddings while pruning
             top.model.base_model.embeddings.requires_grad_(False)
         for p in teacher.parameters():
             p.requires_grad_(False)
+        # the teacher's reference ranking averages the same query rows as the student's
+        teacher.prune = dataclasses.replace(teacher.prune,
+                                            importance_rows=top.prune.importance_rows)
         weights = [p for p in top.model.parameters() if p.requires_grad]
         self.optimizers = {
-            "model": torch.optim.AdamW(weights, lr=config.learning_rate),
+            "model": torch.optim.AdamW(weights, lr=config.learning_rate,
+                                       weight_decay=config.weight_decay),
             "gates": torch.optim.AdamW(top.gates.parameters(), lr=config.reg_learning_rate,
                                        weight_decay=0.0),
             "lagrangian": torch.optim.AdamW(self.lagrangian.parameters(),  # ascent
@@ -121,14 +130,19 @@ class PruneStage:
             fit = distillation_loss(out.logits, teacher.logits, cfg.distill_temperature)
         target = warmup_target(step, cfg.sparsity, self.warmup_steps)
         lengths = mask.sum(-1)
-        expected = top.expected_sparsity(lengths, cfg.binned_expectation)
-        measured = self.measured_sparsity(lengths)
+        release = cfg.accounting == "release"  # its formula: uniform bins, mean of ratios
+        expected = top.expected_sparsity(lengths, cfg.binned_expectation and not release,
+                                         mean_of_ratios=release)
+        measured, release_figure = self.measured_sparsity(lengths)
         # Straight-through: the constraint holds what evaluation measures (the pruner gate on
         # or off, whole tokens per bin), with the gradient of the smooth expectation.
-        held = expected + (measured - expected).detach() if cfg.constrain_measured else expected
+        evaluated = release_figure if release else measured
+        held = expected + (evaluated - expected).detach() if cfg.constrain_measured else expected
         lag = self.lagrangian(held, target)
         rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask,
-                                          cfg.topk) for layer in top.prune.rank_distill_layers)
+                                          cfg.topk, cfg.rank_score, cfg.rank_sigma,
+                                          cfg.rank_pad_lists)
+                   for layer in top.prune.rank_distill_layers)
         rank_weight = cfg.distill_rank_loss_alpha * max(
             0.01, 1 - warmup_progress(step, self.warmup_steps))
         loss = fit + lag + rank_weight * rank
@@ -138,22 +152,31 @@ class PruneStage:
             "lagrangian_loss": lag.item(), "rank_weight": rank_weight,
             "rank_loss": float(rank.detach()) if torch.is_tensor(rank) else 0.0,
             "expected_sparsity": expected.item(), "measured_sparsity": measured,
-            "target_sparsity": target,
+            "release_sparsity": release_figure, "target_sparsity": target,
             "lambda_1": self.lagrangian.lambda_1.item(),
             "lambda_2": self.lagrangian.lambda_2.item(),
             "expected_keep_ratio": [round(x, 4) for x in keep.tolist()],
         }
 
     @torch.no_grad()
-    def measured_sparsity(self, lengths: torch.Tensor) -> float:
-        """Real-length sparsity of a batch under the evaluation gates (exact, no forward pass)."""
-        top = self.top
-        kept = kept_counts(lengths.cpu(), top.gates.kept_bins().cpu(), top.prune.prune_location,
+    def measured_sparsity(self, lengths: torch.Tensor) -> tuple[float, float]:
+        """Real-length sparsity of a batch under the evaluation gates, measured (exact, no
+        forward pass) and by the release's formula."""
+        top, lengths = self.top, lengths.cpu()
+        z_bins, z_pruner = (z.cpu() for z in top.gates(training=False))
+        kept = kept_counts(lengths, keep_rule(z_bins, z_pruner), top.prune.prune_location,
                            top.dims.num_layers, top.prune.bin_num)
-        return measured_sparsity(kept, lengths.cpu(), top.dims)
+        release = release_sparsity(lengths, z_bins, z_pruner, top.prune.prune_location, top.dims)
+        return measured_sparsity(kept, lengths, top.dims), release["sparsity_release_real"]
 
-    def eligible(self, summary: dict) -> bool:
-        return summary["sparsity_real"] >= self.config.sparsity - self.config.sparsity_epsilon
+    def eligible(self, summary: dict, started: bool = False) -> bool:
+        """Whether an evaluation may become best/: its sparsity is at least target -
+        epsilon, measured (toplib), or by the release's formula, where, as in the
+        release's trainer, once one evaluation qualifies every later one does (sticky)."""
+        cfg = self.config
+        if cfg.accounting == "release":
+            return started or summary["sparsity_release_real"] >= cfg.sparsity - cfg.sparsity_epsilon
+        return summary["sparsity_real"] >= cfg.sparsity - cfg.sparsity_epsilon
 
     def after_step(self) -> None:
         self.top.gates.clamp_()

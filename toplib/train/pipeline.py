@@ -13,7 +13,11 @@ from .runs import finetune, finished_run, prune, read_results
 logger = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("Task", "Metric", "FLOPs reduction, real length",
-                 "FLOPs reduction, padded (the paper's convention)", "Score", "Teacher score")
+                 "FLOPs reduction, padded (the paper's convention)",
+                 "Sparsity measured, real / padded",
+                 "Sparsity by the release's formula, real / padded", "Score", "Teacher score")
+SPARSITY_KEYS = ("sparsity_real", "reduction_real", "sparsity_padded", "reduction_padded",
+                 "sparsity_release_real", "sparsity_release_padded")
 
 
 def train_task(task: str, output_dir: str, preset: str = "quick", model: str | None = None,
@@ -62,8 +66,7 @@ def table_row(top_dir: str) -> dict:
     return {
         "task": spec.name, "metric": spec.metrics[0],
         "target_sparsity": results["config"]["sparsity"],
-        **{k: m.get(k) for k in ("sparsity_real", "reduction_real", "sparsity_padded",
-                                 "reduction_padded", "keep_ratio")},
+        **{k: m.get(k) for k in (*SPARSITY_KEYS, "keep_ratio")},
         "score": best["score"], "teacher_score": results["teacher_score"],
         "prune_time_s": results["wall_time_s"],
         "target_missed": bool(best.get("target_missed", False)),
@@ -74,7 +77,11 @@ def format_table(rows: list[dict]) -> str:
     """Markdown table in the paper's format (Table 2: FLOPs reduction and score)."""
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
+        pair = "{} / {}".format
         cells = [_fmt(r["reduction_real"], "{:.2f}x"), _fmt(r["reduction_padded"], "{:.2f}x"),
+                 pair(_fmt(r["sparsity_real"], "{:.3f}"), _fmt(r["sparsity_padded"], "{:.3f}")),
+                 pair(_fmt(r.get("sparsity_release_real"), "{:.3f}"),
+                      _fmt(r.get("sparsity_release_padded"), "{:.3f}")),
                  _fmt(r["score"], "{:.2f}", 100), _fmt(r["teacher_score"], "{:.2f}", 100)]
         missed = " (target missed)" if r.get("target_missed") else ""
         lines.append(f"| {r['task']} | {r['metric']} | " + " | ".join(cells) + f"{missed} |")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.flops import bin_occupancy
 from ..core.ranking import graded_relevance, kendall_tau, ndcg_at_k
 from ..data import get_task, load_task_data
 from ..train import TrainConfig, finished_run, prune, read_results
@@ -178,3 +179,22 @@ def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
         prune(results["task"], results["teacher"], output_dir, config, data_dir,
               resume=os.path.isdir(output_dir), device=device, progress=progress)
     return output_dir
+
+
+def bin_occupancy_at(kept: torch.Tensor, prune_location: Sequence[int], bin_num: int) -> torch.Tensor:
+    """Share of each prune layer's candidates that falls in each rank bin, averaged over
+    examples: with m candidates, rank r sits in bin floor(r / m * BIN_NUM), so when m <
+    BIN_NUM some bins hold nobody, and the last bin (the least-attended tokens) is empty
+    for every m < BIN_NUM. A gate whose bin is empty gets no gradient from the task and
+    none from the binned expected FLOPs.
+
+    Args:
+        kept: (E, N) tokens entering each layer (``evaluate``'s measured counts, or
+            ``toplib.core.importance.kept_counts``); prune layer l ranks the
+            ``kept[:, l - 1] - 1`` tokens that left layer l - 1's attention ([CLS] aside).
+    Returns:
+        (P, bin_num) float, rows summing to 1 (uniform would be 1 / BIN_NUM each).
+    """
+    table = bin_occupancy(int(kept.max()), bin_num)
+    return torch.stack([table[(kept[:, loc - 1] - 1).clamp_min(0).long()].mean(0).float()
+                        for loc in prune_location])

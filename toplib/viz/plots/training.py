@@ -57,10 +57,17 @@ def _pruning_panels(ax: dict, history: list[dict], colors, prune_location) -> No
     if any("measured_sparsity" in r for r in history):
         s.plot(*_series(history, "train", "measured_sparsity"), label="evaluation gates (batch)",
                color=colors[2], alpha=0.6, linewidth=1)
+    if any("release_sparsity" in r for r in history):
+        s.plot(*_series(history, "train", "release_sparsity"),
+               label="release formula, evaluation gates (batch)", color=colors[4], alpha=0.6,
+               linewidth=1)
     s.plot(*_series(history, "train", "target_sparsity"), "--", label="target (warm-up)",
            color="black")
     s.plot(*_series(history, "eval", "sparsity_real"), "o", label="measured (eval)",
            color=colors[3])
+    if any("sparsity_release_real" in r for r in history):
+        s.plot(*_series(history, "eval", "sparsity_release_real"), "x",
+               label="release formula (eval)", color=colors[4])
     s.set(title="FLOPs sparsity (real length)", ylabel="sparsity")
     s.legend(fontsize=8)
     for name, color in (("lambda_1", colors[4]), ("lambda_2", colors[5])):
