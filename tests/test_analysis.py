@@ -277,3 +277,18 @@ def test_plot_functions_return_figures_and_save_both_formats(top, tokenizer, tmp
     import matplotlib.pyplot as plt
     for fig in figures.values():
         plt.close(fig)
+
+
+def test_bin_occupancy_leaves_the_last_bin_empty_below_bin_num_tokens():
+    import torch
+
+    from toplib.viz.analysis import bin_occupancy_at
+    # tokens entering layers 0..2 for three examples; prune layers 1 and 2
+    kept = torch.tensor([[11, 6, 6], [30, 16, 16], [26, 26, 26]])
+    occupancy = bin_occupancy_at(kept, (1, 2), bin_num=25)
+    assert torch.allclose(occupancy.sum(-1), torch.ones(2))
+    # layer 1 ranks 10, 29 and 25 tokens: bin 24 holds 1 of 29 and 1 of 25, none of 10
+    assert float(occupancy[0, 24]) == pytest.approx((0 + 1 / 29 + 1 / 25) / 3)
+    # layer 2 ranks 5, 15 and 25: only the 25-token example reaches bin 24
+    assert float(occupancy[1, 24]) == pytest.approx(1 / 25 / 3)
+    assert float(occupancy[1, 0]) > 1 / 25  # few tokens: bin 0 always holds one

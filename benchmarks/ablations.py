@@ -1,0 +1,308 @@
+"""Seeded ablations of toplib's departures from the release (README: "Ablations").
+
+Every arm is the quick preset plus the overrides below, trained from one teacher per task
+(quick preset, seed 42) with seeds 0, 1, 2; `collect` evaluates each run's best/ checkpoint
+(every sparsity figure, and how well the prune layers rank tokens like the teacher's last
+layer) and writes one JSON per run under benchmarks/results/ablations/, `table` prints
+mean +- standard deviation per arm.
+
+    python benchmarks/ablations.py run --jobs 2     # trains what is missing, resumable
+    python benchmarks/ablations.py collect          # evaluates finished runs
+    python benchmarks/ablations.py table            # the README's tables
+
+Runs live in runs/ablations/<task>/<arm>/seed<k> (not committed); GLUE tasks read
+GLUE_DIR (default ../shared/data/glue).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = os.path.join(ROOT, "runs", "ablations")
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "ablations")
+GLUE_DIR = os.environ.get("GLUE_DIR", os.path.join(ROOT, "..", "shared", "data", "glue"))
+SEEDS = (0, 1, 2)
+RANK_EVAL_TEXTS = 400  # validation texts the ranking agreement is measured on
+
+# arm -> overrides of the quick preset; tasks each arm runs on
+ARMS: dict[str, dict] = {
+    "quick": dict(sparsity=0.5),
+    "no_fix_pruners": dict(sparsity=0.5, fix_pruners_after_warmup=False),
+    "release_forward": dict(sparsity=0.5, training_forward="release"),
+    "rank_raw": dict(sparsity=0.65),
+    "rank_none": dict(sparsity=0.65, distill_rank_loss_alpha=0.0),
+    # log scores: gaps O(1); alpha 0.1 puts the rank gradient at ~1/5 of the logit
+    # distillation gradient (raw at 1e-3: ~1e-4 of it), measured on one quick-preset batch
+    "rank_log": dict(sparsity=0.65, rank_score="log", distill_rank_loss_alpha=0.1),
+    "release_forward_065": dict(sparsity=0.65, training_forward="release"),
+    "release_rows": dict(sparsity=0.5, importance_rows="all"),
+    "release_rows_065": dict(sparsity=0.65, importance_rows="all"),
+}
+PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
+    ("rotten_tomatoes", "quick"), ("rotten_tomatoes", "release_forward"),
+    ("sst2", "rank_raw"), ("sst2", "rank_none"), ("sst2", "rank_log"),
+    ("rotten_tomatoes", "rank_raw"), ("rotten_tomatoes", "rank_none"),
+    ("rotten_tomatoes", "rank_log"), ("sst2", "release_forward_065"),
+    ("rotten_tomatoes", "no_fix_pruners"), ("rotten_tomatoes", "release_rows"),
+    ("sst2", "release_rows_065"),
+]
+
+
+def data_dir(task: str) -> str | None:
+    return None if task == "rotten_tomatoes" else GLUE_DIR
+
+
+def teacher_dir(task: str) -> str:
+    return os.path.join(RUNS, task, "teacher")
+
+
+def run_dir(task: str, arm: str, seed: int) -> str:
+    return os.path.join(RUNS, task, arm, f"seed{seed}")
+
+
+def train_one(task: str, arm: str, seed: int) -> None:
+    """One pruning run (the teacher first, if missing); a finished run is left alone."""
+    from toplib.train.config import build_train_config
+    from toplib.train.records import finished_run
+    from toplib.train.runs import finetune, prune
+
+    if finished_run(teacher_dir(task)) is None:
+        finetune(task, teacher_dir(task), config=build_train_config(task, "quick"),
+                 data=data_dir(task), resume=os.path.isdir(teacher_dir(task)), progress=False)
+    out = run_dir(task, arm, seed)
+    if finished_run(out) is None:
+        config = build_train_config(task, "quick", dict(ARMS[arm], seed=seed))
+        prune(task, teacher_dir(task), out, config, data_dir(task),
+              resume=os.path.isdir(out), progress=False)
+
+
+def collect_one(task: str, arm: str, seed: int) -> dict:
+    """Evaluate a finished run's best/ and summarise its history."""
+    from toplib.hf.model import load_checkpoint
+    from toplib.train.evaluate import evaluate_checkpoint
+    from toplib.train.records import read_history, read_results
+    from toplib.viz.analysis import ranking_agreement, validation_texts
+
+    out = run_dir(task, arm, seed)
+    results = read_results(out)
+    evaluation = evaluate_checkpoint(os.path.join(out, "best"), task, data_dir(task),
+                                     progress=False)
+    split = next(iter(evaluation))
+    model, tokenizer, _ = load_checkpoint(os.path.join(out, "best"))
+    teacher, _, _ = load_checkpoint(os.path.join(teacher_dir(task), "best"))
+    texts = validation_texts(task, data_dir(task), RANK_EVAL_TEXTS)
+    agreement = ranking_agreement(model, teacher, tokenizer, texts, k=10)
+    history = [h for h in read_history(out) if "lambda_1" in h]
+    return {
+        "task": task, "arm": arm, "seed": seed, "overrides": ARMS[arm],
+        "teacher_score": results["teacher_score"], "score": evaluation[split]["score"],
+        "evaluation": evaluation[split], "best_step": results["best"].get("step"),
+        "target_missed": bool(results["best"].get("target_missed", False)),
+        "ranking": agreement.to_dict(orient="records"),
+        "rank_distill_layers": list(model.prune.rank_distill_layers),
+        "max_lambda_1": max((abs(h["lambda_1"]) for h in history), default=None),
+        "history": [{k: h.get(k) for k in ("step", "expected_sparsity", "measured_sparsity",
+                                           "target_sparsity", "lambda_1", "lambda_2",
+                                           "rank_loss")} for h in history],
+        "gates": _gates(model, evaluation_lengths(task, tokenizer)),
+        "prune_time_s": results["wall_time_s"],
+    }
+
+
+def evaluation_lengths(task: str, tokenizer):
+    """(E,) real lengths of the task's first validation split, as the quick preset encodes it."""
+    from toplib.data import prepare_data
+    from toplib.data.batching import real_lengths
+    from toplib.train.config import build_train_config
+    data = prepare_data(task, tokenizer, build_train_config(task, "quick"), data_dir(task),
+                        need_train=False)
+    return real_lengths(next(iter(data.validation.values())))
+
+
+def _gates(model, lengths) -> dict:
+    """P(open) of every bin gate, the bins evaluation keeps, and the share of each prune
+    layer's validation tokens that every bin holds under those gates."""
+    from toplib.core.gates import prob_nonzero
+    from toplib.core.importance import kept_counts
+    from toplib.viz.analysis import bin_occupancy_at
+    keep = model.gates.kept_bins().float()
+    kept = kept_counts(lengths, keep, model.prune.prune_location, model.dims.num_layers,
+                       model.prune.bin_num)
+    return {"bin_p_open": prob_nonzero(model.gates.bin_log_alpha).tolist(),
+            "pruner_p_on": prob_nonzero(model.gates.pruner_log_alpha).tolist(),
+            "keep_bins": keep.tolist(), "prune_location": list(model.prune.prune_location),
+            "occupancy": bin_occupancy_at(kept, model.prune.prune_location,
+                                          model.prune.bin_num).tolist()}
+
+
+def write_row(task: str, arm: str, seed: int) -> None:
+    """Collect one finished run into benchmarks/results/ablations/<task>_<arm>_seed<k>.json."""
+    os.makedirs(RESULTS, exist_ok=True)
+    row = collect_one(task, arm, seed)
+    with open(os.path.join(RESULTS, f"{task}_{arm}_seed{seed}.json"), "w") as f:
+        json.dump(row, f, indent=1)
+    print(f"{task} {arm} seed {seed}: score {row['score']:.4f} "
+          f"sparsity {row['evaluation']['sparsity_real']:.3f}", flush=True)
+
+
+def jobs(only: str | None = None) -> list[tuple[str, str, int]]:
+    """(task, arm, seed) of the plan, or of the arms and tasks in the comma list ``only``."""
+    names = set(only.split(",")) if only else None
+    return [(task, arm, seed) for task, arm in PLAN for seed in SEEDS
+            if names is None or arm in names or task in names]
+
+
+def _spawn(job: tuple[str, str, int]) -> int:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    task, arm, seed = job
+    log = os.path.join(RUNS, f"{task}_{arm}_seed{seed}.log")
+    os.makedirs(RUNS, exist_ok=True)
+    with open(log, "a") as f:
+        code = subprocess.call([sys.executable, __file__, "one", task, arm, str(seed)],
+                               stdout=f, stderr=subprocess.STDOUT, env=env)
+    print(f"{task} {arm} seed {seed}: exit {code}", flush=True)
+    return code
+
+
+def _stat(values) -> tuple[float, float]:
+    """(mean, sample standard deviation) of the values that exist."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
+def _rank_metric(row: dict, key: str) -> float:
+    """Mean of a ranking metric over the run's rank-distilled layers."""
+    layers = row["rank_distill_layers"]
+    return statistics.mean(x[key] for x in row["ranking"] if x["layer"] in layers)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation per (task, arm) of the score drop, every sparsity
+    figure and the ranking agreement at the rank-distilled layers."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["arm"]), []).append(r)
+    table = []
+    for (task, arm), rs in groups.items():
+        entry = {"task": task, "arm": arm, "seeds": len(rs),
+                 "drop": _stat([100 * (r["score"] - r["teacher_score"]) for r in rs]),
+                 "score": _stat([100 * r["score"] for r in rs]),
+                 "kendall_tau": _stat([_rank_metric(r, "kendall_tau") for r in rs]),
+                 "ndcg10": _stat([_rank_metric(r, "ndcg") for r in rs]),
+                 "max_lambda_1": _stat([r["max_lambda_1"] for r in rs])}
+        for key in ("sparsity_real", "sparsity_padded", "sparsity_release_real",
+                    "sparsity_release_padded", "expected_sparsity"):
+            entry[key] = _stat([r["evaluation"].get(key) for r in rs])
+        table.append(entry)
+    return table
+
+
+def format_rows(table: list[dict]) -> str:
+    keys = ("drop", "score", "sparsity_real", "sparsity_padded", "sparsity_release_real",
+            "sparsity_release_padded", "kendall_tau", "ndcg10", "max_lambda_1")
+    lines = ["| task | arm | seeds | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 3)]
+    for e in table:
+        cells = [f"{e[k][0]:.3f} ± {e[k][1]:.3f}" for k in keys]
+        lines.append(f"| {e['task']} | {e['arm']} | {e['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+COMPARISONS = {  # figure name -> (arms, renamed for the legend), metrics
+    "ablation_rank_distillation": ({"rank_none": "no ranking loss", "rank_raw": "release loss "
+                                    "(raw, alpha 1e-3)", "rank_log": "log scores, alpha 0.1"},
+                                   ("drop", "kendall_tau", "ndcg10")),
+    "ablation_training_forward": ({"quick": "toplib forward", "rank_raw": "toplib forward",
+                                   "release_forward": "release forward",
+                                   "release_forward_065": "release forward"},
+                                  ("drop", "kendall_tau", "sparsity_real")),
+    "ablation_fix_pruners": ({"quick": "pruners fixed after warm-up",
+                              "no_fix_pruners": "pruners learn throughout"},
+                             ("drop", "sparsity_real")),
+}
+TRAINING_FORWARD_PAIRS = {"rotten_tomatoes": ("quick", "release_forward"),
+                          "sst2": ("rank_raw", "release_forward_065")}
+
+
+def load_rows() -> list[dict]:
+    return [json.load(open(os.path.join(RESULTS, f))) for f in sorted(os.listdir(RESULTS))
+            if f.endswith(".json")]
+
+
+def make_figures(rows: list[dict], directory: str = os.path.join(ROOT, "figures")) -> None:
+    """The ablation figures from the collected JSON rows (no run folders needed)."""
+    import numpy as np
+
+    from toplib.viz.plots import (
+        plot_ablation,
+        plot_constraint_tracking,
+        plot_gates_vs_rank,
+        save_figure,
+    )
+    for name, (arms, metrics) in COMPARISONS.items():
+        chosen = [dict(r, arm=arms[r["arm"]]) for r in rows if r["arm"] in arms
+                  and (name != "ablation_training_forward"
+                       or r["arm"] in TRAINING_FORWARD_PAIRS.get(r["task"], ()))]
+        if chosen:
+            save_figure(plot_ablation(summarize(chosen), metrics), name, directory)
+    for task in sorted({r["task"] for r in rows}):
+        quick = [r for r in rows if r["task"] == task and r["arm"] == "quick"]
+        if not quick:
+            continue
+        gates = [r["gates"] for r in quick]
+        fig = plot_gates_vs_rank(np.array([g["bin_p_open"] for g in gates]),
+                                 np.mean([g["occupancy"] for g in gates], axis=0),
+                                 gates[0]["prune_location"],
+                                 f"{task}, quick preset at 0.5: bin gates against rank")
+        save_figure(fig, f"gates_vs_rank_{task}", directory)
+        fig = plot_constraint_tracking([r["history"] for r in quick],
+                                       f"{task}, quick preset at 0.5: the constraint in warm-up")
+        save_figure(fig, f"constraint_tracking_{task}", directory)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--jobs", type=int, default=2)
+    run.add_argument("--only", help="arms or tasks, comma-separated")
+    one = sub.add_parser("one")
+    one.add_argument("task")
+    one.add_argument("arm", choices=sorted(ARMS))
+    one.add_argument("seed", type=int)
+    col = sub.add_parser("collect")
+    col.add_argument("--only", help="arms or tasks, comma-separated")
+    sub.add_parser("table")
+    sub.add_parser("figures")
+    args = parser.parse_args(argv)
+    if args.command == "one":
+        import torch
+        torch.set_num_threads(1)
+        train_one(args.task, args.arm, args.seed)
+        write_row(args.task, args.arm, args.seed)
+    elif args.command == "run":
+        with ThreadPoolExecutor(args.jobs) as pool:
+            codes = list(pool.map(_spawn, jobs(args.only)))
+        sys.exit(max(codes, default=0))
+    elif args.command == "collect":
+        from toplib.train.records import finished_run
+        for task, arm, seed in jobs(args.only):
+            if finished_run(run_dir(task, arm, seed)) is None:
+                print(f"{task} {arm} seed {seed}: not finished, skipped")
+                continue
+            write_row(task, arm, seed)
+    elif args.command == "figures":
+        make_figures(load_rows())
+    else:
+        print(format_rows(summarize(load_rows())))
+
+
+if __name__ == "__main__":
+    main()
