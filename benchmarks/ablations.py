@@ -43,6 +43,7 @@ ARMS: dict[str, dict] = {
     "release_forward_065": dict(sparsity=0.65, training_forward="release"),
     "release_rows": dict(sparsity=0.5, importance_rows="all"),
     "release_rows_065": dict(sparsity=0.65, importance_rows="all"),
+    "release_accounting": dict(sparsity=0.5, accounting="release", sparsity_epsilon=0.0),
 }
 PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "quick"), ("rotten_tomatoes", "release_forward"),
@@ -50,7 +51,7 @@ PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "rank_raw"), ("rotten_tomatoes", "rank_none"),
     ("rotten_tomatoes", "rank_log"), ("sst2", "release_forward_065"),
     ("rotten_tomatoes", "no_fix_pruners"), ("rotten_tomatoes", "release_rows"),
-    ("sst2", "release_rows_065"),
+    ("sst2", "release_rows_065"), ("rotten_tomatoes", "release_accounting"),
 ]
 
 
@@ -141,11 +142,15 @@ def _gates(model, lengths) -> dict:
                                           model.prune.bin_num).tolist()}
 
 
+def row_path(task: str, arm: str, seed: int) -> str:
+    return os.path.join(RESULTS, f"{task}_{arm}_seed{seed}.json")
+
+
 def write_row(task: str, arm: str, seed: int) -> None:
     """Collect one finished run into benchmarks/results/ablations/<task>_<arm>_seed<k>.json."""
     os.makedirs(RESULTS, exist_ok=True)
     row = collect_one(task, arm, seed)
-    with open(os.path.join(RESULTS, f"{task}_{arm}_seed{seed}.json"), "w") as f:
+    with open(row_path(task, arm, seed), "w") as f:
         json.dump(row, f, indent=1)
     print(f"{task} {arm} seed {seed}: score {row['score']:.4f} "
           f"sparsity {row['evaluation']['sparsity_real']:.3f}", flush=True)
@@ -184,6 +189,14 @@ def _rank_metric(row: dict, key: str) -> float:
     return statistics.mean(x[key] for x in row["ranking"] if x["layer"] in layers)
 
 
+def _overshoot(history: list[dict]) -> float:
+    """Largest excess of the evaluation gates' sparsity (per logged batch) over the
+    warmed-up target while the target still rises."""
+    final = max(h["target_sparsity"] for h in history)
+    return max(h["measured_sparsity"] - h["target_sparsity"] for h in history
+               if h["target_sparsity"] < final)
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation per (task, arm) of the score drop, every sparsity
     figure and the ranking agreement at the rank-distilled layers."""
@@ -197,7 +210,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                  "score": _stat([100 * r["score"] for r in rs]),
                  "kendall_tau": _stat([_rank_metric(r, "kendall_tau") for r in rs]),
                  "ndcg10": _stat([_rank_metric(r, "ndcg") for r in rs]),
-                 "max_lambda_1": _stat([r["max_lambda_1"] for r in rs])}
+                 "max_lambda_1": _stat([r["max_lambda_1"] for r in rs]),
+                 "overshoot": _stat([_overshoot(r["history"]) for r in rs])}
         for key in ("sparsity_real", "sparsity_padded", "sparsity_release_real",
                     "sparsity_release_padded", "expected_sparsity"):
             entry[key] = _stat([r["evaluation"].get(key) for r in rs])
@@ -207,7 +221,7 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def format_rows(table: list[dict]) -> str:
     keys = ("drop", "score", "sparsity_real", "sparsity_padded", "sparsity_release_real",
-            "sparsity_release_padded", "kendall_tau", "ndcg10", "max_lambda_1")
+            "sparsity_release_padded", "kendall_tau", "ndcg10", "max_lambda_1", "overshoot")
     lines = ["| task | arm | seeds | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 3)]
     for e in table:
         cells = [f"{e[k][0]:.3f} ± {e[k][1]:.3f}" for k in keys]
@@ -279,6 +293,7 @@ def main(argv=None) -> None:
     one.add_argument("seed", type=int)
     col = sub.add_parser("collect")
     col.add_argument("--only", help="arms or tasks, comma-separated")
+    col.add_argument("--force", action="store_true", help="collect runs already collected too")
     sub.add_parser("table")
     sub.add_parser("figures")
     args = parser.parse_args(argv)
@@ -296,8 +311,8 @@ def main(argv=None) -> None:
         for task, arm, seed in jobs(args.only):
             if finished_run(run_dir(task, arm, seed)) is None:
                 print(f"{task} {arm} seed {seed}: not finished, skipped")
-                continue
-            write_row(task, arm, seed)
+            elif args.force or not os.path.exists(row_path(task, arm, seed)):
+                write_row(task, arm, seed)
     elif args.command == "figures":
         make_figures(load_rows())
     else:

@@ -193,7 +193,7 @@ def test_importance_rows_is_checked():
 def test_paper_preset_takes_the_release_run_defaults():
     config = build_train_config("sst2", "paper")
     for key, value in RELEASE_RUN.items():
-        got = getattr(config.prune if key == "importance_rows" else config, key)
+        got = getattr(config.prune if key in ("importance_rows", "bin_rounding") else config, key)
         assert got == value, key
     assert (config.prune.bin_num, config.topk, config.sparsity) == (25, 20, 0.40)  # Table 7
     quick = build_train_config("sst2", "quick")
@@ -257,3 +257,37 @@ def test_release_mode_run_records_and_holds_the_release_figure(teacher_dir, tmp_
         assert all(key in r for r in evals), key
     # padded to max_seq_length (32): the padded and real dense baselines coincide at 32
     assert all(r["sparsity_padded"] >= r["sparsity_real"] for r in evals)
+
+
+@pytest.mark.parametrize("m, bin_num", [(25, 25), (10, 25), (20, 5), (40, 20)])
+def test_release_bin_rounding_drops_whole_multiples_one_bin_below_32_tokens(m, bin_num):
+    from toplib.core.importance import RELEASE_BIN_EPS, rank_bins
+    scores = -torch.arange(m + 1, dtype=torch.float32)[None]  # rank r at position r + 1
+    alive = torch.ones(1, m + 1)
+    exact = rank_bins(scores, alive, bin_num)[0, 1:]
+    release = rank_bins(scores, alive, bin_num, RELEASE_BIN_EPS)[0, 1:]
+    r = torch.arange(m)
+    # the release's float32 arithmetic, written out: floor(r / (m + 1e-6) * B)
+    want = torch.floor(r.float() / (torch.tensor(float(m)) + 1e-6) * bin_num).long()
+    assert torch.equal(release, want.clamp(max=bin_num - 1))
+    if m < 32:  # m + 1e-6 rounds above m in float32: some ranks fall one bin lower
+        moved = release != exact
+        assert moved.any() and torch.equal(release[moved], exact[moved] - 1)
+    else:
+        assert torch.equal(release, exact)
+    if m == bin_num:  # the release leaves its last bin empty at m = BIN_NUM
+        assert int(release.max()) == bin_num - 2
+
+
+@pytest.mark.parametrize("release", [False, True])
+def test_release_training_scores_pruned_tokens_for_the_rank_loss(release):
+    hf = tiny_classifier()
+    top = ToPModel(hf, PruneConfig(bin_num=2, prune_location=(1, 2), importance_rows="all"))
+    top.train().release_forward = release
+    ids, mask = padded_batch(hf.config)
+    gates = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.ones(2)
+    out = top(ids, mask, gates=gates, record_layers=(1,))
+    pruned = (out.alive[0, 1] == 0) & (mask[0] > 0)  # real tokens pruned before layer 1
+    assert pruned.any()
+    scored = out.importance[1][0, pruned]  # what the ranking loss sees of them at layer 1
+    assert bool((scored > 0).all()) is release  # the release: their attention; toplib: 0

@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .importance import RELEASE_BIN_EPS
+
 _FLAG_TYPES = {"int": int, "float": float, "str": str}
 
 
@@ -156,6 +158,7 @@ def _sorted_layers(layers, name: str) -> tuple[int, ...] | None:
     return None if layers is None else tuple(sorted(set(layers)))
 
 
+BIN_ROUNDINGS = ("exact", "release")
 IMPORTANCE_ROWS = ("alive", "all")
 """Query rows a token's importance averages over: the alive ones (toplib) or every row of
 the (padded) sequence, padding and pruned tokens included (the release)."""
@@ -172,6 +175,9 @@ class PruneConfig:
     droprate_init: float = knob(0.01, "initial P(bin gate closed) (release: 0.01)")
     rank_distill_layers: tuple[int, ...] | None = knob(
         None, "student layers rank-distilled (default: the release's, the first third)")
+    bin_rounding: str = knob(
+        "exact", "rank to bin: exact floor(r/m*BIN_NUM), or release: floor(r/(m+1e-6)*BIN_NUM) "
+        "in float32 (one bin lower where r*BIN_NUM/m is whole, below 32 tokens)")
     importance_rows: str = knob(
         "alive", "query rows importance averages: alive (real, unpruned) or all (the release: "
         "padding and pruned rows too)")
@@ -188,6 +194,7 @@ class PruneConfig:
         self.rank_distill_layers = _sorted_layers(self.rank_distill_layers,
                                           "rank_distill_layers")
         check_choice(self, "importance_rows", IMPORTANCE_ROWS)
+        check_choice(self, "bin_rounding", BIN_ROUNDINGS)
 
     def resolve(self, num_layers: int) -> "PruneConfig":
         """Fill the depth-dependent defaults and check them against a model's depth.
@@ -208,6 +215,11 @@ class PruneConfig:
         bad = [x for x in distill if not 0 <= x < num_layers]
         check("rank_distill_layers", distill, not bad, f"layers must lie in 0..{num_layers - 1}")
         return dataclasses.replace(self, prune_location=tuple(loc), rank_distill_layers=distill)
+
+    @property
+    def bin_eps(self) -> float:
+        """The rank-to-bin offset of ``bin_rounding`` (``core.importance.rank_bins``)."""
+        return RELEASE_BIN_EPS if self.bin_rounding == "release" else 0.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

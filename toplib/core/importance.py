@@ -46,14 +46,23 @@ def token_importance(probs: torch.Tensor, alive: torch.Tensor,
     return scores * alive
 
 
-def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int) -> torch.Tensor:
+RELEASE_BIN_EPS = 1e-6
+"""The release bins ranks by ``floor(r / (m + 1e-6) * BIN_NUM)`` in float32
+(``modeling_bert.py``): below 32 tokens ``m + 1e-6`` rounds above ``m``, so every rank
+with ``r * BIN_NUM / m`` a whole number falls one bin lower than ``floor(r / m * BIN_NUM)``
+puts it (``PruneConfig.bin_rounding = "release"``)."""
+
+
+def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int,
+              eps: float = 0.0) -> torch.Tensor:
     """Bin of each alive non-[CLS] token by descending importance.
 
-    ``b_j = floor(r_j / m * bin_num)`` with ``r_j`` the 0-based rank among the ``m`` alive
-    tokens (excluding [CLS]). Bin 0 holds the most important tokens.
+    ``b_j = floor(r_j / (m + eps) * bin_num)`` with ``r_j`` the 0-based rank among the
+    ``m`` alive tokens (excluding [CLS]). Bin 0 holds the most important tokens.
 
     Args:
-        importance: (B, n); alive: (B, n); bin_num: BIN_NUM.
+        importance: (B, n); alive: (B, n); bin_num: BIN_NUM; eps: 0, or the release's
+            ``RELEASE_BIN_EPS``.
     Returns:
         (B, n) long bins; [CLS] and dead tokens get bin 0 (they are handled by ``alive``).
     """
@@ -63,7 +72,7 @@ def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int) -> to
     order = masked.argsort(dim=-1, descending=True, stable=True)
     ranks = order.argsort(dim=-1).to(importance.dtype)  # (B, n) 0 = most important
     m = candidates.sum(-1, keepdim=True).clamp_min(1).to(importance.dtype)
-    bins = torch.floor(ranks / m * bin_num).long().clamp_(0, bin_num - 1)
+    bins = torch.floor(ranks / (m + eps) * bin_num).long().clamp_(0, bin_num - 1)
     return bins.masked_fill(~candidates, 0)
 
 
@@ -89,7 +98,7 @@ def table_size(max_candidates: int) -> int:
 
 @functools.lru_cache(maxsize=16)
 def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch.float32,
-                   device: str = "cpu") -> torch.Tensor:
+                   device: str = "cpu", eps: float = 0.0) -> torch.Tensor:
     """Bin of each rank for every candidate count: row m holds the bins of ranks 0..m-1.
 
     Which bin a rank falls in depends only on how many tokens are alive, so kept counts
@@ -104,12 +113,12 @@ def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch
     width = max_candidates + 1  # [CLS] + candidates
     alive = (torch.arange(width)[None, :] <= m[:, None]).to(dtype)
     scores = -torch.arange(width, dtype=dtype).expand(len(m), -1)
-    bins = rank_bins(scores, alive, bin_num)[:, 1:]
+    bins = rank_bins(scores, alive, bin_num, eps)[:, 1:]
     return bins.masked_fill(alive[:, 1:] == 0, bin_num).to(device)
 
 
 def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, num_layers: int,
-                bin_num: int) -> torch.Tensor:
+                bin_num: int, eps: float = 0.0) -> torch.Tensor:
     """Tokens entering each layer under 0/1 gates, from the lengths alone (see
     :func:`rank_bin_table`).
 
@@ -126,7 +135,7 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
         [[9, 5]]
     """
     locations = {loc: p for p, loc in enumerate(prune_location)}
-    table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num)
+    table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num, eps=eps)
     keep = torch.cat([keep_bins.bool().cpu(), torch.zeros(len(keep_bins), 1, dtype=torch.bool)], 1)
     alive_n = lengths.long().cpu().clone()
     rows = []
@@ -140,21 +149,21 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
 
 
 # ---- removing pruned tokens (inference) --------------------------------------------------
-def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
+def drop_tokens(hidden, alive, scores, open_bins, bin_num: int, eps: float = 0.0):
     """Prune by rank bins and gather the survivors to the front, re-padded.
 
     A batch without padding (always so at batch 1) takes :func:`_drop_unpadded`.
 
     Args:
         hidden: (B, m, H); alive: (B, m) bool; scores: (B, m) importance;
-        open_bins: (bin_num,) bool; bin_num: BIN_NUM.
+        open_bins: (bin_num,) bool; bin_num: BIN_NUM; eps: as :func:`rank_bins`.
     Returns:
         (hidden (B, m', H), alive (B, m') bool) with m' the longest survivor; survivors
         keep their order, so rank ties break as in the masked path.
     """
     if bool(alive.all()):
-        return _drop_unpadded(hidden, scores, open_bins, bin_num)
-    bins = rank_bins(scores, alive.to(scores.dtype), bin_num)
+        return _drop_unpadded(hidden, scores, open_bins, bin_num, eps)
+    bins = rank_bins(scores, alive.to(scores.dtype), bin_num, eps)
     keep = alive & open_bins[bins]
     keep[:, 0] = True  # [CLS] is never pruned
     counts = keep.sum(-1)
@@ -169,13 +178,14 @@ def drop_tokens(hidden, alive, scores, open_bins, bin_num: int):
     return hidden, alive
 
 
-def _ranks_kept(m: int, open_bins: torch.Tensor, bin_num: int, dtype) -> torch.Tensor:
+def _ranks_kept(m: int, open_bins: torch.Tensor, bin_num: int, dtype,
+                eps: float = 0.0) -> torch.Tensor:
     """Ranks (0 = most important) whose bin is open among ``m`` candidates."""
-    bins = rank_bin_table(table_size(m), bin_num, dtype, str(open_bins.device))[m, :m]
+    bins = rank_bin_table(table_size(m), bin_num, dtype, str(open_bins.device), eps)[m, :m]
     return open_bins[bins].nonzero().flatten()
 
 
-def _drop_unpadded(hidden, scores, open_bins, bin_num: int):
+def _drop_unpadded(hidden, scores, open_bins, bin_num: int, eps: float = 0.0):
     """:func:`drop_tokens` for a batch whose rows are all real tokens of equal length.
 
     Then every row keeps the same ranks, so no masks are needed: rank, take the kept
@@ -186,7 +196,8 @@ def _drop_unpadded(hidden, scores, open_bins, bin_num: int):
     """
     batch, n, h = hidden.shape
     order = scores[:, 1:].argsort(dim=1, descending=True, stable=True)
-    kept = order[:, _ranks_kept(n - 1, open_bins, bin_num, scores.dtype)].sort(dim=1).values + 1
+    kept = order[:, _ranks_kept(n - 1, open_bins, bin_num, scores.dtype, eps)].sort(dim=1).values
+    kept = kept + 1
     rows = torch.cat([kept.new_zeros(batch, 1), kept], dim=1)  # [CLS] first
     width = rows.shape[1]
     if batch == 1:

@@ -151,13 +151,22 @@ class TaskData:
 
     def train_loader(self, config, tokenizer, epoch: int):
         # A fresh seeded generator per epoch: the order of epoch e is reproducible on resume.
+        # The release pads training batches to max_seq_length too, then cuts them to their
+        # longest example (trainer.py: shortens_inputs): random batches, dynamic padding.
+        release = getattr(config, "pad_to_max_length", False)
         return make_loader(self.train, config.batch_size, tokenizer, shuffle=True,
-                           seed=config.seed * 1000 + epoch, group_by_length=True,
-                           pad_to=self.pad_to(config))
+                           seed=config.seed * 1000 + epoch, group_by_length=not release)
+
+    @property
+    def padded_length(self) -> int:
+        """The length of the padded FLOPs convention: the release's per task
+        (``MAX_SEQUENCE_LENGTH`` in its ``l0_module.py``, the task table's), whatever the
+        truncation; a custom task's truncation length."""
+        return self.max_seq_length if self.spec.name == "custom" else self.spec.max_seq_length
 
     def pad_to(self, config) -> int | None:
-        """Every batch padded to max_seq_length (the release's ``pad_to_max_length``), or
-        to its longest example."""
+        """Evaluation batches padded to max_seq_length (the release's ``pad_to_max_length``:
+        it matters where importance averages every query row), or to their longest."""
         return self.max_seq_length if getattr(config, "pad_to_max_length", False) else None
 
     def steps_per_epoch(self, config) -> int:

@@ -175,6 +175,7 @@ class TokenRun:
     alive: torch.Tensor
     prune_at: dict = field(default_factory=dict)
     bin_num: int = 1
+    bin_eps: float = 0.0  # rank-to-bin rounding (core.importance.rank_bins; the release: 1e-6)
     drop: bool = False
     record_layers: frozenset[int] = frozenset()
     random_ranking: bool = False  # rank tokens at random (a training-free baseline)
@@ -202,7 +203,11 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         wants = prune_next is not None or i in run.record_layers
         present = (run.alive if run.drop else run.alive > 0) if wants else None  # (B, n) bool
         keys = run.real if run.release_training else run.alive
-        ranked = None if present is None else Ranked(present, run.importance_rows == "all")
+        all_rows = run.importance_rows == "all"
+        # the release scores every real token, pruned ones too (its rank loss sees them),
+        # and ranks among the tokens still alive (rank_bins masks the others)
+        scored = run.real > 0 if run.release_training and all_rows and wants else present
+        ranked = None if present is None else Ranked(scored, all_rows)
         attn_out, scores, probs = self_attention(
             layer.attention, hidden, padding_bias(keys, hidden.dtype),
             ranked, eager=wants or not run.fast_attention,
@@ -215,11 +220,11 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         if prune_next is not None and run.drop:
             with run.section("gather"):
                 attn_out, run.alive = drop_tokens(attn_out, run.alive, scores, prune_next,
-                                                  run.bin_num)
+                                                  run.bin_num, run.bin_eps)
         with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
             out = layer.feed_forward_chunk(attn_out)
         if prune_next is not None and not run.drop:
-            bins = rank_bins(scores, present.to(run.alive.dtype), run.bin_num)
+            bins = rank_bins(scores, present.to(run.alive.dtype), run.bin_num, run.bin_eps)
             # toplib: the running product of soft keeps; release: this layer's x binary before
             before = present.to(run.alive.dtype) if run.release_training else run.alive
             run.alive = keep_mask(bins, before, *prune_next)

@@ -116,6 +116,7 @@ class ToPModel(nn.Module):
         real = attention_mask.to(self.model.dtype)
         all_rows = self.prune.importance_rows == "all"
         return TokenRun(alive=real, prune_at=prune_at, bin_num=self.prune.bin_num,
+                        bin_eps=self.prune.bin_eps,
                         record_layers=frozenset(record_layers), random_ranking=random_ranking,
                         importance_rows=self.prune.importance_rows, real=real,
                         release_training=self.release_forward and self.training,

@@ -150,6 +150,9 @@ def _gates_from_l0(path: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise CheckpointError(f"src: {path!r}: log-alphas of shapes {tuple(token.shape)} and "
                               f"{tuple(pruner.shape)} do not fit bin_num={bin_num!r}")
     shift = _temperature_shift(state.get("temperature", BETA), path)
+    if any(len(row.unique()) < len(row) for row in token):  # e.g. several at a clamp bound
+        logger.warning("%s: tied log-alphas; the release's topk may close other tied gates "
+                       "than toplib's order does (zs.pt, when present, is exact)", path)
     return deterministic_gates(token + shift), deterministic_gates((pruner + shift)[:, None])[:, 0]
 
 
@@ -237,7 +240,8 @@ def _wrap(model: BertForSequenceClassification, token_z: torch.Tensor,
     averaged over every query row), whose evaluation gates are exactly the release's."""
     layers, n = model.config.num_hidden_layers, token_z.shape[0]
     prune = PruneConfig(prune_location=tuple(range(layers - n, layers)),
-                        bin_num=int(token_z.shape[1]), importance_rows="all")
+                        bin_num=int(token_z.shape[1]), importance_rows="all",
+                        bin_rounding="release")
     top = ToPModel(model, prune).eval()
     with torch.no_grad():  # +-10: far enough out that toplib's rule gives exactly these
         top.gates.bin_log_alpha.copy_(torch.where(token_z > 0, GATE_OPEN, GATE_CLOSED))

@@ -92,7 +92,7 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
     # and padding are gone, unlike the release's masked evaluation (README: departures)
     run = TokenRun(alive=attention_mask.bool(), prune_at=table, bin_num=top.prune.bin_num,
                    drop=True, fast_attention=fast_attention, section=section,
-                   importance_rows=top.prune.importance_rows)
+                   importance_rows=top.prune.importance_rows, bin_eps=top.prune.bin_eps)
     hidden = run_layers(encoder_of(top.model).layer, hidden, run)
     with section("head"):
         logits = classify(top.model, hidden[:, :1])

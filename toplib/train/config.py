@@ -47,8 +47,8 @@ class TrainConfig:
     batch_size: int = knob(32, "training batch size")
     eval_batch_size: int = knob(64, "evaluation batch size")
     max_seq_length: int | None = knob(None, "truncation length (default: the task's, as released)")
-    pad_to_max_length: bool = knob(False, "pad every batch to max_seq_length (the release); "
-                                   "off: to its longest example")
+    pad_to_max_length: bool = knob(False, "evaluate batches padded to max_seq_length, train "
+                                   "on random batches (the release); off: length-grouped")
     eval_steps: int | None = knob(None, "evaluate every N steps (default: evals_per_epoch)")
     evals_per_epoch: int = knob(4, "evaluations per epoch when eval_steps is not given")
     sparsity_epsilon: float = knob(0.01, "best checkpoint needs sparsity >= target - epsilon")
@@ -142,6 +142,7 @@ RELEASE_RUN: dict[str, Any] = dict(
     batch_size=32, distill_temperature=2.0,  # scripts/run_TokenPrune.sh
     sparsity_epsilon=0.0,  # SPARSITY_EPSILON (${10}) is never passed on: args.py default 0
     accounting="release", training_forward="release", importance_rows="all",
+    bin_rounding="release",  # models/modeling_bert.py: rank / (m + 1e-6) * BIN_NUM
     select_by="release",  # trainer/trainer.py: QQP by accuracy; run_glue_prune.py: MNLI matched
     binned_expectation=False, fix_pruners_after_warmup=False,
     rank_score="raw", rank_sigma=1.0, rank_pad_lists=True,  # trainer/trainer.py rank loss

@@ -175,4 +175,4 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     top = ToPModel.from_pretrained(path, name="checkpoint").to(device).eval()
     mode = EvalMode(pruning=meta.get("stage") == "prune")
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
-                           split_data.max_seq_length, mode, device, progress)
+                           split_data.padded_length, mode, device, progress)

@@ -161,7 +161,7 @@ def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
     stage, data = run.stage, run.data
     for name, p in stage.top.named_parameters():
         _finite(state.step, f"weight {name}", p)  # best/ and last/ never hold a non-finite one
-    results = evaluate_splits(stage.top, loaders, data.spec, data.max_seq_length,
+    results = evaluate_splits(stage.top, loaders, data.spec, data.padded_length,
                               EvalMode(pruning=stage.pruning), run.options.device, progress=False)
     summary = dict(split_summary(results, data.spec.name, stage.config.select_by),
                    step=state.step, kind="eval", splits=results)

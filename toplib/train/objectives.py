@@ -165,7 +165,7 @@ class PruneStage:
         top, lengths = self.top, lengths.cpu()
         z_bins, z_pruner = (z.cpu() for z in top.gates(training=False))
         kept = kept_counts(lengths, keep_rule(z_bins, z_pruner), top.prune.prune_location,
-                           top.dims.num_layers, top.prune.bin_num)
+                           top.dims.num_layers, top.prune.bin_num, top.prune.bin_eps)
         release = release_sparsity(lengths, z_bins, z_pruner, top.prune.prune_location, top.dims)
         return measured_sparsity(kept, lengths, top.dims), release["sparsity_release_real"]
 
@@ -174,8 +174,9 @@ class PruneStage:
         epsilon, measured (toplib), or by the release's formula, where, as in the
         release's trainer, once one evaluation qualifies every later one does (sticky)."""
         cfg = self.config
-        if cfg.accounting == "release":
-            return started or summary["sparsity_release_real"] >= cfg.sparsity - cfg.sparsity_epsilon
+        if cfg.accounting == "release":  # trainer.py rounds the figure to 5 decimals
+            figure = round(summary["sparsity_release_real"], 5)
+            return started or figure >= cfg.sparsity - cfg.sparsity_epsilon
         return summary["sparsity_real"] >= cfg.sparsity - cfg.sparsity_epsilon
 
     def after_step(self) -> None:

@@ -82,7 +82,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
         stage = PruneStage(top, teacher_model, config, split_data.steps_per_epoch(config))
         teacher_results = evaluate_splits(
             teacher_model, split_data.eval_loaders(config, tokenizer), split_data.spec,
-            split_data.max_seq_length, DENSE, opts.device, opts.progress)
+            split_data.padded_length, DENSE, opts.device, opts.progress)
         identity.update(teacher_results=teacher_results, teacher_score=mean_score(teacher_results))
         return run_stage(StageRun(stage, split_data, tokenizer, output_dir, identity, opts),
                          resuming)

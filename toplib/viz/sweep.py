@@ -60,7 +60,7 @@ def baselines_at(teacher_dir: str, task: str, sparsities: Sequence[float], confi
     split_data = prepare_data(task, tokenizer, config, data, need_train=False)
     loaders = split_data.eval_loaders(config, tokenizer)
     lengths = real_lengths(next(iter(split_data.validation.values())))
-    common = dict(spec=split_data.spec, max_seq_length=split_data.max_seq_length,
+    common = dict(spec=split_data.spec, max_seq_length=split_data.padded_length,
                   seed=config.seed, device=device)
     rows = [dict(method="teacher", requested=0.0,
                  **evaluate_with_gates(top, loaders, mode=DENSE, **common))]
