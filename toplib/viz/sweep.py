@@ -22,12 +22,12 @@ from ..hf.model import load_checkpoint
 from ..infer import gates_for_sparsity
 from ..train import TrainConfig, finished_run, prune
 from ..train.evaluate import DENSE, PRUNED, EvalMode, evaluate_splits, split_summary
-from ..train.pipeline import table_row
+from ..train.pipeline import SPARSITY_KEYS, table_row
 from .analysis import BASELINES
 
 logger = logging.getLogger(__name__)
 
-FLOPS_KEYS = ("sparsity_real", "reduction_real", "sparsity_padded", "reduction_padded")
+FLOPS_KEYS = SPARSITY_KEYS  # measured (real, padded) and the release's formula
 POINT_KEYS = ("score", *FLOPS_KEYS, "keep_ratio")
 """What a point of the sweep records: the score (mean over splits), the first split's FLOPs."""
 

@@ -16,16 +16,22 @@ METHOD_STYLES = {  # label, colour index, marker, line style
 
 def plot_sparsity_accuracy(df, metric: str = "accuracy"):
     """Score against FLOPs reduction, ToP vs. baselines vs. teacher, of a
-    ``toplib.viz.sweep.sparsity_sweep`` frame (method, score, reduction_real, reduction_padded);
-    ``metric`` (the task's primary one) labels the y axis. Two panels: reduction at real
-    length, and padded to max_seq_length (the paper's convention)."""
+    ``toplib.viz.sweep.sparsity_sweep`` frame (method, score, reduction_real, reduction_padded,
+    sparsity_release_padded); ``metric`` (the task's primary one) labels the y axis. A panel
+    per figure: reduction at real length, measured against padded inputs (the paper's
+    convention), and by the release's formula (padded) when the frame has it."""
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
+    panels = [("reduction_real", "FLOPs reduction (x), real length"),
+              ("reduction_padded", "FLOPs reduction (x), measured against\ninputs padded to "
+               "max_seq_length (the paper's convention)")]
+    if "sparsity_release_padded" in df and df["sparsity_release_padded"].notna().any():
+        df = df.assign(reduction_release_padded=1.0 / (1.0 - df["sparsity_release_padded"]))
+        panels.append(("reduction_release_padded", "FLOPs reduction (x), padded, by the\n"
+                       "release's formula (what its table reports)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.75 * len(panels), 4.2), sharey=True)
     colors = sns.color_palette("deep", 10)
     teacher = df.loc[df["method"] == "teacher", "score"]
-    padded = "FLOPs reduction (x), padded to max_seq_length\n(the paper's convention)"
-    for ax, column, label in ((axes[0], "reduction_real", "FLOPs reduction (x), real length"),
-                              (axes[1], "reduction_padded", padded)):
+    for ax, (column, label) in zip(axes, panels):
         for method, (name, c, marker, ls) in METHOD_STYLES.items():
             part = df[df["method"] == method].sort_values(column)
             if len(part):
