@@ -235,11 +235,12 @@ def measured_sparsity(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDi
 
 # ---- gate schedules for a FLOPs target (benchmarks, baselines) --------------------------
 def simulate_kept(lengths: torch.Tensor, closed: Sequence[int], prune_location: Sequence[int],
-                  num_layers: int, bin_num: int) -> torch.Tensor:
-    """(E, N) tokens entering each layer (:func:`kept_counts`) for (E,) real lengths when
-    the ``closed[p]`` lowest-ranked bins close at location p."""
+                  num_layers: int, bin_num: int, eps: float = 0.0) -> torch.Tensor:
+    """(E, N) tokens entering each layer (:func:`kept_counts`, ``eps`` its rank-to-bin
+    rounding) for (E,) real lengths when the ``closed[p]`` lowest-ranked bins close at
+    location p."""
     keep = schedule_gates(closed, bin_num)[0]  # pruners on where a bin closes
-    return kept_counts(lengths, keep, prune_location, num_layers, bin_num)
+    return kept_counts(lengths, keep, prune_location, num_layers, bin_num, eps)
 
 
 def schedule_for_sparsity(lengths: torch.Tensor, dims: EncoderDims, prune_location: Sequence[int],
