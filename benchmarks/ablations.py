@@ -233,16 +233,19 @@ COMPARISONS = {  # figure name -> (arms, renamed for the legend), metrics
     "ablation_rank_distillation": ({"rank_none": "no ranking loss", "rank_raw": "release loss "
                                     "(raw, alpha 1e-3)", "rank_log": "log scores, alpha 0.1"},
                                    ("drop", "kendall_tau", "ndcg10")),
-    "ablation_training_forward": ({"quick": "toplib forward", "rank_raw": "toplib forward",
-                                   "release_forward": "release forward",
-                                   "release_forward_065": "release forward"},
+    "ablation_training_forward": ({"quick": "toplib (quick preset)",
+                                   "rank_raw": "toplib (quick preset)",
+                                   "release_forward": "release training forward",
+                                   "release_forward_065": "release training forward",
+                                   "release_rows": "importance over all rows",
+                                   "release_rows_065": "importance over all rows"},
                                   ("drop", "kendall_tau", "sparsity_real")),
     "ablation_fix_pruners": ({"quick": "pruners fixed after warm-up",
                               "no_fix_pruners": "pruners learn throughout"},
                              ("drop", "sparsity_real")),
 }
-TRAINING_FORWARD_PAIRS = {"rotten_tomatoes": ("quick", "release_forward"),
-                          "sst2": ("rank_raw", "release_forward_065")}
+TRAINING_FORWARD_PAIRS = {"rotten_tomatoes": ("quick", "release_forward", "release_rows"),
+                          "sst2": ("rank_raw", "release_forward_065", "release_rows_065")}
 
 
 def load_rows() -> list[dict]:
