@@ -177,7 +177,7 @@ class PruneConfig:
         None, "student layers rank-distilled (default: the release's, the first third)")
     bin_rounding: str = knob(
         "exact", "rank to bin: exact floor(r/m*BIN_NUM), or release: floor(r/(m+1e-6)*BIN_NUM) "
-        "in float32 (one bin lower where r*BIN_NUM/m is whole, below 32 tokens)")
+        "in float32 (some ranks one bin lower below 32 tokens)")
     importance_rows: str = knob(
         "alive", "query rows importance averages: alive (real, unpruned) or all (the release: "
         "padding and pruned rows too)")

@@ -48,9 +48,10 @@ def token_importance(probs: torch.Tensor, alive: torch.Tensor,
 
 RELEASE_BIN_EPS = 1e-6
 """The release bins ranks by ``floor(r / (m + 1e-6) * BIN_NUM)`` in float32
-(``modeling_bert.py``): below 32 tokens ``m + 1e-6`` rounds above ``m``, so every rank
-with ``r * BIN_NUM / m`` a whole number falls one bin lower than ``floor(r / m * BIN_NUM)``
-puts it (``PruneConfig.bin_rounding = "release"``)."""
+(``modeling_bert.py``): below 32 tokens ``m + 1e-6`` rounds above ``m``, so some ranks
+with ``r * BIN_NUM / m`` a whole number fall one bin lower than ``floor(r / m * BIN_NUM)``
+puts them (at m = BIN_NUM = 25, 20 of 25 ranks, and the last bin is empty;
+``PruneConfig.bin_rounding = "release"``)."""
 
 
 def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int,

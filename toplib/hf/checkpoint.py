@@ -70,7 +70,8 @@ def checkpoint_path(path: str) -> str:
 
 
 @contextlib.contextmanager
-def reading(file: str, name: str = "checkpoint"):
+def reading(file: str, name: str = "checkpoint",
+            advice: str = "restore it or retrain the checkpoint"):
     """Run a load inside the block; any failure becomes a :class:`CheckpointError` that
     names ``name`` (the parameter) and ``file``.
 
@@ -85,7 +86,7 @@ def reading(file: str, name: str = "checkpoint"):
     except Exception as err:  # noqa: BLE001 - loaders raise many kinds for a damaged file
         raise CheckpointError(f"{name}: {file!r} could not be loaded ({type(err).__name__}: "
                               f"{str(err)[:300]}); it is damaged, incomplete or of another "
-                              "model: restore it or retrain the checkpoint") from err
+                              f"model: {advice}") from err
 
 
 def read_json(path: str, name: str = "checkpoint") -> dict:

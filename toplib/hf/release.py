@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
-import contextlib
 import logging
 import math
 import os
@@ -21,7 +20,7 @@ from transformers import AutoConfig, BertForSequenceClassification
 
 from ..core.config import PruneConfig, is_finite
 from ..core.gates import BETA, GAMMA, GATE_CLOSED, GATE_OPEN, ZETA, deterministic_gates
-from .checkpoint import CheckpointError, read_json, verify_checkpoint
+from .checkpoint import CheckpointError, read_json, reading, verify_checkpoint
 from .loading import load_tokenizer
 from .model import ToPModel
 
@@ -85,17 +84,9 @@ def _release_pickle(path: str) -> types.ModuleType:
     return module
 
 
-@contextlib.contextmanager
 def _reading(path: str):
     """Any failure of a load inside the block becomes a CheckpointError naming ``path``."""
-    try:
-        yield
-    except (CheckpointError, MemoryError):
-        raise
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"src: {path!r} could not be read ({type(err).__name__}: "
-                              f"{str(err)[:200]}); it is damaged or incomplete: download "
-                              "the release again") from err
+    return reading(path, "src", advice="download the release again")
 
 
 def _check_folder(src: str) -> None:
