@@ -1,4 +1,5 @@
-"""Command line: ``toplib finetune | prune | evaluate | quickstart | bench | convert-release``.
+"""Command line: ``toplib finetune | prune | sweep | evaluate | quickstart | bench |
+convert-release``.
 
 The flags of the training knobs and of the data sources (``DataFiles``) are generated from
 the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
@@ -19,6 +20,8 @@ import traceback
 from .core.config import add_knob_arguments, check, check_device, parse_layers
 from .data import TASKS, DataFiles, get_task
 from .hf.release import convert_release
+from .search import format_trials, hyperparameter_search, trial_table
+from .search.table import DIRECTIONS
 from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
 from .train.evaluate import evaluate_checkpoint, summarize
@@ -50,10 +53,15 @@ def _add_run_parser(sub, name: str, summary: str, func, flag: str, **flag_option
     p.set_defaults(func=func)
 
 
-def _train_config(args) -> TrainConfig:
+def _overrides(args) -> dict:
+    """The knob flags given (None: not given), layer lists parsed."""
     overrides = {f.name: getattr(args, f.name) for f in KNOB_FIELDS}
     overrides.update({name: parse_layers(overrides[name], name) for name in LAYER_KNOBS})
-    return build_train_config(args.task, args.preset, overrides)
+    return overrides
+
+
+def _train_config(args) -> TrainConfig:
+    return build_train_config(args.task, args.preset, _overrides(args))
 
 
 def _data(args) -> DataFiles:
@@ -73,6 +81,51 @@ def cmd_finetune(args) -> dict:
 def cmd_prune(args) -> dict:
     return prune(args.task, args.teacher, args.output_dir, _train_config(args), _data(args),
                  **_run_options(args))
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="prune at every point of a hyper-parameter grid "
+                       "(the paper's: learning rate x reg. rate x rank-loss weight) on Ray Tune")
+    p.add_argument("--task", required=True, help=", ".join(TASKS))
+    add_knob_arguments(p, dataclasses.fields(DataFiles))  # --data-dir, --train-file, ...
+    p.add_argument("--teacher", required=True, help="output dir of `toplib finetune` (finished)")
+    p.add_argument("--output-dir", required=True,
+                   help="the sweep's folder: trials/<name>/ runs, trials.md, Tune's state")
+    p.add_argument("--grid", default="small",
+                   help="paper (72 trials), small (4) or a JSON file {knob: [values, ...]}")
+    p.add_argument("--preset", choices=PRESETS, default="quick",
+                   help="per-task defaults under the knob flags and the grid")
+    p.add_argument("--direction", choices=DIRECTIONS, default="maximize", help="of the score")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="also its torch threads")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="> 0: trials on CUDA")
+    p.add_argument("--address", help="a running Ray cluster (default: a local one)")
+    p.add_argument("--max-concurrent", type=int, help="trials at once (default: as CPUs allow)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="refuse to continue a sweep already in --output-dir")
+    p.add_argument("--quiet", action="store_true", help="no Tune progress report")
+    add_knob_arguments(p, KNOB_FIELDS, as_text=LAYER_KNOBS)  # every trial's, under the grid
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args):
+    """Run (or resume) the sweep, print its table and the winner; an unfinished trial
+    makes the exit status 1."""
+    best = hyperparameter_search(
+        args.task, args.teacher, args.output_dir, grid=args.grid, preset=args.preset,
+        data=_data(args), overrides=_overrides(args), direction=args.direction,
+        resources_per_trial={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+        address=args.address, resume=args.resume, max_concurrent_trials=args.max_concurrent,
+        progress=not args.quiet)
+    rows = best.run_summary if best else trial_table(args.output_dir)
+    print(format_trials(rows, args.direction))
+    print(f"winner: {best.run_id} (score {best.objective:.4f}); its run: "
+          f"{os.path.join(args.output_dir, 'trials', best.run_id)}" if best else
+          "no winner: no finished trial met its sparsity target")
+    unfinished = [r["trial"] for r in rows if r["status"] != "finished"]
+    if unfinished:
+        raise RuntimeError(f"{len(unfinished)} of {len(rows)} trials did not finish "
+                           f"({', '.join(unfinished)}); rerun the same command to resume them")
+    return best
 
 
 def cmd_evaluate(args) -> dict:
@@ -107,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hub name or local path (default: offline MiniLM-L6)")
     _add_run_parser(sub, "prune", "train ToP from a teacher", cmd_prune, "--teacher",
                     required=True, help="output dir of `toplib finetune`")
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("evaluate", help="metrics, FLOPs (two conventions), kept tokens")
     p.add_argument("checkpoint")
@@ -148,7 +202,8 @@ def _add_global_flags(parser: argparse.ArgumentParser, default) -> None:
 INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 """Errors of what the user gave (exit 2); other OS errors are the machine's (exit 1)."""
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-RUN_COMMANDS = ("finetune", "prune", "quickstart")  # write an --output-dir and can --resume
+RUN_COMMANDS = ("finetune", "prune", "quickstart", "sweep")  # write an --output-dir, resume
+RESUME_HINTS = {"sweep": "rerun the same command to continue"}
 
 
 class _NoTracebackFormatter(logging.Formatter):
@@ -187,7 +242,8 @@ def main(argv=None) -> int:
             traceback.print_exc()
         return 2 if isinstance(err, INPUT_ERRORS) else 1
     except KeyboardInterrupt:
-        again = "; rerun with --resume to continue" if args.command in RUN_COMMANDS else ""
+        hint = RESUME_HINTS.get(args.command, "rerun with --resume to continue")
+        again = f"; {hint}" if args.command in RUN_COMMANDS else ""
         print(f"toplib {args.command}: interrupted{again}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()

@@ -1,0 +1,208 @@
+"""The sweep's table, read from its trial folders: what each trial scored and pruned, and
+the winner the paper would pick.
+
+The run folders are the source of truth: an interrupted and resumed sweep, or one whose
+Ray Tune state was lost, gives the same table as an uninterrupted one. ``<output_dir>``
+holds ``sweep.json`` (what the sweep is: task, teacher, preset, overrides, grid),
+``trials/<trial_name>/`` (one pruning run each), ``trials.json`` and ``trials.md``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping, NamedTuple
+
+from ..core.config import check
+from ..train.pipeline import SPARSITY_KEYS, table_row
+from ..train.records import RESULTS_FILE, read_results, write_atomic
+from ..train.rundir import saved_step
+from .grid import trial_dir, trial_name, trials
+
+SWEEP_FILE = "sweep.json"
+TABLE_JSON, TABLE_MD = "trials.json", "trials.md"
+DIRECTIONS = ("maximize", "minimize")
+ROW_KEYS = ("task", "metric", "target_sparsity", *SPARSITY_KEYS, "keep_ratio", "score",
+            "teacher_score", "prune_time_s", "target_missed")
+"""The figures of ``toplib.train.pipeline.table_row``; None in a row of an unfinished trial."""
+
+
+class BestRun(NamedTuple):
+    """The winning trial, as ``transformers.trainer_utils.BestRun`` reports one."""
+
+    run_id: str  # the trial's name (its folder under trials/)
+    objective: float  # its score
+    hyperparameters: dict  # its grid values
+    run_summary: Any = None  # the table of every trial (trial_table's rows)
+
+
+def trial_table(output_dir: str, grid: Mapping[str, list] | None = None) -> list[dict]:
+    """One row per trial of the sweep in ``output_dir``, read from its run folder.
+
+    Args:
+        output_dir: the sweep's folder.
+        grid: the trials to list (default: the grid recorded in ``sweep.json``).
+    Returns:
+        rows in the grid's order: trial (name), hyperparameters, status ("finished",
+        "unfinished" or "not started"), the figures of ``ROW_KEYS`` (score, teacher_score,
+        sparsities, target_missed, prune_time_s: the wall time) and steps.
+
+    Example:
+        >>> rows = trial_table("runs/sweep-rte")  # doctest: +SKIP
+        >>> [r["status"] for r in rows]  # doctest: +SKIP
+        ['finished', 'finished', 'unfinished', 'not started']
+    """
+    if grid is None:
+        saved = read_sweep(output_dir)
+        if saved is None:
+            raise FileNotFoundError(f"output_dir={output_dir!r} holds no sweep ({SWEEP_FILE} is "
+                                    "missing): run toplib sweep / hyperparameter_search there, "
+                                    "or pass grid")
+        grid = saved["grid"]
+    return [_trial_row(output_dir, hparams) for hparams in trials(grid)]
+
+
+def _trial_row(output_dir: str, hparams: dict) -> dict:
+    run_dir = trial_dir(output_dir, hparams)
+    row = {"trial": trial_name(hparams), "hyperparameters": dict(hparams)}
+    if os.path.exists(os.path.join(run_dir, RESULTS_FILE)):
+        return dict(row, status="finished", **table_row(run_dir),
+                    steps=read_results(run_dir)["steps"])
+    started = os.path.isdir(run_dir)
+    return dict(row, status="unfinished" if started else "not started",
+                **dict.fromkeys(ROW_KEYS), steps=saved_step(run_dir) if started else None)
+
+
+def select_best(rows: list[dict], direction: str = "maximize") -> dict | None:
+    """The winner as the paper picks it: the best score among the finished trials whose
+    run met its sparsity target (``target_missed`` False); ties go to the earlier row.
+
+    Returns:
+        the winning row, or None when no finished trial met the target.
+
+    Example:
+        >>> rows = [dict(status="finished", score=0.9, target_missed=True),
+        ...         dict(status="finished", score=0.8, target_missed=False)]
+        >>> select_best(rows)["score"]
+        0.8
+    """
+    check("direction", direction, direction in DIRECTIONS, f"choose one of {DIRECTIONS}")
+    eligible = [r for r in rows if r.get("status") == "finished"
+                and r.get("target_missed") is False and _is_number(r.get("score"))]
+    if not eligible:
+        return None
+    pick = max if direction == "maximize" else min
+    return pick(eligible, key=lambda r: r["score"])
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def best_run(rows: list[dict], direction: str = "maximize") -> BestRun | None:
+    """:func:`select_best` as a :class:`BestRun` (run_summary: ``rows``), or None.
+
+    Example:
+        >>> best_run([dict(trial="a", hyperparameters={}, status="finished", score=0.8,
+        ...                target_missed=False)]).run_id
+        'a'
+    """
+    best = select_best(rows, direction)
+    if best is None:
+        return None
+    return BestRun(best["trial"], best["score"], dict(best["hyperparameters"]), rows)
+
+
+def format_trials(rows: list[dict], direction: str = "maximize") -> str:
+    """A markdown table of the trials (scores x100, as the paper's tables), the winner of
+    :func:`select_best` marked in the last column.
+
+    Example:
+        >>> print(format_trials(trial_table("runs/sweep-rte")))  # doctest: +SKIP
+    """
+    winner = select_best(rows, direction)
+    knobs = list(dict.fromkeys(k for r in rows for k in r["hyperparameters"]))
+    head = [*knobs, "Status", "Score", "Teacher score", "Sparsity real / target",
+            "FLOPs reduction real", "Steps", "Time (min)", "Winner"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        missed = " (target missed)" if r.get("target_missed") else ""
+        time_s = r.get("prune_time_s")
+        cells = [*(_cell(r["hyperparameters"].get(k), "{}") for k in knobs), r["status"],
+                 _cell(r.get("score"), "{:.2f}", 100), _cell(r.get("teacher_score"), "{:.2f}", 100),
+                 f"{_cell(r.get('sparsity_real'), '{:.3f}')} / "
+                 f"{_cell(r.get('target_sparsity'), '{}')}{missed}",
+                 _cell(r.get("reduction_real"), "{:.2f}x"), _cell(r.get("steps"), "{}"),
+                 _cell(None if time_s is None else time_s / 60, "{:.1f}"),
+                 "**winner**" if r is winner else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value, pattern: str, scale: float = 1.0) -> str:
+    """A table cell; "-" for a figure a trial does not have (yet)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return pattern.format(value * scale if scale != 1.0 else value)
+
+
+def write_trials(output_dir: str, rows: list[dict], direction: str = "maximize") -> None:
+    """Write ``trials.json`` ({direction, winner, trials}) and ``trials.md`` (the table and
+    the winner) in ``output_dir``, each whole.
+
+    Example:
+        >>> write_trials("runs/sweep-rte", trial_table("runs/sweep-rte"))  # doctest: +SKIP
+    """
+    winner = select_best(rows, direction)
+    name = None if winner is None else winner["trial"]
+    record = {"direction": direction, "winner": name, "trials": rows}
+    write_atomic(os.path.join(output_dir, TABLE_JSON), json.dumps(record, indent=2))
+    verdict = (f"Winner: {name}" if name else
+               "No finished trial met its sparsity target: there is no winner.")
+    write_atomic(os.path.join(output_dir, TABLE_MD), format_trials(rows, direction)
+                 + f"\n\n{verdict}\n")
+
+
+# ---- what the sweep is ------------------------------------------------------------------
+def read_sweep(output_dir: str) -> dict | None:
+    """The ``sweep.json`` record of the sweep in ``output_dir`` (None: there is none).
+
+    Example:
+        >>> read_sweep("runs/sweep-rte")["grid"]  # doctest: +SKIP
+        {'learning_rate': [5e-05, 3e-05], 'reg_learning_rate': [0.04, 0.02]}
+    """
+    path = os.path.join(output_dir, SWEEP_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def open_sweep(output_dir: str, record: dict, resume: bool) -> None:
+    """Record the sweep in ``output_dir/sweep.json``, or check it is the one recorded there.
+
+    Args:
+        record: what the sweep is (task, teacher, preset, overrides, data, grid).
+        resume: continue the sweep already recorded (False: refuse to touch one).
+    Raises:
+        ValueError: ``output_dir`` holds a sweep and ``resume`` is False (nothing is
+            overwritten), or it holds another sweep (its task, teacher, preset, overrides
+            or grid differ; named in the message).
+
+    Example:
+        >>> open_sweep("runs/sweep-rte", {"task": "rte", "grid": {"topk": [10, 20]}},
+        ...            resume=True)  # doctest: +SKIP
+    """
+    record = json.loads(json.dumps(record))  # as the file gives it back: tuples are lists
+    saved = read_sweep(output_dir)
+    if saved is not None and not resume:
+        raise ValueError(f"output_dir={output_dir!r} already holds a sweep ({SWEEP_FILE}); "
+                         "pass resume=True (drop --no-resume) to continue it, or choose "
+                         "another output_dir")
+    diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in record.items()
+             if saved is not None and saved.get(k) != v]
+    if diffs:
+        raise ValueError(f"output_dir={output_dir!r} holds another sweep ({'; '.join(diffs)}); "
+                         "resume it with the same arguments or choose another output_dir")
+    os.makedirs(output_dir, exist_ok=True)
+    write_atomic(os.path.join(output_dir, SWEEP_FILE), json.dumps(record, indent=2))
