@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup quickstart lint test test-all figures notebooks
+.PHONY: setup quickstart lint test test-all figures notebooks reproduce
 
 setup: $(VENV)/.toplib-setup
 $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
@@ -40,3 +40,16 @@ REPRO_TASKS ?= rotten_tomatoes,cola,mrpc,rte,stsb,sst2
 NOTEBOOK_ARGS ?=
 figures: setup
 	$(PY) scripts/run_notebooks.py $(if $(GLUE_DIR),-p data_dir=$(abspath $(GLUE_DIR)) -p tasks=$(REPRO_TASKS)) $(NOTEBOOK_ARGS)
+
+## The results table with seeds (README: results): the standard preset (full training data,
+## the release's schedule at 1/100) on the GLUE tasks, 3 seeds each, through notebook 07;
+## then the runs' records (no weights), table and figures collected into results/standard.
+## Resumable: rerun after an interruption. About an hour a task on 2 CPU cores.
+STANDARD_TASKS ?= cola,mrpc,rte,stsb,sst2
+SEEDS ?= 42,43,44
+reproduce: setup
+	$(PY) scripts/run_notebooks.py 07_reproduce -p preset=standard -p tasks=$(STANDARD_TASKS) \
+		-p seeds=$(SEEDS) -p data_dir=$(abspath $(GLUE_DIR)) -p output_dir=$(abspath runs/standard) \
+		-p figures_dir=$(abspath runs/standard/figures)
+	$(PY) scripts/collect_results.py --runs runs/standard --tasks $(STANDARD_TASKS) \
+		--seeds $(SEEDS) --out results/standard

@@ -7,7 +7,7 @@ import os
 import matplotlib.pyplot as plt
 
 from .ablation import plot_ablation, plot_constraint_tracking, plot_gates_vs_rank
-from .results import plot_reproduction, plot_sparsity_accuracy
+from .results import plot_reproduction, plot_seed_results, plot_sparsity_accuracy
 from .speed import plot_flops_vs_latency, plot_latency_vs_length, plot_latency_vs_sparsity
 from .tokens import plot_kept_tokens, plot_prune_rates, plot_ranking_agreement
 from .training import LiveTrainingPlot, plot_training_curves

@@ -78,3 +78,33 @@ def plot_reproduction(rows: list[dict]):
                   frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_seed_results(rows: list[dict]):
+    """Score against measured real-length FLOPs sparsity, one panel (and axis) per task, of
+    ``toplib.train.reproduce.seed_row`` rows: each seed a dot, their mean ± sd as error bars,
+    the dense teacher at sparsity 0, the target as a dotted line, and the paper's bert-base
+    result in the title (another model: not on the axis)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.3 * len(rows) + 0.6, 3.9), squeeze=False)
+    colors = sns.color_palette("deep", 4)
+    for ax, r in zip(axes[0], rows):
+        ax.scatter(r["seed_sparsities"], np.multiply(r["scores"], 100), s=18, color=colors[0], alpha=0.6,
+                   label=f"ToP, {r['n_seeds']} seed(s)", zorder=3)
+        ax.errorbar(r["sparsity_real"], r["score"] * 100, yerr=(r["score_std"] or 0) * 100,
+                    xerr=r.get("sparsity_real_std") or 0, fmt="D", color=colors[0], capsize=4,
+                    label="ToP mean ± sd", zorder=4)
+        ax.scatter([0.0], [r["teacher_score"] * 100], marker="*", s=140, color="black",
+                   label="teacher (dense)", zorder=4)
+        ax.axvline(r["target_sparsity"], color=colors[3], linestyle=":", label="target")
+        paper = (f"\npaper ({r['paper_score'] * 100:.1f} at {r['paper_reduction']:.2f}x, "
+                 "bert-base)" if r.get("paper_score") is not None else "")
+        ax.set_title(f"{r['task']}: {SCORE_LABELS.get(r['metric'], r['metric'])}{paper}",
+                     fontsize=10)
+        ax.set(xlabel="FLOPs sparsity, real length", xlim=(-0.05, 1.0))
+        ax.margins(y=0.25)
+    axes[0][0].set_ylabel("score (points)")
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"ToP against its teacher, {rows[0].get('model', '')}", fontsize=11)
+    fig.tight_layout()
+    return fig

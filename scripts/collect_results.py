@@ -1,0 +1,48 @@
+"""Collect reproduction runs into a folder small enough to commit: every run's records
+(results.json, history.jsonl; no weights), the table with seeds and its figures.
+
+The table and figures are regenerated from the collected folder alone, so
+``--runs results/standard`` redraws them without the runs.
+
+Usage:
+    python scripts/collect_results.py --runs runs/standard --tasks cola,mrpc,rte,stsb,sst2 \\
+        --seeds 42,43,44 --out results/standard
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from toplib.core.config import parse_list  # noqa: E402
+from toplib.train.reproduce import export_records, seed_row, write_seed_table  # noqa: E402
+from toplib.viz import plots  # noqa: E402
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", required=True, help="folder of <task>/{teacher,top*} runs")
+    parser.add_argument("--tasks", required=True, help="comma-separated tasks, in table order")
+    parser.add_argument("--seeds", required=True, help="comma-separated seeds, first: top/")
+    parser.add_argument("--out", required=True, help="folder to write (records, results.*)")
+    parser.add_argument("--figures", default=os.path.join(REPO, "figures"))
+    parser.add_argument("--name", default="standard", help="figure names: <name>_*.png")
+    args = parser.parse_args(argv)
+    tasks, seeds = parse_list(args.tasks, str), parse_list(args.seeds, int)
+    rows = []
+    for task in tasks:
+        dest = os.path.join(args.out, task)
+        if os.path.abspath(args.runs) != os.path.abspath(args.out):
+            print(task, "records:", ", ".join(export_records(os.path.join(args.runs, task), dest)))
+        rows.append(seed_row(dest, seeds))
+    print(write_seed_table(rows, args.out))
+    for figure, plot in (("score_vs_sparsity", plots.plot_seed_results),
+                         ("reproduction", plots.plot_reproduction)):
+        print(*plots.save_figure(plot(rows), f"{args.name}_{figure}", args.figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The reproduction table: ToP over seeds from one teacher, its row, table and figure."""
+import json
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from conftest import RUN
+
+from toplib.train.config import preset_values
+from toplib.train.reproduce import (
+    PAPER_RESULTS,
+    check_seeds,
+    export_records,
+    format_seed_table,
+    seed_dir,
+    seed_row,
+    train_seeds,
+    write_seed_table,
+)
+from toplib.viz.plots import plot_seed_results
+
+SEEDS = [3, 7]
+
+
+@pytest.fixture(scope="module")
+def task_dir(teacher_dir, tmp_path_factory):
+    """A task folder holding the shared tiny teacher and two seeds' pruning runs."""
+    path = tmp_path_factory.mktemp("task")
+    os.symlink(teacher_dir, path / "teacher")
+    train_seeds("rotten_tomatoes", str(path), SEEDS, preset=None, overrides=RUN, progress=False)
+    return str(path)
+
+
+def _best_score(run_dir):
+    with open(os.path.join(run_dir, "results.json")) as f:
+        return json.load(f)["best"]["score"]
+
+
+def test_each_seed_has_its_own_run_and_the_row_averages_them(task_dir):
+    assert os.path.isdir(os.path.join(task_dir, "top"))
+    assert os.path.isdir(os.path.join(task_dir, "top-seed7"))
+    scores = [_best_score(seed_dir(task_dir, s, SEEDS)) for s in SEEDS]
+    row = seed_row(task_dir, SEEDS)
+    assert row["n_seeds"] == 2 and row["seeds"] == SEEDS
+    assert row["score"] == pytest.approx(np.mean(scores))
+    assert row["score_std"] == pytest.approx(np.std(scores, ddof=1))
+    assert row["drop"] == pytest.approx(row["teacher_score"] - np.mean(scores))
+    assert row["model"] == "tiny-bert0"  # the tiny teacher's folder name (tmp_path_factory)
+    assert row["paper_score"] is None  # no paper figure for the offline default task
+
+
+def test_rerun_reuses_finished_seeds(task_dir):
+    results = os.path.join(task_dir, "top-seed7", "results.json")
+    before = os.stat(results).st_mtime_ns
+    train_seeds("rotten_tomatoes", task_dir, SEEDS, preset=None, overrides=RUN, progress=False)
+    assert os.stat(results).st_mtime_ns == before
+
+
+def test_one_seed_has_no_spread(task_dir):
+    row = seed_row(task_dir, [3])
+    assert row["n_seeds"] == 1 and row["score_std"] is None and row["drop_std"] is None
+    assert "±" not in format_seed_table([row]).splitlines()[2].split("|")[5]
+
+
+@pytest.mark.parametrize("seeds", [[], [1, 1], [-1], ["a"], [1.5]])
+def test_bad_seeds_are_refused(seeds):
+    with pytest.raises(ValueError, match="seeds="):
+        check_seeds(seeds)
+
+
+def test_missing_teacher_and_bad_knobs_fail_before_training(tmp_path, teacher_dir):
+    with pytest.raises(FileNotFoundError, match="no finished teacher"):
+        train_seeds("rotten_tomatoes", str(tmp_path), [1], preset=None, overrides=RUN)
+    os.symlink(teacher_dir, tmp_path / "teacher")
+    with pytest.raises(ValueError, match="sparsity"):
+        train_seeds("rotten_tomatoes", str(tmp_path), [1, 2], preset=None,
+                    overrides=dict(RUN, sparsity=1.5))
+    assert sorted(os.listdir(tmp_path)) == ["teacher"]  # no run folder was started
+    with pytest.raises(FileNotFoundError, match="no finished pruning run"):
+        seed_row(str(tmp_path), [1])
+
+
+def test_table_has_the_paper_beside_it_and_is_written(tmp_path):
+    row = dict(task="cola", metric="matthews", model="m", teacher_score=0.4, score=0.35,
+               score_std=0.02, n_seeds=3, targets_missed=1, drop=0.05, drop_std=0.02,
+               target_sparsity=0.43, sparsity_real=0.44, sparsity_padded=0.9,
+               sparsity_release_real=0.45, sparsity_release_padded=0.91, reduction_real=1.79,
+               reduction_padded=10.0, paper_score=PAPER_RESULTS["cola"][0] / 100,
+               paper_reduction=PAPER_RESULTS["cola"][1])
+    table = write_seed_table([row], str(tmp_path))
+    cells = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
+    assert cells[3:6] == ["40.00", "35.00 ± 2.00 (3, 1 missed target)", "5.00 ± 2.00"]
+    assert cells[-1] == "60.3 at 10.39x (0.904)"
+    assert json.load(open(tmp_path / "results.json"))[0]["task"] == "cola"
+    assert open(tmp_path / "results.md").read().strip() == table
+
+
+def test_seed_figure_has_a_panel_per_task(task_dir):
+    row = seed_row(task_dir, SEEDS)
+    fig = plot_seed_results([row, dict(row, task="cola", metric="matthews", paper_score=0.6,
+                                       paper_reduction=10.39)])
+    assert len(fig.axes) == 2
+    assert "accuracy" in fig.axes[0].get_title() and "bert-base" in fig.axes[1].get_title()
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("task", sorted(PAPER_RESULTS))
+def test_standard_preset_scales_the_release_schedule(task):
+    paper, standard = preset_values("paper", task), preset_values("standard", task)
+    assert standard["warmup_epochs"] / standard["epochs"] == pytest.approx(
+        paper["warmup_epochs"] / paper["epochs"])  # the warm-up keeps its share
+    assert standard["epochs"] == max(paper["epochs"] / 100, 2.0)
+    for knob in ("bin_num", "topk", "sparsity"):
+        assert standard[knob] == paper[knob]
+
+
+def test_exported_records_regenerate_the_row(task_dir, tmp_path):
+    copied = export_records(task_dir, str(tmp_path / "cola"))
+    assert copied == ["teacher", "top", "top-seed7"]
+    for name in copied:  # records only, no weights
+        assert sorted(os.listdir(tmp_path / "cola" / name)) == ["history.jsonl", "results.json"]
+    row, again = seed_row(task_dir, SEEDS), seed_row(str(tmp_path / "cola"), SEEDS)
+    assert again == dict(row, model=again["model"])

@@ -1,0 +1,192 @@
+"""The reproduction table: a teacher per task, ToP over several seeds, beside the paper.
+
+A task's folder holds ``teacher/`` and one pruning run per seed: ``top/`` for the first
+seed (the folder notebooks 02-06 read) and ``top-seed<N>/`` for the others. Every run is
+resumable and a finished one is reused, so :func:`train_seeds` can be rerun after an
+interruption. :func:`seed_row` reduces the runs to one row (mean and sample standard
+deviation over seeds); :func:`format_seed_table` prints it beside the release's own result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+from typing import Sequence
+
+from ..data import DataFiles
+from ..hf.model import DEFAULT_MODEL
+from .config import build_train_config
+from .pipeline import SPARSITY_KEYS, table_row
+from .runs import finished_run, prune, read_results
+
+# microsoft/Moonlit, ToP/README.md, "Results and Models": bert-base-uncased, the score in
+# points and the FLOPs reduction the release reports (its formula, inputs padded).
+PAPER_RESULTS: dict[str, tuple[float, float]] = {
+    "cola": (60.3, 10.39), "rte": (68.3, 7.71), "qqp": (90.9, 12.41), "mrpc": (89.1, 7.71),
+    "sst2": (93.4, 4.66), "mnli": (83.4, 6.68), "qnli": (89.0, 6.16), "stsb": (86.6, 7.20),
+}
+PAPER_MODEL = "bert-base-uncased"
+
+
+def seed_dir(task_dir: str, seed: int, seeds: Sequence[int]) -> str:
+    """The pruning run of ``seed``: ``top`` for the first of ``seeds``, else ``top-seed<N>``.
+
+    Example:
+        >>> seed_dir("runs/cola", 43, [42, 43])
+        'runs/cola/top-seed43'
+    """
+    return os.path.join(task_dir, "top" if seed == seeds[0] else f"top-seed{seed}")
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as a list of distinct integers, or a ValueError naming them."""
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(
+            isinstance(s, int) and s >= 0 for s in seeds):
+        raise ValueError(f"seeds={seeds!r}: give one or more distinct integers >= 0")
+    return seeds
+
+
+def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "standard",
+                data: DataFiles | str | None = None, overrides: dict | None = None,
+                **options) -> dict:
+    """Prune the finished teacher in ``task_dir/teacher`` once per seed, then return
+    :func:`seed_row`. Finished runs are reused and interrupted ones resumed.
+
+    Args:
+        overrides: knobs over the preset (None values skipped); ``seed`` is set per run.
+        options: :class:`~toplib.train.loop.RunOptions` fields (device, progress, ...).
+    """
+    seeds = check_seeds(seeds)
+    teacher = os.path.join(task_dir, "teacher")
+    if finished_run(teacher) is None:
+        raise FileNotFoundError(f"task_dir={task_dir!r} has no finished teacher/ run; "
+                                f"fine-tune one first (toplib finetune --output-dir {teacher})")
+    configs = {s: build_train_config(task, preset, dict(overrides or {}, seed=s)) for s in seeds}
+    for seed, config in configs.items():  # every config checked above, before any training
+        out = seed_dir(task_dir, seed, seeds)
+        if finished_run(out) is None:
+            prune(task, teacher, out, config, data,
+                  **dict(options, resume=options.get("resume") or os.path.isdir(out)))
+    return seed_row(task_dir, seeds)
+
+
+def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
+    """One row of the reproduction table from the finished seeds' runs in ``task_dir``.
+
+    Returns:
+        ``table_row`` fields averaged over the seeds found finished (``n_seeds`` of them;
+        ``seeds`` lists them), plus ``scores``, ``score_std``, ``drop`` and ``drop_std``
+        (teacher minus ToP, in the metric's units), ``targets_missed``, the model and the
+        paper's score and FLOPs reduction for the task (None where it has none).
+    """
+    seeds = check_seeds(seeds)
+    done = [s for s in seeds if finished_run(seed_dir(task_dir, s, seeds)) is not None]
+    if not done:
+        raise FileNotFoundError(f"task_dir={task_dir!r}: no finished pruning run among "
+                                f"seeds {seeds}")
+    rows = [table_row(seed_dir(task_dir, s, seeds)) for s in done]
+    scores = [r["score"] for r in rows]
+    drops = [r["teacher_score"] - r["score"] for r in rows]
+    row = {key: _mean([r[key] for r in rows]) for key in
+           (*SPARSITY_KEYS, "score", "teacher_score", "prune_time_s")}
+    paper = PAPER_RESULTS.get(rows[0]["task"])
+    row.update(task=rows[0]["task"], metric=rows[0]["metric"],
+               target_sparsity=rows[0]["target_sparsity"], seeds=done, n_seeds=len(done),
+               scores=scores, score_std=_std(scores), drop=_mean(drops), drop_std=_std(drops),
+               sparsity_real_std=_std([r["sparsity_real"] for r in rows]),
+               seed_sparsities=[r["sparsity_real"] for r in rows],
+               targets_missed=sum(r["target_missed"] for r in rows),
+               model=_model_name(task_dir),
+               paper_score=paper[0] / 100 if paper else None,
+               paper_reduction=paper[1] if paper else None)
+    return row
+
+
+def _model_name(task_dir: str) -> str:
+    """The teacher's base model, as ``task_dir/teacher`` recorded it."""
+    try:
+        model = read_results(os.path.join(task_dir, "teacher")).get("model") or DEFAULT_MODEL
+    except (OSError, ValueError):  # a teacher given as a checkpoint elsewhere
+        model = DEFAULT_MODEL
+    return os.path.basename(str(model).rstrip("/")) or str(model)
+
+
+RECORD_FILES = ("results.json", "history.jsonl")  # what a run's record is, weights aside
+
+
+def export_records(task_dir: str, dest: str) -> list[str]:
+    """Copy the records (no weights) of every finished run in ``task_dir`` (the teacher and
+    each seed) to ``dest``, in the same layout, so that :func:`seed_row` and the figures can
+    be regenerated from a committed folder. Returns the runs copied."""
+    copied = []
+    for name in sorted(os.listdir(task_dir)):
+        run = os.path.join(task_dir, name)
+        if (name == "teacher" or name.startswith("top")) and finished_run(run) is not None:
+            os.makedirs(os.path.join(dest, name), exist_ok=True)
+            for file in RECORD_FILES:
+                if os.path.exists(os.path.join(run, file)):
+                    shutil.copyfile(os.path.join(run, file), os.path.join(dest, name, file))
+            copied.append(name)
+    return copied
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None and v == v]
+    return statistics.fmean(values) if values else None
+
+
+def _std(values: list) -> float | None:
+    """Sample standard deviation; None for one value (no spread to report)."""
+    values = [v for v in values if v is not None and v == v]
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+SEED_COLUMNS = ("Task", "Metric", "Model", "Teacher", "ToP, mean ± sd (seeds)",
+                "Drop, mean ± sd", "Target", "Sparsity measured, real / padded",
+                "Release's formula, real / padded", "FLOPs reduction, real / padded",
+                f"Paper ({PAPER_MODEL}): score at reduction (release's formula, padded)")
+
+
+def format_seed_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`seed_row` rows; scores in points (x100), as the paper."""
+    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
+    for r in rows:
+        missed = f", {r['targets_missed']} missed target" if r["targets_missed"] else ""
+        paper = (f"{r['paper_score'] * 100:.1f} at {r['paper_reduction']:.2f}x "
+                 f"({1 - 1 / r['paper_reduction']:.3f})"
+                 if r.get("paper_score") is not None else "n/a")
+        cells = [r["task"], r["metric"], r["model"], _pts(r["teacher_score"]),
+                 f"{_pm(r['score'], r['score_std'])} ({r['n_seeds']}{missed})",
+                 _pm(r["drop"], r["drop_std"]), f"{r['target_sparsity']:.2f}",
+                 _pair(r, "sparsity_real", "sparsity_padded", "{:.3f}"),
+                 _pair(r, "sparsity_release_real", "sparsity_release_padded", "{:.3f}"),
+                 _pair(r, "reduction_real", "reduction_padded", "{:.2f}x"), paper]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pts(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}"
+
+
+def _pm(value: float | None, std: float | None) -> str:
+    return _pts(value) + ("" if std is None else f" ± {std * 100:.2f}")
+
+
+def _pair(row: dict, first: str, second: str, pattern: str) -> str:
+    return " / ".join("n/a" if row.get(k) is None else pattern.format(row[k])
+                      for k in (first, second))
+
+
+def write_seed_table(rows: list[dict], output_dir: str, name: str = "results") -> str:
+    """Write ``<name>.json`` (the rows) and ``<name>.md`` (the table) into ``output_dir``;
+    returns the table. Small files, meant to be committed (weights stay in the runs)."""
+    os.makedirs(output_dir, exist_ok=True)
+    table = format_seed_table(rows)
+    with open(os.path.join(output_dir, f"{name}.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    with open(os.path.join(output_dir, f"{name}.md"), "w") as f:
+        f.write(table + "\n")
+    return table
