@@ -227,7 +227,6 @@ def _sweep_command(teacher_dir, out, grid_file) -> list[str]:
             "--max-concurrent", "1", "--quiet", *knobs]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ray_sweep_killed_part_way_resumes_to_the_same_table(teacher_dir, tmp_path):
     pytest.importorskip("ray.tune")
