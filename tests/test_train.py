@@ -60,6 +60,17 @@ def test_prune_records_the_method_and_resume_matches_uninterrupted(teacher_dir, 
         assert pruners.le(LOG_ALPHA_MAX).all()
 
 
+def test_resume_with_the_tasks_own_length(teacher_dir, tmp_path):
+    """max_seq_length None (the task's) is saved as None beside the resolved length; a
+    resume must not read the two as a changed configuration."""
+    config = build_train_config("rotten_tomatoes", None, dict(RUN, max_seq_length=None))
+    out = str(tmp_path / "cut")
+    assert prune("rotten_tomatoes", teacher_dir, out, config, progress=False,
+                 stop_after=3) == {"interrupted_at": 3}
+    resumed = prune("rotten_tomatoes", teacher_dir, out, config, progress=False, resume=True)
+    assert resumed["steps"] == 6 and resumed["max_seq_length"] == 64  # rotten_tomatoes' own
+
+
 def test_save_load_gives_identical_predictions(teacher_dir, tmp_path):
     top = ToPModel.from_pretrained(os.path.join(teacher_dir, "best"))
     with torch.no_grad():

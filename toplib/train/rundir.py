@@ -222,12 +222,15 @@ def discard_replaced(output_dir: str) -> None:
 
 # ---- resuming the same run --------------------------------------------------------------
 def _flat(values: dict, prefix: str = "") -> dict:
-    out = {}
+    """One level of names: the configuration's fields unprefixed, and taking precedence over
+    a run's derived entry of the same name (the meta's resolved ``max_seq_length`` is not
+    the configured one, None for the task's own)."""
+    nested = ("config", "prune", "data")
+    out = {prefix + key: list(value) if isinstance(value, tuple) else value
+           for key, value in values.items() if not (isinstance(value, dict) and key in nested)}
     for key, value in values.items():
-        if isinstance(value, dict) and key in ("config", "prune", "data"):
+        if isinstance(value, dict) and key in nested:
             out.update(_flat(value, "" if key == "config" else f"{key}."))
-        else:
-            out[prefix + key] = list(value) if isinstance(value, tuple) else value
     return out
 
 
