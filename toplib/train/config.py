@@ -171,6 +171,10 @@ STANDARD_PRESET: dict[str, Any] = dict(
     max_eval_samples=None, eval_steps=None, evals_per_epoch=4, fix_pruners_after_warmup=True,
 )
 STANDARD_TRAIN_CAP = {"sst2": 10000, "20news": 10000}  # examples; the others train on all
+# MRPC's and RTE's 2 epochs are 230 and 156 steps: at REG_LEARNING_RATE 0.04 MRPC's
+# constraint lagged its warm-up and ended at measured sparsity 0.605 for 0.67 (README).
+STANDARD_TASK_KNOBS: dict[str, dict[str, Any]] = {
+    "mrpc": dict(reg_learning_rate=0.1), "rte": dict(reg_learning_rate=0.1)}
 STANDARD_MIN_EPOCHS = 2.0
 
 PRESETS = ("paper", "standard", "quick")
@@ -199,7 +203,7 @@ def _standard_values(task: str, paper: dict[str, Any]) -> dict[str, Any]:
         epochs=epochs, warmup_epochs=warmup,
         sparsity=paper["sparsity"] if task in PAPER_PRESETS else 0.5,
         finetune_epochs=3 if task in LARGE_TASKS else 5,
-        max_train_samples=STANDARD_TRAIN_CAP.get(task))
+        max_train_samples=STANDARD_TRAIN_CAP.get(task), **STANDARD_TASK_KNOBS.get(task, {}))
 
 
 def build_train_config(task: str, preset: str | None = None,
