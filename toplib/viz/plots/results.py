@@ -90,7 +90,7 @@ def plot_seed_results(rows: list[dict]):
     colors = sns.color_palette("deep", 4)
     for ax, r in zip(axes[0], rows):
         ax.scatter(r["seed_sparsities"], np.multiply(r["scores"], 100), s=18, color=colors[0], alpha=0.6,
-                   label=f"ToP, {r['n_seeds']} seed(s)", zorder=3)
+                   label="ToP, each seed", zorder=3)
         ax.errorbar(r["sparsity_real"], r["score"] * 100, yerr=(r["score_std"] or 0) * 100,
                     xerr=r.get("sparsity_real_std") or 0, fmt="D", color=colors[0], capsize=4,
                     label="ToP mean ± sd", zorder=4)
@@ -104,7 +104,8 @@ def plot_seed_results(rows: list[dict]):
         ax.set(xlabel="FLOPs sparsity, real length", xlim=(-0.05, 1.0))
         ax.margins(y=0.25)
     axes[0][0].set_ylabel("score (points)")
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(f"ToP against its teacher, {rows[0].get('model', '')}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     return fig
