@@ -99,8 +99,10 @@ def plot_seed_results(rows: list[dict]):
         ax.axvline(r["target_sparsity"], color=colors[3], linestyle=":", label="target")
         paper = (f"\npaper ({r['paper_score'] * 100:.1f} at {r['paper_reduction']:.2f}x, "
                  "bert-base)" if r.get("paper_score") is not None else "")
-        ax.set_title(f"{r['task']}: {SCORE_LABELS.get(r['metric'], r['metric'])}{paper}",
-                     fontsize=10)
+        missed = (f", {r['targets_missed']} missed the target" if r.get("targets_missed")
+                  else "")
+        ax.set_title(f"{r['task']}: {SCORE_LABELS.get(r['metric'], r['metric'])}, "
+                     f"{r['n_seeds']} seed(s){missed}{paper}", fontsize=9)
         ax.set(xlabel="FLOPs sparsity, real length", xlim=(-0.05, 1.0))
         ax.margins(y=0.25)
     axes[0][0].set_ylabel("score (points)")
