@@ -8,13 +8,14 @@ holds ``sweep.json`` (what the sweep is: task, teacher, preset, overrides, grid)
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from typing import Any, Mapping, NamedTuple
 
 from ..core.config import check
-from ..train.pipeline import SPARSITY_KEYS, table_row
+from ..train.pipeline import SPARSITY_KEYS, format_cell, table_row
 from ..train.records import RESULTS_FILE, read_results, write_atomic
 from ..train.rundir import saved_step
 from .grid import trial_dir, trial_name, trials
@@ -25,6 +26,7 @@ DIRECTIONS = ("maximize", "minimize")
 ROW_KEYS = ("task", "metric", "target_sparsity", *SPARSITY_KEYS, "keep_ratio", "score",
             "teacher_score", "prune_time_s", "target_missed")
 """The figures of ``toplib.train.pipeline.table_row``; None in a row of an unfinished trial."""
+_cell = functools.partial(format_cell, missing="-")  # a figure a trial does not have (yet)
 
 
 class BestRun(NamedTuple):
@@ -137,13 +139,6 @@ def format_trials(rows: list[dict], direction: str = "maximize") -> str:
                  "**winner**" if r is winner else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _cell(value, pattern: str, scale: float = 1.0) -> str:
-    """A table cell; "-" for a figure a trial does not have (yet)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return pattern.format(value * scale if scale != 1.0 else value)
 
 
 def write_trials(output_dir: str, rows: list[dict], direction: str = "maximize") -> None:

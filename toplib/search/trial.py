@@ -15,12 +15,13 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..data import DataFiles, get_task
+from ..data import DataFiles
 from ..hf.model import checkpoint_path, read_meta, verify_checkpoint
 from ..train import TrainConfig, build_train_config, prune
 from ..train.pipeline import table_row
 from ..train.records import HISTORY_FILE, RESULTS_FILE, read_results
 from ..train.rundir import run_differences, saved_step
+from ..train.runs import run_identity
 from .grid import trial_dir, trials
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def check_teacher(teacher: str) -> dict:
 
 def check_trial_runs(spec: TrialSpec, grid: Mapping[str, list]) -> None:
     """Every trial folder already there must hold this sweep's run (same task, teacher and
-    configuration), so a finished one can be reused and an unfinished one resumed.
+    configuration and data, as ``prune`` compares them on resume), so a finished one can be reused and an unfinished one resumed.
 
     Raises:
         ValueError: naming the trial folder and what differs.
@@ -139,9 +140,9 @@ def check_trial_runs(spec: TrialSpec, grid: Mapping[str, list]) -> None:
             saved = read_meta(os.path.join(run_dir, "last"))
         else:
             continue
-        identity = {"stage": "prune", "task": get_task(spec.task).name,
-                    "teacher": os.path.abspath(checkpoint_path(spec.teacher)),
-                    "config": spec.config(hparams).to_dict()}
+        identity = run_identity("prune", spec.task,
+                                {"teacher": os.path.abspath(checkpoint_path(spec.teacher))},
+                                spec.config(hparams), spec.data)
         diffs = run_differences(saved, identity)
         if diffs:
             raise ValueError(f"output_dir={spec.output_dir!r}: the trial run in {run_dir!r} "

@@ -78,21 +78,27 @@ def format_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
         pair = "{} / {}".format
-        cells = [_fmt(r["reduction_real"], "{:.2f}x"), _fmt(r["reduction_padded"], "{:.2f}x"),
-                 pair(_fmt(r["sparsity_real"], "{:.3f}"), _fmt(r["sparsity_padded"], "{:.3f}")),
-                 pair(_fmt(r.get("sparsity_release_real"), "{:.3f}"),
-                      _fmt(r.get("sparsity_release_padded"), "{:.3f}")),
-                 _fmt(r["score"], "{:.2f}", 100), _fmt(r["teacher_score"], "{:.2f}", 100)]
+        cells = [format_cell(r["reduction_real"], "{:.2f}x"), format_cell(r["reduction_padded"], "{:.2f}x"),
+                 pair(format_cell(r["sparsity_real"], "{:.3f}"), format_cell(r["sparsity_padded"], "{:.3f}")),
+                 pair(format_cell(r.get("sparsity_release_real"), "{:.3f}"),
+                      format_cell(r.get("sparsity_release_padded"), "{:.3f}")),
+                 format_cell(r["score"], "{:.2f}", 100), format_cell(r["teacher_score"], "{:.2f}", 100)]
         missed = " (target missed)" if r.get("target_missed") else ""
         lines.append(f"| {r['task']} | {r['metric']} | " + " | ".join(cells) + f"{missed} |")
     return "\n".join(lines)
 
 
-def _fmt(value, pattern: str, scale: float = 1.0) -> str:
-    """A table cell; n/a for a missing or NaN value (a run that missed its target)."""
+def format_cell(value, pattern: str, scale: float = 1.0, missing: str = "n/a") -> str:
+    """A table cell: ``pattern`` of ``value * scale``; ``missing`` for None or NaN (a run
+    that missed its target, a trial not finished).
+
+    Example:
+        >>> format_cell(0.8123, "{:.2f}", 100), format_cell(None, "{:.2f}")
+        ('81.23', 'n/a')
+    """
     if value is None or value != value:
-        return "n/a"
-    return pattern.format(value * scale)
+        return missing
+    return pattern.format(value * scale if scale != 1.0 else value)
 
 
 def quickstart(output_dir: str = "runs/rotten_tomatoes", sparsity: float = 0.5,

@@ -17,7 +17,8 @@ from typing import Sequence
 from ..data import DataFiles
 from ..hf.model import DEFAULT_MODEL
 from .config import build_train_config
-from .pipeline import SPARSITY_KEYS, table_row
+from .pipeline import SPARSITY_KEYS, format_cell, table_row
+from .records import RESULTS_FILE
 from .runs import finished_run, prune, read_results
 
 # microsoft/Moonlit, ToP/README.md, "Results and Models": bert-base-uncased, the score in
@@ -82,7 +83,7 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
         paper's score and FLOPs reduction for the task (None where it has none).
     """
     seeds = check_seeds(seeds)
-    done = [s for s in seeds if finished_run(seed_dir(task_dir, s, seeds)) is not None]
+    done = [s for s in seeds if _finished(seed_dir(task_dir, s, seeds))]
     if not done:
         raise FileNotFoundError(f"task_dir={task_dir!r}: no finished pruning run among "
                                 f"seeds {seeds}")
@@ -104,6 +105,11 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
     return row
 
 
+def _finished(run_dir: str) -> bool:
+    """Whether a run has finished (its results are read once, later, by table_row)."""
+    return os.path.exists(os.path.join(run_dir, RESULTS_FILE))
+
+
 def _model_name(task_dir: str) -> str:
     """The teacher's base model, as ``task_dir/teacher`` recorded it."""
     try:
@@ -123,7 +129,7 @@ def export_records(task_dir: str, dest: str) -> list[str]:
     copied = []
     for name in sorted(os.listdir(task_dir)):
         run = os.path.join(task_dir, name)
-        if (name == "teacher" or name.startswith("top")) and finished_run(run) is not None:
+        if (name == "teacher" or name.startswith("top")) and _finished(run):
             os.makedirs(os.path.join(dest, name), exist_ok=True)
             for file in RECORD_FILES:
                 if os.path.exists(os.path.join(run, file)):
@@ -168,7 +174,7 @@ def format_seed_table(rows: list[dict]) -> str:
 
 
 def _pts(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f}"
+    return format_cell(value, "{:.2f}", 100)
 
 
 def _pm(value: float | None, std: float | None) -> str:
@@ -176,8 +182,7 @@ def _pm(value: float | None, std: float | None) -> str:
 
 
 def _pair(row: dict, first: str, second: str, pattern: str) -> str:
-    return " / ".join("n/a" if row.get(k) is None else pattern.format(row[k])
-                      for k in (first, second))
+    return " / ".join(format_cell(row.get(k), pattern) for k in (first, second))
 
 
 def write_seed_table(rows: list[dict], output_dir: str, name: str = "results") -> str:

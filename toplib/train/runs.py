@@ -46,7 +46,7 @@ def finetune(task: str, output_dir: str, model: str | None = None,
     """
     config, opts = config or TrainConfig(), RunOptions(**options)
     model_path = check_model_type(model)
-    identity = _identity("finetune", task, {"model": model or DEFAULT_MODEL}, config, data)
+    identity = run_identity("finetune", task, {"model": model or DEFAULT_MODEL}, config, data)
     with open_run(output_dir, opts, identity, checkpoint_bytes(model_path)) as resuming:
         set_seed(config.seed)
         tokenizer = load_tokenizer(model)
@@ -70,7 +70,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     config, opts = config or TrainConfig(), RunOptions(**options)
     teacher_dir = checkpoint_path(teacher)
     meta = verify_checkpoint(teacher_dir, "teacher")
-    identity = _identity("prune", task, {"teacher": os.path.abspath(teacher_dir)}, config, data)
+    identity = run_identity("prune", task, {"teacher": os.path.abspath(teacher_dir)}, config, data)
     with open_run(output_dir, opts, identity, checkpoint_bytes(teacher_dir)) as resuming:
         set_seed(config.seed)
         tokenizer = load_tokenizer(teacher_dir, "teacher")
@@ -88,7 +88,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
                          resuming)
 
 
-def _identity(stage: str, task: str, source: dict, config: TrainConfig, data) -> dict:
+def run_identity(stage: str, task: str, source: dict, config: TrainConfig, data) -> dict:
     """What a run is, as saved in its checkpoints and compared when it is resumed."""
     files = {k: os.path.abspath(v) if k.endswith(("_dir", "_file")) and v else v
              for k, v in dataclasses.asdict(DataFiles.of(data)).items()}
