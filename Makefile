@@ -31,9 +31,9 @@ test-all: setup
 notebooks: setup
 	$(PY) -m pytest -m notebooks -q --durations=0
 
-## Regenerate every figure in figures/ (PNG + SVG): notebooks 00-07 in order, default
+## Regenerate every figure in figures/ (PNG + SVG): notebooks 00-08 in order, default
 ## parameters, fixed seeds; finished runs in runs/ are reused. With GLUE files (GLUE_DIR,
-## default ../shared/data/glue when present) 07 reproduces REPRO_TASKS, else the offline
+## default ../shared/data/glue when present) 08 reproduces REPRO_TASKS, else the offline
 ## default only. Override parameters with NOTEBOOK_ARGS, e.g. NOTEBOOK_ARGS="-p device=cuda".
 GLUE_DIR ?= $(firstword $(wildcard ../shared/data/glue))
 REPRO_TASKS ?= rotten_tomatoes,cola,mrpc,rte,stsb,sst2
@@ -42,13 +42,13 @@ figures: setup
 	$(PY) scripts/run_notebooks.py $(if $(GLUE_DIR),-p data_dir=$(abspath $(GLUE_DIR)) -p tasks=$(REPRO_TASKS)) $(NOTEBOOK_ARGS)
 
 ## The results table with seeds (README: results): the standard preset (full training data,
-## the release's schedule at 1/100) on the GLUE tasks, 3 seeds each, through notebook 07;
+## the release's schedule at 1/100) on the GLUE tasks, 3 seeds each, through notebook 08;
 ## then the runs' records (no weights), table and figures collected into results/standard.
 ## Resumable: rerun after an interruption. About an hour a task on 2 CPU cores.
 STANDARD_TASKS ?= cola,mrpc,rte,stsb,sst2
 SEEDS ?= 42,43,44
 reproduce: setup
-	$(PY) scripts/run_notebooks.py 07_reproduce -p preset=standard -p tasks=$(STANDARD_TASKS) \
+	$(PY) scripts/run_notebooks.py 08_reproduce -p preset=standard -p tasks=$(STANDARD_TASKS) \
 		-p seeds=$(SEEDS) -p data_dir=$(abspath $(GLUE_DIR)) -p output_dir=$(abspath runs/standard) \
 		-p figures_dir=$(abspath runs/standard/figures)
 	$(PY) scripts/collect_results.py --runs runs/standard --tasks $(STANDARD_TASKS) \

@@ -1,12 +1,12 @@
 """Execute the notebooks in order with their default parameters: what `make figures` runs.
 
 Every figure in figures/ is written by one of these notebooks (PNG + SVG, fixed seeds);
-runs are reused across notebooks (01/02/07 reuse what 00 trained), and a finished run is
+runs are reused across notebooks (02/03/08 reuse what 00 trained), and a finished run is
 never retrained, so an interrupted `make figures` picks up where it stopped.
 
 Usage:
     python scripts/run_notebooks.py                      # all, in order
-    python scripts/run_notebooks.py 03_kept_tokens 04_sparsity_vs_accuracy
+    python scripts/run_notebooks.py 04_kept_tokens 05_sparsity_vs_accuracy
     python scripts/run_notebooks.py -p device=cuda -p targets=0.3,0.5,0.7
 """
 from __future__ import annotations

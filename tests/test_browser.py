@@ -1,4 +1,4 @@
-"""06_explorer in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
+"""07_explorer in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
 
 The notebook is opened in JupyterLab, run with Run > Run All Cells, then edited the way a
 reader would: a new sentence is typed into the "Sentence" box and the "Sparsity" slider is
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-EXPLORER = os.path.join(NOTEBOOK_DIR, "06_explorer.ipynb")
+EXPLORER = os.path.join(NOTEBOOK_DIR, "07_explorer.ipynb")
 REPO = os.path.dirname(NOTEBOOK_DIR)
 ARTIFACTS = os.environ.get("TOPLIB_ARTIFACTS") or os.path.join(REPO, "artifacts", "browser")
 
@@ -137,7 +137,7 @@ def explorer_runs(tmp_path_factory, browser_available) -> str:
 
 
 def explorer_parameters(runs: str, output_dir: str) -> dict:
-    """Values for 06_explorer's ``parameters`` cell."""
+    """Values for 07_explorer's ``parameters`` cell."""
     return {"checkpoints_dir": runs, "sentence": FIRST_SENTENCE, "sparsity": FIRST_SPARSITY,
             "output_dir": output_dir}
 
@@ -348,7 +348,7 @@ def screenshot(driver, name: str) -> str:
     if outputs:
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", outputs[0])
     os.makedirs(ARTIFACTS, exist_ok=True)
-    path = os.path.join(ARTIFACTS, f"06_explorer-{name}.png")
+    path = os.path.join(ARTIFACTS, f"07_explorer-{name}.png")
     driver.save_screenshot(path)
     print(f"screenshot: {path}")
     return path
@@ -356,7 +356,7 @@ def screenshot(driver, name: str) -> str:
 
 @pytest.fixture
 def lab_page(tmp_path, explorer_runs):
-    """(driver, lab, deadline, output_dir): the prepared 06_explorer open in JupyterLab."""
+    """(driver, lab, deadline, output_dir): the prepared 07_explorer open in JupyterLab."""
     deadline = Deadline(TEST_BUDGET_S)
     root, state = tmp_path / "lab", tmp_path / "state"
     root.mkdir(), state.mkdir()

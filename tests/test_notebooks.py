@@ -3,7 +3,7 @@ with tiny parameters and records sane metrics.
 
 A random-initialised 4-layer BERT (hidden 32) with the offline MiniLM tokenizer stands in
 for the model, so every training run takes seconds; one teacher and one ToP run, trained
-once per session through ``toplib.train``, serve notebooks 03-06. Kernels run with one
+once per session through ``toplib.train``, serve notebooks 04-07. Kernels run with one
 thread: on a shared 2-core machine, two threads per kernel are ~10x slower, not faster.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
 TASK = "rotten_tomatoes"
-EXPECTED = ["00_quickstart", "01_finetune_teacher", "02_token_pruning", "03_kept_tokens",
-            "04_sparsity_vs_accuracy", "05_speedup", "06_explorer", "07_reproduce"]
+EXPECTED = ["00_quickstart", "02_finetune_teacher", "03_token_pruning", "04_kept_tokens",
+            "05_sparsity_vs_accuracy", "06_speedup", "07_explorer", "08_reproduce"]
 TINY_LAYERS = 4
 # 64 examples in batches of 8: 8 steps an epoch; the gates' learning rate is raised so
 # the FLOPs target (0.5) is reached within 4 epochs.
@@ -104,7 +104,7 @@ def tiny_model(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, tiny_model) -> dict:
-    """One tiny teacher and one tiny ToP run (sparsity 0.5), shared by notebooks 03-06."""
+    """One tiny teacher and one tiny ToP run (sparsity 0.5), shared by notebooks 04-07."""
     from toplib.train import finetune, prune
     from toplib.train.config import build_train_config
     root = tmp_path_factory.mktemp("runs")
@@ -173,30 +173,30 @@ def test_00_quickstart(kernel_env, tiny_model, tmp_path):
 
 
 @pytest.mark.notebooks
-def test_01_finetune_teacher(kernel_env, tiny_model, tmp_path):
-    m = execute("01_finetune_teacher", tmp_path, task=TASK, model=tiny_model,
+def test_02_finetune_teacher(kernel_env, tiny_model, tmp_path):
+    m = execute("02_finetune_teacher", tmp_path, task=TASK, model=tiny_model,
                 **TINY_DATA, **TINY_FINETUNE)
     assert _score(m["score"]) and m["steps"] == 64 // 8
     assert m["splits"]["validation"]["num_examples"] == 32
     assert m["splits"]["validation"]["sparsity_real"] == 0.0  # the teacher is dense
-    _figures(tmp_path, f"01_finetune_{TASK}")
+    _figures(tmp_path, f"02_finetune_{TASK}")
 
 
 @pytest.mark.notebooks
-def test_02_token_pruning(kernel_env, tiny_runs, tmp_path):
-    m = execute("02_token_pruning", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+def test_03_token_pruning(kernel_env, tiny_runs, tmp_path):
+    m = execute("03_token_pruning", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
                 sparsity=0.5, live=True, **TINY_DATA, **TINY_PRUNE)
     assert m["target_sparsity"] == 0.5 and not m["target_missed"]
     assert 0.49 <= m["sparsity_real"] < 1.0 and m["sparsity_real"] <= m["sparsity_padded"] < 1.0
     assert _score(m["score"]) and _score(m["teacher_score"])
     assert len(m["keep_ratio"]) == TINY_LAYERS and all(0 <= r <= 1 for r in m["keep_ratio"])
     assert m["train_records"] > 0  # the live callback saw the run
-    _figures(tmp_path, f"02_training_curves_{TASK}")
+    _figures(tmp_path, f"03_training_curves_{TASK}")
 
 
 @pytest.mark.notebooks
-def test_03_kept_tokens(kernel_env, tiny_runs, tmp_path):
-    m = execute("03_kept_tokens", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+def test_04_kept_tokens(kernel_env, tiny_runs, tmp_path):
+    m = execute("04_kept_tokens", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
                 top_dir=tiny_runs["top"], num_sentences=2, max_eval_samples=32, min_count=2,
                 top_n=10)
     assert m["num_inputs"] == 32 and m["num_layers"] == TINY_LAYERS and m["cls_always_kept"]
@@ -211,12 +211,12 @@ def test_03_kept_tokens(kernel_env, tiny_runs, tmp_path):
     rates = [r["prune_rate"] for r in m["most_pruned"]]
     assert rates and all(0 <= r <= 1 for r in rates) and rates == sorted(rates, reverse=True)
     assert all(r["count"] >= 2 and r["token"] != "[CLS]" for r in m["most_pruned"])
-    _figures(tmp_path, "03_kept_tokens", "03_ranking_agreement", "03_prune_rates")
+    _figures(tmp_path, "04_kept_tokens", "04_ranking_agreement", "04_prune_rates")
 
 
 @pytest.mark.notebooks
-def test_04_sparsity_vs_accuracy(kernel_env, tiny_runs, tmp_path):
-    m = execute("04_sparsity_vs_accuracy", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+def test_05_sparsity_vs_accuracy(kernel_env, tiny_runs, tmp_path):
+    m = execute("05_sparsity_vs_accuracy", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
                 targets="0.5", **TINY_DATA, **TINY_PRUNE)
     points = m["points"]
     assert sorted(p["method"] for p in points) == ["ToP", "attention", "random", "teacher"]
@@ -230,12 +230,12 @@ def test_04_sparsity_vs_accuracy(kernel_env, tiny_runs, tmp_path):
             assert p["requested"] == pytest.approx(top["sparsity_real"])
     assert m["max_baseline_flops_gap"] < 0.1  # matched FLOPs, up to the bins' granularity
     assert _score(m["teacher_score"])
-    _figures(tmp_path, "04_sparsity_vs_accuracy")
+    _figures(tmp_path, "05_sparsity_vs_accuracy")
 
 
 @pytest.mark.notebooks
-def test_05_speedup(kernel_env, tiny_runs, tmp_path):
-    m = execute("05_speedup", tmp_path, task=TASK, checkpoint=tiny_runs["top"], lengths="8,16",
+def test_06_speedup(kernel_env, tiny_runs, tmp_path):
+    m = execute("06_speedup", tmp_path, task=TASK, checkpoint=tiny_runs["top"], lengths="8,16",
                 sparsities="0.3,0.6", batch_sizes="1,4", runs=2, warmup=0, threads=1)
     points = m["points"]
     assert len(points) == (2 + 2) * 2  # (lengths + sparsities) x batch sizes
@@ -243,12 +243,12 @@ def test_05_speedup(kernel_env, tiny_runs, tmp_path):
         assert _sparsity(p["sparsity"]) and p["speedup_vs_dynamic"] > 0 and p["reduction_real"] >= 1
         assert all(v > 0 for v in p["latency_ms"].values())
     assert sorted({p["length"] for p in points[:4]}) == [8.0, 16.0]
-    _figures(tmp_path, "05_latency_vs_length", "05_latency_vs_sparsity", "05_flops_vs_latency")
+    _figures(tmp_path, "06_latency_vs_length", "06_latency_vs_sparsity", "06_flops_vs_latency")
 
 
 @pytest.mark.notebooks
-def test_06_explorer(kernel_env, tiny_runs, tmp_path):
-    m = execute("06_explorer", tmp_path, checkpoints_dir=tiny_runs["root"], sparsity=0.5)
+def test_07_explorer(kernel_env, tiny_runs, tmp_path):
+    m = execute("07_explorer", tmp_path, checkpoints_dir=tiny_runs["root"], sparsity=0.5)
     assert m["num_checkpoints"] >= 2 and m["checkpoint"].startswith(tiny_runs["top"])  # ToP first
     assert len(m["top"]) == len(m["baseline"]) == TINY_LAYERS
     assert m["top"][0] == m["baseline"][0] == m["tokens"] > 1  # layer 0 sees every token
@@ -257,9 +257,9 @@ def test_06_explorer(kernel_env, tiny_runs, tmp_path):
 
 
 @pytest.mark.notebooks
-def test_07_reproduce(kernel_env, tiny_model, tmp_path):
+def test_08_reproduce(kernel_env, tiny_model, tmp_path):
     data = {k: v for k, v in TINY_DATA.items() if k != "seed"}
-    m = execute("07_reproduce", tmp_path, tasks=TASK, model=tiny_model, sparsity=0.5, seeds="0,1",
+    m = execute("08_reproduce", tmp_path, tasks=TASK, model=tiny_model, sparsity=0.5, seeds="0,1",
                 **data, **TINY_FINETUNE, **TINY_PRUNE)
     (row,) = m["rows"]
     assert row["task"] == TASK and row["metric"] == "accuracy" and row["target_sparsity"] == 0.5
@@ -270,9 +270,9 @@ def test_07_reproduce(kernel_env, tiny_model, tmp_path):
     header, _, line = m["table"].splitlines()
     assert "ToP, mean ± sd (seeds)" in header and "Paper (bert-base-uncased)" in header
     assert line.startswith(f"| {TASK} | accuracy | ")
-    for step in ("01_finetune_teacher", "02_token_pruning"):
+    for step in ("02_finetune_teacher", "03_token_pruning"):
         assert (tmp_path / "out" / TASK / f"{step}.ipynb").exists()
     for run in ("top", "top-seed1"):
         assert (tmp_path / "out" / TASK / run / "results.json").exists()
     assert (tmp_path / "out" / "results.md").read_text().strip() == m["table"]
-    _figures(tmp_path, "07_reproduction", "07_score_vs_sparsity", f"01_finetune_{TASK}", f"02_training_curves_{TASK}")
+    _figures(tmp_path, "08_reproduction", "08_score_vs_sparsity", f"02_finetune_{TASK}", f"03_training_curves_{TASK}")

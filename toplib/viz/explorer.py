@@ -1,4 +1,4 @@
-"""The token explorer of ``06_explorer``: which tokens survive each layer of a sentence.
+"""The token explorer of ``07_explorer``: which tokens survive each layer of a sentence.
 
 :func:`render_html` is a pure function ``(sentence, checkpoint, sparsity) -> HTML`` (models are
 loaded once and cached); :func:`explorer_app` wires it to ipywidgets. Stable hooks for tests and
@@ -128,7 +128,7 @@ def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, spars
     """
     import ipywidgets as widgets
     if not checkpoints:
-        raise ValueError("checkpoints=[] : train a model first (notebooks 01 and 02)")
+        raise ValueError("checkpoints=[] : train a model first (notebooks 02 and 03)")
     common = os.path.commonpath([os.path.abspath(c) for c in checkpoints]) if len(checkpoints) > 1 \
         else os.path.dirname(os.path.abspath(checkpoints[0]))
     text = widgets.Text(value=sentence, description="Sentence", layout=widgets.Layout(width="95%"))

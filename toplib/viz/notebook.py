@@ -1,7 +1,7 @@
 """What the notebooks share: logging, per-task parameters, running notebooks, recorded metrics.
 
 Every notebook ends by writing its key metrics to ``<output_dir>/metrics.json`` with
-:func:`record_metrics`; tests and the ``07_reproduce`` driver read them back with
+:func:`record_metrics`; tests and the ``08_reproduce`` driver read them back with
 :func:`read_metrics`. Nothing here draws or trains by itself.
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ def per_task_values(text: str | float | None, tasks: list[str]) -> dict[str, flo
 def execute_notebook(name: str, output_path: str, parameters: dict,
                      kernel_name: str = "python3", cwd: str | None = None,
                      declared_only: bool = False) -> str:
-    """Execute ``notebooks/<name>.ipynb`` (e.g. name ``"01_finetune_teacher"``) with papermill,
+    """Execute ``notebooks/<name>.ipynb`` (e.g. name ``"02_finetune_teacher"``) with papermill,
     ``parameters`` filling its ``parameters`` cell; the executed copy goes to ``output_path``
     (returned). ``cwd``: the kernel's working directory (default: the notebooks folder, so
     the notebooks' relative default paths resolve). ``declared_only``: pass only the
