@@ -1,6 +1,8 @@
 """Execute the notebooks in order with their default parameters: what `make figures` runs.
 
-Every figure in figures/ is written by one of these notebooks (PNG + SVG, fixed seeds);
+Every figure in figures/ is written by one of these notebooks (PNG + SVG, fixed seeds):
+this script passes ``figures_dir=<repo>/figures`` to each (an interactive run writes its
+figures beside its run instead, in ``<output_dir>/figures``);
 runs are reused across notebooks (02/03/08 reuse what 00 trained), and a finished run is
 never retrained, so an interrupted `make figures` picks up where it stopped.
 
@@ -50,7 +52,8 @@ def main(argv=None) -> None:
     import papermill
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
-    overrides = dict(p.split("=", 1) for p in args.parameter)
+    overrides = dict(figures_dir=os.path.join(REPO, "figures"))
+    overrides.update(p.split("=", 1) for p in args.parameter)
     names = args.names or sorted(f[:-6] for f in os.listdir(NOTEBOOK_DIR) if f.endswith(".ipynb"))
     for name in names:
         known = papermill.inspect_notebook(os.path.join(NOTEBOOK_DIR, f"{name}.ipynb"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -20,7 +21,7 @@ import torch
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
 TASK = "rotten_tomatoes"
-EXPECTED = ["00_quickstart", "02_finetune_teacher", "03_token_pruning", "04_kept_tokens",
+EXPECTED = ["00_quickstart", "01_how_top_works", "02_finetune_teacher", "03_token_pruning", "04_kept_tokens",
             "05_sparsity_vs_accuracy", "06_speedup", "07_explorer", "08_reproduce"]
 TINY_LAYERS = 4
 # 64 examples in batches of 8: 8 steps an epoch; the gates' learning rate is raised so
@@ -69,6 +70,66 @@ def test_title_first_and_metrics_last(name):
         f"{name}: must open with an H2 title"
     last = [c for c in nb.cells if c.cell_type == "code"][-1]
     assert "record_metrics(" in last.source, f"{name}: the last cell must record metrics"
+
+
+# ---- lessons: explanation, formulas, how to read each figure, things to try ---------------
+MIN_WORDS = 250
+METHOD_NOTEBOOK, METHOD_MIN_WORDS, METHOD_MIN_FORMULAS = "01_how_top_works", 1500, 10
+FIGURE_CALL = re.compile(r"\bplot_\w+\(|save_figure\(")
+FORMULA = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
+
+
+def _markdown(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "markdown"]
+
+
+def _words(text: str) -> int:
+    """Words of prose: formulas and inline code left out."""
+    return len(re.findall(r"[A-Za-z][A-Za-z'-]*", re.sub(r"`[^`]*`", " ", FORMULA.sub(" ", text))))
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_notebook_is_a_lesson(name):
+    nb = _read(name)
+    words = sum(_words(m) for m in _markdown(nb))
+    floor = METHOD_MIN_WORDS if name == METHOD_NOTEBOOK else MIN_WORDS
+    assert words >= floor, f"{name}: {words} words of explanation, fewer than {floor}"
+    opening = nb.cells[0].source.lower()
+    assert re.search(r"you('ll| will) learn", opening) and re.search(r"\bmin(ute)?s?\b", opening), \
+        f"{name}: the first cell must say what the reader will learn and how many minutes it takes"
+    assert _markdown(nb)[-1].lstrip().startswith("### Try this"), \
+        f"{name}: must end with a '### Try this' cell of experiments"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_figure_is_followed_by_how_to_read_it_and_an_observation(name):
+    cells = _read(name).cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code" or not FIGURE_CALL.search(cell.source):
+            continue
+        after = cells[i + 1:i + 3]
+        assert len(after) == 2 and after[0].cell_type == "markdown" \
+            and after[0].source.lstrip().startswith("**How to read it.**"), \
+            f"{name}: the figure of cell {i} needs a '**How to read it.**' cell right after it"
+        assert after[1].cell_type == "code" and "print(" in after[1].source, \
+            f"{name}: cell {i + 2} must print an observation computed from the figure's data"
+
+
+def test_the_method_notebook_sets_the_formulas_beside_the_code():
+    text = "\n".join(_markdown(_read(METHOD_NOTEBOOK)))
+    formulas = FORMULA.findall(text)
+    assert len(formulas) >= METHOD_MIN_FORMULAS, f"{len(formulas)} formulas"
+    for name in ("hard-concrete", "L0", "bin", "Lagrangian", "LambdaLoss"):
+        assert name.lower() in text.lower(), f"the method notebook never names {name!r}"
+
+
+def test_no_notebook_writes_to_the_repository_figures_by_default():
+    for name in EXPECTED:
+        declared = _parameter_names(name)
+        cell = next(c for c in _read(name).cells if "parameters" in c.metadata.get("tags", []))
+        if "figures_dir" in declared:
+            assert re.search(r"^figures_dir = None\b", cell.source, re.M), \
+                f"{name}: figures_dir must default to None (beside the run); make figures sets it"
 
 
 # ---- execution -------------------------------------------------------------------------------

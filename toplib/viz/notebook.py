@@ -1,4 +1,5 @@
-"""What the notebooks share: logging, per-task parameters, running notebooks, recorded metrics.
+"""What the notebooks share: logging, tables, figure folders, announcements of long steps,
+per-task parameters, running notebooks and recorded metrics.
 
 Every notebook ends by writing its key metrics to ``<output_dir>/metrics.json`` with
 :func:`record_metrics`; tests and the ``08_reproduce`` driver read them back with
@@ -14,19 +15,89 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+FIGURES_SUBDIR = "figures"
+"""An interactive run writes its figures to ``<output_dir>/figures``; only ``make figures``
+(``scripts/run_notebooks.py``) points ``figures_dir`` at the repository's figures/."""
+STEP_SECONDS = {"finetune": 1.35, "prune": 1.8}
+"""Seconds per optimiser step at batch 16, evaluations included, for MiniLM-L6 on a 2-core
+AMD EPYC with one torch thread (the quickstart's runs: teacher 338 s / 250 steps, ToP
+672 s / 375 steps). Announcements scale it by batch size; other machines differ."""
+REFERENCE_BATCH = 16
+
 METRICS_FILE = "metrics.json"
 NOTEBOOK_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                             os.pardir, os.pardir, "notebooks"))
 """The repository's notebooks/ folder (an editable install keeps it beside toplib/)."""
 
 
-def setup_notebook(level: int = logging.INFO) -> None:
-    """Readable notebook output: toplib's log lines at ``level``, others' warnings only,
-    and no Hugging Face progress bars (loading/saving weights) between toplib's own."""
+def setup_notebook(level: int = logging.WARNING) -> None:
+    """Readable notebook output: log lines at ``level`` (warnings by default; pass
+    ``logging.INFO`` to follow a run line by line), others' warnings only, and no Hugging
+    Face progress bars (loading/saving weights) between toplib's own."""
     from transformers.utils import logging as hf_logging
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("toplib").setLevel(level)
     hf_logging.disable_progress_bar()
+
+
+def show_table(df, caption: str | None = None, precision: int = 3, index: bool = False):
+    """``df`` as an HTML table (a pandas Styler): numbers at ``precision`` decimals, missing
+    values as a dash, the index hidden unless ``index``. The last expression of a cell.
+
+    Example:
+        >>> import pandas as pd
+        >>> "<table" in show_table(pd.DataFrame({"score": [0.91234]})).to_html()
+        True
+    """
+    styler = df.style.format(precision=precision, na_rep="–")
+    if not index:
+        styler = styler.hide(axis="index")
+    return styler.set_caption(caption) if caption else styler
+
+
+def figure_dir(figures_dir: str | None, output_dir: str) -> str:
+    """Where a notebook saves its figures: ``figures_dir`` when given (``make figures``
+    passes the repository's figures/), else beside the run in ``<output_dir>/figures``.
+
+    Example:
+        >>> figure_dir(None, "runs/rte")
+        'runs/rte/figures'
+    """
+    return figures_dir or os.path.join(output_dir, FIGURES_SUBDIR)
+
+
+def announce(what: str, run_dir: str, config=None, kind: str = "prune",
+             overwrite: bool = False) -> bool:
+    """Say what a long step will do before it starts: reuse the finished run in ``run_dir``
+    (unless ``overwrite``), or train ``config`` (a TrainConfig; ``kind`` "finetune" or
+    "prune") for about how many steps and minutes. Returns whether it will train.
+
+    Example:
+        >>> announce("ToP at sparsity 0.5", "no/such/run")
+        ToP at sparsity 0.5: training a new run in no/such/run.
+        True
+    """
+    from toplib.train.records import finished_run  # lazy: toplib.train imports transformers
+    if kind not in STEP_SECONDS:
+        raise ValueError(f"kind={kind!r}: must be one of {sorted(STEP_SECONDS)}")
+    if not overwrite and finished_run(run_dir) is not None:
+        print(f"{what}: reusing the finished run in {run_dir} (overwrite=True trains again).")
+        return False
+    print(f"{what}: training a new run in {run_dir}{_estimate(config, kind)}.")
+    return True
+
+
+def _estimate(config, kind: str) -> str:
+    """", N steps, about M min on ..." for a config with a known training-set size."""
+    if config is None:
+        return ""
+    if not config.max_train_samples:
+        return " on the full training set (the progress bar gives the time left)"
+    epochs = config.finetune_epochs if kind == "finetune" else config.epochs
+    steps = math.ceil(config.max_train_samples / config.batch_size) * epochs
+    minutes = steps * STEP_SECONDS[kind] * config.batch_size / REFERENCE_BATCH / 60
+    return (f", {steps:.0f} steps (at most {config.max_train_samples} examples x {epochs:g} "
+            f"epochs): about {max(minutes, 1):.0f} min on 2 CPU cores with MiniLM-L6")
 
 
 def _clean(value: Any) -> Any:
