@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup quickstart lint test test-all figures notebooks reproduce
+.PHONY: setup quickstart lint test test-all figures notebooks report reproduce
 
 setup: $(VENV)/.toplib-setup
 $(VENV)/.toplib-setup: pyproject.toml scripts/setup.sh
@@ -40,6 +40,13 @@ REPRO_TASKS ?= rotten_tomatoes,cola,mrpc,rte,stsb,sst2
 NOTEBOOK_ARGS ?=
 figures: setup
 	$(PY) scripts/run_notebooks.py $(if $(GLUE_DIR),-p data_dir=$(abspath $(GLUE_DIR)) -p tasks=$(REPRO_TASKS)) $(NOTEBOOK_ARGS)
+
+## A static report to open or share: every notebook executed with papermill at the quick
+## preset (finished runs in runs/ are reused) and exported to self-contained HTML pages with
+## an index, in report/ (REPORT_DIR). Open report/index.html in a browser.
+REPORT_DIR ?= report
+report: setup
+	$(PY) scripts/build_report.py --out $(REPORT_DIR) $(NOTEBOOK_ARGS)
 
 ## The results table with seeds (README: results): the standard preset (full training data,
 ## the release's schedule at 1/100) on the GLUE tasks, 3 seeds each, through notebook 08;

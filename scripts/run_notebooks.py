@@ -14,7 +14,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import os
 import sys
@@ -23,18 +22,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from toplib.viz.notebook import NOTEBOOK_DIR, execute_notebook  # noqa: E402
+from toplib.viz.notebook import NOTEBOOK_DIR, execute_notebook, parse_overrides  # noqa: E402
 
 logger = logging.getLogger("run_notebooks")
-
-
-def _value(text: str):
-    """A -p value as a Python literal when it is one ("0.5", "None", "True"), else a string."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-    return value if value is None or isinstance(value, (bool, int, float, str)) else text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,12 +42,11 @@ def main(argv=None) -> None:
     import papermill
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
-    overrides = dict(figures_dir=os.path.join(REPO, "figures"))
-    overrides.update(p.split("=", 1) for p in args.parameter)
+    overrides = {"figures_dir": os.path.join(REPO, "figures"), **parse_overrides(args.parameter)}
     names = args.names or sorted(f[:-6] for f in os.listdir(NOTEBOOK_DIR) if f.endswith(".ipynb"))
     for name in names:
         known = papermill.inspect_notebook(os.path.join(NOTEBOOK_DIR, f"{name}.ipynb"))
-        params = {k: _value(v) for k, v in overrides.items() if k in known}
+        params = {k: v for k, v in overrides.items() if k in known}
         start = time.time()
         logger.info("%s %s", name, params or "")
         execute_notebook(name, os.path.join(args.executed_dir, f"{name}.ipynb"), params,

@@ -7,6 +7,7 @@ Every notebook ends by writing its key metrics to ``<output_dir>/metrics.json`` 
 """
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import math
@@ -157,6 +158,31 @@ def per_task_values(text: str | float | None, tasks: list[str]) -> dict[str, flo
             raise ValueError(f"{text!r}: task {task.strip()!r} is not among tasks {tasks}")
         values[task.strip()] = float(value)
     return {t: values.get(t) for t in tasks}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Command-line ``-p KEY=VALUE`` pairs as notebook parameters: a value that is a Python
+    literal ("0.5", "None", "True") becomes one, anything else stays a string.
+
+    Example:
+        >>> parse_overrides(["sparsity=0.5", "task=rte", "data_dir=None"])
+        {'sparsity': 0.5, 'task': 'rte', 'data_dir': None}
+    """
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"parameter={pair!r}: expected KEY=VALUE")
+        overrides[key] = _literal(text)
+    return overrides
+
+
+def _literal(text: str) -> Any:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if value is None or isinstance(value, (bool, int, float, str)) else text
 
 
 def execute_notebook(name: str, output_path: str, parameters: dict,

@@ -1,0 +1,149 @@
+"""A static report: the notebooks executed with papermill, exported to HTML, one index page.
+
+For readers who want figures to open or share rather than a Jupyter server: every page is
+self-contained (figures are embedded in the HTML), so the folder can be zipped, mailed or
+served as is. ``make report`` builds it with ``scripts/build_report.py``. A notebook that
+fails still gets its page (the traceback is in it) and is marked failed in the index.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import logging
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+
+from .notebook import NOTEBOOK_DIR, execute_notebook
+
+logger = logging.getLogger(__name__)
+
+INDEX_FILE = "index.html"
+EXECUTED_SUBDIR = "executed"
+HTML_TEMPLATE = "lab"  # nbconvert's JupyterLab look
+FIRST_PARAGRAPH_CHARS = 600
+
+
+@dataclass
+class ReportPage:
+    """One notebook of the report: where its page is and how its run went."""
+
+    name: str
+    title: str = ""
+    summary: str = ""
+    minutes: float = 0.0
+    error: str | None = None
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def html_file(self) -> str:
+        return f"{self.name}.html"
+
+
+def notebook_names() -> list[str]:
+    """The notebooks of the suite, in order."""
+    return sorted(f[:-6] for f in os.listdir(NOTEBOOK_DIR) if f.endswith(".ipynb"))
+
+
+def execute_page(name: str, out_dir: str, parameters: dict) -> ReportPage:
+    """Execute one notebook into ``<out_dir>/executed/<name>.ipynb`` (only the parameters it
+    declares are passed) and return its :class:`ReportPage`; a failure is recorded, not
+    raised, so the rest of the suite still runs."""
+    page = ReportPage(name, parameters=parameters)
+    start = time.monotonic()
+    try:
+        execute_notebook(name, executed_path(out_dir, name), parameters, declared_only=True)
+    except Exception as error:  # noqa: BLE001 - the page shows the traceback; the index says failed
+        page.error = f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
+        logger.warning("%s failed: %s", name, page.error)
+    page.minutes = (time.monotonic() - start) / 60
+    return page
+
+
+def executed_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, EXECUTED_SUBDIR, f"{name}.ipynb")
+
+
+def export_page(page: ReportPage, out_dir: str) -> str:
+    """Write ``<out_dir>/<name>.html`` from the executed notebook (figures embedded); fill
+    the page's title and summary from its first cell; returns the path."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed_path(out_dir, page.name), as_version=4)
+    page.title, page.summary = _title_and_summary(nb)
+    body, _ = HTMLExporter(template_name=HTML_TEMPLATE).from_notebook_node(
+        nb, resources={"metadata": {"name": page.title or page.name}})
+    path = os.path.join(out_dir, page.html_file)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(body)
+    return path
+
+
+def _title_and_summary(nb) -> tuple[str, str]:
+    """The H2 title of the first markdown cell and the paragraph after it (markdown stripped
+    of emphasis and code marks)."""
+    first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+    lines = first.strip().splitlines()
+    title = lines[0].lstrip("#").strip() if lines else ""
+    paragraphs = [p.strip() for p in "\n".join(lines[1:]).split("\n\n") if p.strip()]
+    summary = re.sub(r"[*`]", "", paragraphs[0]) if paragraphs else ""
+    return title, summary[:FIRST_PARAGRAPH_CHARS]
+
+
+def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "") -> str:
+    """Write ``<out_dir>/index.html``: one entry per page (title, summary, run time, status)
+    and the machine it ran on; returns the path."""
+    items = "\n".join(_index_item(p) for p in pages)
+    failed = sum(p.error is not None for p in pages)
+    status = f"{len(pages) - failed} of {len(pages)} notebooks ran" + (
+        f"; {failed} failed" if failed else "")
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    text = INDEX_TEMPLATE.format(
+        status=html.escape(status), subtitle=html.escape(subtitle), items=items,
+        machine=html.escape(f"{machine_name()}; {when}"))
+    path = os.path.join(out_dir, INDEX_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def _index_item(page: ReportPage) -> str:
+    state = (f'<span class="failed">failed: {html.escape(page.error)}</span>' if page.error
+             else f"ran in {page.minutes:.1f} min")
+    return (f'<li><a href="{html.escape(page.html_file)}">{html.escape(page.title or page.name)}'
+            f'</a> <span class="meta">{state}</span><p>{html.escape(page.summary)}</p></li>')
+
+
+def machine_name() -> str:
+    """The CPU model (``lscpu``'s model name where /proc/cpuinfo has it) and core count."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        model = found.group(1).strip() if found else model
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPU threads"
+
+
+INDEX_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>toplib report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem;
+        color: #222; line-height: 1.45; }}
+li {{ margin-bottom: 1rem; }} a {{ font-weight: 600; }}
+.meta {{ color: #666; font-size: 0.9em; }} .failed {{ color: #b00020; }}
+p {{ margin: 0.2rem 0 0; }}
+</style></head><body>
+<h1>toplib: the notebooks, executed</h1>
+<p class="meta">{status}. {subtitle}</p>
+<ol>
+{items}
+</ol>
+<p class="meta">Executed with papermill on {machine}. Each page is self-contained: figures are
+embedded. Timings on the pages move with the machine's load; compare ratios within a page.</p>
+</body></html>
+"""
