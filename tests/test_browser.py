@@ -1,9 +1,10 @@
-"""07_explorer in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
+"""The notebooks in a real browser: JupyterLab on 127.0.0.1, driven by headless Chromium.
 
-The notebook is opened in JupyterLab, run with Run > Run All Cells, then edited the way a
+07_explorer is opened in JupyterLab, run with Run > Run All Cells, then edited the way a
 reader would: a new sentence is typed into the "Sentence" box and the "Sparsity" slider is
 moved with the keyboard. After each change the surviving tokens shown in the ``toplib-kept``
-output must change. Screenshots go to ``$TOPLIB_ARTIFACTS`` (default ``artifacts/browser``).
+output must change. 01_how_top_works is run the same way on the tiny runs and must show
+every figure it draws, decoded, and its formulas typeset. Screenshots go to ``$TOPLIB_ARTIFACTS`` (default ``artifacts/browser``).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package
 (``scripts/install_browser.sh``). Without them the test is skipped, except under ``CI``,
@@ -12,6 +13,7 @@ ends within ``TEST_BUDGET_S``.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -38,6 +40,10 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 EXPLORER = os.path.join(NOTEBOOK_DIR, "07_explorer.ipynb")
+METHOD_NAME = "01_how_top_works"
+METHOD = os.path.join(NOTEBOOK_DIR, f"{METHOD_NAME}.ipynb")
+FIGURE_CSS = ".jp-OutputArea-output img"
+METHOD_TOY_STEPS = 40  # the toy Lagrangian run: enough steps to see the multipliers move
 REPO = os.path.dirname(NOTEBOOK_DIR)
 ARTIFACTS = os.environ.get("TOPLIB_ARTIFACTS") or os.path.join(REPO, "artifacts", "browser")
 
@@ -342,33 +348,33 @@ def move_slider(driver, presses: int) -> str:
     return sliders[0].find_element("css selector", ".widget-readout").text.strip()
 
 
-def screenshot(driver, name: str) -> str:
-    """Save the page, the explorer's output scrolled into view, under ARTIFACTS."""
-    outputs = _find(driver, ".toplib-kept")
+def screenshot(driver, name: str, notebook: str = "07_explorer", css: str = ".toplib-kept") -> str:
+    """Save the page, the first ``css`` output (the explorer's) scrolled into view, under
+    ARTIFACTS as ``<notebook>-<name>.png``."""
+    outputs = _find(driver, css)
     if outputs:
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", outputs[0])
     os.makedirs(ARTIFACTS, exist_ok=True)
-    path = os.path.join(ARTIFACTS, f"07_explorer-{name}.png")
+    path = os.path.join(ARTIFACTS, f"{notebook}-{name}.png")
     driver.save_screenshot(path)
     print(f"screenshot: {path}")
     return path
 
 
-@pytest.fixture
-def lab_page(tmp_path, explorer_runs):
-    """(driver, lab, deadline, output_dir): the prepared 07_explorer open in JupyterLab."""
+@contextlib.contextmanager
+def open_in_lab(tmp_path, source: str, parameters: dict):
+    """(driver, lab, deadline): ``source`` prepared with ``parameters`` and open in JupyterLab."""
     deadline = Deadline(TEST_BUDGET_S)
     root, state = tmp_path / "lab", tmp_path / "state"
     root.mkdir(), state.mkdir()
-    output_dir = str(tmp_path / "explorer-out")
-    name = prepare_notebook(EXPLORER, str(root), explorer_parameters(explorer_runs, output_dir))
+    name = prepare_notebook(source, str(root), parameters)
     lab = LabServer(str(root), str(state))
     driver = None
     try:
         lab.wait_ready(deadline)
         driver = start_chromium(str(state / "chromium-profile"), str(state / "chromedriver.log"))
         driver.get(lab.url(name))
-        yield driver, lab, deadline, output_dir
+        yield driver, lab, deadline
     except BaseException:
         print(f"--- jupyter lab log ---\n{lab.log_tail()}")
         raise
@@ -377,6 +383,22 @@ def lab_page(tmp_path, explorer_runs):
             driver.quit()
         lab.stop()
         shutil.rmtree(state / "chromium-profile", ignore_errors=True)
+
+
+@pytest.fixture
+def lab_page(tmp_path, explorer_runs):
+    """(driver, lab, deadline, output_dir): the prepared 07_explorer open in JupyterLab."""
+    output_dir = str(tmp_path / "explorer-out")
+    with open_in_lab(tmp_path, EXPLORER, explorer_parameters(explorer_runs, output_dir)) as page:
+        yield (*page, output_dir)
+
+
+def run_notebook_in_lab(driver, lab: LabServer, deadline: Deadline) -> None:
+    """Wait for the notebook and its kernel, then Run All Cells and wait until all ran."""
+    deadline.wait(lambda: _find(driver, ".jp-Notebook .jp-CodeCell"), "the notebook to open", 90)
+    deadline.wait(lambda: _kernel_idle(lab), "the kernel to start and be idle", 60)
+    run_all_cells(driver, deadline)
+    _wait_updated(driver, lab, deadline, lambda: _cells_done(driver), "all cells to run")
 
 
 def _wait_updated(driver, lab: LabServer, deadline: Deadline, shown, what: str) -> None:
@@ -390,11 +412,7 @@ def test_explorer_updates_surviving_tokens_in_the_browser(lab_page):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(None))
     new_tokens = tokenizer.convert_ids_to_tokens(tokenizer(NEW_SENTENCE).input_ids)
     try:
-        deadline.wait(lambda: _find(driver, ".jp-Notebook .jp-CodeCell"), "the notebook to open",
-                      90)
-        deadline.wait(lambda: _kernel_idle(lab), "the kernel to start and be idle", 60)
-        run_all_cells(driver, deadline)
-        _wait_updated(driver, lab, deadline, lambda: _cells_done(driver), "all cells to run")
+        run_notebook_in_lab(driver, lab, deadline)
         assert read_metrics(output_dir)["num_checkpoints"] == 2  # the last cell ran too
         before = deadline.wait(lambda: kept_tokens_shown(driver) and kept_display(driver),
                                "the explorer to show surviving tokens", 30)
@@ -427,3 +445,41 @@ def test_explorer_updates_surviving_tokens_in_the_browser(lab_page):
         screenshot(driver, "failure")
         print(f"--- jupyter lab log ---\n{lab.log_tail()}")
         raise
+
+
+def rendered_figures(driver) -> list[list[int]]:
+    """(width, height) of every image the notebook's outputs show, as the browser decoded it."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]),"
+        " i => [i.naturalWidth, i.naturalHeight])", FIGURE_CSS)
+
+
+def figure_cells(source: str) -> int:
+    """How many code cells of ``source`` draw a figure (call a ``plot_*`` function)."""
+    import nbformat
+    return sum(c.cell_type == "code" and "plots.plot_" in c.source
+               for c in nbformat.read(source, as_version=4).cells)
+
+
+def test_method_notebook_renders_its_figures_in_the_browser(tmp_path, explorer_runs):
+    import papermill
+    output_dir = str(tmp_path / "method-out")
+    parameters = {"teacher_dir": os.path.join(explorer_runs, "teacher"),
+                  "top_dir": os.path.join(explorer_runs, "pruned"), "output_dir": output_dir,
+                  "figures_dir": str(tmp_path / "figures"), "toy_steps": METHOD_TOY_STEPS}
+    parameters = {k: v for k, v in parameters.items() if k in papermill.inspect_notebook(METHOD)}
+    with open_in_lab(tmp_path, METHOD, parameters) as (driver, lab, deadline):
+        try:
+            run_notebook_in_lab(driver, lab, deadline)
+            assert read_metrics(output_dir)["notebook"] == METHOD_NAME  # the last cell ran
+            figures = rendered_figures(driver)
+            assert len(figures) >= figure_cells(METHOD) >= 5, figures
+            assert all(w > 100 and h > 100 for w, h in figures), figures  # decoded, not broken
+            markdown = " ".join(_read(driver, ".jp-MarkdownOutput", "innerText"))
+            assert "How to read it." in markdown and "Try this" in markdown
+            assert _find(driver, ".jp-MarkdownOutput mjx-container, .jp-MarkdownOutput .MathJax"), \
+                "no formula was typeset"
+            screenshot(driver, "figures", METHOD_NAME, FIGURE_CSS)
+        except BaseException:
+            screenshot(driver, "failure", METHOD_NAME, FIGURE_CSS)
+            raise
