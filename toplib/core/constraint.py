@@ -39,3 +39,20 @@ class LagrangianConstraint(nn.Module):
     def forward(self, expected_sparsity: torch.Tensor, target: float) -> torch.Tensor:
         gap = expected_sparsity - target
         return self.lambda_1 * gap + self.lambda_2 * gap * gap
+
+
+def multiplier_optimizer(lagrangian: LagrangianConstraint, lr: float) -> torch.optim.Optimizer:
+    """AdamW that ASCENDS the Lagrangian in its multipliers (the release: learning rate
+    ``-REG_LEARNING_RATE``; here ``maximize=True``), without weight decay: while the
+    expected sparsity stays below the target, ``lambda_1`` falls and ``lambda_2`` rises,
+    so ``dL/ds = lambda_1 + 2 lambda_2 (s - t)`` grows more negative and descent on the
+    gates raises ``s``.
+
+    Example:
+        >>> lag = LagrangianConstraint()
+        >>> opt = multiplier_optimizer(lag, 0.1)
+        >>> lag(torch.tensor(0.2), 0.5).backward(); opt.step()
+        >>> round(lag.lambda_1.item(), 3), round(lag.lambda_2.item(), 3)
+        (-0.1, 0.1)
+    """
+    return torch.optim.AdamW(lagrangian.parameters(), lr=lr, weight_decay=0.0, maximize=True)

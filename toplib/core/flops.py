@@ -41,11 +41,33 @@ class EncoderDims:
                    config.num_attention_heads, config.intermediate_size)
 
 
-def layer_macs(t: torch.Tensor, t_ffn: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
-    """MACs of one layer; ``t`` and ``t_ffn`` may be fractional (expected) token counts."""
+MAC_TERMS = ("qkv", "scores", "softmax", "context", "output", "ffn")
+"""The terms of :func:`layer_mac_terms`, in the order a layer computes them."""
+
+
+def layer_mac_terms(t, t_ffn, dims: EncoderDims) -> dict:
+    """MACs of one layer term by term (METHOD Sec. 3), keyed by :data:`MAC_TERMS`: Q, K, V
+    projections ``3 t H^2``; scores ``A t^2 (H/A)``; softmax ``A t^2``; context ``A t^2
+    (H/A)``; output projection ``t H^2``; FFN ``2 t_ffn H I``.
+
+    Example:
+        >>> layer_mac_terms(2, 1, EncoderDims(1, hidden=4, heads=2, intermediate=8))["scores"]
+        16
+    """
     h, a, i = dims.hidden, dims.heads, dims.intermediate
-    attention = 3 * t * h * h + 2 * a * t * t * (h // a) + a * t * t + t * h * h
-    return attention + 2 * t_ffn * h * i
+    return {"qkv": 3 * t * h * h, "scores": a * t * t * (h // a), "softmax": a * t * t,
+            "context": a * t * t * (h // a), "output": t * h * h, "ffn": 2 * t_ffn * h * i}
+
+
+def layer_macs(t: torch.Tensor, t_ffn: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
+    """MACs of one layer (the sum of :func:`layer_mac_terms`); ``t`` and ``t_ffn`` may be
+    fractional (expected) token counts."""
+    return sum(layer_mac_terms(t, t_ffn, dims).values())
+
+
+def ffn_tokens(lengths: torch.Tensor) -> torch.Tensor:
+    """(B, N) tokens each layer's FFN runs on: layer l+1's attention count (the last its own)."""
+    return torch.cat([lengths[:, 1:], lengths[:, -1:]], dim=1)
 
 
 def encoder_macs(lengths: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
@@ -56,8 +78,7 @@ def encoder_macs(lengths: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
     Returns:
         (B,) MACs; layer l's FFN runs on ``lengths[:, l + 1]`` (the last on its own).
     """
-    ffn = torch.cat([lengths[:, 1:], lengths[:, -1:]], dim=1)
-    return layer_macs(lengths, ffn, dims).sum(-1)
+    return layer_macs(lengths, ffn_tokens(lengths), dims).sum(-1)
 
 
 def dense_macs(n: torch.Tensor, dims: EncoderDims) -> torch.Tensor:

@@ -40,11 +40,43 @@ def sample_hard_concrete(log_alpha: torch.Tensor) -> torch.Tensor:
     return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
 
 
+def hard_concrete_cdf(x, log_alpha: torch.Tensor) -> torch.Tensor:
+    """Q(x) = P(stretched concrete <= x) = sigmoid(beta * logit((x - gamma) / (zeta - gamma))
+    - a) (Louizos et al., 2018, Eq. 12), for a float or tensor ``x`` in (gamma, zeta).
+
+    Example:
+        >>> round(float(hard_concrete_cdf(0.0, torch.tensor(0.0))), 4)  # P(z = 0) at a = 0
+        0.1682
+    """
+    y = (x - GAMMA) / (ZETA - GAMMA)
+    logit = torch.logit(y) if torch.is_tensor(y) else math.log(y / (1 - y))
+    return torch.sigmoid(BETA * logit - log_alpha)
+
+
 def prob_nonzero(log_alpha: torch.Tensor) -> torch.Tensor:
     """P(z > 0) = 1 - Q(0), with Q the CDF of the stretched concrete."""
-    x = (0.0 - GAMMA) / (ZETA - GAMMA)
-    q0 = torch.sigmoid(BETA * math.log(x / (1 - x)) - log_alpha)
-    return 1.0 - q0
+    return 1.0 - hard_concrete_cdf(0.0, log_alpha)
+
+
+def hard_concrete_density(z: torch.Tensor, log_alpha: torch.Tensor) -> torch.Tensor:
+    """Density dQ/dz of a gate on the open interval 0 < z < 1 (beside it: the point masses
+    Q(0) at 0 and 1 - Q(1) at 1), the derivative of :func:`hard_concrete_cdf` by autograd.
+
+    Args:
+        z: values in (0, 1); log_alpha: broadcastable to ``z``.
+    Returns:
+        density, of the broadcast shape.
+    Example:
+        >>> z = torch.linspace(0.001, 0.999, 999)
+        >>> a = torch.tensor(0.0)
+        >>> mass = torch.trapezoid(hard_concrete_density(z, a), z)
+        >>> round(float(mass + hard_concrete_cdf(0.0, a) + 1 - hard_concrete_cdf(1.0, a)), 2)
+        1.0
+    """
+    z, log_alpha = torch.broadcast_tensors(z, log_alpha.detach())
+    with torch.enable_grad():
+        z = z.detach().clone().requires_grad_(True)
+        return torch.autograd.grad(hard_concrete_cdf(z, log_alpha).sum(), z)[0]
 
 
 def deterministic_gates(log_alpha: torch.Tensor) -> torch.Tensor:

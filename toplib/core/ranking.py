@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from .constraint import warmup_progress
+
 LN2 = math.log(2.0)
 RANK_SCORES = ("raw", "log", "scaled")
 """What the loss sees of the student's importance ``s`` (a distribution over n tokens, so
@@ -22,6 +24,19 @@ RANK_SCORES = ("raw", "log", "scaled")
 ``scaled`` (s * n: mean 1). On raw scores every pair's logistic sits at ~ln 2 whatever
 the order (gaps ~1e-3), so the loss cannot fall, only its tiny gradient acts."""
 LOG_FLOOR = 1e-8  # log of an importance of 0 (never for an alive token; guards the log)
+RANK_WEIGHT_FLOOR = 0.01  # release: the rank loss keeps 1% of its weight after warm-up
+
+
+def rank_loss_weight(step: int, alpha: float, warmup_steps: int) -> float:
+    """Weight of the rank-distillation loss at ``step`` (METHOD Sec. 5):
+    ``DISTILL_RANK_LOSS_ALPHA * max(0.01, 1 - warmup progress)``, strongest at the start,
+    when the constraint begins to prune, and 1% of ``alpha`` once the warm-up is over.
+
+    Example:
+        >>> rank_loss_weight(50, 1e-3, 100), rank_loss_weight(500, 1e-3, 100)
+        (0.0005, 1e-05)
+    """
+    return alpha * max(RANK_WEIGHT_FLOOR, 1 - warmup_progress(step, warmup_steps))
 
 
 def student_scores(importance: torch.Tensor, counts: torch.Tensor, how: str = "raw") -> torch.Tensor:

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
-from ..core.constraint import LagrangianConstraint, warmup_progress, warmup_target
+from ..core.constraint import LagrangianConstraint, multiplier_optimizer, warmup_target
 from ..core.flops import measured_sparsity, release_sparsity
 from ..core.gates import keep_rule
 from ..core.importance import kept_counts
-from ..core.ranking import rank_distillation_loss
+from ..core.ranking import rank_distillation_loss, rank_loss_weight
 from .config import TrainConfig
 
 
@@ -106,9 +106,7 @@ class PruneStage:
                                        weight_decay=config.weight_decay),
             "gates": torch.optim.AdamW(top.gates.parameters(), lr=config.reg_learning_rate,
                                        weight_decay=0.0),
-            "lagrangian": torch.optim.AdamW(self.lagrangian.parameters(),  # ascent
-                                            lr=config.reg_learning_rate, weight_decay=0.0,
-                                            maximize=True),
+            "lagrangian": multiplier_optimizer(self.lagrangian, config.reg_learning_rate),
         }
         self.schedulers = {"model": get_linear_schedule_with_warmup(
             self.optimizers["model"], 0, total)}
@@ -143,8 +141,7 @@ class PruneStage:
                                           cfg.topk, cfg.rank_score, cfg.rank_sigma,
                                           cfg.rank_pad_lists)
                    for layer in top.prune.rank_distill_layers)
-        rank_weight = cfg.distill_rank_loss_alpha * max(
-            0.01, 1 - warmup_progress(step, self.warmup_steps))
+        rank_weight = rank_loss_weight(step, cfg.distill_rank_loss_alpha, self.warmup_steps)
         loss = fit + lag + rank_weight * rank
         keep = top.gates.expected_keep_ratio().detach()
         return loss, {
