@@ -7,6 +7,16 @@ import os
 import matplotlib.pyplot as plt
 
 from .ablation import plot_ablation, plot_constraint_tracking, plot_gates_vs_rank
+from .method import (
+    plot_attention_importance,
+    plot_gate_heatmap,
+    plot_hard_concrete,
+    plot_lambda_loss,
+    plot_mac_terms,
+    plot_masked_vs_dropped,
+    plot_rank_bins,
+    plot_toy_lagrangian,
+)
 from .results import plot_reproduction, plot_seed_results, plot_sparsity_accuracy
 from .speed import plot_flops_vs_latency, plot_latency_vs_length, plot_latency_vs_sparsity
 from .tokens import plot_kept_tokens, plot_prune_rates, plot_ranking_agreement

@@ -1,0 +1,199 @@
+"""The method notebook's library (``toplib.viz.method``, ``toplib.viz.constraint_toy``, the
+core functions it added) against independent computations, and the notebook itself under
+papermill with tiny parameters."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_notebooks import TASK, _figures, execute, kernel_env, tiny_model, tiny_runs  # noqa: F401
+
+from toplib.core.constraint import LagrangianConstraint, multiplier_optimizer
+from toplib.core.flops import MAC_TERMS, EncoderDims, encoder_macs, layer_mac_terms
+from toplib.core.gates import (
+    BETA,
+    GAMMA,
+    ZETA,
+    hard_concrete_cdf,
+    hard_concrete_density,
+    prob_nonzero,
+    sample_hard_concrete,
+)
+from toplib.core.importance import rank_bins
+from toplib.core.ranking import rank_loss_weight
+from toplib.viz import constraint_toy, method
+
+MINILM = EncoderDims(num_layers=6, hidden=384, heads=12, intermediate=1536)
+LOG_ALPHAS = (-3.0, -1.0, 0.0, 1.0, 3.0)
+
+
+# ---- hard-concrete density ----------------------------------------------------------------
+def _density_by_hand(z: float, a: float) -> float:
+    """dQ/dz with Q(z) = sigmoid(beta * logit(y) - a), y = (z - gamma) / (zeta - gamma)."""
+    y = (z - GAMMA) / (ZETA - GAMMA)
+    q = 1 / (1 + math.exp(-(BETA * math.log(y / (1 - y)) - a)))
+    return q * (1 - q) * BETA / (y * (1 - y)) / (ZETA - GAMMA)
+
+
+@pytest.mark.parametrize("a", LOG_ALPHAS)
+def test_hard_concrete_density_and_point_masses_integrate_to_one(a):
+    z = torch.linspace(1e-4, 1 - 1e-4, 20001, dtype=torch.float64)
+    log_alpha = torch.tensor(a, dtype=torch.float64)
+    inner = torch.trapezoid(hard_concrete_density(z, log_alpha), z)
+    masses = hard_concrete_cdf(0.0, log_alpha) + 1 - hard_concrete_cdf(1.0, log_alpha)
+    assert float(inner + masses) == pytest.approx(1.0, abs=1e-3)
+    assert float(1 - hard_concrete_cdf(0.0, log_alpha)) == float(prob_nonzero(log_alpha))
+
+
+@pytest.mark.parametrize("a", LOG_ALPHAS)
+def test_hard_concrete_density_matches_the_closed_form_and_the_samples(a):
+    z = torch.tensor([0.1, 0.37, 0.5, 0.9], dtype=torch.float64)
+    got = hard_concrete_density(z, torch.tensor(a, dtype=torch.float64))
+    assert got.tolist() == pytest.approx([_density_by_hand(float(x), a) for x in z], rel=1e-9)
+    draws = sample_hard_concrete(torch.full((200_000,), a, dtype=torch.float64))
+    inside = ((draws > 0.3) & (draws < 0.4)).double().mean()  # P(0.3 < z < 0.4)
+    expected = hard_concrete_cdf(0.4, torch.tensor(a)) - hard_concrete_cdf(0.3, torch.tensor(a))
+    assert float(inside) == pytest.approx(float(expected), abs=4e-3)
+
+
+def test_hard_concrete_summary_formulas_agree_with_samples():
+    table = method.hard_concrete_summary(LOG_ALPHAS, num_samples=50_000)
+    assert np.allclose(table["P(z>0)"], table["sampled z>0"], atol=0.01)
+    assert np.allclose(table["P(z=1)"], table["sampled z=1"], atol=0.01)
+    assert table["eval gate"].tolist() == [0.0, 1.0, 1.0, 1.0, 1.0]  # P(z>0) at -1: 0.65
+    with pytest.raises(ValueError, match="num_samples"):
+        method.hard_concrete_summary([0.0], num_samples=0)
+
+
+# ---- MACs term by term --------------------------------------------------------------------
+def test_mac_terms_by_hand():
+    dims = EncoderDims(num_layers=2, hidden=4, heads=2, intermediate=8)
+    terms = layer_mac_terms(4, 2, dims)  # t = 4 in attention, 2 in the FFN
+    assert terms == {"qkv": 3 * 4 * 16, "scores": 2 * 16 * 2, "softmax": 2 * 16,
+                     "context": 2 * 16 * 2, "output": 4 * 16, "ffn": 2 * 2 * 4 * 8}
+    frame = method.mac_terms(torch.tensor([4, 2]), dims)
+    assert frame["total"].tolist() == [544, 296] and frame["ffn_tokens"].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("kept", [[33, 33, 25, 14, 8, 4], [12] * 6, [64, 60, 31, 9, 2, 1]])
+def test_mac_terms_sum_to_encoder_macs(kept):
+    kept = torch.tensor(kept)
+    frame = method.mac_terms(kept, MINILM)
+    assert int(frame["total"].sum()) == int(encoder_macs(kept[None].double(), MINILM)[0])
+    assert (frame[list(MAC_TERMS)].sum(axis=1) == frame["total"]).all()
+    dense = method.mac_terms(torch.full((6,), int(kept[0])), MINILM)
+    summary = method.mac_summary(dense, frame).set_index("term")
+    assert summary.loc["total", "pruned (M MACs)"] == pytest.approx(frame["total"].sum() / 1e6)
+    assert (summary["pruned / dense"] <= 1.0 + 1e-12).all()
+
+
+# ---- rank bins, gates, ranking loss -------------------------------------------------------
+def test_importance_table_ranks_and_bins():
+    imp = torch.tensor([0.4, 0.05, 0.2, 0.1, 0.15, 0.1])  # tie between positions 3 and 5
+    table = method.importance_table(["[CLS]", "a", "b", "c", "d", "e"], imp, 4)
+    assert table["rank"].tolist() == [-1, 4, 0, 2, 1, 3]  # the tie: first position first
+    assert table["bin"].tolist()[1:] == rank_bins(imp[None], torch.ones(1, 6), 4)[0, 1:].tolist()
+    assert table["bin"].tolist()[1:] == [math.floor(r / 5 * 4) for r in [4, 0, 2, 1, 3]]
+    with pytest.raises(ValueError, match="bin_num"):
+        method.importance_table(["[CLS]", "a"], imp[:2], 0)
+
+
+def test_bin_mass_sums_to_one_and_leaves_empty_bins_at_zero():
+    imp = torch.tensor([0.5, 0.3, 0.2])
+    mass = constraint_toy.bin_mass(method.importance_table(["[CLS]", "a", "b"], imp, 4), 4)
+    assert mass.tolist() == pytest.approx([0.6, 0.0, 0.4, 0.0])  # m = 2: ranks 0, 1 -> bins 0, 2
+
+
+def test_gate_findings_by_hand():
+    p_open = np.array([[0.9, 0.8, 0.2, 0.1], [0.9, 0.1, 0.8, 0.95]])
+    kept = (p_open > 0.5).astype(int)
+    occupancy = np.array([[0.25] * 4, [0.5, 0.5, 0.0, 0.0]])
+    found = method.gate_findings(p_open, kept, occupancy, (2, 3))
+    assert found["monotone_layers"] == [2] and found["last_bin_open_layers"] == [3]
+    assert found["closed_bins"] == {2: 2, 3: 1} and found["empty_bins"] == 2
+    assert found["p_open_empty_bins"] == pytest.approx((0.8 + 0.95) / 2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lambda_loss_orders_the_teachers_order_loses_least(seed):
+    gen = torch.Generator().manual_seed(seed)
+    teacher = torch.softmax(torch.randn(24, generator=gen), 0)
+    losses = method.lambda_loss_orders(teacher, topk=10, seed=seed).set_index("student ranking")
+    assert losses.index.tolist() == ["teacher's order", "shuffled", "reversed"]
+    assert (losses.idxmin() == "teacher's order").all()
+    assert (losses.loc["reversed"] > losses.loc["teacher's order"]).all()
+
+
+@pytest.mark.parametrize("step, weight", [(0, 1e-3), (50, 5e-4), (99, 1e-5), (100, 1e-5),
+                                          (1000, 1e-5)])
+def test_rank_loss_weight_at_known_steps(step, weight):
+    assert rank_loss_weight(step, 1e-3, 100) == pytest.approx(weight)
+
+
+def test_rank_weight_schedule_and_no_warmup():
+    schedule = method.rank_weight_schedule(2e-3, 10, 20)
+    assert schedule["step"].tolist() == list(range(21))
+    assert schedule["weight"].iloc[5] == pytest.approx(1e-3)
+    assert schedule["weight"].iloc[-1] == pytest.approx(2e-5)
+    assert rank_loss_weight(0, 1.0, 0) == 0.01  # no warm-up: the floor from the start
+
+
+# ---- the constraint -----------------------------------------------------------------------
+def test_multiplier_optimizer_ascends():
+    lag = LagrangianConstraint()
+    opt = multiplier_optimizer(lag, 0.1)
+    lag(torch.tensor(0.2), 0.5).backward()  # s < t: dL/dlambda_1 = -0.3, dL/dlambda_2 = 0.09
+    opt.step()
+    assert lag.lambda_1.item() == pytest.approx(-0.1) and lag.lambda_2.item() == pytest.approx(0.1)
+
+
+def test_toy_run_multipliers_rise_while_the_constraint_is_unmet():
+    mass = torch.linspace(2, 1, 10) / torch.linspace(2, 1, 10).sum()
+    settings = constraint_toy.ToySettings(sparsity=0.5, steps=120, warmup_steps=40,
+                                          reg_learning_rate=0.1)
+    run = constraint_toy.toy_lagrangian_run(mass, torch.tensor([30]), MINILM, (2, 3, 4, 5),
+                                            settings)
+    unmet = (run["expected_sparsity"] < run["target"]).to_numpy()[:-1]
+    assert unmet.sum() > 10
+    assert (np.diff(run["lambda_1"])[unmet] < 0).all()  # ascent: lambda_1 falls while s < t
+    assert (np.diff(run["lambda_2"]) >= 0).all()  # the squared gap: lambda_2 never falls
+    assert run["target"].iloc[-1] == 0.5 and run["target"].iloc[20] == pytest.approx(0.25)
+    assert run["expected_sparsity"].max() > 0.45  # the constraint did push the gates
+    moves = constraint_toy.multipliers_while_unmet(run)
+    assert moves["pressure_rose"] == 1.0 and moves["lambda_2_rose"] == 1.0
+    again = constraint_toy.toy_lagrangian_run(mass, torch.tensor([30]), MINILM, (2, 3, 4, 5),
+                                              settings)
+    assert again.equals(run)  # deterministic: the expectation, no samples
+
+
+@pytest.mark.parametrize("field, value", [("sparsity", 1.0), ("steps", 0), ("warmup_steps", -1),
+                                          ("reg_learning_rate", 0.0)])
+def test_toy_settings_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        constraint_toy.ToySettings(**{field: value})
+
+
+# ---- the notebook -------------------------------------------------------------------------
+@pytest.mark.notebooks
+def test_01_how_top_works(kernel_env, tiny_runs, tmp_path):  # noqa: F811
+    m = execute("01_how_top_works", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
+                top_dir=tiny_runs["top"], toy_steps=50, timing_batch=4, timing_runs=1)
+    macs = m["macs"]
+    assert macs["table_pruned"] == macs["toplib_pruned"] and macs["table_dense"] == macs["toplib_dense"]
+    assert macs["sparsity_table"] == pytest.approx(macs["sparsity_toplib"])
+    # FlopCounterMode: every matmul of the dropping engine, no softmax, plus the head
+    assert macs["flop_counter_pruned"] == macs["table_pruned"] - macs["softmax_pruned"] + macs["head"]
+    assert m["kept_per_layer"] == m["kept_per_layer_masked"] and m["kept_per_layer"][0] == m["num_tokens"]
+    assert all(a >= b for a, b in zip(m["kept_per_layer"], m["kept_per_layer"][1:]))
+    toy = m["toy"]
+    assert toy["unmet_steps"] > 0 and toy["multipliers_rose_while_unmet"]
+    assert toy["lambda_2"]["49"] > 0 > toy["lambda_1"]["49"]
+    assert m["lambda_loss_teacher_lowest"]
+    for losses in m["lambda_loss"].values():
+        assert losses["teacher's order"] < min(losses["shuffled"], losses["reversed"])
+    assert m["rank_weight"]["end"] <= m["rank_weight"]["start"]
+    _figures(tmp_path, "01_attention_importance", "01_rank_bins", "01_hard_concrete", "01_gates",
+             "01_kept_tokens", "01_mac_terms", "01_toy_lagrangian", "01_lambda_loss",
+             "01_masked_vs_dropped")

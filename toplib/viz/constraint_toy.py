@@ -1,0 +1,133 @@
+"""A toy run of ToP's FLOPs constraint (ToP Sec. 3.3; METHOD Sec. 4), for the method
+notebook: real gates, expected FLOPs, Lagrangian, warm-up and optimisers from
+:mod:`toplib.core`, on a toy task loss that prefers open gates, so the ascent of the
+multipliers and the descent of the gates can be watched step by step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.config import check
+from ..core.constraint import LagrangianConstraint, multiplier_optimizer, warmup_target
+from ..core.flops import EncoderDims, expected_sparsity
+from ..core.gates import RankBinGates, keep_rule, prob_nonzero
+
+
+@dataclass(frozen=True)
+class ToySettings:
+    """The toy constraint run (:func:`toy_lagrangian_run`); defaults: the quickstart's."""
+
+    sparsity: float = 0.5  # SPARSITY, the target
+    steps: int = 300  # optimiser steps
+    warmup_steps: int = 100  # the target rises linearly over these
+    reg_learning_rate: float = 0.05  # REG_LEARNING_RATE: gates descend, multipliers ascend
+
+    def __post_init__(self):
+        check("sparsity", self.sparsity, 0.0 <= self.sparsity < 1.0, "a sparsity in [0, 1)")
+        check("steps", self.steps, isinstance(self.steps, int) and self.steps >= 1,
+              "an integer >= 1")
+        check("warmup_steps", self.warmup_steps,
+              isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "an integer >= 0")
+        check("reg_learning_rate", self.reg_learning_rate, self.reg_learning_rate > 0,
+              "a learning rate > 0")
+
+
+def toy_lagrangian_run(bin_mass: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,
+                       prune_location, settings: ToySettings = ToySettings()) -> pd.DataFrame:
+    """Gates and multipliers of ToP's constraint on a toy objective, step by step.
+
+    The toy task loss prefers open gates: closing bin b at a prune layer costs the share
+    of attention ``bin_mass[b]`` its tokens hold, ``sum_p sum_b mass_b (1 - keep_pb)``
+    with ``keep`` :func:`~toplib.core.gates.keep_rule` of the gates' P(z > 0) (the
+    expectation, so the run is deterministic). The constraint is the library's:
+    :func:`~toplib.core.flops.expected_sparsity` of ``lengths``,
+    :class:`~toplib.core.constraint.LagrangianConstraint`, the warmed-up target, AdamW
+    descent on the gates, :func:`~toplib.core.constraint.multiplier_optimizer` ascent.
+
+    Args:
+        bin_mass: (BIN_NUM,) attention share of each rank bin; lengths: (E,) real lengths.
+    Returns:
+        one row per step: step, target, expected_sparsity, lambda_1, lambda_2, lagrangian,
+        task_loss, then ``pruner_<loc>`` and ``bins_<loc>`` (mean bin P(z > 0)) per layer.
+    Example:
+        >>> toy_lagrangian_run(torch.full((4,), .25), torch.tensor([9]), EncoderDims(2, 4, 2, 8),
+        ...                    (1,), ToySettings(steps=3)).shape
+        (3, 9)
+    """
+    gates = RankBinGates(len(prune_location), len(bin_mass))
+    lagrangian = LagrangianConstraint()
+    gate_opt = torch.optim.AdamW(gates.parameters(), lr=settings.reg_learning_rate,
+                                 weight_decay=0.0)
+    lag_opt = multiplier_optimizer(lagrangian, settings.reg_learning_rate)
+    rows = []
+    for step in range(settings.steps):
+        p_bins, p_pruner = prob_nonzero(gates.bin_log_alpha), prob_nonzero(gates.pruner_log_alpha)
+        task = (bin_mass * (1 - keep_rule(p_bins, p_pruner))).sum()
+        target = warmup_target(step, settings.sparsity, settings.warmup_steps)
+        s = expected_sparsity(lengths, p_bins, p_pruner, prune_location, dims)
+        lag = lagrangian(s, target)
+        rows.append({"step": step, "target": target, "expected_sparsity": s.item(),
+                     "lambda_1": lagrangian.lambda_1.item(), "lambda_2": lagrangian.lambda_2.item(),
+                     "lagrangian": lag.item(), "task_loss": task.item(),
+                     **_gate_columns(p_bins, p_pruner, prune_location)})
+        gate_opt.zero_grad()
+        lag_opt.zero_grad()
+        (task + lag).backward()
+        gate_opt.step()
+        lag_opt.step()
+        gates.clamp_()
+    return pd.DataFrame(rows)
+
+
+def _gate_columns(p_bins: torch.Tensor, p_pruner: torch.Tensor, prune_location) -> dict:
+    """{pruner_<loc>: P(pruner on), bins_<loc>: mean P(bin open)} of each prune layer."""
+    row = {}
+    for p, loc in enumerate(prune_location):
+        row[f"pruner_{loc}"] = p_pruner[p].item()
+        row[f"bins_{loc}"] = p_bins[p].mean().item()
+    return row
+
+
+def multipliers_while_unmet(run: pd.DataFrame) -> dict:
+    """How the multipliers moved on the steps where the expected sparsity was below the
+    target.
+
+    Args:
+        run: a :func:`toy_lagrangian_run` frame.
+    Returns:
+        {"unmet_steps", "pressure_rose", "lambda_2_rose"}: the number of steps with s < t
+        and the share of them after which ``-lambda_1`` (the pull towards more pruning)
+        and ``lambda_2`` were higher (None without such steps).
+    Example:
+        >>> run = pd.DataFrame({"expected_sparsity": [0.0, 0.1, 0.6], "target": [0.5] * 3,
+        ...                     "lambda_1": [0.0, -1.0, -2.0], "lambda_2": [0.0, 1.0, 2.0]})
+        >>> multipliers_while_unmet(run)["pressure_rose"]
+        1.0
+    """
+    unmet = (run["expected_sparsity"] < run["target"]).to_numpy()[:-1]  # the last: no next
+    pressure = -np.diff(run["lambda_1"].to_numpy())[unmet]
+    quadratic = np.diff(run["lambda_2"].to_numpy())[unmet]
+    if not unmet.any():
+        return {"unmet_steps": 0, "pressure_rose": None, "lambda_2_rose": None}
+    return {"unmet_steps": int(unmet.sum()), "pressure_rose": float((pressure > 0).mean()),
+            "lambda_2_rose": float((quadratic > 0).mean())}
+
+
+def bin_mass(table: pd.DataFrame, bin_num: int) -> torch.Tensor:
+    """(BIN_NUM,) share of a sentence's importance each rank bin holds (an
+    ``toplib.viz.method.importance_table``; [CLS] left out): 0 for bins nobody falls in.
+
+    Example:
+        >>> table = pd.DataFrame({"bin": [-1, 0, 2], "importance": [0.5, 0.3, 0.1]})
+        >>> [round(x, 2) for x in bin_mass(table, 4).tolist()]
+        [0.75, 0.0, 0.25, 0.0]
+    """
+    ranked = table[table["bin"] >= 0]
+    mass = torch.zeros(bin_num, dtype=torch.float64)
+    mass.index_add_(0, torch.tensor(ranked["bin"].to_numpy()),
+                    torch.tensor(ranked["importance"].to_numpy(), dtype=torch.float64))
+    return (mass / mass.sum()).float()
