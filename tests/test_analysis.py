@@ -269,7 +269,7 @@ def test_plot_functions_return_figures_and_save_both_formats(top, tokenizer, tmp
                                                       dict(kind="eval", step=1, score=0.7)]),
         "table": plots.plot_reproduction([row]),
     }
-    assert len(figures["curves"].axes) == 8 and len(figures["teacher_curves"].axes) == 2
+    assert len(figures["curves"].axes) == 9 and len(figures["teacher_curves"].axes) == 2
     assert all(isinstance(fig, Figure) for fig in figures.values())
     paths = plots.save_figure(figures["sweep"], "sweep", str(tmp_path))  # rendering is slow: one
     assert [os.path.splitext(p)[1] for p in paths] == [".png", ".svg"]

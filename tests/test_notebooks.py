@@ -240,6 +240,13 @@ def test_02_finetune_teacher(kernel_env, tiny_model, tmp_path):
     assert _score(m["score"]) and m["steps"] == 64 // 8
     assert m["splits"]["validation"]["num_examples"] == 32
     assert m["splits"]["validation"]["sparsity_real"] == 0.0  # the teacher is dense
+    assert m["metric"] == "accuracy" and m["trained"] and 1 <= m["best_step"] <= m["steps"]
+    with open(tmp_path / "out" / "history.jsonl") as f:
+        evals = [r for r in map(json.loads, f) if r["kind"] == "eval"]
+    assert m["evaluations"] == len(evals) and m["final_score"] == evals[-1]["score"]
+    assert m["score"] == max(r["score"] for r in evals)  # best/ is the best evaluation
+    assert m["drop_after_best"] == pytest.approx(m["score"] - m["final_score"])
+    assert m["drop_after_best"] >= 0
     _figures(tmp_path, f"02_finetune_{TASK}")
 
 
@@ -251,24 +258,65 @@ def test_03_token_pruning(kernel_env, tiny_runs, tmp_path):
     assert 0.49 <= m["sparsity_real"] < 1.0 and m["sparsity_real"] <= m["sparsity_padded"] < 1.0
     assert _score(m["score"]) and _score(m["teacher_score"])
     assert len(m["keep_ratio"]) == TINY_LAYERS and all(0 <= r <= 1 for r in m["keep_ratio"])
-    assert m["train_records"] > 0  # the live callback saw the run
+    assert m["train_records"] > 0 and m["trained"]  # the live callback saw the run
+    assert m["constraint_met_step"] is not None and m["lambda_2"] > 0  # lambda_2 only grows
+    # the rank weight, alpha * max(0.01, 1 - step / warm-up steps), computed independently
+    with open(tmp_path / "out" / "history.jsonl") as f:
+        train = [r for r in map(json.loads, f) if r["kind"] == "train"]
+    alpha, warmup = m["distill_rank_loss_alpha"], TINY_PRUNE["warmup_epochs"] * 64 // 8
+    assert alpha > 0 and all(r["rank_weight"] == pytest.approx(  # step: 1-based, after the update
+        alpha * max(0.01, 1 - (r["step"] - 1) / warmup)) for r in train)
+    assert m["rank_weight_first"] == train[0]["rank_weight"]
+    assert m["rank_weight_last"] == pytest.approx(alpha * 0.01)
+    after = [r for r in train if r["step"] >= warmup]
+    assert m["loss_terms"]["after warm-up"]["weighted_rank"] == pytest.approx(
+        sum(r["rank_weight"] * r["rank_loss"] for r in after) / len(after))
+    assert 0 <= m["rank_share"] < 1
+    keep = m["prune_keep"]
+    assert len(keep["layers"]) == len(keep["expected"]) == len(keep["measured"]) > 0
+    assert all(0 <= r <= 1 for r in keep["expected"] + keep["measured"])
+    assert all(a >= b for a, b in zip(keep["cumulative"], keep["cumulative"][1:]))  # cumulative
     _figures(tmp_path, f"03_training_curves_{TASK}")
 
 
 @pytest.mark.notebooks
 def test_04_kept_tokens(kernel_env, tiny_runs, tmp_path):
-    m = execute("04_kept_tokens", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
-                top_dir=tiny_runs["top"], num_sentences=2, max_eval_samples=32, min_count=2,
-                top_n=10)
+    import shutil
+    import statistics
+    task_dir = tmp_path / "runs" / TASK  # a copy: the extra seeds and twins train beside it
+    shutil.copytree(tiny_runs["teacher"], task_dir / "teacher")
+    shutil.copytree(tiny_runs["top"], task_dir / "top")
+    m = execute("04_kept_tokens", tmp_path, task=TASK, teacher_dir=str(task_dir / "teacher"),
+                top_dir=str(task_dir / "top"), seeds="0,1", num_sentences=2, max_eval_samples=32,
+                min_count=2, top_n=10)
     assert m["num_inputs"] == 32 and m["num_layers"] == TINY_LAYERS and m["cls_always_kept"]
-    assert os.path.exists(os.path.join(m["norank_dir"], "results.json"))  # trained with alpha 0
-    with open(os.path.join(m["norank_dir"], "results.json")) as f:
-        assert json.load(f)["config"]["distill_rank_loss_alpha"] == 0.0
+    assert m["seeds"] == [0, 1] and len(m["trained"]) == 3  # top-seed1 and two twins
+    for run, seed, alpha in (("top-norank", 0, 0.0), ("top-seed1", 1, None),
+                             ("top-seed1-norank", 1, 0.0)):
+        with open(task_dir / run / "results.json") as f:
+            config = json.load(f)["config"]
+        assert config["seed"] == seed and (alpha is None or config["distill_rank_loss_alpha"] == alpha)
+    assert m["norank_dir"] == str(task_dir / "top-norank")
     agreement = m["agreement_at_pruning_layers"]
     assert set(agreement) == {"ToP", "ToP without rank distillation"}  # the teacher prunes nothing
     for values in agreement.values():
         assert values["kendall_tau"] is None or -1.0 <= values["kendall_tau"] <= 1.0
         assert values["ndcg"] is None or 0.0 <= values["ndcg"] <= 1.0
+    by_seed = m["agreement_by_seed"]
+    assert set(by_seed) == set(agreement) and all(set(v) == {"0", "1"} for v in by_seed.values())
+    for model, seeds in by_seed.items():  # the recorded mean is the mean over the seeds
+        taus = [v["kendall_tau"] for v in seeds.values()]
+        if None not in taus:
+            assert agreement[model]["kendall_tau"] == pytest.approx(statistics.fmean(taus))
+    compared = [row for row in m["pruning_layer_gap"] if row["n"] == 2]  # tau defined in both seeds
+    assert compared, m["pruning_layer_gap"]
+    for row in compared:  # spread: sd over the two seeds, per model, summed
+        top, norank = row["top_seeds"], row["norank_seeds"]
+        assert len(top) == len(norank) == 2
+        assert row["spread"] == pytest.approx(statistics.stdev(top) + statistics.stdev(norank))
+        assert row["diff"] == pytest.approx(statistics.fmean(top) - statistics.fmean(norank))
+        assert row["exceeds"] == (abs(row["diff"]) > row["spread"])
+        assert row["ahead"] == sum(a > b for a, b in zip(top, norank))
     rates = [r["prune_rate"] for r in m["most_pruned"]]
     assert rates and all(0 <= r <= 1 for r in rates) and rates == sorted(rates, reverse=True)
     assert all(r["count"] >= 2 and r["token"] != "[CLS]" for r in m["most_pruned"])

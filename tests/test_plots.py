@@ -36,3 +36,100 @@ def test_constraint_tracking_plots_every_seed_and_the_target():
     s_ax, l_ax = plot_constraint_tracking([history, history], "t").get_axes()
     assert len(s_ax.get_lines()) == 3 and len(l_ax.get_lines()) == 2
     assert list(s_ax.get_lines()[-1].get_ydata()) == [0.0, 0.05, 0.1, 0.15000000000000002]
+
+# ---- training curves, ranking agreement, prune rates: what the labels and titles promise -----
+def _pruning_history(alpha=1e-3, warmup=4):
+    history = [dict(kind="train", step=s, distill_loss=0.1 * s, lagrangian_loss=0.05 - 0.02 * s,
+                    rank_loss=3.3, rank_weight=alpha * max(0.01, 1 - s / warmup), loss=1.0,
+                    expected_sparsity=0.1 * s, target_sparsity=0.1 * min(s, warmup),
+                    lambda_1=-s, lambda_2=s, expected_keep_ratio=[1 - 0.1 * s, 1 - 0.05 * s])
+               for s in range(1, 7)]
+    history.append(dict(kind="eval", step=6, score=0.7, sparsity_real=0.4,
+                        keep_ratio=[1.0, 1.0, 0.8, 0.5]))
+    return history
+
+
+def _axis(fig, title_part):
+    return next(a for a in fig.get_axes() if title_part in a.get_title())
+
+
+def test_training_curves_name_task_and_metric_and_label_both_keep_ratios_honestly():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from toplib.viz.plots import plot_training_curves
+    history = _pruning_history()
+    fig = plot_training_curves(history, (2, 3), task="rotten_tomatoes", best_step=6)
+    assert fig._suptitle.get_text() == "ToP pruning · rotten_tomatoes · accuracy"
+    score = _axis(fig, "validation accuracy")
+    assert score.get_ylabel() == "accuracy"
+    assert any("best checkpoint: 0.700 @ step 6" in t.get_text() for t in score.get_legend().texts)
+    conditional = _axis(fig, "expected keep ratio at each prune layer")
+    cumulative = _axis(fig, "measured tokens entering each layer")
+    assert "conditional" in conditional.get_title() and "cumulative" in cumulative.get_title()
+    assert conditional.get_ylabel() == "kept / tokens entering the layer"
+    assert cumulative.get_ylabel() == "tokens entering / real tokens"
+    # the rank panel carries the weight on a log-scaled twin axis, as recorded
+    weight_ax = next(a for a in fig.get_axes() if a.get_ylabel() == "weight")
+    assert weight_ax.get_yscale() == "log"
+    assert np.allclose(weight_ax.get_lines()[0].get_ydata(), [r["rank_weight"] for r in history[:-1]])
+    terms = _axis(fig, "terms of the total loss")
+    weighted = next(line for line in terms.get_lines() if line.get_label() == "weight x rank loss")
+    assert np.allclose(weighted.get_ydata(), [r["rank_weight"] * 3.3 for r in history[:-1]])
+    plt.close(fig)
+
+
+def test_fine_tuning_curves_name_the_stage_task_and_metric():
+    import matplotlib.pyplot as plt
+
+    from toplib.viz.plots import plot_training_curves
+    history = [dict(kind="train", step=s, task_loss=0.7 - 0.1 * s) for s in range(1, 4)]
+    history += [dict(kind="eval", step=s, score=0.6 + 0.01 * s) for s in (1, 3)]
+    fig = plot_training_curves(history, task="rotten_tomatoes", best_step=3)
+    assert fig._suptitle.get_text() == "teacher fine-tuning · rotten_tomatoes · accuracy"
+    assert len(fig.get_axes()) == 2 and _axis(fig, "validation accuracy").get_ylabel() == "accuracy"
+    plt.close(fig)
+
+
+def test_ranking_agreement_plots_the_mean_over_seeds_with_sd_and_counts_them():
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from toplib.viz.plots import plot_ranking_agreement
+    rows = [dict(model=m, seed=s, layer=layer, kendall_tau=0.1 * layer + 0.01 * (s or 0) + d,
+                 ndcg=0.5, decides_pruning=layer == 1 and m != "teacher")
+            for m, seeds, d in (("teacher", [None], 0.0), ("ToP", [0, 1, 2], 0.05),
+                                ("no rank", [0, 1, 2], 0.0))
+            for s in seeds for layer in range(3)]
+    fig = plot_ranking_agreement(pd.DataFrame(rows), k=5, task="rte")
+    assert fig._suptitle.get_text().startswith("rte · ") and "over 3 seeds" in fig._suptitle.get_text()
+    tau = fig.get_axes()[0]
+    labels = [t.get_text() for t in tau.get_legend().texts]
+    assert labels == ["teacher (one model)", "ToP (3 seeds)", "no rank (3 seeds)"]
+    top_mean = tau.get_lines()[1].get_ydata()  # line 0: the teacher's
+    assert np.allclose(top_mean, [0.1 * layer + 0.01 + 0.05 for layer in range(3)])
+    band = tau.collections  # one band per seeded model: mean +- sd (sd of 0, 0.01, 0.02 = 0.01)
+    assert any(np.isclose(np.ptp(c.get_paths()[0].vertices[:, 1]), 0.2 + 0.02) for c in band)
+    plt.close(fig)
+
+
+def test_prune_rates_mark_the_overall_rate_and_colour_kinds():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from toplib.viz.plots import plot_prune_rates
+    df = pd.DataFrame({"token": ["the", ",", "film"], "count": [10, 10, 20],
+                       "prune_rate": [0.9, 0.8, 0.1], "mean_layers": [2.0, 3.0, 5.5],
+                       "kind": ["stop word", "punctuation", "content word"]})
+    fig = plot_prune_rates(df, top_n=2, task="rte")
+    left = fig.get_axes()[0]
+    assert fig._suptitle.get_text() == "rte · most-pruned token types (top 2 among frequent ones)"
+    labels = [t.get_text() for t in fig.legends[0].texts]
+    assert labels == ["all frequent types: 48%", "stop word", "punctuation"]  # (9 + 8 + 2) / 40
+    assert [b.get_width() for b in left.patches] == [0.9, 0.8]
+    plt.close(fig)
+    fig = plot_prune_rates(df, top_n=1, least_n=1)  # the ends: most and least pruned
+    assert [t.get_text() for t in fig.get_axes()[0].get_yticklabels()] == ["the  (n=10)", "film  (n=20)"]
+    assert "below the line the 1 least pruned" in fig._suptitle.get_text()
+    plt.close(fig)

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 Text = str | tuple[str, ...]
 BASELINES = ("attention", "random")
 BATCH_SIZE = 32  # texts per forward pass
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "<s>", "</s>", "<pad>", "<unk>")
+NORANK_SUFFIX = "-norank"  # <run>-norank: the run's twin trained without rank distillation
 
 
 @dataclass
@@ -140,8 +142,9 @@ def prune_rates(kept: Sequence[KeptTokens], min_count: int = 5,
         skip: tokens never pruned by construction.
     Returns:
         DataFrame (token, count, prune_rate: share of occurrences absent from the last layer,
-        mean_layers: mean number of layers an occurrence enters), sorted by prune_rate, highest
-        first; ties: fewer mean_layers (pruned earlier), then higher count, first.
+        mean_layers: mean number of layers an occurrence enters, kind: :func:`token_kind`),
+        sorted by prune_rate, highest first; ties: fewer mean_layers (pruned earlier), then
+        higher count, first.
     """
     counts, pruned, depth = defaultdict(int), defaultdict(int), defaultdict(int)
     for item in kept:
@@ -151,11 +154,30 @@ def prune_rates(kept: Sequence[KeptTokens], min_count: int = 5,
             counts[token] += 1
             pruned[token] += int(not item.kept[-1, j])
             depth[token] += int(item.kept[:, j].sum())
-    rows = [{"token": t, "count": c, "prune_rate": pruned[t] / c, "mean_layers": depth[t] / c}
-            for t, c in counts.items() if c >= min_count]
-    df = pd.DataFrame(rows, columns=["token", "count", "prune_rate", "mean_layers"])
+    rows = [{"token": t, "count": c, "prune_rate": pruned[t] / c, "mean_layers": depth[t] / c,
+             "kind": token_kind(t)} for t, c in counts.items() if c >= min_count]
+    df = pd.DataFrame(rows, columns=["token", "count", "prune_rate", "mean_layers", "kind"])
     return df.sort_values(["prune_rate", "mean_layers", "count"], ascending=[False, True, False],
                           ignore_index=True)
+
+
+def token_kind(token: str) -> str:
+    """"special" ([SEP], </s>, ...), "punctuation" (no letter or digit), "word piece" (a
+    WordPiece continuation, ``##...``), "stop word" (scikit-learn's English list) or
+    "content word".
+
+    Example:
+        >>> [token_kind(t) for t in ("[SEP]", ",", "##ing", "the", "film")]
+        ['special', 'punctuation', 'word piece', 'stop word', 'content word']
+    """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    if token in SPECIAL_TOKENS:
+        return "special"
+    if not any(ch.isalnum() for ch in token):
+        return "punctuation"
+    if token.startswith("##"):
+        return "word piece"
+    return "stop word" if token.lower() in ENGLISH_STOP_WORDS else "content word"
 
 
 def validation_texts(task: str, data_dir: str | None = None, limit: int | None = None) -> list:
@@ -165,20 +187,28 @@ def validation_texts(task: str, data_dir: str | None = None, limit: int | None =
     return [t[0] if len(t) == 1 else tuple(t) for t in data.texts[:limit or None]]
 
 
-def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
-                                    data_dir: str | None = None, device: str = "cpu",
-                                    progress: bool = True) -> str:
-    """Train ToP again as ``top_dir`` (a finished run: its ``results.json`` gives task, teacher
-    and config) was, but with ``distill_rank_loss_alpha=0``: the ablation of ToP Table 5.
-    Returns the new run's directory, ``output_dir`` (default ``<top_dir>-norank``); a
-    finished run there is reused."""
-    output_dir = output_dir or top_dir.rstrip("/\\") + "-norank"
+def retrain(top_dir: str, output_dir: str, changes: dict, data_dir: str | None = None,
+            device: str = "cpu", progress: bool = True) -> str:
+    """Train ToP again exactly as ``top_dir`` (a finished run: its ``results.json`` gives task,
+    teacher and config) was, but with ``changes`` to its config (e.g. ``{"seed": 43}``), into
+    ``output_dir`` (returned); a finished run there is reused, an interrupted one resumed."""
     results = read_results(top_dir)
-    config = TrainConfig.from_dict(dict(results["config"], distill_rank_loss_alpha=0.0))
+    config = TrainConfig.from_dict(dict(results["config"], **changes))
     if finished_run(output_dir) is None:
         prune(results["task"], results["teacher"], output_dir, config, data_dir,
               resume=os.path.isdir(output_dir), device=device, progress=progress)
     return output_dir
+
+
+def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
+                                    data_dir: str | None = None, device: str = "cpu",
+                                    progress: bool = True) -> str:
+    """Train ToP again as ``top_dir`` was, but with ``distill_rank_loss_alpha=0``: the
+    ablation of ToP Table 5. Returns the new run's directory, ``output_dir`` (default
+    ``<top_dir>-norank``); a finished run there is reused."""
+    output_dir = output_dir or top_dir.rstrip("/\\") + NORANK_SUFFIX
+    return retrain(top_dir, output_dir, {"distill_rank_loss_alpha": 0.0}, data_dir, device,
+                   progress)
 
 
 def bin_occupancy_at(kept: torch.Tensor, prune_location: Sequence[int], bin_num: int) -> torch.Tensor:

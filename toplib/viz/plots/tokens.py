@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
@@ -37,46 +38,98 @@ def plot_kept_tokens(kept: list, titles: list[str] | None = None, max_tokens: in
     return fig
 
 
-def plot_ranking_agreement(df, k: int = 10):
-    """Kendall tau and NDCG@k of each layer's ranking against the teacher's final layer, of
-    ``toplib.viz.analysis.ranking_agreement`` frames concatenated with a ``model`` column
-    (e.g. "ToP", "ToP without rank distillation", "teacher"). Layers whose ranking decides
-    pruning are shaded."""
+def plot_ranking_agreement(df, k: int = 10, task: str | None = None):
+    """Kendall tau and NDCG@k of each layer's ranking against the teacher's final layer:
+    the mean over seeds with a +-1 sd band and error bars, and each seed's value as a dot.
+
+    Args:
+        df: ``toplib.viz.analysis.ranking_agreement`` frames concatenated with ``model``
+            and ``seed`` columns (``toplib.viz.agreement.seed_agreement``); a model seen
+            once (the dense teacher) is drawn without a band. Layers whose ranking decides
+            pruning are shaded.
+        k: the cut-off of NDCG@k; task: named in the title.
+    """
+    from ..agreement import agreement_spread
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    stats = agreement_spread(df)
+    n_seeds = int(stats["n"].max())
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     deciding = sorted(set(df.loc[df["decides_pruning"].astype(bool), "layer"]))
-    palette = sns.color_palette("deep", df["model"].nunique())
+    models = list(dict.fromkeys(df["model"]))
+    palette = sns.color_palette("deep", len(models))
     for ax, column, label in ((axes[0], "kendall_tau", "Kendall tau-b"),
                               (axes[1], "ndcg", f"NDCG@{k}")):
         for layer in deciding:
             ax.axvspan(layer - 0.4, layer + 0.4, color="#f0e6c8", zorder=0)
-        for color, (model, part) in zip(palette, df.groupby("model", sort=False)):
-            ax.plot(part["layer"], part[column], marker="o", label=model, color=color)
-        ax.set(xlabel="layer", ylabel=label, title=f"{label} vs. teacher's final-layer ranking")
+        for i, (color, model) in enumerate(zip(palette, models)):
+            _agreement_lines(ax, stats[stats["model"] == model], df[df["model"] == model],
+                             column, color, (i - (len(models) - 1) / 2) * 0.08)
+        ax.set(xlabel="layer", ylabel=f"{label} (mean ± sd)",
+               title=f"{label} vs. the teacher's final-layer ranking")
         ax.set_xticks(sorted(df["layer"].unique()))
     axes[1].set_ylim(top=1.02)
-    axes[0].legend(fontsize=8, title="shaded: layers whose ranking prunes", title_fontsize=8)
+    axes[0].legend(fontsize=8, title="shaded: layers whose ranking prunes", title_fontsize=8,
+                   loc="best")
+    where = f"{task} · " if task else ""
+    fig.suptitle(f"{where}ranking agreement with the teacher: mean ± sd over {n_seeds} "
+                 f"seed{'s' if n_seeds != 1 else ''} (dots: single seeds)", fontsize=12)
     fig.tight_layout()
     return fig
 
 
-def plot_prune_rates(df, top_n: int = 20):
-    """The most-pruned token types (``toplib.viz.analysis.prune_rates``), two panels sharing
-    rows. Left: share of occurrences pruned before the last layer; right: mean number of
-    layers an occurrence enters (lower = pruned earlier). Row labels give each type's count.
+def _agreement_lines(ax, stats, raw, column: str, color, offset: float) -> None:
+    """One model: the per-layer mean (line), +-1 sd (band and error bars), seeds (dots)."""
+    x = stats["layer"] + offset
+    mean, sd = stats[f"{column}_mean"], stats[f"{column}_sd"].fillna(0.0)
+    n = int(stats["n"].max())
+    label = f"{stats['model'].iloc[0]} ({n} seeds)" if n > 1 \
+        else f"{stats['model'].iloc[0]} (one model)"
+    ax.errorbar(x, mean, yerr=sd if n > 1 else None, marker="o", color=color, capsize=3,
+                label=label)
+    if n > 1:
+        ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
+        ax.scatter(raw["layer"] + offset, raw[column], s=10, color=color, alpha=0.6, zorder=3)
+
+
+KIND_COLORS = {"content word": 0, "stop word": 1, "punctuation": 2, "word piece": 3,
+               "special": 4}  # palette index of each toplib.viz.analysis.token_kind
+
+
+def plot_prune_rates(df, top_n: int = 20, task: str | None = None, least_n: int = 0):
+    """The most-pruned token types (``toplib.viz.analysis.prune_rates``) and, below a line,
+    the ``least_n`` least pruned, two panels sharing rows. Left: share of occurrences pruned
+    before the last layer, coloured by the type's ``kind`` when given, with the rate over
+    all of ``df`` dashed; right: mean number of layers an occurrence enters (lower = pruned
+    earlier). Row labels give each type's count; ``task`` is named in the title.
     """
     sns.set_theme(style="whitegrid", context="notebook")
-    part = df.head(top_n)
+    least = df.iloc[max(top_n, len(df) - least_n):] if least_n else df.iloc[:0]
+    part = pd.concat([df.head(top_n), least])
     labels = [f"{t}  (n={c})" for t, c in zip(part["token"], part["count"])]
     y = list(range(len(part)))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.3 * len(part) + 1.5), sharey=True)
-    colors = sns.color_palette("deep", 2)
-    axes[0].barh(y, part["prune_rate"], color=colors[0])
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.3 * len(part) + 2.2), sharey=True)
+    palette = sns.color_palette("deep", len(KIND_COLORS) + 1)
+    kinds = list(part["kind"]) if "kind" in part else [None] * len(part)
+    axes[0].barh(y, part["prune_rate"],
+                 color=[palette[KIND_COLORS.get(k, len(KIND_COLORS))] for k in kinds])
+    overall = (df["prune_rate"] * df["count"]).sum() / df["count"].sum()
+    axes[0].axvline(overall, color="black", linestyle="--", linewidth=1,
+                    label=f"all frequent types: {overall:.0%}")
     axes[0].set(xlim=(0, 1.02), xlabel="share pruned before the last layer")
-    axes[1].barh(y, part["mean_layers"], color=colors[1])
+    axes[1].barh(y, part["mean_layers"], color="#8c8c8c")
     axes[1].set(xlabel="mean layers entered (lower: pruned earlier)")
     axes[0].set_yticks(y, labels, fontsize=9)
     axes[0].invert_yaxis()  # the most pruned on top
-    fig.suptitle(f"Most-pruned token types (top {len(part)} among frequent ones)")
-    fig.tight_layout()
+    if len(least):
+        for ax in axes:
+            ax.axhline(len(part) - len(least) - 0.5, color="black", linewidth=1.5)
+    shown = [k for k in KIND_COLORS if k in set(kinds)]
+    fig.legend(handles=axes[0].get_legend_handles_labels()[0]
+               + [Patch(color=palette[KIND_COLORS[k]], label=k) for k in shown],
+               fontsize=8, loc="lower center", ncol=3, frameon=False)
+    where = f"{task} · " if task else ""
+    below = f", below the line the {len(least)} least pruned" if len(least) else ""
+    fig.suptitle(f"{where}most-pruned token types (top {top_n} among frequent ones{below})",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

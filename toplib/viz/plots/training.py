@@ -6,6 +6,19 @@ import io
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+PRUNE_PANELS = ("fit", "lagrangian", "rank", "terms", "sparsity", "lambda", "keep",
+                "measured_keep", "score")
+CONDITIONAL = "kept / tokens entering the layer"
+CUMULATIVE = "tokens entering / real tokens"
+SMOOTHING = 5  # logged training records per point of the smoothed loss curve
+MERGE_LABELS = 0.04  # keep-ratio curves ending closer than this share one end label
+
+
+def _smoothed(values: list, window: int = SMOOTHING) -> list:
+    """Trailing mean over up to ``window`` values (the first points average fewer)."""
+    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+            for i in range(len(values))]
+
 
 def _series(records: list[dict], kind: str, key: str, keep=lambda value: value is not None):
     """Steps and values of ``key`` in the ``kind`` records where ``keep(value)``; list values
@@ -14,46 +27,134 @@ def _series(records: list[dict], kind: str, key: str, keep=lambda value: value i
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_training_curves(history: list[dict], prune_location=None):
+def weighted_rank_series(history: list[dict]) -> tuple[list, list]:
+    """Steps and ``rank_weight * rank_loss``: what ranking distillation adds to the loss."""
+    pts = [(r["step"], r["rank_weight"] * r["rank_loss"]) for r in history
+           if r.get("kind") == "train" and r.get("rank_weight") is not None
+           and r.get("rank_loss") is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def run_title(task: str | None, pruning: bool) -> tuple[str, str]:
+    """(suptitle, metric) of a run's figure: the stage, the task and its primary metric
+    (``toplib.data.get_task(task).metrics[0]``, the score evaluations report)."""
+    stage = "ToP pruning" if pruning else "teacher fine-tuning"
+    if task is None:
+        return stage, "score"
+    from ...data import get_task  # lazy: toplib.data pulls in the datasets library
+    metric = get_task(task).metrics[0]
+    return f"{stage} · {task} · {metric}", metric
+
+
+def plot_training_curves(history: list[dict], prune_location=None, task: str | None = None,
+                         best_step: int | None = None):
     """Curves of a training run from its history records (``history.jsonl`` or a callback).
 
-    Pruning runs get eight panels: fit loss (distillation or task), Lagrangian term,
-    ranking-distillation loss, expected vs target (warmed-up) vs measured sparsity, the
-    multipliers lambda_1 and lambda_2, expected keep ratio per prune location, evaluation
-    score and measured keep ratio per layer. Fine-tuning runs get loss and score.
-    ``history``: records with ``kind`` "train" / "eval" and ``step``; ``prune_location``: layers
-    of the keep-ratio curves (labels only).
+    Pruning runs get nine panels: fit loss (distillation or task), Lagrangian term,
+    ranking-distillation loss beside its weight, the three terms of the total loss (log
+    scale), expected vs target (warmed-up) vs measured sparsity, the multipliers lambda_1
+    and lambda_2, the expected keep ratio of each prune layer (conditional: kept / tokens
+    entering it), the measured share of each sentence's real tokens entering each layer
+    (cumulative), and the evaluation score. Fine-tuning runs get loss and score.
+
+    Args:
+        history: records with ``kind`` "train" / "eval" and ``step``.
+        prune_location: layers of the expected keep-ratio curves (labels only).
+        task: names the task and its metric in the titles (None: "score").
+        best_step: the evaluation kept as best/, marked on the score panel.
     """
     sns.set_theme(style="whitegrid", context="notebook")
     pruning = any("expected_sparsity" in r for r in history if r.get("kind") == "train")
-    panels = ["fit", "lagrangian", "rank", "sparsity", "lambda", "keep", "score", "measured_keep"] \
-        if pruning else ["fit", "score"]
-    nrows, ncols = (2, 4) if pruning else (1, 2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    title, metric = run_title(task, pruning)
+    panels = PRUNE_PANELS if pruning else ("fit", "score")
+    nrows, ncols = (3, 3) if pruning else (1, 2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     ax = dict(zip(panels, axes.flat))
     colors = sns.color_palette("deep", 10)
     fit_key = "distill_loss" if any("distill_loss" in r for r in history) else "task_loss"
-    ax["fit"].plot(*_series(history, "train", fit_key), color=colors[0])
-    ax["fit"].set(title="distillation loss" if fit_key == "distill_loss" else "task loss",
-                  ylabel="loss")
-    ax["score"].plot(*_series(history, "eval", "score"), marker="o", color=colors[3])
-    ax["score"].set(title="evaluation score", ylabel="score")
+    steps, fit = _series(history, "train", fit_key)
+    ax["fit"].plot(steps, fit, color=colors[0], alpha=0.35, linewidth=1, label="logged batch")
+    ax["fit"].plot(steps, _smoothed(fit), color=colors[0], linewidth=2,
+                   label=f"mean of {SMOOTHING} logged batches")
+    ax["fit"].legend(fontsize=8)
+    ax["fit"].set(title="logit-distillation loss (KL, training)" if fit_key == "distill_loss"
+                  else "task loss (cross-entropy, training)", ylabel="loss")
+    _score_panel(ax["score"], history, metric, best_step, colors[3])
     if pruning:
         _pruning_panels(ax, history, colors, prune_location)
     for a in axes.flat:
         a.set_xlabel("training step")
+    fig.suptitle(title, fontsize=13)
     fig.tight_layout()
     return fig
 
 
+def _score_panel(ax, history: list[dict], metric: str, best_step, color) -> None:
+    steps, scores = _series(history, "eval", "score")
+    ax.plot(steps, scores, marker="o", color=color, label=f"validation {metric}")
+    if best_step is not None and best_step in steps:
+        best = scores[steps.index(best_step)]
+        ax.plot([best_step], [best], "*", markersize=16, color="black",
+                label=f"best checkpoint: {best:.3f} @ step {best_step}")
+    ax.legend(fontsize=8, loc="best")
+    ax.set(title=f"validation {metric} (every evaluation)", ylabel=metric)
+
+
 def _pruning_panels(ax: dict, history: list[dict], colors, prune_location) -> None:
-    """The six panels only a pruning run has: the constraint, ranking and keep ratios."""
+    """The panels only a pruning run has: the constraint, ranking and keep ratios."""
     ax["lagrangian"].plot(*_series(history, "train", "lagrangian_loss"), color=colors[1])
-    ax["lagrangian"].set(title="Lagrangian term", ylabel="value")
-    ax["rank"].plot(*_series(history, "train", "rank_loss"), color=colors[2])
-    ax["rank"].set(title="ranking-distillation loss", ylabel="ARP-2 loss")
-    s = ax["sparsity"]
-    s.plot(*_series(history, "train", "expected_sparsity"), label="expected", color=colors[0])
+    ax["lagrangian"].axhline(0, color="grey", linewidth=0.8)
+    ax["lagrangian"].set(title=r"Lagrangian $\lambda_1(s-t)+\lambda_2(s-t)^2$", ylabel="value")
+    _rank_panel(ax["rank"], history, colors)
+    _terms_panel(ax["terms"], history, colors)
+    _sparsity_panel(ax["sparsity"], history, colors)
+    for name, color in (("lambda_1", colors[4]), ("lambda_2", colors[5])):
+        ax["lambda"].plot(*_series(history, "train", name), label=rf"$\{name}$", color=color)
+    ax["lambda"].set(title="Lagrange multipliers (gradient ascent)", ylabel="value")
+    ax["lambda"].legend(fontsize=8)
+    _keep_lines(ax["keep"], *_series(history, "train", "expected_keep_ratio", bool),
+                prune_location, "expected keep ratio at each prune layer\n(gates; conditional)",
+                CONDITIONAL)
+    measured = _series(history, "eval", "keep_ratio", bool)
+    all_layers = range(len(measured[1][0])) if measured[1] else None
+    _keep_lines(ax["measured_keep"], *measured, all_layers,
+                "measured tokens entering each layer\n(evaluation; cumulative)", CUMULATIVE,
+                marker="o")
+
+
+def _rank_panel(ax, history: list[dict], colors) -> None:
+    """The ranking loss and, on a log-scaled right axis, the weight it is multiplied by."""
+    ax.plot(*_series(history, "train", "rank_loss"), color=colors[2], label="rank loss")
+    ax.set(title="ranking-distillation loss and its weight", ylabel="LambdaLoss (ARP-2)",
+           ylim=(0, None))
+    steps, weights = _series(history, "train", "rank_weight")
+    if any(w > 0 for w in weights):
+        right = ax.twinx()
+        right.plot(steps, weights, "--", color="black", label="weight (right, log)")
+        right.set_yscale("log")
+        right.set_ylabel("weight")
+        right.grid(False)
+        lines = ax.get_lines() + right.get_lines()
+        ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="lower left")
+
+
+def _terms_panel(ax, history: list[dict], colors) -> None:
+    """The three terms of the total loss on one log scale: which one drives training."""
+    fit_key = "distill_loss" if any("distill_loss" in r for r in history) else "task_loss"
+    ax.plot(*_series(history, "train", fit_key), color=colors[0], label="fit (distillation)")
+    steps, lag = _series(history, "train", "lagrangian_loss")
+    ax.plot(steps, [abs(v) for v in lag], color=colors[1], label="|Lagrangian|")
+    steps, rank = weighted_rank_series(history)
+    if any(v > 0 for v in rank):
+        ax.plot(steps, rank, color=colors[2], label="weight x rank loss")
+    ax.set_yscale("log")
+    ax.set(title="terms of the total loss (log scale)", ylabel="contribution")
+    ax.legend(fontsize=8)
+
+
+def _sparsity_panel(s, history: list[dict], colors) -> None:
+    s.plot(*_series(history, "train", "expected_sparsity"), label="expected (gates)",
+           color=colors[0])
     if any("measured_sparsity" in r for r in history):
         s.plot(*_series(history, "train", "measured_sparsity"), label="evaluation gates (batch)",
                color=colors[2], alpha=0.6, linewidth=1)
@@ -61,48 +162,50 @@ def _pruning_panels(ax: dict, history: list[dict], colors, prune_location) -> No
         s.plot(*_series(history, "train", "release_sparsity"),
                label="release formula, evaluation gates (batch)", color=colors[4], alpha=0.6,
                linewidth=1)
-    s.plot(*_series(history, "train", "target_sparsity"), "--", label="target (warm-up)",
+    s.plot(*_series(history, "train", "target_sparsity"), "--", label="target t (warm-up)",
            color="black")
     s.plot(*_series(history, "eval", "sparsity_real"), "o", label="measured (eval)",
            color=colors[3])
     if any("sparsity_release_real" in r for r in history):
         s.plot(*_series(history, "eval", "sparsity_release_real"), "x",
                label="release formula (eval)", color=colors[4])
-    s.set(title="FLOPs sparsity (real length)", ylabel="sparsity")
-    s.legend(fontsize=8)
-    for name, color in (("lambda_1", colors[4]), ("lambda_2", colors[5])):
-        ax["lambda"].plot(*_series(history, "train", name), label=rf"$\{name}$", color=color)
-    ax["lambda"].set(title="Lagrange multipliers", ylabel="value")
-    ax["lambda"].legend(fontsize=8)
-    _keep_lines(ax["keep"], *_series(history, "train", "expected_keep_ratio", bool),
-                prune_location, "expected keep ratio per prune layer")
-    measured = _series(history, "eval", "keep_ratio", bool)
-    all_layers = range(len(measured[1][0])) if measured[1] else None
-    _keep_lines(ax["measured_keep"], *measured, all_layers,
-                "measured keep ratio per layer (eval)", marker="o")
+    s.set(title="FLOPs sparsity s (real length)", ylabel="sparsity")
+    s.legend(fontsize=7, loc="lower right")
 
 
-def _keep_lines(ax, steps, matrix, layers, title, marker=None):
+def _keep_lines(ax, steps, matrix, layers, title, ylabel, marker=None):
+    """One curve per layer, labelled at its right end (curves ending together share a label)."""
     if matrix:
         width = len(matrix[0])
         known = layers is not None and len(layers) == width
-        labels = ([f"layer {x}" for x in layers] if known
-                  else [f"prune location {j + 1}" for j in range(width)])
+        names = [str(x) for x in layers] if known else [f"P{j + 1}" for j in range(width)]
         palette = sns.color_palette("viridis", width)
         for j in range(width):
             ax.plot(steps, [row[j] for row in matrix], marker=marker, markersize=3,
-                    color=palette[j], label=labels[j])
-        ax.legend(fontsize=7, ncol=2)
-    ax.set(title=title, ylabel="kept / real tokens", ylim=(-0.02, 1.05))
+                    color=palette[j])
+        groups: list[list[int]] = []
+        for j in sorted(range(width), key=lambda j: matrix[-1][j]):
+            if groups and matrix[-1][j] - matrix[-1][groups[-1][0]] < MERGE_LABELS:
+                groups[-1].append(j)
+            else:
+                groups.append([j])
+        for group in groups:
+            label = ("layer " if len(group) == 1 else "layers ") + ", ".join(
+                names[j] for j in sorted(group))
+            ax.annotate(label, (steps[-1], matrix[-1][group[0]]), xytext=(5, 0),
+                        textcoords="offset points", va="center", fontsize=7,
+                        color=palette[group[-1]])
+        ax.set_xlim(right=steps[-1] + 0.3 * (steps[-1] - steps[0]))
+    ax.set(title=title, ylabel=ylabel, ylim=(-0.02, 1.05))
 
 
 class LiveTrainingPlot:
     """A ``callback`` for ``toplib.train.prune``/``finetune`` that redraws the curves in place
     (an IPython display handle) at every evaluation when ``live`` is True; records are
-    collected in any case (``.records``)."""
+    collected in any case (``.records``). ``task`` names the task and metric in the titles."""
 
-    def __init__(self, live: bool = True, prune_location=None):
-        self.live, self.prune_location = live, prune_location
+    def __init__(self, live: bool = True, prune_location=None, task: str | None = None):
+        self.live, self.prune_location, self.task = live, prune_location, task
         self.records: list[dict] = []
         self._handle = None
 
@@ -113,7 +216,7 @@ class LiveTrainingPlot:
 
     def redraw(self) -> None:
         from IPython.display import Image, display
-        fig = plot_training_curves(self.records, self.prune_location)
+        fig = plot_training_curves(self.records, self.prune_location, self.task)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
         plt.close(fig)

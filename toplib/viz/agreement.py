@@ -1,0 +1,132 @@
+"""Ranking agreement over seeds: does ranking distillation (ToP Sec. 3.4) make the layers
+that decide pruning rank tokens more like the teacher's final layer, by more than the
+spread between seeds?
+
+Each seed has a ToP run and a twin trained identically but for
+``distill_rank_loss_alpha=0``: the first seed's run is ``top_dir``, the others follow
+:func:`toplib.train.reproduce.seed_dir` (``<task_dir>/top-seed<N>``), and each twin is
+``<run>-norank`` (:func:`toplib.viz.analysis.train_without_rank_distillation`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import pandas as pd
+
+TOP, NORANK, TEACHER = "ToP", "ToP without rank distillation", "dense teacher"
+MEASURES = ("kendall_tau", "ndcg")
+
+
+def seed_runs(top_dir: str, seeds: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """{seed: (ToP run, its no-rank-distillation twin)}: ``top_dir`` for the first seed,
+    ``<dirname(top_dir)>/top-seed<N>`` for the others.
+
+    Example:
+        >>> seed_runs("runs/rte/top", [42, 43])[43]
+        ('runs/rte/top-seed43', 'runs/rte/top-seed43-norank')
+    """
+    from ..train.reproduce import check_seeds, seed_dir
+    from .analysis import NORANK_SUFFIX
+    seeds = check_seeds(seeds)
+    task_dir = os.path.dirname(os.path.normpath(top_dir))
+    runs = {}
+    for seed in seeds:
+        run = top_dir.rstrip("/\\") if seed == seeds[0] else seed_dir(task_dir, seed, seeds)
+        runs[seed] = (run, run + NORANK_SUFFIX)
+    return runs
+
+
+def missing_runs(top_dir: str, seeds: Sequence[int]) -> list[str]:
+    """The runs of :func:`seed_runs` that have not finished (none if all are there)."""
+    from ..train import finished_run
+    return [run for pair in seed_runs(top_dir, seeds).values() for run in pair
+            if finished_run(run) is None]
+
+
+def train_missing(top_dir: str, seeds: Sequence[int], data_dir: str | None = None,
+                  device: str = "cpu", progress: bool = True) -> list[str]:
+    """Train every missing run of :func:`seed_runs`: each extra seed's ToP run as ``top_dir``
+    was configured with only the seed changed, and each run's no-rank-distillation twin.
+    Returns the runs trained (finished ones are reused, interrupted ones resumed).
+
+    Raises:
+        ValueError: ``top_dir`` was trained with another seed than the first of ``seeds``.
+    """
+    from ..train import read_results
+    from .analysis import retrain, train_without_rank_distillation
+    runs, todo = seed_runs(top_dir, seeds), set(missing_runs(top_dir, seeds))
+    first = next(iter(runs))
+    trained_seed = read_results(top_dir)["config"]["seed"]
+    if trained_seed != first:
+        raise ValueError(f"seeds={list(seeds)!r}: the first seed must be the one top_dir="
+                         f"{top_dir!r} was trained with ({trained_seed})")
+    for seed, (run, twin) in runs.items():
+        if run in todo:
+            retrain(top_dir, run, {"seed": seed}, data_dir, device, progress)
+        if twin in todo:
+            train_without_rank_distillation(run, twin, data_dir, device, progress)
+    return [run for pair in runs.values() for run in pair if run in todo]
+
+
+def seed_agreement(teacher, tokenizer, texts, top_dir: str, seeds: Sequence[int],
+                   k: int = 10, max_length: int = 128) -> pd.DataFrame:
+    """:func:`toplib.viz.analysis.ranking_agreement` of every seed's ToP run and its twin,
+    and once of the dense teacher's own layers, against the teacher's final layer.
+
+    Returns:
+        One row per model, seed and layer: model (TOP, NORANK or TEACHER), seed (None for
+        the teacher), layer, kendall_tau, ndcg, decides_pruning, tokens.
+    """
+    from ..hf import load_checkpoint
+    from .analysis import ranking_agreement
+    frames = [ranking_agreement(teacher, teacher, tokenizer, texts, k, False, max_length)
+              .assign(model=TEACHER, seed=None)]
+    for seed, pair in seed_runs(top_dir, seeds).items():
+        for model, run in zip((TOP, NORANK), pair):
+            top, _, _ = load_checkpoint(run)
+            frames.append(ranking_agreement(top, teacher, tokenizer, texts, k, True, max_length)
+                          .assign(model=model, seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def agreement_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample standard deviation (NaN for a single seed) and number of seeds of each
+    measure, per model and layer, models in their order of appearance.
+
+    Example:
+        >>> df = pd.DataFrame({"model": ["a", "a"], "layer": [1, 1], "seed": [0, 1],
+        ...                    "kendall_tau": [0.2, 0.4], "ndcg": [0.5, 0.7]})
+        >>> round(float(agreement_spread(df)["kendall_tau_sd"][0]), 4)
+        0.1414
+    """
+    rows = []
+    for (model, layer), part in df.groupby(["model", "layer"], sort=False):
+        row = {"model": model, "layer": layer, "n": len(part)}
+        if "decides_pruning" in part:
+            row["decides_pruning"] = bool(part["decides_pruning"].any())
+        for m in MEASURES:
+            row[f"{m}_mean"], row[f"{m}_sd"] = part[m].mean(), part[m].std(ddof=1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pruning_layer_gap(df: pd.DataFrame, measure: str = "kendall_tau") -> pd.DataFrame:
+    """At each layer whose ranking prunes, ToP minus its twin without rank distillation:
+    ``diff`` of the means over seeds, the ``spread`` (sd of ToP + sd of the twin: the
+    difference exceeds it when the mean ± sd bars do not overlap), ``exceeds``, ``ahead``,
+    the seeds where ToP beats its own twin (paired, same seed), of ``n``, and the per-seed
+    values (``top_seeds``, ``norank_seeds``, in seed order)."""
+    deciding = df[df["decides_pruning"].astype(bool) & df["model"].isin([TOP, NORANK])]
+    rows = []
+    for layer, part in deciding.groupby("layer"):
+        wide = part.pivot(index="seed", columns="model", values=measure).dropna()
+        sd = wide.std(ddof=1)
+        diff = wide[TOP].mean() - wide[NORANK].mean()
+        spread = sd[TOP] + sd[NORANK]  # NaN for one seed
+        rows.append({"layer": layer, "top": wide[TOP].mean(), "norank": wide[NORANK].mean(),
+                     "diff": diff, "spread": spread,
+                     "exceeds": bool(abs(diff) > spread) if spread == spread else None,
+                     "ahead": int((wide[TOP] > wide[NORANK]).sum()), "n": len(wide),
+                     "top_seeds": wide[TOP].tolist(), "norank_seeds": wide[NORANK].tolist()})
+    return pd.DataFrame(rows)
