@@ -137,3 +137,21 @@ def test_onednn_copy_predicts_like_the_model_and_leaves_it_alone(family, tokeniz
         ref = dense_copy(top)(input_ids=ids, attention_mask=mask).logits
         torch.testing.assert_close(dense(input_ids=ids, attention_mask=mask).logits, ref,
                                    atol=1e-4, rtol=0)
+
+
+def test_results_carry_the_machine_and_its_load(results):
+    from toplib.bench import benchmark_points, cpu_model
+    from toplib.viz.plots.speed import load_note
+    assert results["cpu_model"] == cpu_model() and results["cpu_model"]
+    assert results["platform"] and results["threads"] == torch.get_num_threads()
+    for key in ("load_before", "load_after"):
+        assert len(results[key]["loadavg"]) == 3 and min(results[key]["loadavg"]) >= 0
+    points = benchmark_points([results])
+    assert [p["batch_size"] for p in points] == [1, 4]
+    assert all(len(p["load_1min"]) == 2 and p["ratio_real"] > 0 for p in points)
+    note = load_note([results, results])
+    assert results["cpu_model"] in note and f"{results['threads']} torch thread" in note
+    assert f"{results['load_before']['loadavg'][0]:.1f} before" in note and "2 benchmarks" in note
+    assert load_note([results]) in format_report(results)
+    fig = plot_latency_vs_length([results])
+    assert any(load_note([results]) in t.get_text() for t in fig.texts)  # the footer

@@ -77,3 +77,29 @@ def test_primary_metric_and_score():
 def test_length_mismatch_is_reported():
     with pytest.raises(ValueError, match="predictions has 3 rows but labels has 2"):
         compute_metrics("sst2", np.zeros((3, 2)), np.zeros(2))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_chance_scores_are_the_label_blind_guesses_scikit_learn_scores(seed):
+    from sklearn.dummy import DummyClassifier
+
+    from toplib.data import chance_scores
+    labels = np.random.default_rng(seed).choice(2, size=101, p=[0.3, 0.7])
+    x = np.zeros((len(labels), 1))
+    majority = DummyClassifier(strategy="most_frequent").fit(x, labels).score(x, labels)
+    assert chance_scores("sst2", labels) == pytest.approx({"accuracy": majority})
+    # MRPC/QQP: F1 of always answering positive, accuracy of the majority class
+    assert chance_scores("qqp", 1 - labels) == pytest.approx(
+        {"f1": f1_score(1 - labels, np.ones_like(labels)), "accuracy": majority})
+    assert chance_scores("cola", labels) == {"matthews": 0.0}
+    assert matthews_corrcoef(labels, np.ones_like(labels)) == 0.0  # any constant guess
+
+
+def test_chance_scores_hand_values():
+    from toplib.data import chance_scores
+    # 3 positives of 4: majority accuracy 3/4; F1 of all-positive 2*3 / (2*3 + 1) = 6/7
+    assert chance_scores("mrpc", [1, 0, 1, 1]) == pytest.approx({"f1": 6 / 7, "accuracy": 0.75})
+    assert chance_scores("mnli", [2, 2, 0, 1, 2]) == pytest.approx({"accuracy": 0.6})
+    assert chance_scores("stsb", [0.5, 3.2, 4.0]) == {"pearson": 0.0, "spearman": 0.0}
+    with pytest.raises(ValueError, match="labels is empty"):
+        chance_scores("sst2", [])

@@ -133,3 +133,57 @@ def test_prune_rates_mark_the_overall_rate_and_colour_kinds():
     assert [t.get_text() for t in fig.get_axes()[0].get_yticklabels()] == ["the  (n=10)", "film  (n=20)"]
     assert "below the line the 1 least pruned" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def _seed_rows():
+    """Two seed_row-like rows on different metrics: CoLA (paper value) and an offline task."""
+    common = dict(n_seeds=2, targets_missed=0, target_sparsity=0.5, sparsity_real=0.5,
+                  sparsity_real_std=0.01, seed_sparsities=[0.49, 0.51], sparsity_padded=0.8,
+                  sparsity_release_padded=0.79, model="m")
+    return [dict(common, task="cola", metric="matthews", scores=[0.25, 0.27], score=0.26,
+                 score_std=0.014, teacher_score=0.3, chance_score=0.0, paper_score=0.603,
+                 paper_reduction=10.39, paper_model="bert-base-uncased"),
+            dict(common, task="rotten_tomatoes", metric="accuracy", scores=[0.78, 0.8], score=0.79,
+                 score_std=0.014, teacher_score=0.8, chance_score=0.548, paper_score=None,
+                 paper_reduction=None)]
+
+
+def _hlines(ax) -> dict:
+    """{label: y} of the horizontal reference lines of an axis."""
+    return {line.get_label(): line.get_ydata()[0] for line in ax.get_lines()
+            if len(set(line.get_ydata())) == 1 and not line.get_label().startswith("_")}
+
+
+def test_reproduction_has_a_panel_per_task_with_its_metric_chance_and_paper():
+    import pytest
+
+    from toplib.viz.plots import plot_reproduction, plot_seed_results
+    from toplib.viz.plots.results import CHANCE_LABEL
+    rows = _seed_rows()
+    for fig in (plot_reproduction(rows), plot_seed_results(rows)):
+        cola, rt = fig.get_axes()[:2]
+        assert "Matthews" in cola.get_ylabel() and "accuracy" in rt.get_ylabel()
+        lines = _hlines(cola)
+        assert lines[CHANCE_LABEL] == 0.0
+        paper = next(k for k in lines if "paper" in k)
+        assert "bert-base-uncased" in paper and lines[paper] == pytest.approx(60.3)
+        assert _hlines(rt)[CHANCE_LABEL] == pytest.approx(54.8)
+        assert not any("paper" in k for k in _hlines(rt))  # no paper value for this task
+        # each seed a dot, the mean ± sd as an error bar
+        dots = [c for c in cola.collections if c.get_label() == "ToP, each seed"]
+        assert sorted(dots[0].get_offsets()[:, 1]) == pytest.approx([25.0, 27.0])
+        assert any("mean ± sd" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_sweep_figure_names_the_metric_and_draws_chance_and_teacher():
+    import pandas as pd
+
+    from toplib.viz.plots import plot_sparsity_accuracy
+    df = pd.DataFrame([dict(method=m, score=s, reduction_real=r, reduction_padded=2 * r)
+                       for m, s, r in (("teacher", 0.8, 1.0), ("ToP", 0.78, 2.0),
+                                       ("attention", 0.7, 2.0), ("random", 0.6, 2.0))])
+    fig = plot_sparsity_accuracy(df, "accuracy", chance=0.55, task="rotten_tomatoes")
+    assert fig._suptitle.get_text().startswith("rotten_tomatoes: accuracy")
+    for ax in fig.get_axes():
+        ys = {k.split(" ")[0]: v for k, v in _hlines(ax).items()}
+        assert ys["chance"] == 0.55 and ys["teacher"] == 0.8

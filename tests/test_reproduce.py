@@ -48,6 +48,20 @@ def test_each_seed_has_its_own_run_and_the_row_averages_them(task_dir):
     assert row["drop"] == pytest.approx(row["teacher_score"] - np.mean(scores))
     assert row["model"] == "tiny-bert0"  # the tiny teacher's folder name (tmp_path_factory)
     assert row["paper_score"] is None  # no paper figure for the offline default task
+    # chance: the majority class's share of the validation labels the runs were scored on
+    from toplib.data.batching import validation_labels
+    _, labels = validation_labels("rotten_tomatoes", None, RUN["max_eval_samples"])
+    assert len(labels) == RUN["max_eval_samples"]
+    assert row["chance_score"] == pytest.approx(max(np.mean(labels), 1 - np.mean(labels)))
+
+
+def test_describe_row_tells_chance_from_learning():
+    from toplib.train.reproduce import describe_row
+    row = dict(task="rte", metric="accuracy", score=0.545, score_std=0.02, n_seeds=3,
+               teacher_score=0.574, chance_score=0.527, paper_score=None)
+    assert "not distinguishable" in describe_row(row)  # 1.8 points, within 2 sd (4 points)
+    assert "more than 2 sd" in describe_row(dict(row, score=0.60))
+    assert "chance" not in describe_row(dict(row, chance_score=None))
 
 
 def test_rerun_reuses_finished_seeds(task_dir):
@@ -99,9 +113,11 @@ def test_table_has_the_paper_beside_it_and_is_written(tmp_path):
 def test_seed_figure_has_a_panel_per_task(task_dir):
     row = seed_row(task_dir, SEEDS)
     fig = plot_seed_results([row, dict(row, task="cola", metric="matthews", paper_score=0.6,
+                                       paper_model="bert-base-uncased",
                                        paper_reduction=10.39)])
     assert len(fig.axes) == 2
-    assert "accuracy" in fig.axes[0].get_title() and "bert-base" in fig.axes[1].get_title()
+    assert "accuracy" in fig.axes[0].get_ylabel() and "Matthews" in fig.axes[1].get_ylabel()
+    assert any("bert-base-uncased" in line.get_label() for line in fig.axes[1].get_lines())
     plt.close(fig)
 
 

@@ -1,5 +1,13 @@
 """The latency benchmark: dense vs. masked ToP vs. token-dropping ToP (``toplib bench``)."""
 from .models import build_model, dense_copy, prepare_dense, timed_copy, use_onednn
 from .profile import SectionTimer, profile_sections
-from .report import format_report, main, register_cli
-from .timing import VARIANTS, BenchSettings, benchmark_inputs, make_batches, run_benchmark
+from .report import benchmark_points, format_report, main, register_cli
+from .timing import (
+    VARIANTS,
+    BenchSettings,
+    benchmark_inputs,
+    cpu_model,
+    machine_load,
+    make_batches,
+    run_benchmark,
+)

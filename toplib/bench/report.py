@@ -34,6 +34,9 @@ def format_report(results: dict) -> str:
              f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | length "
              f"{s['length'] or 'as is'} | {results.get('device', 'CPU')} | {results['threads']} "
              f"threads{' | oneDNN linears' if s['onednn'] else ''} | median of {s['runs']} runs"]
+    if "load_before" in results:  # results written before the machine was recorded lack it
+        from ..viz.plots.speed import load_note  # lazy: matplotlib only where a report prints
+        lines.append(load_note([results]))
     for row in results["batches"]:
         lat = row["latency_ms"]
         lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real "
@@ -50,6 +53,18 @@ def format_report(results: dict) -> str:
                      f"dense_padded = {row['ratio_padded']:.2f} of the padded one")
         lines += _profile_lines(row["profile"])
     return "\n".join(lines)
+
+
+def benchmark_points(results: list[dict]) -> list[dict]:
+    """One flat row per (benchmark, batch size) of :func:`run_benchmark` dicts: mean real
+    length, measured sparsity, batch size, ToP's speed-ups over dense (padding removed, and
+    padded), the real-length FLOPs reduction, their ratio, the medians and the 1-min load
+    average before and after that batch was timed."""
+    return [dict(length=b["mean_length"], sparsity=b["sparsity_real"], batch_size=b["batch_size"],
+                 speedup_vs_dynamic=b["speedup_vs_dynamic"], speedup_vs_padded=b["speedup_vs_padded"],
+                 reduction_real=b["reduction_real"], ratio_real=b["ratio_real"],
+                 latency_ms=b["latency_ms"], load_1min=b["loadavg_1min"])
+            for r in results for b in r["batches"]]
 
 
 def _profile_lines(profile: dict) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -145,6 +146,25 @@ def drop_flops(top, batches) -> dict:
         "max_seq_length": int(pad_to), "kept_per_layer": kept.double().mean(0).tolist()}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (what ``lscpu`` prints, from /proc/cpuinfo), else the platform's
+    processor or machine name: timings are only comparable on the same CPU."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_load() -> dict:
+    """What else the machine is doing: the 1, 5 and 15 min load averages (runnable processes
+    competing for ``cpu_count`` cores). Latencies move with it; read them beside it."""
+    return {"loadavg": list(os.getloadavg()), "cpu_count": os.cpu_count()}
+
+
 def _device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
@@ -152,7 +172,9 @@ def _device_name(device: str) -> str:
 
 
 def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
-    """Time the four variants of ``top`` (a ToPModel) at every batch size; a JSON-ready dict.
+    """Time the four variants of ``top`` (a ToPModel) at every batch size; a JSON-ready dict,
+    with the machine beside the timings (``cpu_model``, ``platform``, ``threads``, and the
+    load averages ``load_before`` and ``load_after`` the benchmark: :func:`machine_load`).
     ``dense``: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass one
     to reuse it across calls). ``top`` itself is never modified beyond its gates
     (``settings.sparsity``): oneDNN timings run on a copy."""
@@ -166,10 +188,13 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
     timed = timed_copy(top, settings.onednn)  # after set_eval_sparsity: the copy has its gates
     results = {"settings": dict(asdict(settings), onednn=timed is not top),
                "threads": torch.get_num_threads(), "device": _device_name(settings.device),
-               "cpu_count": os.cpu_count(), "model": _model_summary(top), "batches": []}
+               "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+               "platform": platform.platform(), "load_before": machine_load(),
+               "model": _model_summary(top), "batches": []}
     for bs in settings.batch_sizes:
         batches = make_batches(encoded, bs, settings.runs, pad_id, pad_to, settings.device)
         results["batches"].append(_batch_row(top, timed, dense, batches, settings))
+    results["load_after"] = machine_load()
     return results
 
 

@@ -198,10 +198,27 @@ def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
         train = encode(data, tokenizer, max_len)
     validation = {}
     for name in [s for s in spec.validation_splits if s in splits]:
-        data = splits[name]
-        if config.max_eval_samples and config.max_eval_samples < len(data):
-            data = data.select(range(config.max_eval_samples))
-        validation[name] = encode(data, tokenizer, max_len)
+        validation[name] = encode(eval_subset(splits[name], config.max_eval_samples), tokenizer,
+                                  max_len)
     logger.info("task %s: %s train, %s", spec.name, len(train) if train else 0,
                 {k: len(v) for k, v in validation.items()})
     return TaskData(spec=spec, train=train, validation=validation, max_seq_length=max_len)
+
+
+def eval_subset(data: TextData, max_eval_samples: int | None) -> TextData:
+    """The validation examples a run evaluates on: the first ``max_eval_samples`` (all if None)."""
+    if max_eval_samples and max_eval_samples < len(data):
+        return data.select(range(max_eval_samples))
+    return data
+
+
+def validation_labels(task: str, files: DataFiles | str | dict | None = None,
+                      max_eval_samples: int | None = None, seed: int = 42) -> tuple[TaskSpec, list]:
+    """(spec, gold labels) of the first validation split, exactly as :func:`prepare_data`
+    evaluates it (same source, same subset), without tokenizing: e.g. for the chance score
+    (``toplib.data.chance_scores``) of a finished run."""
+    splits = load_task_data(get_task(task).name, **dataclasses.asdict(DataFiles.of(files)),
+                            seed=seed)
+    spec = resolve_task(task, splits)
+    name = next(s for s in spec.validation_splits if s in splits)
+    return spec, eval_subset(splits[name], max_eval_samples).labels

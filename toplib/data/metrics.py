@@ -64,6 +64,36 @@ def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
     return {name: _METRICS[name](predictions, labels) for name in spec.metrics}
 
 
+UNCORRELATED = ("matthews", "pearson", "spearman")
+"""Metrics on which every label-blind (constant) guess scores 0: a correlation needs variance."""
+
+
+def chance_scores(task: TaskSpec | str, labels) -> dict[str, float]:
+    """What a label-blind guess scores on ``labels`` (a split's gold labels), per metric of the
+    task, primary first: the line a trained model has to clear.
+
+    accuracy: always the majority class; f1: always the positive class 1 (the best constant
+    guess for F1; the majority guess scores 0 where negatives dominate, as in QQP);
+    Matthews, Pearson and Spearman correlation: 0 (``UNCORRELATED``).
+
+    Example:
+        >>> chance_scores("mrpc", [1, 1, 0, 1])
+        {'f1': 0.8571428571428571, 'accuracy': 0.75}
+    """
+    spec, labels = _spec(task), np.asarray(labels)
+    if labels.size == 0:
+        raise ValueError(f"labels is empty: the chance score of task {spec.name!r} needs labels")
+    out = {}
+    for name in spec.metrics:
+        if name in UNCORRELATED:
+            out[name] = 0.0
+            continue
+        values, counts = np.unique(labels, return_counts=True)
+        guess = 1 if name == "f1" else values[counts.argmax()]  # ties: the smallest class id
+        out[name] = _METRICS[name](np.full_like(labels, guess), labels)
+    return out
+
+
 def primary_metric(task: TaskSpec | str) -> str:
     """Name of the metric that ranks checkpoints (the first of `task.metrics`)."""
     return _spec(task).metrics[0]

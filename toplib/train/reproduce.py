@@ -9,17 +9,21 @@ deviation over seeds); :func:`format_seed_table` prints it beside the release's 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import statistics
 from typing import Sequence
 
-from ..data import DataFiles
+from ..data import DataFiles, chance_scores
+from ..data.batching import validation_labels
 from ..hf.model import DEFAULT_MODEL
 from .config import build_train_config
 from .pipeline import SPARSITY_KEYS, format_cell, table_row
 from .records import RESULTS_FILE
 from .runs import finished_run, prune, read_results
+
+logger = logging.getLogger(__name__)
 
 # microsoft/Moonlit, ToP/README.md, "Results and Models": bert-base-uncased, the score in
 # points and the FLOPs reduction the release reports (its formula, inputs padded).
@@ -79,8 +83,9 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
     Returns:
         ``table_row`` fields averaged over the seeds found finished (``n_seeds`` of them;
         ``seeds`` lists them), plus ``scores``, ``score_std``, ``drop`` and ``drop_std``
-        (teacher minus ToP, in the metric's units), ``targets_missed``, the model and the
-        paper's score and FLOPs reduction for the task (None where it has none).
+        (teacher minus ToP, in the metric's units), ``targets_missed``, the model,
+        ``chance_score`` (:func:`run_chance_score`) and the paper's score and FLOPs
+        reduction for the task (None where it has none).
     """
     seeds = check_seeds(seeds)
     done = [s for s in seeds if _finished(seed_dir(task_dir, s, seeds))]
@@ -100,9 +105,32 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
                seed_sparsities=[r["sparsity_real"] for r in rows],
                targets_missed=sum(r["target_missed"] for r in rows),
                model=_model_name(task_dir),
+               chance_score=run_chance_score(seed_dir(task_dir, done[0], seeds)),
+               paper_model=PAPER_MODEL if paper else None,
                paper_score=paper[0] / 100 if paper else None,
                paper_reduction=paper[1] if paper else None)
     return row
+
+
+def run_chance_score(run_dir: str) -> float | None:
+    """The label-blind score (``toplib.data.chance_scores``, primary metric) on the validation
+    labels the run in ``run_dir`` was evaluated on: the data and ``max_eval_samples`` its
+    results.json records. None, with a warning, when that data cannot be read here."""
+    results = read_results(run_dir)
+    config = results.get("config", {})
+    try:
+        spec, labels = validation_labels(results["task"], results.get("data"),
+                                         config.get("max_eval_samples"), config.get("seed", 42))
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        logger.warning("%s: no chance score, its validation data is not readable here (%s)",
+                       run_dir, err)
+        return None
+    evaluated = next(iter(results.get("teacher_results", {}).values()), {}).get("num_examples")
+    if evaluated not in (None, len(labels)):
+        logger.warning("%s: evaluated on %s examples, its data now has %d: no chance score",
+                       run_dir, evaluated, len(labels))
+        return None
+    return chance_scores(spec, labels)[spec.metrics[0]]
 
 
 def _finished(run_dir: str) -> bool:
@@ -117,6 +145,37 @@ def _model_name(task_dir: str) -> str:
     except (OSError, ValueError):  # a teacher given as a checkpoint elsewhere
         model = DEFAULT_MODEL
     return os.path.basename(str(model).rstrip("/")) or str(model)
+
+
+CHANCE_MARGIN = 0.02
+"""Closer to the chance score than this (2 points), or than two standard deviations over
+seeds, and a score is not told apart from a label-blind guess."""
+
+
+def describe_row(row: dict) -> str:
+    """One sentence on a :func:`seed_row`: ToP's mean ± sd against the teacher, the chance
+    score and the paper, in points, the verdict on chance chosen by the numbers.
+
+    Example:
+        >>> describe_row(dict(task="rte", metric="accuracy", score=0.565, score_std=0.013,
+        ...     n_seeds=2, teacher_score=0.574, chance_score=0.527, paper_score=0.683,
+        ...     paper_model="bert-base-uncased", paper_reduction=7.71))[:58]
+        'rte (accuracy): ToP 56.50 ± 1.30 over 2 seed(s), teacher 57'
+    """
+    text = (f"{row['task']} ({row['metric']}): ToP {_pm(row['score'], row.get('score_std'))} "
+            f"over {row.get('n_seeds', 1)} seed(s), teacher {_pts(row['teacher_score'])}")
+    chance = row.get("chance_score")
+    if chance is not None:
+        margin = row["score"] - chance
+        close = max(CHANCE_MARGIN, 2 * (row.get("score_std") or 0.0))
+        verdict = ("not distinguishable from a label-blind guess" if margin < close
+                   else "above it by more than 2 sd and 2 points")
+        text += f"; chance {_pts(chance)}, ToP {margin * 100:+.2f} points: {verdict}"
+    if row.get("paper_score") is not None:
+        text += (f"; paper {_pts(row['paper_score'])} with {row.get('paper_model')} at "
+                 f"{row['paper_reduction']:.2f}x (padded), ToP here at "
+                 f"{format_cell(row.get('reduction_padded'), '{:.2f}x')} (padded)")
+    return text
 
 
 RECORD_FILES = ("results.json", "history.jsonl")  # what a run's record is, weights aside

@@ -12,14 +12,20 @@ METHOD_STYLES = {  # label, colour index, marker, line style
     "attention": ("attention baseline (top tokens by teacher attention)", 1, "s", "--"),
     "random": ("random pruning", 2, "^", ":"),
 }
+CHANCE_STYLE = dict(color="#c44e52", linestyle=":", linewidth=1.6)
+PAPER_STYLE = dict(color="#55a868", linestyle="-.", linewidth=1.4)
+TARGET_COLOR = "#8172b3"
+CHANCE_LABEL = "chance: label-blind guess (majority class; F1: always positive; corr.: 0)"
 
 
-def plot_sparsity_accuracy(df, metric: str = "accuracy"):
+def plot_sparsity_accuracy(df, metric: str = "accuracy", chance: float | None = None,
+                           task: str | None = None):
     """Score against FLOPs reduction, ToP vs. baselines vs. teacher, of a
     ``toplib.viz.sweep.sparsity_sweep`` frame (method, score, reduction_real, reduction_padded,
-    sparsity_release_padded); ``metric`` (the task's primary one) labels the y axis. A panel
-    per figure: reduction at real length, measured against padded inputs (the paper's
-    convention), and by the release's formula (padded) when the frame has it."""
+    sparsity_release_padded); ``metric`` (the task's primary one) names the y axis and the
+    title, with ``task``; ``chance`` (``toplib.data.chance_scores``) draws the chance line. A
+    panel per convention: reduction at real length, measured against padded inputs (the
+    paper's convention), and by the release's formula (padded) when the frame has it."""
     sns.set_theme(style="whitegrid", context="notebook")
     panels = [("reduction_real", "FLOPs reduction (x), real length"),
               ("reduction_padded", "FLOPs reduction (x), measured against\ninputs padded to "
@@ -40,74 +46,136 @@ def plot_sparsity_accuracy(df, metric: str = "accuracy"):
         if len(teacher):
             ax.axhline(float(teacher.iloc[0]), color="black", linestyle="--", linewidth=1,
                        label=f"teacher (dense) {float(teacher.iloc[0]):.3f}")
+        if chance is not None:
+            ax.axhline(chance, label=f"chance (label-blind guess) {chance:.3f}", **CHANCE_STYLE)
         ax.set(xlabel=label)
-    axes[0].set_ylabel(SCORE_LABELS.get(metric, metric))
+    name = SCORE_LABELS.get(metric, metric)
+    axes[0].set_ylabel(f"{name} (validation)")
     axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("Score against FLOPs reduction")
+    fig.suptitle(f"{task + ': ' if task else ''}{name} against FLOPs reduction, ToP and "
+                 "training-free baselines at matched FLOPs")
     fig.tight_layout()
     return fig
+
+
+def _pts(value) -> float:
+    """A 0-1 score in points (x100, as the paper's table); NaN for None."""
+    return float("nan") if value is None else 100.0 * value
+
+
+def _score_label(row: dict) -> str:
+    return f"{SCORE_LABELS.get(row.get('metric'), row.get('metric') or 'score')} (points)"
+
+
+def _reference_lines(ax, row: dict) -> None:
+    """The chance line and the paper's value (another model, named) on a score axis in
+    points, each labelled at the axis' right edge with its value."""
+    refs = [(row.get("chance_score"), CHANCE_STYLE, CHANCE_LABEL, "chance {:.1f}")]
+    if row.get("paper_score") is not None:
+        model = row.get("paper_model") or "the paper's model"
+        refs.append((row["paper_score"], PAPER_STYLE,
+                     f"paper's result with {model} (another model; its FLOPs: padded)",
+                     "paper {:.1f}" + f" at {row.get('paper_reduction') or 0:.2f}x"))
+    for value, style, label, text in refs:
+        if value is None:
+            continue
+        ax.axhline(_pts(value), label=label, zorder=1, **style)
+        ax.annotate(text.format(_pts(value)), xy=(0.99, _pts(value)), fontsize=7,
+                    xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                    color=style["color"])
+
+
+def _seeds(ax, x: float, row: dict, color) -> None:
+    """ToP's seeds as dots at ``x`` and their mean ± sd as a diamond with error bars."""
+    scores = row.get("scores") or [row["score"]]
+    ax.scatter(np.full(len(scores), x), np.multiply(scores, 100), s=20, color=color, alpha=0.6,
+               label="ToP, each seed", zorder=3)
+    ax.errorbar(x, _pts(row["score"]), yerr=_pts(row.get("score_std") or 0.0), fmt="D",
+                color=color, capsize=5, label="ToP, mean ± sd over seeds", zorder=4)
+
+
+def _figure_legend(fig, axes, **where) -> None:
+    """One legend for all panels: every label drawn on any of ``axes``, once."""
+    found = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(label, handle)
+    fig.legend(found.values(), found.keys(), fontsize=8, frameon=False, **where)
 
 
 def plot_reproduction(rows: list[dict]):
-    """Per task (``rows``: ``toplib.train.pipeline.table_row`` dicts), two grouped bar panels:
-    ToP's score vs. the teacher's, and FLOPs sparsity three ways: measured at real length,
-    measured against padded inputs (the paper's convention), and the release's formula
-    (padded), the figure the paper's table reports."""
+    """Per task (``rows``: ``toplib.train.reproduce.seed_row`` dicts, or ``table_row`` ones),
+    a panel on the task's own metric (points): the dense teacher, ToP's seeds with their mean ±
+    sd, the chance line (``chance_score``) and the paper's bert-base-uncased value; below, one
+    panel of FLOPs sparsity three ways: measured at real length, measured against padded
+    inputs (the paper's convention), the release's formula (padded), with the paper's."""
     sns.set_theme(style="whitegrid", context="notebook")
-    tasks = [r["task"] for r in rows]
-    x = np.arange(len(tasks))
-    fig, axes = plt.subplots(1, 2, figsize=(max(9, 2.6 * len(tasks) + 4), 3.8))
     colors = sns.color_palette("deep", 4)
-    pairs = ((axes[0], ("teacher_score", "score"), ("teacher (dense)", "ToP"), "score"),
-             (axes[1], ("sparsity_real", "sparsity_padded", "sparsity_release_padded"),
-              ("measured, real length", "measured, padded",
-               "release's formula, padded"), "FLOPs sparsity"))
-    for ax, keys, labels, ylabel in pairs:
-        width = 0.76 / len(keys)
-        for j, (key, label) in enumerate(zip(keys, labels)):
-            values = [float("nan") if r.get(key) is None else r[key] for r in rows]
-            bars = ax.bar(x + (j - (len(keys) - 1) / 2) * width, values, width=width,
-                          label=label, color=colors[j])
-            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
-        ax.set_xticks(x, tasks if ax is axes[1] else
-                      [r["task"] + (f"\n({r['metric']})" if r.get("metric") else "")
-                       + ("\ntarget missed" if r.get("target_missed") else "") for r in rows])
-        ax.set(ylabel=ylabel)
-        ax.margins(y=0.12)
-        ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(keys),
-                  frameon=False)
-    fig.tight_layout()
+    fig = plt.figure(figsize=(max(9.0, 2.7 * len(rows) + 1.5), 8.0))
+    grid = fig.add_gridspec(2, len(rows), height_ratios=(1.3, 1.0), hspace=0.75, wspace=0.5)
+    score_axes = [fig.add_subplot(grid[0, i]) for i in range(len(rows))]
+    for ax, r in zip(score_axes, rows):
+        ax.scatter([0], [_pts(r["teacher_score"])], marker="*", s=170, color="black",
+                   label="teacher (dense)", zorder=4)
+        _seeds(ax, 1, r, colors[0])
+        _reference_lines(ax, r)
+        missed = "\ntarget missed" if r.get("target_missed") or r.get("targets_missed") else ""
+        ax.set_xticks([0, 1], ["teacher\n(dense)", f"ToP\n({r.get('n_seeds', 1)} seed"
+                               f"{'s' if r.get('n_seeds', 1) > 1 else ''})"])
+        ax.set(xlim=(-0.6, 1.6), ylabel=_score_label(r), title=f"{r['task']}{missed}")
+        ax.margins(y=0.2)
+    _sparsity_panel(fig.add_subplot(grid[1, :]), rows, colors)
+    model = rows[0].get("model")
+    fig.suptitle("ToP per task: score on the task's metric, and FLOPs sparsity"
+                 + (f" ({model})" if model else ""), fontsize=11)
+    _figure_legend(fig, score_axes, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=2)
+    fig.subplots_adjust(top=0.8)
     return fig
 
 
+def _sparsity_panel(ax, rows: list[dict], colors) -> None:
+    """Grouped bars of FLOPs sparsity per task, three accountings, the paper's as a tick."""
+    keys = (("sparsity_real", "measured, real length"), ("sparsity_padded", "measured, padded"),
+            ("sparsity_release_padded", "release's formula, padded"))
+    x, width = np.arange(len(rows)), 0.76 / len(keys)
+    for j, (key, label) in enumerate(keys):
+        values = [float("nan") if r.get(key) is None else r[key] for r in rows]
+        bars = ax.bar(x + (j - 1) * width, values, width=width, label=label, color=colors[j + 1])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
+    paper = [1 - 1 / r["paper_reduction"] if r.get("paper_reduction") else float("nan")
+             for r in rows]
+    if not all(np.isnan(paper)):
+        ax.scatter(x + width, paper, marker="_", s=900, linewidths=2.5, color="black", zorder=3,
+                   label="paper (bert-base-uncased), release's formula, padded")
+    ax.set_xticks(x, [r["task"] for r in rows])
+    ax.set(ylabel="FLOPs sparsity", ylim=(0, 1.08))
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
+
+
 def plot_seed_results(rows: list[dict]):
-    """Score against measured real-length FLOPs sparsity, one panel (and axis) per task, of
-    ``toplib.train.reproduce.seed_row`` rows: each seed a dot, their mean ± sd as error bars,
-    the dense teacher at sparsity 0, the target as a dotted line, and the paper's bert-base
-    result in the title (another model: not on the axis)."""
+    """Score (points) against measured real-length FLOPs sparsity, one panel and axis per
+    task, of ``toplib.train.reproduce.seed_row`` rows: each seed a dot, their mean ± sd as
+    error bars, the dense teacher at sparsity 0, the target as a dotted line, the chance line
+    and the paper's bert-base-uncased value (at its own, padded, FLOPs: not on this x axis)."""
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.3 * len(rows) + 0.6, 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows) + 0.6, 4.3), squeeze=False)
     colors = sns.color_palette("deep", 4)
     for ax, r in zip(axes[0], rows):
-        ax.scatter(r["seed_sparsities"], np.multiply(r["scores"], 100), s=18, color=colors[0], alpha=0.6,
-                   label="ToP, each seed", zorder=3)
-        ax.errorbar(r["sparsity_real"], r["score"] * 100, yerr=(r["score_std"] or 0) * 100,
+        ax.scatter(r["seed_sparsities"], np.multiply(r["scores"], 100), s=18, color=colors[0],
+                   alpha=0.6, label="ToP, each seed", zorder=3)
+        ax.errorbar(r["sparsity_real"], _pts(r["score"]), yerr=_pts(r["score_std"] or 0),
                     xerr=r.get("sparsity_real_std") or 0, fmt="D", color=colors[0], capsize=4,
-                    label="ToP mean ± sd", zorder=4)
-        ax.scatter([0.0], [r["teacher_score"] * 100], marker="*", s=140, color="black",
+                    label="ToP, mean ± sd over seeds", zorder=4)
+        ax.scatter([0.0], [_pts(r["teacher_score"])], marker="*", s=140, color="black",
                    label="teacher (dense)", zorder=4)
-        ax.axvline(r["target_sparsity"], color=colors[3], linestyle=":", label="target")
-        paper = (f"\npaper ({r['paper_score'] * 100:.1f} at {r['paper_reduction']:.2f}x, "
-                 "bert-base)" if r.get("paper_score") is not None else "")
-        missed = (f", {r['targets_missed']} missed the target" if r.get("targets_missed")
-                  else "")
-        ax.set_title(f"{r['task']}: {SCORE_LABELS.get(r['metric'], r['metric'])}, "
-                     f"{r['n_seeds']} seed(s){missed}{paper}", fontsize=9)
-        ax.set(xlabel="FLOPs sparsity, real length", xlim=(-0.05, 1.0))
+        ax.axvline(r["target_sparsity"], color=TARGET_COLOR, linestyle="--", linewidth=1,
+                   label="target sparsity")
+        _reference_lines(ax, r)
+        missed = f", {r['targets_missed']} missed the target" if r.get("targets_missed") else ""
+        ax.set_title(f"{r['task']}: {r['n_seeds']} seed(s){missed}", fontsize=9)
+        ax.set(xlabel="FLOPs sparsity, real length", ylabel=_score_label(r), xlim=(-0.05, 1.0))
         ax.margins(y=0.25)
-    axes[0][0].set_ylabel("score (points)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(f"ToP against its teacher, {rows[0].get('model', '')}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    _figure_legend(fig, axes[0], loc="lower center", ncol=2)
     return fig

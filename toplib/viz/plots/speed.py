@@ -21,6 +21,36 @@ def _rows(results: list[dict]) -> list[dict]:
             for res in results for b in res["batches"] for variant, ms in b["latency_ms"].items()]
 
 
+def load_note(results: list[dict]) -> str:
+    """Where and under what load ``results`` (``run_benchmark`` dicts) were timed: the CPU
+    model, torch threads, cores, and the 1-min load average before the first and after the
+    last benchmark (with its range over all of them). Latencies move with the load; ratios
+    measured in one run share it.
+
+    Example:
+        >>> r = {"cpu_model": "AMD EPYC", "threads": 1, "cpu_count": 2,
+        ...      "load_before": {"loadavg": [2.5, 2, 1]}, "load_after": {"loadavg": [3.0, 2, 1]}}
+        >>> load_note([r])
+        'AMD EPYC, 1 torch thread(s) of 2 cores; 1-min load average 2.5 before, 3.0 after'
+    """
+    first, last = results[0], results[-1]
+    if "load_before" not in first:
+        return f"{first.get('device', 'CPU')}, {first.get('threads')} torch thread(s); load not recorded"
+    loads = [r[k]["loadavg"][0] for r in results for k in ("load_before", "load_after") if k in r]
+    span = (f" (range {min(loads):.1f}-{max(loads):.1f} over {len(results)} benchmarks)"
+            if len(results) > 1 else "")
+    return (f"{first.get('cpu_model', 'CPU')}, {first['threads']} torch thread(s) of "
+            f"{first.get('cpu_count')} cores; 1-min load average "
+            f"{first['load_before']['loadavg'][0]:.1f} before, "
+            f"{last['load_after']['loadavg'][0]:.1f} after{span}")
+
+
+def _footer(fig, results: list[dict]) -> None:
+    """The machine and its load under the figure: the latencies above depend on both."""
+    fig.text(0.5, -0.01, "Timed on " + load_note(results), ha="center", va="top", fontsize=8,
+             color="dimgray")
+
+
 def _sparse_log_label(value: float, _pos=None) -> str:
     """Label minor log ticks 2, 3 and 5 (x 10^k) only, so labels do not crowd."""
     lead = f"{value:.0e}"[0]
@@ -49,7 +79,10 @@ def _plot_latency(results: list[dict], x: str, xlabel: str, log_x: bool):
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{results[0]['settings']['task']}: median latency of one forward pass, "
+                 f"dense vs. ToP ({results[0]['settings']['runs']} timed rounds a point)")
     fig.tight_layout()
+    _footer(fig, results)
     return fig
 
 
@@ -91,6 +124,7 @@ def plot_flops_vs_latency(results: list[dict], variants=("top_drop", "top_masked
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set(xlabel="ToP FLOPs / dense FLOPs (real length)",
            ylabel="ToP latency / dense latency\n(padding removed)", xlim=(0, 1.05), ylim=(0, None),
-           title="FLOPs against measured latency")
+           title=f"{results[0]['settings']['task']}: FLOPs against measured latency")
     fig.tight_layout()
+    _footer(fig, results)
     return fig
