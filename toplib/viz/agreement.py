@@ -19,22 +19,54 @@ MEASURES = ("kendall_tau", "ndcg")
 
 
 def seed_runs(top_dir: str, seeds: Sequence[int]) -> dict[int, tuple[str, str]]:
-    """{seed: (ToP run, its no-rank-distillation twin)}: ``top_dir`` for the first seed,
-    ``<dirname(top_dir)>/top-seed<N>`` for the others.
+    """{seed: (ToP run, its no-rank-distillation twin)}: ``top_dir`` for the first seed; for
+    the others :func:`toplib.train.reproduce.seed_dir` (``<task_dir>/top-seed<N>``) when
+    ``top_dir`` is a task's ``top/``, else ``<top_dir>-seed<N>`` (so that the seeds of
+    another configuration never share folders with those of ``top/``).
 
     Example:
         >>> seed_runs("runs/rte/top", [42, 43])[43]
         ('runs/rte/top-seed43', 'runs/rte/top-seed43-norank')
+        >>> seed_runs("runs/rte/top-a1e-2", [42, 43])[43][0]
+        'runs/rte/top-a1e-2-seed43'
     """
     from ..train.reproduce import check_seeds, seed_dir
     from .analysis import NORANK_SUFFIX
-    seeds = check_seeds(seeds)
-    task_dir = os.path.dirname(os.path.normpath(top_dir))
+    seeds, top_dir = check_seeds(seeds), top_dir.rstrip("/\\")
+    task_dir, name = os.path.split(os.path.normpath(top_dir))
     runs = {}
     for seed in seeds:
-        run = top_dir.rstrip("/\\") if seed == seeds[0] else seed_dir(task_dir, seed, seeds)
+        if seed == seeds[0]:
+            run = top_dir
+        else:
+            run = seed_dir(task_dir, seed, seeds) if name == "top" else f"{top_dir}-seed{seed}"
         runs[seed] = (run, run + NORANK_SUFFIX)
     return runs
+
+
+def check_runs(top_dir: str, seeds: Sequence[int]) -> None:
+    """Raise a ValueError naming the run and the fields when a finished run of
+    :func:`seed_runs` was not configured as ``top_dir`` with only its seed (and, for a twin,
+    ``distill_rank_loss_alpha=0``) changed; also when ``top_dir``'s own seed is not the
+    first of ``seeds``."""
+    from ..train import finished_run, read_results
+    config = read_results(top_dir)["config"]
+    runs = seed_runs(top_dir, seeds)
+    if config["seed"] != next(iter(runs)):
+        raise ValueError(f"seeds={list(seeds)!r}: the first seed must be the one top_dir="
+                         f"{top_dir!r} was trained with ({config['seed']})")
+    for seed, (run, twin) in runs.items():
+        for path, changes in ((run, {"seed": seed}),
+                              (twin, {"seed": seed, "distill_rank_loss_alpha": 0.0})):
+            done = finished_run(path)
+            if done is None:
+                continue
+            expected = dict(config, **changes)
+            differ = sorted(k for k in set(expected) | set(done["config"])
+                            if expected.get(k) != done["config"].get(k))
+            if differ:
+                raise ValueError(f"{path!r} differs from top_dir={top_dir!r} in {differ} beyond "
+                                 f"{sorted(changes)}; move it aside or choose another top_dir")
 
 
 def missing_runs(top_dir: str, seeds: Sequence[int]) -> list[str]:
@@ -48,19 +80,12 @@ def train_missing(top_dir: str, seeds: Sequence[int], data_dir: str | None = Non
                   device: str = "cpu", progress: bool = True) -> list[str]:
     """Train every missing run of :func:`seed_runs`: each extra seed's ToP run as ``top_dir``
     was configured with only the seed changed, and each run's no-rank-distillation twin.
-    Returns the runs trained (finished ones are reused, interrupted ones resumed).
-
-    Raises:
-        ValueError: ``top_dir`` was trained with another seed than the first of ``seeds``.
+    Finished runs are checked (:func:`check_runs`) and reused, interrupted ones resumed.
+    Returns the runs trained.
     """
-    from ..train import read_results
     from .analysis import retrain, train_without_rank_distillation
+    check_runs(top_dir, seeds)
     runs, todo = seed_runs(top_dir, seeds), set(missing_runs(top_dir, seeds))
-    first = next(iter(runs))
-    trained_seed = read_results(top_dir)["config"]["seed"]
-    if trained_seed != first:
-        raise ValueError(f"seeds={list(seeds)!r}: the first seed must be the one top_dir="
-                         f"{top_dir!r} was trained with ({trained_seed})")
     for seed, (run, twin) in runs.items():
         if run in todo:
             retrain(top_dir, run, {"seed": seed}, data_dir, device, progress)

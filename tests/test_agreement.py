@@ -1,0 +1,90 @@
+"""Ranking agreement over seeds (toplib.viz.agreement) and the history summaries behind the
+training-curve observations (toplib.viz.history), on hand-made data."""
+from __future__ import annotations
+
+import json
+import statistics
+
+import pandas as pd
+import pytest
+
+from toplib.viz import agreement as agree
+from toplib.viz.history import (
+    constraint_met_step,
+    keep_ratios,
+    largest_overshoot,
+    loss_terms,
+    score_summary,
+)
+
+
+def _results(run_dir, **config):
+    run_dir.mkdir(parents=True)
+    base = dict(seed=42, distill_rank_loss_alpha=1e-3, sparsity=0.5)
+    (run_dir / "results.json").write_text(json.dumps({"config": dict(base, **config)}))
+
+
+def test_seed_runs_follow_seed_dir_for_top_and_a_suffix_elsewhere():
+    runs = agree.seed_runs("r/t/top", [42, 43, 44])
+    assert runs == {42: ("r/t/top", "r/t/top-norank"), 43: ("r/t/top-seed43", "r/t/top-seed43-norank"),
+                    44: ("r/t/top-seed44", "r/t/top-seed44-norank")}
+    assert agree.seed_runs("r/t/top-x/", [1, 2])[2] == ("r/t/top-x-seed2", "r/t/top-x-seed2-norank")
+
+
+def test_check_runs_refuses_a_finished_run_configured_differently(tmp_path):
+    _results(tmp_path / "top")
+    _results(tmp_path / "top-norank", distill_rank_loss_alpha=0.0)
+    _results(tmp_path / "top-seed43", seed=43)
+    agree.check_runs(str(tmp_path / "top"), [42, 43])  # the missing twin of 43 is fine
+    assert agree.missing_runs(str(tmp_path / "top"), [42, 43]) == [str(tmp_path / "top-seed43-norank")]
+    _results(tmp_path / "top-seed43-norank", seed=43, distill_rank_loss_alpha=0.0, sparsity=0.7)
+    with pytest.raises(ValueError, match=r"top-seed43-norank.*\['sparsity'\]"):
+        agree.check_runs(str(tmp_path / "top"), [42, 43])
+    with pytest.raises(ValueError, match="first seed must be the one"):
+        agree.check_runs(str(tmp_path / "top"), [43, 42])
+
+
+def _agreement():
+    rows = []
+    for model, taus in ((agree.TOP, {0: [0.2, 0.6], 1: [0.4, 0.5], 2: [0.3, 0.8]}),
+                        (agree.NORANK, {0: [0.1, 0.5], 1: [0.2, 0.5], 2: [0.3, 0.5]})):
+        for seed, values in taus.items():
+            rows += [dict(model=model, seed=seed, layer=layer, kendall_tau=tau, ndcg=0.9,
+                          decides_pruning=layer == 1) for layer, tau in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_agreement_spread_and_the_gap_at_pruning_layers_by_hand():
+    df = _agreement()
+    spread = agree.agreement_spread(df).set_index(["model", "layer"])
+    assert spread.loc[(agree.TOP, 0), "kendall_tau_mean"] == pytest.approx(0.3)
+    assert spread.loc[(agree.TOP, 0), "kendall_tau_sd"] == pytest.approx(statistics.stdev([0.2, 0.4, 0.3]))
+    assert spread.loc[(agree.NORANK, 1), "kendall_tau_sd"] == 0 and spread["n"].eq(3).all()
+    (row,) = agree.pruning_layer_gap(df).to_dict("records")  # only layer 1 prunes
+    assert row["layer"] == 1 and row["diff"] == pytest.approx(0.6333333 - 0.5)
+    assert row["spread"] == pytest.approx(statistics.stdev([0.6, 0.5, 0.8]))  # + 0 for the twin
+    assert row["exceeds"] is False and row["ahead"] == 2  # 0.133 < 0.153; seed 1 ties (0.5)
+    assert row["top_seeds"] == [0.6, 0.5, 0.8] and row["norank_seeds"] == [0.5, 0.5, 0.5]
+
+
+HISTORY = [dict(kind="train", step=s, distill_loss=0.2, lagrangian_loss=(-0.1) ** s, rank_loss=3.0,
+                rank_weight=1e-3 * max(0.01, 1 - s / 2), loss=0.3, expected_sparsity=0.2 * s,
+                target_sparsity=0.25 * min(s, 2), expected_keep_ratio=[0.9, 0.5])
+           for s in (1, 2, 3)] + [
+    dict(kind="eval", step=2, score=0.8, sparsity_real=0.3, keep_ratio=[1.0, 0.8, 0.4]),
+    dict(kind="eval", step=3, score=0.75, sparsity_real=0.5, keep_ratio=[1.0, 0.9, 0.45])]
+
+
+def test_history_summaries_by_hand():
+    s = score_summary(HISTORY, num_examples=100)
+    assert (s["best_step"], s["final_step"], s["evaluations"]) == (2, 3, 2)
+    assert s["drop_after_best"] == pytest.approx(0.05) and s["standard_error"] == pytest.approx(0.04)
+    assert constraint_met_step(HISTORY, 0.5) == 3 and constraint_met_step(HISTORY, 0.9) is None
+    terms = loss_terms(HISTORY, since_step=2)  # steps 2 and 3: weights 1e-5, 1e-5
+    assert terms["weighted_rank"] == pytest.approx(3e-5) and terms["abs_lagrangian"] == pytest.approx(0.0055)
+    assert terms["rank_share"] == pytest.approx(3e-5 / (0.2 + 0.0055 + 3e-5))
+    over = largest_overshoot(HISTORY)
+    assert over["step"] == 3 and over["overshoot"] == pytest.approx(0.1)
+    k = keep_ratios(HISTORY, (1, 2), step=2)
+    assert k["measured"] == pytest.approx([0.8, 0.5]) and k["cumulative"] == [0.8, 0.4]
+    assert k["expected"] == [0.9, 0.5]
