@@ -204,11 +204,25 @@ def _parameter_names(name: str) -> set[str]:
     return {t.id for stmt in ast.parse(cell.source).body for t in stmt.targets}
 
 
-def _figures(tmp_path: Path, *names: str) -> None:
+def _figures(tmp_path: Path, *names: str, folder: str = "figures") -> None:
     for name in names:
         for ext in ("png", "svg"):
-            path = tmp_path / "figures" / f"{name}.{ext}"
+            path = tmp_path / folder / f"{name}.{ext}"
             assert path.exists() and path.stat().st_size > 1000, f"missing figure {path}"
+
+
+def _machine(machine: dict) -> None:
+    """The CPU, threads and load averages recorded beside a benchmark's latencies."""
+    assert machine["cpu_model"] and machine["threads"] >= 1
+    for key in ("load_before", "load_after"):
+        assert len(machine[key]) == 3 and min(machine[key]) >= 0
+
+
+def _majority(n: int) -> float:
+    """Chance accuracy on the first ``n`` validation labels, computed here independently."""
+    from toplib.data import load_task_data
+    labels = load_task_data(TASK)["validation"].labels[:n]
+    return max(labels.count(c) for c in set(labels)) / len(labels)
 
 
 def _score(x) -> bool:
@@ -228,8 +242,10 @@ def test_00_quickstart(kernel_env, tiny_model, tmp_path):
     assert not m["target_missed"] and 0.49 <= m["sparsity_real"] < 1.0
     assert 1.0 <= m["reduction_real"] <= m["reduction_padded"]  # padding only adds dense FLOPs
     assert m["num_layers"] == TINY_LAYERS
+    assert m["sparsity_real"] <= m["sparsity_padded"] < 1.0
     speedups = m["speedup_vs_dynamic"]
     assert set(speedups) == {"1", "4"} and all(v > 0 for v in speedups.values())
+    _machine(m["machine"])
     _figures(tmp_path, "00_kept_tokens")
 
 
@@ -339,6 +355,7 @@ def test_05_sparsity_vs_accuracy(kernel_env, tiny_runs, tmp_path):
             assert p["requested"] == pytest.approx(top["sparsity_real"])
     assert m["max_baseline_flops_gap"] < 0.1  # matched FLOPs, up to the bins' granularity
     assert _score(m["teacher_score"])
+    assert m["chance_score"] == pytest.approx(_majority(TINY_DATA["max_eval_samples"]))
     _figures(tmp_path, "05_sparsity_vs_accuracy")
 
 
@@ -351,6 +368,9 @@ def test_06_speedup(kernel_env, tiny_runs, tmp_path):
     for p in points:
         assert _sparsity(p["sparsity"]) and p["speedup_vs_dynamic"] > 0 and p["reduction_real"] >= 1
         assert all(v > 0 for v in p["latency_ms"].values())
+        assert len(p["load_1min"]) == 2 and p["ratio_real"] > 0  # the load beside each latency
+    _machine(m["machine"])
+    assert m["machine"]["threads"] == m["threads"] == 1
     assert sorted({p["length"] for p in points[:4]}) == [8.0, 16.0]
     _figures(tmp_path, "06_latency_vs_length", "06_latency_vs_sparsity", "06_flops_vs_latency")
 
@@ -369,13 +389,14 @@ def test_07_explorer(kernel_env, tiny_runs, tmp_path):
 def test_08_reproduce(kernel_env, tiny_model, tmp_path):
     data = {k: v for k, v in TINY_DATA.items() if k != "seed"}
     m = execute("08_reproduce", tmp_path, tasks=TASK, model=tiny_model, sparsity=0.5, seeds="0,1",
-                **data, **TINY_FINETUNE, **TINY_PRUNE)
+                figures_dir=None, **data, **TINY_FINETUNE, **TINY_PRUNE)
     (row,) = m["rows"]
     assert row["task"] == TASK and row["metric"] == "accuracy" and row["target_sparsity"] == 0.5
     assert row["seeds"] == [0, 1] and len(row["scores"]) == 2 and row["score_std"] is not None
     assert all(_score(s) for s in row["scores"]) and _score(row["teacher_score"])
     assert row["score"] == pytest.approx(sum(row["scores"]) / 2) and _sparsity(row["sparsity_real"])
     assert 1.0 <= row["reduction_real"] <= row["reduction_padded"]
+    assert row["chance_score"] == m["chance"][TASK] == pytest.approx(_majority(data["max_eval_samples"]))
     header, _, line = m["table"].splitlines()
     assert "ToP, mean ± sd (seeds)" in header and "Paper (bert-base-uncased)" in header
     assert line.startswith(f"| {TASK} | accuracy | ")
@@ -384,4 +405,7 @@ def test_08_reproduce(kernel_env, tiny_model, tmp_path):
     for run in ("top", "top-seed1"):
         assert (tmp_path / "out" / TASK / run / "results.json").exists()
     assert (tmp_path / "out" / "results.md").read_text().strip() == m["table"]
-    _figures(tmp_path, "08_reproduction", "08_score_vs_sparsity", f"02_finetune_{TASK}", f"03_training_curves_{TASK}")
+    # figures_dir None: this notebook's figures and those of the 02/03 runs it drives, beside the runs
+    assert m["figures"] == str(tmp_path / "out" / "figures")
+    _figures(tmp_path, "08_reproduction", "08_score_vs_sparsity", f"02_finetune_{TASK}",
+             f"03_training_curves_{TASK}", folder="out/figures")
