@@ -34,6 +34,7 @@ def _executed(out_dir, name: str) -> None:
         nbformat.v4.new_code_cell("fig", outputs=[nbformat.v4.new_output(
             "display_data", data={"image/png": _png(), "text/plain": "<Figure>"})]),
     ]
+    nb.metadata["papermill"] = {"duration": 90.0, "exception": None}
     os.makedirs(os.path.dirname(executed_path(out_dir, name)), exist_ok=True)
     nbformat.write(nb, executed_path(out_dir, name))
 
@@ -46,6 +47,7 @@ def test_a_page_embeds_its_figures_and_takes_its_title_from_the_first_cell(tmp_p
     assert path == str(tmp_path / "99_lesson.html")
     assert page.title == "99 · A *small* lesson"
     assert page.summary == "What you will learn: how gates close."
+    assert page.minutes == 1.5 and page.error is None  # papermill's record of the run
     assert "data:image/png;base64," in text and "What you will learn" in text
 
 

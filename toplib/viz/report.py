@@ -68,12 +68,17 @@ def executed_path(out_dir: str, name: str) -> str:
 
 def export_page(page: ReportPage, out_dir: str) -> str:
     """Write ``<out_dir>/<name>.html`` from the executed notebook (figures embedded); fill
-    the page's title and summary from its first cell; returns the path."""
+    the page's title and summary from its first cell, and its run time and failure from
+    papermill's record when the page has none; returns the path."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(executed_path(out_dir, page.name), as_version=4)
     page.title, page.summary = _title_and_summary(nb)
+    run = nb.metadata.get("papermill", {})  # an earlier build's run, for --html-only
+    page.minutes = page.minutes or (run.get("duration") or 0.0) / 60
+    if page.error is None and run.get("exception"):
+        page.error = "an exception: see the page"
     body, _ = HTMLExporter(template_name=HTML_TEMPLATE).from_notebook_node(
         nb, resources={"metadata": {"name": page.title or page.name}})
     path = os.path.join(out_dir, page.html_file)
