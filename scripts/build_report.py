@@ -20,6 +20,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from toplib.bench import cpu_model  # noqa: E402
 from toplib.viz.notebook import parse_overrides  # noqa: E402
 from toplib.viz.report import ReportPage, execute_page, export_page, notebook_names, write_index  # noqa: E402
 
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
             logger.info("%s: %s in %.1f min", name, "failed" if page.error else "ok", page.minutes)
         export_page(page, args.out)
         pages.append(page)
-    index = write_index(pages, args.out, f"Preset: {parameters['preset']}.")
+    machine = f"{cpu_model()}, {os.cpu_count()} CPU threads"
+    index = write_index(pages, args.out, f"Preset: {parameters['preset']}.", machine)
     logger.info("report: %s", index)
     return int(any(p.error for p in pages))
 

@@ -23,6 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from toplib.viz.notebook import NOTEBOOK_DIR, execute_notebook, parse_overrides  # noqa: E402
+from toplib.viz.report import notebook_names  # noqa: E402
 
 logger = logging.getLogger("run_notebooks")
 
@@ -43,7 +44,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
     overrides = {"figures_dir": os.path.join(REPO, "figures"), **parse_overrides(args.parameter)}
-    names = args.names or sorted(f[:-6] for f in os.listdir(NOTEBOOK_DIR) if f.endswith(".ipynb"))
+    names = args.names or notebook_names()
     for name in names:
         known = papermill.inspect_notebook(os.path.join(NOTEBOOK_DIR, f"{name}.ipynb"))
         params = {k: v for k, v in overrides.items() if k in known}

@@ -54,9 +54,11 @@ def test_a_page_embeds_its_figures_and_takes_its_title_from_the_first_cell(tmp_p
 def test_the_index_links_every_page_and_marks_failures(tmp_path):
     pages = [ReportPage("00_ok", title="00 · Fine", summary="learn <this>", minutes=1.25),
              ReportPage("01_bad", title="01 · Broken", error="ValueError: sparsity=2")]
-    text = open(write_index(pages, str(tmp_path), "Preset: quick."), encoding="utf-8").read()
+    text = open(write_index(pages, str(tmp_path), "Preset: quick.", "AMD EPYC, 2 CPU threads"),
+                encoding="utf-8").read()
     assert text.count("<li>") == 2 and 'href="00_ok.html"' in text and 'href="01_bad.html"' in text
     assert "ran in 1.2 min" in text and "learn &lt;this&gt;" in text  # escaped
+    assert "on AMD EPYC, 2 CPU threads;" in text
     assert "failed: ValueError: sparsity=2" in text and "1 of 2 notebooks ran; 1 failed" in text
 
 

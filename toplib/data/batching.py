@@ -220,5 +220,8 @@ def validation_labels(task: str, files: DataFiles | str | dict | None = None,
     splits = load_task_data(get_task(task).name, **dataclasses.asdict(DataFiles.of(files)),
                             seed=seed)
     spec = resolve_task(task, splits)
-    name = next(s for s in spec.validation_splits if s in splits)
+    name = next((s for s in spec.validation_splits if s in splits), None)
+    if name is None:
+        raise ValueError(f"task={task!r}: no validation split among {sorted(splits)} "
+                         f"(expected one of {list(spec.validation_splits)})")
     return spec, eval_subset(splits[name], max_eval_samples).labels

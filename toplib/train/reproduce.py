@@ -159,8 +159,8 @@ def describe_row(row: dict) -> str:
     Example:
         >>> describe_row(dict(task="rte", metric="accuracy", score=0.565, score_std=0.013,
         ...     n_seeds=2, teacher_score=0.574, chance_score=0.527, paper_score=0.683,
-        ...     paper_model="bert-base-uncased", paper_reduction=7.71))[:58]
-        'rte (accuracy): ToP 56.50 ± 1.30 over 2 seed(s), teacher 57'
+        ...     paper_model="bert-base-uncased", paper_reduction=7.71))[:62]
+        'rte (accuracy): ToP 56.50 ± 1.30 over 2 seed(s), teacher 57.40'
     """
     text = (f"{row['task']} ({row['metric']}): ToP {_pm(row['score'], row.get('score_std'))} "
             f"over {row.get('n_seeds', 1)} seed(s), teacher {_pts(row['teacher_score'])}")

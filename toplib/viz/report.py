@@ -11,7 +11,6 @@ import datetime
 import html
 import logging
 import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -98,9 +97,11 @@ def _title_and_summary(nb) -> tuple[str, str]:
     return title, summary[:FIRST_PARAGRAPH_CHARS]
 
 
-def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "") -> str:
+def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
+                machine: str = "") -> str:
     """Write ``<out_dir>/index.html``: one entry per page (title, summary, run time, status)
-    and the machine it ran on; returns the path."""
+    and ``machine``, the computer it ran on (e.g. ``toplib.bench.cpu_model()``); returns
+    the path."""
     items = "\n".join(_index_item(p) for p in pages)
     failed = sum(p.error is not None for p in pages)
     status = f"{len(pages) - failed} of {len(pages)} notebooks ran" + (
@@ -108,7 +109,7 @@ def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "") -> st
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = INDEX_TEMPLATE.format(
         status=html.escape(status), subtitle=html.escape(subtitle), items=items,
-        machine=html.escape(f"{machine_name()}; {when}"))
+        machine=html.escape(f"{machine or 'this machine'}; {when}"))
     path = os.path.join(out_dir, INDEX_FILE)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -120,18 +121,6 @@ def _index_item(page: ReportPage) -> str:
              else f"ran in {page.minutes:.1f} min")
     return (f'<li><a href="{html.escape(page.html_file)}">{html.escape(page.title or page.name)}'
             f'</a> <span class="meta">{state}</span><p>{html.escape(page.summary)}</p></li>')
-
-
-def machine_name() -> str:
-    """The CPU model (``lscpu``'s model name where /proc/cpuinfo has it) and core count."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            found = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPU threads"
 
 
 INDEX_TEMPLATE = """<!doctype html>
