@@ -10,7 +10,15 @@ import nbformat
 import pytest
 
 from toplib.viz.notebook import parse_overrides
-from toplib.viz.report import ReportPage, execute_page, executed_path, export_page, write_index
+from toplib.viz.report import (
+    FIRST_PARAGRAPH_CHARS,
+    ReportPage,
+    _title_and_summary,
+    execute_page,
+    executed_path,
+    export_page,
+    write_index,
+)
 
 matplotlib.use("Agg")
 
@@ -49,6 +57,14 @@ def test_a_page_embeds_its_figures_and_takes_its_title_from_the_first_cell(tmp_p
     assert page.summary == "What you will learn: how gates close."
     assert page.minutes == 1.5 and page.error is None  # papermill's record of the run
     assert "data:image/png;base64," in text and "What you will learn" in text
+
+
+def test_a_long_summary_is_cut_at_a_word():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## T\n\n" + "gates close " * 100)]
+    title, summary = _title_and_summary(nb)
+    assert title == "T" and summary.endswith(("close …", "gates …"))
+    assert len(summary) <= FIRST_PARAGRAPH_CHARS + 2
 
 
 def test_the_index_links_every_page_and_marks_failures(tmp_path):

@@ -93,8 +93,10 @@ def _title_and_summary(nb) -> tuple[str, str]:
     lines = first.strip().splitlines()
     title = lines[0].lstrip("#").strip() if lines else ""
     paragraphs = [p.strip() for p in "\n".join(lines[1:]).split("\n\n") if p.strip()]
-    summary = re.sub(r"[*`]", "", paragraphs[0]) if paragraphs else ""
-    return title, summary[:FIRST_PARAGRAPH_CHARS]
+    summary = " ".join(re.sub(r"[*`]", "", paragraphs[0]).split()) if paragraphs else ""
+    if len(summary) > FIRST_PARAGRAPH_CHARS:  # cut at a word, marked
+        summary = summary[:FIRST_PARAGRAPH_CHARS].rsplit(" ", 1)[0] + " …"
+    return title, summary
 
 
 def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
