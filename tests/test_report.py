@@ -57,6 +57,8 @@ def test_a_page_embeds_its_figures_and_takes_its_title_from_the_first_cell(tmp_p
     assert page.summary == "What you will learn: how gates close."
     assert page.minutes == 1.5 and page.error is None  # papermill's record of the run
     assert "data:image/png;base64," in text and "What you will learn" in text
+    assert 'src="mathjax/MathJax.js?config=' in text  # typeset offline, from the copy beside it
+    assert (tmp_path / "mathjax" / "MathJax.js").is_file()
 
 
 def test_a_long_summary_is_cut_at_a_word():

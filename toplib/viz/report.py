@@ -1,9 +1,10 @@
 """A static report: the notebooks executed with papermill, exported to HTML, one index page.
 
-For readers who want figures to open or share rather than a Jupyter server: every page is
-self-contained (figures are embedded in the HTML), so the folder can be zipped, mailed or
-served as is. ``make report`` builds it with ``scripts/build_report.py``. A notebook that
-fails still gets its page (the traceback is in it) and is marked failed in the index.
+For readers who want figures to open or share rather than a Jupyter server: figures are
+embedded in the pages and MathJax is copied beside them (formulas typeset offline), so the
+folder can be zipped, mailed or served as is. ``make report`` builds it with
+``scripts/build_report.py``. A notebook that fails still gets its page (the traceback is in
+it) and is marked failed in the index.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import html
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +25,8 @@ INDEX_FILE = "index.html"
 EXECUTED_SUBDIR = "executed"
 HTML_TEMPLATE = "lab"  # nbconvert's JupyterLab look
 FIRST_PARAGRAPH_CHARS = 600
+MATHJAX_SUBDIR = "mathjax"
+MATHJAX_CONFIG = "MathJax.js?config=TeX-AMS_CHTML-full,Safe"  # nbconvert's own default config
 
 
 @dataclass
@@ -78,12 +82,31 @@ def export_page(page: ReportPage, out_dir: str) -> str:
     page.minutes = page.minutes or (run.get("duration") or 0.0) / 60
     if page.error is None and run.get("exception"):
         page.error = "an exception: see the page"
-    body, _ = HTMLExporter(template_name=HTML_TEMPLATE).from_notebook_node(
+    exporter = HTMLExporter(template_name=HTML_TEMPLATE, mathjax_url=mathjax_url(out_dir))
+    body, _ = exporter.from_notebook_node(
         nb, resources={"metadata": {"name": page.title or page.name}})
     path = os.path.join(out_dir, page.html_file)
     with open(path, "w", encoding="utf-8") as f:
         f.write(body)
     return path
+
+
+def mathjax_url(out_dir: str) -> str:
+    """Where the pages load MathJax from: a copy in ``<out_dir>/mathjax`` (from the
+    ``jupyter-server-mathjax`` package), so formulas typeset offline and in a zipped copy;
+    without that package, nbconvert's CDN default (formulas then need a network)."""
+    from nbconvert import HTMLExporter
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        logger.warning("jupyter-server-mathjax is not installed: the report's formulas load "
+                       "MathJax from a CDN and show as LaTeX offline")
+        return HTMLExporter().mathjax_url
+    target = os.path.join(out_dir, MATHJAX_SUBDIR)
+    if not os.path.exists(os.path.join(target, "MathJax.js")):
+        source = os.path.join(os.path.dirname(jupyter_server_mathjax.__file__), "static")
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    return f"{MATHJAX_SUBDIR}/{MATHJAX_CONFIG}"
 
 
 def _title_and_summary(nb) -> tuple[str, str]:
