@@ -292,6 +292,11 @@ def test_03_token_pruning(kernel_env, tiny_runs, tmp_path):
     assert len(keep["layers"]) == len(keep["expected"]) == len(keep["measured"]) > 0
     assert all(0 <= r <= 1 for r in keep["expected"] + keep["measured"])
     assert all(a >= b for a, b in zip(keep["cumulative"], keep["cumulative"][1:]))  # cumulative
+    with open(tmp_path / "out" / "history.jsonl") as f:  # measured over the ranked tokens, no [CLS]
+        ev = [r for r in map(json.loads, f) if r["kind"] == "eval" and r["step"] == m["best_step"]][-1]
+    n = [ratio * ev["mean_length"] for ratio in ev["keep_ratio"]]
+    assert keep["measured"] == pytest.approx([(n[loc] - 1) / (n[loc - 1] - 1) if n[loc - 1] > 1 else 0.0
+                                              for loc in keep["layers"]])
     _figures(tmp_path, f"03_training_curves_{TASK}")
 
 
@@ -333,6 +338,8 @@ def test_04_kept_tokens(kernel_env, tiny_runs, tmp_path):
         assert row["diff"] == pytest.approx(statistics.fmean(top) - statistics.fmean(norank))
         assert row["exceeds"] == (abs(row["diff"]) > row["spread"])
         assert row["ahead"] == sum(a > b for a, b in zip(top, norank))
+        assert row["behind"] == sum(a < b for a, b in zip(top, norank))
+        assert row["ahead"] + row["behind"] + row["ties"] == row["n"]
     rates = [r["prune_rate"] for r in m["most_pruned"]]
     assert rates and all(0 <= r <= 1 for r in rates) and rates == sorted(rates, reverse=True)
     assert all(r["count"] >= 2 and r["token"] != "[CLS]" for r in m["most_pruned"])

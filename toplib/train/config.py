@@ -120,6 +120,27 @@ class TrainConfig:
         return cls(**values)
 
 
+
+def config_differences(expected: Mapping, actual: Mapping, shared_only: bool = False) -> dict:
+    """``{key: (expected value, actual value)}`` where two configuration dicts (``to_dict()``
+    or a results.json's ``config``) differ, nested dicts flattened to ``prune.bin_num``; a key
+    one side lacks reads None, or is skipped with ``shared_only``.
+
+    Example:
+        >>> config_differences({"seed": 1, "prune": {"bin_num": 25}}, {"seed": 1, "prune": {"bin_num": 10}})
+        {'prune.bin_num': (25, 10)}
+    """
+    out = {}
+    for key in sorted(set(expected) | set(actual)):
+        if shared_only and not (key in expected and key in actual):
+            continue
+        a, b = expected.get(key), actual.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.update({f"{key}.{k}": v for k, v in config_differences(a, b, shared_only).items()})
+        elif a != b:
+            out[key] = (a, b)
+    return out
+
 # ---- presets ----------------------------------------------------------------------------
 # Li et al., KDD'23, Table 7 (hyper-parameters of the release, 12-layer BERT).
 PAPER_PRESETS: dict[str, dict[str, Any]] = {

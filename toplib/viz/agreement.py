@@ -50,6 +50,7 @@ def check_runs(top_dir: str, seeds: Sequence[int]) -> None:
     ``distill_rank_loss_alpha=0``) changed; also when ``top_dir``'s own seed is not the
     first of ``seeds``."""
     from ..train import finished_run, read_results
+    from ..train.config import config_differences
     config = read_results(top_dir)["config"]
     runs = seed_runs(top_dir, seeds)
     if config["seed"] != next(iter(runs)):
@@ -61,9 +62,7 @@ def check_runs(top_dir: str, seeds: Sequence[int]) -> None:
             done = finished_run(path)
             if done is None:
                 continue
-            expected = dict(config, **changes)
-            differ = sorted(k for k in set(expected) | set(done["config"])
-                            if expected.get(k) != done["config"].get(k))
+            differ = list(config_differences(dict(config, **changes), done["config"]))
             if differ:
                 raise ValueError(f"{path!r} differs from top_dir={top_dir!r} in {differ} beyond "
                                  f"{sorted(changes)}; move it aside or choose another top_dir")
@@ -140,18 +139,25 @@ def pruning_layer_gap(df: pd.DataFrame, measure: str = "kendall_tau") -> pd.Data
     """At each layer whose ranking prunes, ToP minus its twin without rank distillation:
     ``diff`` of the means over seeds, the ``spread`` (sd of ToP + sd of the twin: the
     difference exceeds it when the mean ± sd bars do not overlap), ``exceeds``, ``ahead``,
-    the seeds where ToP beats its own twin (paired, same seed), of ``n``, and the per-seed
-    values (``top_seeds``, ``norank_seeds``, in seed order)."""
+    the seeds where ToP beats its own twin (paired, same seed), ``behind`` where the twin
+    beats ToP and ``ties``, of ``n``, and the per-seed values (``top_seeds``,
+    ``norank_seeds``, in seed order). A layer without values of both models in a common
+    seed raises a ValueError naming it."""
     deciding = df[df["decides_pruning"].astype(bool) & df["model"].isin([TOP, NORANK])]
     rows = []
     for layer, part in deciding.groupby("layer"):
         wide = part.pivot(index="seed", columns="model", values=measure).dropna()
+        if wide.empty or not {TOP, NORANK} <= set(wide.columns):
+            raise ValueError(f"layer {layer}: no seed has {measure} for both {TOP!r} and "
+                             f"{NORANK!r}; train the missing twins (train_missing)")
         sd = wide.std(ddof=1)
         diff = wide[TOP].mean() - wide[NORANK].mean()
         spread = sd[TOP] + sd[NORANK]  # NaN for one seed
         rows.append({"layer": layer, "top": wide[TOP].mean(), "norank": wide[NORANK].mean(),
                      "diff": diff, "spread": spread,
                      "exceeds": bool(abs(diff) > spread) if spread == spread else None,
-                     "ahead": int((wide[TOP] > wide[NORANK]).sum()), "n": len(wide),
+                     "ahead": int((wide[TOP] > wide[NORANK]).sum()),
+                     "behind": int((wide[TOP] < wide[NORANK]).sum()),
+                     "ties": int((wide[TOP] == wide[NORANK]).sum()), "n": len(wide),
                      "top_seeds": wide[TOP].tolist(), "norank_seeds": wide[NORANK].tolist()})
     return pd.DataFrame(rows)

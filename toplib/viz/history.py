@@ -20,26 +20,32 @@ def fit_key(history: list[dict]) -> str:
     return next((k for k in FIT_KEYS if any(k in r for r in _kind(history, "train"))), FIT_KEYS[1])
 
 
-def score_summary(history: list[dict], num_examples: int | None = None) -> dict:
+def score_summary(history: list[dict], num_examples: int | None = None,
+                  metric: str | None = None) -> dict:
     """The evaluations of a run in a few numbers.
 
     Returns:
         best_score/best_step (the first highest evaluation), first_/final_score and _step,
-        evaluations, drop_after_best (best minus final), standard_error (binomial, of a
-        score in [0, 1] on ``num_examples`` examples; None otherwise), fit_loss_start/_end
-        (mean training loss over the first / last quarter of the logged steps).
+        evaluations, drop_after_best (best minus final), standard_error (the binomial
+        ``sqrt(p (1 - p) / n)`` of the best score on ``num_examples`` examples when ``metric``
+        is "accuracy", a proportion; None otherwise: F1, Matthews or Pearson scores have no
+        such closed form), fit_loss_start/_end (mean training loss over the first / last
+        quarter of the logged steps).
 
     Example:
         >>> h = [{"kind": "eval", "step": s, "score": v} for s, v in ((1, .5), (2, .8), (3, .7))]
         >>> score_summary(h)["best_step"], round(score_summary(h)["drop_after_best"], 2)
         (2, 0.1)
+        >>> round(score_summary(h, 100, "accuracy")["standard_error"], 3), score_summary(h, 100, "f1")["standard_error"]
+        (0.04, None)
     """
     evals = _kind(history, "eval")
     if not evals:
         raise ValueError("history has no evaluation records (kind 'eval')")
     best = max(evals, key=lambda r: r["score"])  # max keeps the first of equal scores
     p = best["score"]
-    se = math.sqrt(p * (1 - p) / num_examples) if num_examples and 0 <= p <= 1 else None
+    se = math.sqrt(p * (1 - p) / num_examples) \
+        if metric == "accuracy" and num_examples and 0 <= p <= 1 else None
     key = fit_key(history)
     fit = [r[key] for r in _kind(history, "train") if r.get(key) is not None]
     quarter = max(1, len(fit) // 4)
@@ -75,6 +81,7 @@ def loss_terms(history: list[dict], since_step: int = 0) -> dict:
     rank_weight, weighted_rank (weight x rank loss), total; rank_weight_first/_last;
     rank_loss_start/_end (means over the first / last quarter of the records); and
     rank_share, the weighted rank term's share of fit + |Lagrangian| + weighted rank.
+    Raises a ValueError naming the key when a training record lacks one of the terms.
 
     Example:
         >>> h = [{"kind": "train", "step": 1, "distill_loss": 0.2, "lagrangian_loss": -0.1,
@@ -86,13 +93,18 @@ def loss_terms(history: list[dict], since_step: int = 0) -> dict:
     train = [r for r in _kind(history, "train") if r["step"] >= since_step and "rank_loss" in r]
     if not train:
         raise ValueError(f"no pruning training records from step {since_step} on")
-    weights = [r.get("rank_weight", float("nan")) for r in train]
+    for key_ in (key, "lagrangian_loss", "rank_weight", "loss"):
+        missing = [r["step"] for r in train if r.get(key_) is None]
+        if missing:
+            raise ValueError(f"training records without {key_!r} (steps {missing[:5]}...): "
+                             "this history was not logged by a ToP pruning run")
+    weights = [r["rank_weight"] for r in train]
     terms = dict(fit=fmean(r[key] for r in train),
                  lagrangian=fmean(r["lagrangian_loss"] for r in train),
                  abs_lagrangian=fmean(abs(r["lagrangian_loss"]) for r in train),
                  rank_loss=fmean(r["rank_loss"] for r in train), rank_weight=fmean(weights),
                  weighted_rank=fmean(w * r["rank_loss"] for w, r in zip(weights, train)),
-                 total=fmean(r["loss"] for r in train if "loss" in r),
+                 total=fmean(r["loss"] for r in train),
                  rank_weight_first=weights[0], rank_weight_last=weights[-1])
     quarter = max(1, len(train) // 4)
     terms["rank_loss_start"] = fmean(r["rank_loss"] for r in train[:quarter])
@@ -103,23 +115,66 @@ def loss_terms(history: list[dict], since_step: int = 0) -> dict:
 
 
 def keep_ratios(history: list[dict], prune_location: Sequence[int], step: int | None = None) -> dict:
-    """Each prune layer's keep ratio at evaluation ``step`` (None: the last): expected by the
-    gates (the last training record up to that step) and measured (the evaluation's tokens
-    entering layer l over those entering layer l - 1: conditional), and the measured share of
-    the real tokens entering each prune layer (cumulative).
+    """Each prune layer's keep ratio at evaluation ``step`` (None: the last), expected and
+    measured on the same tokens: those the gates rank, i.e. without [CLS], which is never
+    pruned.
+
+    ``expected`` is the gates' rho (the last training record up to that step). ``measured`` is
+    the evaluation's ``(n_l - 1) / (n_{l-1} - 1)``, n_l the mean tokens per example entering
+    layer l (``keep_ratio[l] * mean_length``, [CLS] included); since every example keeps its
+    [CLS], subtracting 1 from the means is exact and the ratio pools all examples' ranked
+    tokens. ``cumulative`` is the measured share of the real tokens ([CLS] included) entering
+    each prune layer.
 
     Returns:
         dict of lists, one value per prune layer: layers, expected, measured, cumulative.
+    Raises:
+        ValueError: no such evaluation, an evaluation without ``mean_length``, a prune
+        location below 1 (it has no previous layer), or no training record with
+        ``expected_keep_ratio`` (a run without gates).
     """
     evals = [r for r in _kind(history, "eval") if step is None or r["step"] == step]
     if not evals:
         raise ValueError(f"no evaluation at step={step!r}")
     ev = evals[-1]
+    bad = [loc for loc in prune_location if loc < 1]
+    if bad:
+        raise ValueError(f"prune_location {list(prune_location)} holds {bad}: a prune layer must be "
+                         ">= 1 (layer 0 has no previous layer to keep tokens of)")
+    if "mean_length" not in ev:
+        raise ValueError(f"the evaluation at step {ev['step']} has no mean_length")
     train = [r for r in _kind(history, "train")
              if r["step"] <= ev["step"] and r.get("expected_keep_ratio")]
-    cum = ev["keep_ratio"]
-    return dict(layers=list(prune_location),
-                expected=list(train[-1]["expected_keep_ratio"]) if train else None,
-                measured=[cum[loc] / cum[loc - 1] if cum[loc - 1] else 0.0
+    if not train:
+        raise ValueError(f"no training record up to step {ev['step']} has expected_keep_ratio: "
+                         "the history is not a pruning run's, nothing to compare")
+    tokens = [ratio * ev["mean_length"] for ratio in ev["keep_ratio"]]  # [CLS] included
+    return dict(layers=list(prune_location), expected=list(train[-1]["expected_keep_ratio"]),
+                measured=[(tokens[loc] - 1) / (tokens[loc - 1] - 1) if tokens[loc - 1] > 1 else 0.0
                           for loc in prune_location],
-                cumulative=[cum[loc] for loc in prune_location])
+                cumulative=[ev["keep_ratio"][loc] for loc in prune_location])
+
+
+def reused_config(results: dict, requested, run_dir: str):
+    """The TrainConfig ``results`` (a run's results.json) was trained with, which every
+    observation about the run must use; prints a notice naming each knob where ``requested``
+    (the notebook's configuration) differs, with both values (keys the run did not record
+    are skipped: they predate them).
+
+    Example:
+        >>> from toplib.train import build_train_config
+        >>> c = build_train_config("rotten_tomatoes", "quick", {})
+        >>> reused_config({"config": dict(c.to_dict(), sparsity=0.7)}, c, "runs/x").sparsity
+        NOTICE: runs/x was trained with sparsity=0.7, not the requested 0.5; the observations below describe the run as trained. To train with the parameters asked for, pass a new output_dir or overwrite=True.
+        0.7
+    """
+    from ..train import TrainConfig
+    from ..train.config import config_differences
+    differ = config_differences(requested.to_dict(), results["config"], shared_only=True)
+    if differ:
+        knobs = ", ".join(f"{k}={run!r}, not the requested {asked!r}"
+                          for k, (asked, run) in differ.items())
+        print(f"NOTICE: {run_dir} was trained with {knobs}; the observations below describe the "
+              "run as trained. To train with the parameters asked for, pass a new output_dir "
+              "or overwrite=True.")
+    return TrainConfig.from_dict(results["config"])

@@ -53,8 +53,8 @@ def plot_training_curves(history: list[dict], prune_location=None, task: str | N
     Pruning runs get nine panels: fit loss (distillation or task), Lagrangian term,
     ranking-distillation loss beside its weight, the three terms of the total loss (log
     scale), expected vs target (warmed-up) vs measured sparsity, the multipliers lambda_1
-    and lambda_2, the expected keep ratio of each prune layer (conditional: kept / tokens
-    entering it), the measured share of each sentence's real tokens entering each layer
+    and lambda_2, the expected keep ratio of each prune layer (conditional: kept / ranked
+    tokens entering it, [CLS] excluded), the measured share of each sentence's real tokens entering each layer
     (cumulative), and the evaluation score. Fine-tuning runs get loss and score.
 
     Args:
