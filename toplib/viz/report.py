@@ -26,7 +26,7 @@ EXECUTED_SUBDIR = "executed"
 HTML_TEMPLATE = "lab"  # nbconvert's JupyterLab look
 FIRST_PARAGRAPH_CHARS = 600
 MATHJAX_SUBDIR = "mathjax"
-MATHJAX_CONFIG = "MathJax.js?config=TeX-AMS_CHTML-full,Safe"  # nbconvert's own default config
+MATHJAX_CONFIG = "MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"  # the configs it ships
 
 
 @dataclass
