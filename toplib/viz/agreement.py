@@ -141,15 +141,16 @@ def pruning_layer_gap(df: pd.DataFrame, measure: str = "kendall_tau") -> pd.Data
     difference exceeds it when the mean ± sd bars do not overlap), ``exceeds``, ``ahead``,
     the seeds where ToP beats its own twin (paired, same seed), ``behind`` where the twin
     beats ToP and ``ties``, of ``n``, and the per-seed values (``top_seeds``,
-    ``norank_seeds``, in seed order). A layer without values of both models in a common
-    seed raises a ValueError naming it."""
+    ``norank_seeds``, in seed order); seeds where either value is NaN (undefined) are left
+    out. A layer without any row of one of the two models raises a ValueError naming it."""
     deciding = df[df["decides_pruning"].astype(bool) & df["model"].isin([TOP, NORANK])]
     rows = []
     for layer, part in deciding.groupby("layer"):
-        wide = part.pivot(index="seed", columns="model", values=measure).dropna()
-        if wide.empty or not {TOP, NORANK} <= set(wide.columns):
-            raise ValueError(f"layer {layer}: no seed has {measure} for both {TOP!r} and "
-                             f"{NORANK!r}; train the missing twins (train_missing)")
+        wide = part.pivot(index="seed", columns="model", values=measure)
+        if not {TOP, NORANK} <= set(wide.columns):
+            raise ValueError(f"layer {layer}: no {measure} values of {TOP!r} and {NORANK!r} "
+                             "both; train the missing twins (train_missing)")
+        wide = wide.dropna()  # seeds where the measure is undefined for either (n may be 0)
         sd = wide.std(ddof=1)
         diff = wide[TOP].mean() - wide[NORANK].mean()
         spread = sd[TOP] + sd[NORANK]  # NaN for one seed
