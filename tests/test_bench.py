@@ -155,3 +155,14 @@ def test_results_carry_the_machine_and_its_load(results):
     assert load_note([results]) in format_report(results)
     fig = plot_latency_vs_length([results])
     assert any(load_note([results]) in t.get_text() for t in fig.texts)  # the footer
+
+
+def test_batch_rows_read_the_load_through_machine_load(tokenizer, monkeypatch):
+    import toplib.bench.timing as timing
+    monkeypatch.setattr(timing, "machine_load", lambda: {"loadavg": [7.5, 6.0, 5.0],
+                                                         "cpu_count": 2})
+    settings = BenchSettings(task="rotten_tomatoes", length=LENGTH, batch_sizes=(1,), runs=1,
+                             warmup=0, sparsity=0.5)
+    out = run_benchmark(settings, tiny_top("bert", tokenizer), tokenizer)
+    assert out["batches"][0]["loadavg_1min"] == [7.5, 7.5]
+    assert out["load_before"]["loadavg"] == out["load_after"]["loadavg"] == [7.5, 6.0, 5.0]

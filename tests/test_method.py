@@ -15,7 +15,10 @@ from toplib.core.flops import MAC_TERMS, EncoderDims, encoder_macs, layer_mac_te
 from toplib.core.gates import (
     BETA,
     GAMMA,
+    LOG_ALPHA_MAX,
+    LOG_ALPHA_MIN,
     ZETA,
+    RankBinGates,
     hard_concrete_cdf,
     hard_concrete_density,
     prob_nonzero,
@@ -114,6 +117,49 @@ def test_gate_findings_by_hand():
     assert found["monotone_layers"] == [2] and found["last_bin_open_layers"] == [3]
     assert found["closed_bins"] == {2: 2, 3: 1} and found["empty_bins"] == 2
     assert found["p_open_empty_bins"] == pytest.approx((0.8 + 0.95) / 2)
+
+
+def test_overshoot_reads_the_peak_against_the_final_target():
+    import pandas as pd
+    run = pd.DataFrame({"step": [0, 5, 10, 15], "expected_sparsity": [0.0, 0.3, 0.55, 0.5],
+                        "target": [0.0, 0.25, 0.5, 0.5]})
+    found = constraint_toy.overshoot(run)
+    assert found["peak_step"] == 10 and found["by"] == pytest.approx(0.05)
+    assert found["last"] == 0.5 and found["target"] == 0.5
+    under = constraint_toy.overshoot(run.assign(expected_sparsity=[0.0, 0.2, 0.4, 0.45]))
+    assert under["by"] == pytest.approx(-0.05) and under["peak_step"] == 15
+
+
+def _gates(rows) -> RankBinGates:
+    gates = RankBinGates(len(rows), len(rows[0]))
+    with torch.no_grad():
+        gates.bin_log_alpha.copy_(torch.tensor(rows))
+    return gates
+
+
+def test_eval_gate_split_handles_all_open_and_all_closed_layers():
+    # layer 2 all open, layer 3 all closed, layer 4: P = 0.60 closes (k = round(4 - 1.31) = 3)
+    gates = _gates([[LOG_ALPHA_MAX] * 4, [LOG_ALPHA_MIN - 4] * 4, [-1.2, -0.8, -6.0, -6.0]])
+    split = method.eval_gate_split(gates, (2, 3, 4)).set_index("layer")
+    assert split["closed"].tolist() == [0, 4, 3] and split["k expected zeros"].tolist() == [0, 4, 3]
+    assert np.isnan(split.loc[2, "largest P closed"]) and split.loc[2, "smallest P open"] > 0.9
+    assert np.isnan(split.loc[3, "smallest P open"]) and split.loc[3, "largest P closed"] < 0.1
+    assert split.loc[4, "largest P closed"] == pytest.approx(float(prob_nonzero(torch.tensor(-1.2))))
+    assert split.loc[4, "largest P closed"] > 0.5  # the deterministic rule, not P < 0.5
+    assert split.loc[4, "smallest P open"] == pytest.approx(float(prob_nonzero(torch.tensor(-0.8))))
+
+
+def test_gate_heatmap_crosses_the_gates_evaluation_closes():
+    from toplib.viz.plots import plot_gate_heatmap
+    gates = _gates([[-1.2, -0.8, -6.0, -6.0], [LOG_ALPHA_MAX] * 4])
+    closed = method.closed_bin_gates(gates)
+    assert closed.tolist() == [[True, False, True, True], [False] * 4]
+    table = method.gate_table(gates, (1, 2))
+    assert table.loc[1, 0] > 0.5  # crossed although P(open) > 0.5
+    fig = plot_gate_heatmap(table, closed, np.full((2, 4), 0.25), "t")
+    crosses = fig.get_axes()[0].collections[0].get_offsets()
+    assert sorted(map(tuple, np.asarray(crosses).tolist())) == [(0.0, 0.0), (2.0, 0.0), (3.0, 0.0)]
+    assert "closed at evaluation" in fig.get_axes()[0].get_xlabel()
 
 
 @pytest.mark.parametrize("seed", range(5))

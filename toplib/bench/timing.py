@@ -208,10 +208,10 @@ def _model_summary(top) -> dict:
 def _batch_row(top, timed, dense, batches, settings: BenchSettings) -> dict:
     """Latency, throughput, speed-ups and their ratio to the FLOPs reduction at one batch size."""
     bs = batches[0][0]["input_ids"].shape[0]
-    load = os.getloadavg()[0]  # other processes distort timings: keep the load beside them
+    load = machine_load()["loadavg"][0]  # other processes distort timings: keep the load
     times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup)
     row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
-           "loadavg_1min": [load, os.getloadavg()[0]]}
+           "loadavg_1min": [load, machine_load()["loadavg"][0]]}
     lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
     cpu = row["cpu_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["cpu"].items()}
     row["throughput"] = {k: bs * 1e3 / v for k, v in lat.items()}

@@ -117,6 +117,28 @@ def multipliers_while_unmet(run: pd.DataFrame) -> dict:
             "lambda_2_rose": float((quadratic > 0).mean())}
 
 
+def overshoot(run: pd.DataFrame, target_column: str = "target") -> dict:
+    """Whether the expected sparsity went past the final target, and by how much.
+
+    Args:
+        run: rows in step order with ``step``, ``expected_sparsity`` and ``target_column``
+            (a :func:`toy_lagrangian_run` frame, or a run's training history with
+            ``target_column="target_sparsity"``).
+    Returns:
+        {"target", "peak", "peak_step", "by", "last"}: the final target, the largest
+        expected sparsity and its step, ``peak - target`` (> 0: overshot) and the last value.
+    Example:
+        >>> run = pd.DataFrame({"step": [0, 1, 2], "expected_sparsity": [0.1, 0.6, 0.5],
+        ...                     "target": [0.5] * 3})
+        >>> round(overshoot(run)["by"], 3), overshoot(run)["peak_step"]
+        (0.1, 1)
+    """
+    s = run["expected_sparsity"].to_numpy(dtype=float)
+    target, peak = float(run[target_column].iloc[-1]), int(np.argmax(s))
+    return {"target": target, "peak": float(s[peak]), "peak_step": int(run["step"].iloc[peak]),
+            "by": float(s[peak]) - target, "last": float(s[-1])}
+
+
 def bin_mass(table: pd.DataFrame, bin_num: int) -> torch.Tensor:
     """(BIN_NUM,) share of a sentence's importance each rank bin holds (an
     ``toplib.viz.method.importance_table``; [CLS] left out): 0 for bins nobody falls in.

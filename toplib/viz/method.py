@@ -118,6 +118,42 @@ def gate_table(gates: RankBinGates, prune_location) -> pd.DataFrame:
     return frame
 
 
+def eval_gate_split(gates: RankBinGates, prune_location) -> pd.DataFrame:
+    """How evaluation's deterministic rule (the gates' own ``gates(training=False)``,
+    :func:`~toplib.core.gates.deterministic_gates`) splits each prune layer's bin gates:
+    sum of P(z > 0), the k = round(BIN_NUM - sum P) gates expected closed, the gates it
+    closes, the largest P(z > 0) among them and the smallest P(z > 0) left open (NaN when
+    a layer's bins are all open, or all closed).
+
+    Example:
+        >>> split = eval_gate_split(RankBinGates(1, 4), (2,))  # fresh: all open
+        >>> int(split["closed"][0]), bool(split["largest P closed"].isna()[0])
+        (0, True)
+    """
+    p_open = prob_nonzero(gates.bin_log_alpha).detach()
+    z_bins = gates(training=False)[0]
+    rows = []
+    for loc, p_row, z_row in zip(prune_location, p_open, z_bins):
+        shut, left_open = p_row[z_row == 0], p_row[z_row > 0]
+        rows.append({"layer": loc, "sum P(z>0)": float(p_row.sum()),
+                     "k expected zeros": round(len(p_row) - float(p_row.sum())),
+                     "closed": int((z_row == 0).sum()),
+                     "largest P closed": float(shut.max()) if len(shut) else np.nan,
+                     "smallest P open": float(left_open.min()) if len(left_open) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def closed_bin_gates(gates: RankBinGates) -> np.ndarray:
+    """(P, BIN_NUM) bool: the bin gates evaluation closes (``gates(training=False)``, the
+    rule :func:`~toplib.core.gates.deterministic_gates`), whatever the pruner gates say.
+
+    Example:
+        >>> int(closed_bin_gates(RankBinGates(2, 3)).sum())  # fresh: all open
+        0
+    """
+    return (gates(training=False)[0] == 0).numpy()
+
+
 def gate_findings(p_open: np.ndarray, kept: np.ndarray, occupancy: np.ndarray,
                   prune_location) -> dict:
     """What the gates learned, from (P, BIN_NUM) P(z > 0), the 0/1 bins kept at evaluation

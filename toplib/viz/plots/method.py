@@ -8,6 +8,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
+from ...core.flops import MAC_TERMS
 from ...core.gates import (
     LOG_ALPHA_MAX,
     LOG_ALPHA_MIN,
@@ -18,8 +19,7 @@ from ...core.gates import (
 )
 
 DENSITY_GRID = 400  # points of a density curve on (0, 1)
-TERM_COLORS = dict(zip(("qkv", "scores", "softmax", "context", "output", "ffn"),
-                       sns.color_palette("deep", 6)))
+TERM_COLORS = dict(zip(MAC_TERMS, sns.color_palette("deep", len(MAC_TERMS))))
 
 
 def plot_attention_importance(tokens: list[str], attention: np.ndarray, importance: np.ndarray,
@@ -104,10 +104,12 @@ def plot_hard_concrete(log_alphas, samples: int = 20000, seed: int = 0):
     return fig
 
 
-def plot_gate_heatmap(gates, occupancy: np.ndarray, title: str):
-    """Left: P(z > 0) of every bin gate (a ``gate_table``: rows prune layers), closed bins
-    at evaluation crossed; right: the share of each layer's tokens in each bin relative to
-    1 / BIN_NUM (0: nobody there, so that gate gets no gradient)."""
+def plot_gate_heatmap(gates, closed: np.ndarray, occupancy: np.ndarray, title: str):
+    """Left: P(z > 0) of every bin gate (a ``gate_table``: rows prune layers), crossed where
+    evaluation closes the gate (``closed``, (P, BIN_NUM) bool: ``closed_bin_gates``, the
+    rule of ``deterministic_gates``, which may close a gate with P > 0.5); right: the share
+    of each layer's tokens in each bin relative to 1 / BIN_NUM (0: nobody there, so that
+    gate gets no gradient)."""
     sns.set_theme(style="white", context="notebook")
     bins = [c for c in gates.columns if isinstance(c, (int, np.integer))]
     p_open = gates[bins].to_numpy(dtype=float)
@@ -121,8 +123,10 @@ def plot_gate_heatmap(gates, occupancy: np.ndarray, title: str):
         ax.set_yticks(range(len(gates)), [f"layer {loc}" for loc in gates.index])
         ax.set_xticks(range(len(bins)), bins, fontsize=7)
         ax.set_xlabel("rank bin (0 = most attended)")
-    closed = np.argwhere(p_open < 0.5)  # drawn where the gate is more likely shut
-    axes[0].scatter(closed[:, 1], closed[:, 0], marker="x", color="black", s=18, label="P < 0.5")
+    shut = np.argwhere(np.asarray(closed, dtype=bool))
+    axes[0].scatter(shut[:, 1], shut[:, 0], marker="x", color="black", s=18,
+                    label="closed at evaluation")
+    axes[0].set_xlabel("rank bin (0 = most attended); x: gate closed at evaluation")
     axes[0].set_title("learned bin gates (pruner gates: "
                       + ", ".join(f"{p:.2f}" for p in gates["pruner"]) + ")", fontsize=10)
     axes[1].set_title("where the tokens are (validation set)", fontsize=10)
