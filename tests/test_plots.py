@@ -37,6 +37,7 @@ def test_constraint_tracking_plots_every_seed_and_the_target():
     assert len(s_ax.get_lines()) == 3 and len(l_ax.get_lines()) == 2
     assert list(s_ax.get_lines()[-1].get_ydata()) == [0.0, 0.05, 0.1, 0.15000000000000002]
 
+
 # ---- training curves, ranking agreement, prune rates: what the labels and titles promise -----
 def _pruning_history(alpha=1e-3, warmup=4):
     history = [dict(kind="train", step=s, distill_loss=0.1 * s, lagrangian_loss=0.05 - 0.02 * s,
