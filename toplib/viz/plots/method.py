@@ -3,6 +3,8 @@ importance, its rank bins, hard-concrete gates, the learned gates, MACs term by 
 toy constraint run and the ranking loss."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -19,6 +21,7 @@ from ...core.gates import (
 )
 
 DENSITY_GRID = 400  # points of a density curve on (0, 1)
+TIMING_TITLE_WIDTH = 55  # characters a line of the timing panel's title (machine and load)
 TERM_COLORS = dict(zip(MAC_TERMS, sns.color_palette("deep", len(MAC_TERMS))))
 
 
@@ -220,7 +223,7 @@ def plot_masked_vs_dropped(dense, pruned, title: str, timings=None,
                            timing_title: str = "measured on this machine"):
     """MACs per layer when pruned tokens are masked (every layer computes on all n tokens:
     the dense count) vs dropped; with ``timings`` ({variant: ms}), a second panel of them
-    titled ``timing_title`` (say what was timed)."""
+    titled ``timing_title`` (say what was timed, and on what load; wrapped to fit)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2 if timings else 1, figsize=(11 if timings else 6, 3.8),
                              squeeze=False)
@@ -232,7 +235,8 @@ def plot_masked_vs_dropped(dense, pruned, title: str, timings=None,
     if timings:
         names = list(timings)
         axes[0][1].barh(names, [timings[k] for k in names], color=sns.color_palette("deep", 4))
-        axes[0][1].set(xlabel="median ms per forward pass", title=timing_title)
+        axes[0][1].set_xlabel("median ms per forward pass")
+        axes[0][1].set_title(textwrap.fill(timing_title, TIMING_TITLE_WIDTH), fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
