@@ -243,3 +243,17 @@ def test_01_how_top_works(kernel_env, tiny_runs, tmp_path):  # noqa: F811
     _figures(tmp_path, "01_attention_importance", "01_rank_bins", "01_hard_concrete", "01_gates",
              "01_kept_tokens", "01_mac_terms", "01_toy_lagrangian", "01_lambda_loss",
              "01_masked_vs_dropped")
+
+
+def test_masked_vs_dropped_names_what_was_timed_in_a_wrapped_title():
+    import pandas as pd
+
+    from toplib.viz import plots
+    dense = pd.DataFrame({"total": [10.0, 10.0]})
+    pruned = pd.DataFrame({"total": [10.0, 4.0]})
+    timed_on = "batch of 32, 1 thread(s), AMD EPYC 9B14 96-Core Processor, 1-min load 2.3 on 2 cores"
+    fig = plots.plot_masked_vs_dropped(dense, pruned, "t", {"top_drop": 1.0, "dense_padded": 2.0},
+                                       timed_on)
+    title = fig.axes[1].get_title()
+    assert "load 2.3" in title and "\n" in title  # the machine and load, wrapped to fit
+    assert [round(v, 6) for v in fig.axes[0].get_lines()[1].get_ydata()] == [1e-05, 4e-06]
