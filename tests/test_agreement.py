@@ -126,3 +126,13 @@ def test_history_summaries_refuse_what_they_cannot_compute():
     for key in ("rank_weight", "loss"):
         with pytest.raises(ValueError, match=f"without '{key}'"):
             loss_terms([{k: v for k, v in r.items() if k != key} for r in HISTORY])
+
+
+def test_config_differences_read_a_json_round_trip_as_the_same_config():
+    import json
+
+    from toplib.train import build_train_config
+    from toplib.train.config import config_differences
+    config = build_train_config("mrpc", "standard", {}).to_dict()  # prune_location a tuple
+    assert isinstance(config["prune"]["prune_location"], tuple)
+    assert config_differences(config, json.loads(json.dumps(config))) == {}

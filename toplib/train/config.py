@@ -123,23 +123,26 @@ class TrainConfig:
 
 def config_differences(expected: Mapping, actual: Mapping, shared_only: bool = False) -> dict:
     """``{key: (expected value, actual value)}`` where two configuration dicts (``to_dict()``
-    or a results.json's ``config``) differ, nested dicts flattened to ``prune.bin_num``; a key
-    one side lacks reads None, or is skipped with ``shared_only``.
+    or a results.json's ``config``) differ, nested dicts flattened to ``prune.bin_num`` and
+    tuples read as the lists JSON gives back; a key one side lacks reads None, or is skipped
+    with ``shared_only``.
 
     Example:
-        >>> config_differences({"seed": 1, "prune": {"bin_num": 25}}, {"seed": 1, "prune": {"bin_num": 10}})
+        >>> config_differences({"seed": 1, "prune": {"bin_num": 25, "prune_location": (1, 2)}},
+        ...                    {"seed": 1, "prune": {"bin_num": 10, "prune_location": [1, 2]}})
         {'prune.bin_num': (25, 10)}
     """
     out = {}
     for key in sorted(set(expected) | set(actual)):
         if shared_only and not (key in expected and key in actual):
             continue
-        a, b = expected.get(key), actual.get(key)
+        a, b = (list(v) if isinstance(v, tuple) else v for v in (expected.get(key), actual.get(key)))
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out.update({f"{key}.{k}": v for k, v in config_differences(a, b, shared_only).items()})
         elif a != b:
             out[key] = (a, b)
     return out
+
 
 # ---- presets ----------------------------------------------------------------------------
 # Li et al., KDD'23, Table 7 (hyper-parameters of the release, 12-layer BERT).

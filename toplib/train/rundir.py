@@ -27,6 +27,7 @@ from collections.abc import Iterator
 import torch
 
 from ..hf.model import read_meta
+from .config import config_differences
 from .records import trim_history
 
 logger = logging.getLogger(__name__)
@@ -226,8 +227,8 @@ def _flat(values: dict, prefix: str = "") -> dict:
     a run's derived entry of the same name (the meta's resolved ``max_seq_length`` is not
     the configured one, None for the task's own)."""
     nested = ("config", "prune", "data")
-    out = {prefix + key: list(value) if isinstance(value, tuple) else value
-           for key, value in values.items() if not (isinstance(value, dict) and key in nested)}
+    out = {prefix + key: value for key, value in values.items()
+           if not (isinstance(value, dict) and key in nested)}
     for key, value in values.items():
         if isinstance(value, dict) and key in nested:
             out.update(_flat(value, "" if key == "config" else f"{key}."))
@@ -237,8 +238,8 @@ def _flat(values: dict, prefix: str = "") -> dict:
 def run_differences(saved: dict, identity: dict) -> list[str]:
     """``'name: saved -> now'`` for every entry of ``identity`` that the saved meta holds
     with another value (entries an older checkpoint does not record are not compared)."""
-    old, new = _flat(saved), _flat(identity)
-    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if k in old and old[k] != new[k]]
+    differ = config_differences(_flat(saved), _flat(identity), shared_only=True)
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in differ.items()]
 
 
 def check_same_run(saved: dict, identity: dict, accept: bool, where: str) -> None:
