@@ -6,6 +6,8 @@ import io
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from ..history import fit_key
+
 PRUNE_PANELS = ("fit", "lagrangian", "rank", "terms", "sparsity", "lambda", "keep",
                 "measured_keep", "score")
 CONDITIONAL = "kept / tokens entering the layer"
@@ -71,13 +73,13 @@ def plot_training_curves(history: list[dict], prune_location=None, task: str | N
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     ax = dict(zip(panels, axes.flat))
     colors = sns.color_palette("deep", 10)
-    fit_key = "distill_loss" if any("distill_loss" in r for r in history) else "task_loss"
-    steps, fit = _series(history, "train", fit_key)
+    key = fit_key(history)
+    steps, fit = _series(history, "train", key)
     ax["fit"].plot(steps, fit, color=colors[0], alpha=0.35, linewidth=1, label="logged batch")
     ax["fit"].plot(steps, _smoothed(fit), color=colors[0], linewidth=2,
                    label=f"mean of {SMOOTHING} logged batches")
     ax["fit"].legend(fontsize=8)
-    ax["fit"].set(title="logit-distillation loss (KL, training)" if fit_key == "distill_loss"
+    ax["fit"].set(title="logit-distillation loss (KL, training)" if key == "distill_loss"
                   else "task loss (cross-entropy, training)", ylabel="loss")
     _score_panel(ax["score"], history, metric, best_step, colors[3])
     if pruning:
@@ -140,8 +142,7 @@ def _rank_panel(ax, history: list[dict], colors) -> None:
 
 def _terms_panel(ax, history: list[dict], colors) -> None:
     """The three terms of the total loss on one log scale: which one drives training."""
-    fit_key = "distill_loss" if any("distill_loss" in r for r in history) else "task_loss"
-    ax.plot(*_series(history, "train", fit_key), color=colors[0], label="fit (distillation)")
+    ax.plot(*_series(history, "train", fit_key(history)), color=colors[0], label="fit (distillation)")
     steps, lag = _series(history, "train", "lagrangian_loss")
     ax.plot(steps, [abs(v) for v in lag], color=colors[1], label="|Lagrangian|")
     steps, rank = weighted_rank_series(history)
