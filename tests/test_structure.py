@@ -16,7 +16,7 @@ MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 50  # docstring excluded
 MAX_PARAMETERS = 7  # self/cls excluded, *args and **kwargs included
 # Each sub-package may import only from itself and from lower ranks.
-RANKS = {"core": 0, "hf": 1, "data": 1, "train": 2, "infer": 2, "viz": 3, "search": 3, "bench": 4, "cli": 5,
+RANKS = {"core": 0, "hf": 1, "data": 1, "train": 2, "infer": 2, "export": 3, "viz": 3, "search": 3, "bench": 4, "cli": 5,
          "__main__": 6, "__init__": 6}
 
 

@@ -1,5 +1,5 @@
 """Command line: ``toplib finetune | prune | sweep | evaluate | quickstart | bench |
-convert-release``.
+export | convert-release``.
 
 The flags of the training knobs and of the data sources (``DataFiles``) are generated from
 the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import register_cli
     register_cli(sub)
+    from .export.cli import register_cli as register_export
+    register_export(sub)
     for p in sub.choices.values():  # also after the command: `toplib evaluate x --debug`
         _add_global_flags(p, argparse.SUPPRESS)
     return parser

@@ -1,0 +1,130 @@
+"""The token-dropping forward pass as plain tensor operations, for tracing to ONNX.
+
+:func:`toplib.infer.prune_forward` decides shapes on the host (``int(counts.max())``,
+``bool(alive.all())``, a cached rank table): a tracer would freeze every such number into the
+graph. :class:`DropGraph` computes the same thing with the shapes as data:
+
+* survivors are gathered by a TopK whose ``k`` is a 0-d tensor (the longest survivor), over a
+  key that puts kept tokens first in position order, so ONNX gets a TopK of dynamic width;
+* a token's rank among the alive non-[CLS] tokens is counted pairwise (tokens scoring
+  higher, plus equal scores at lower positions): the stable descending rank of
+  :func:`toplib.core.importance.rank_bins` without a sort, (B, m, m) comparisons, fewer
+  than one attention head's scores;
+* bins use rank_bins' float formula, ``floor(r / (m + eps) * bin_num)``, so boundaries round
+  as in the model; the open bins are a constant of the graph (``eval_keep_table``).
+
+Attention is Hugging Face's eager order (``q k^T * scaling + mask``, softmax, ``@ v``) with
+an additive padding mask, the pattern onnxruntime's transformer optimizer knows. Inputs must
+be right-padded with [CLS] at position 0 (as ``prune_forward`` requires).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..hf.encoder import classify, encoder_of
+from ..infer.engine import eval_keep_table
+
+
+def gather_kept(hidden: torch.Tensor, keep: torch.Tensor):
+    """Survivors of ``keep`` to the front, in position order, re-padded to the longest.
+
+    Args:
+        hidden: (B, m, H) or (B, m) (token ids); keep: (B, m) bool.
+    Returns:
+        (hidden (B, m', ...), alive (B, m') bool) with m' = the most survivors of a row.
+    """
+    positions = torch.ones_like(keep, dtype=torch.float32).cumsum(1) - 1  # (B, m) 0..m-1
+    width = keep.shape[1]
+    key = keep.float() * width - positions  # kept: (0, m], earlier first; dropped: <= 0
+    longest = keep.sum(-1).max()  # 0-d tensor: TopK of dynamic width in the graph
+    order = torch.topk(key, longest, dim=1, largest=True, sorted=True).indices  # (B, m')
+    alive = keep.gather(1, order)  # survivors come first, so True up to each row's count
+    if hidden.dim() == 2:
+        return hidden.gather(1, order), alive
+    batch_offset = (torch.ones_like(order[:, :1]).cumsum(0) - 1) * width  # (B, 1) row starts
+    flat = hidden.reshape(-1, hidden.shape[-1])  # (B*m, H): copy whole rows (ONNX Gather)
+    return F.embedding(order + batch_offset, flat), alive
+
+
+def importance(probs: torch.Tensor, alive: torch.Tensor, all_rows: bool) -> torch.Tensor:
+    """(B, m) attention received, averaged over heads and query rows (the alive ones, or all
+    present rows), x alive: :func:`toplib.core.importance.token_importance`, with the row
+    average as one batched product before the head mean ((B, A, 1, m), not (B, m, m))."""
+    alive = alive.to(probs.dtype)
+    rows = torch.ones_like(alive) if all_rows else alive
+    weights = rows / rows.sum(-1, keepdim=True).clamp_min(1.0)  # (B, m) query weights
+    received = torch.matmul(weights[:, None, None, :], probs)  # (B, A, 1, m)
+    return received.mean(dim=1)[:, 0] * alive
+
+
+def bin_keep(scores: torch.Tensor, alive: torch.Tensor, open_bins: torch.Tensor,
+             bin_num: int, eps: float) -> torch.Tensor:
+    """(B, m) bool tokens kept at a prune location: alive and in an open rank bin, [CLS]
+    always (:func:`toplib.core.importance.rank_bins` and ``drop_tokens``)."""
+    positions = torch.ones_like(scores).cumsum(1)  # (B, m) 1..m
+    first = positions == 1  # [CLS]
+    candidates = alive & ~first
+    masked = scores.masked_fill(~candidates, float("-inf"))
+    above = masked[:, None, :] > masked[:, :, None]  # (B, j, k): k scores above j
+    earlier = positions[:, None, :] < positions[:, :, None]  # k before j
+    ties = (masked[:, None, :] == masked[:, :, None]) & earlier
+    ranks = (above | ties).sum(-1).to(scores.dtype)  # (B, m) stable descending rank
+    m = candidates.sum(-1, keepdim=True).clamp_min(1).to(scores.dtype)
+    bins = torch.floor(ranks / (m + eps) * bin_num).long().clamp(0, bin_num - 1)
+    return (candidates & open_bins[bins]) | first
+
+
+def additive_mask(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, m) bool -> (B, 1, 1, m) additive bias: 0 present, the dtype's minimum absent."""
+    return ((~alive).to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
+
+
+def attention(attn: nn.Module, hidden: torch.Tensor, bias: torch.Tensor):
+    """A Hugging Face attention block (``.self`` q/k/v, ``.output``) in its eager order;
+    returns (output (B, m, H), probabilities (B, A, m, m))."""
+    sa = attn.self
+    shape = (hidden.shape[0], hidden.shape[1], -1, sa.attention_head_size)
+    q, k, v = (p(hidden).view(shape).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
+    probs = F.softmax(torch.matmul(q, k.transpose(2, 3)) * sa.scaling + bias, dim=-1)
+    context = torch.matmul(probs, v).transpose(1, 2)
+    out = attn.output(context.reshape(hidden.shape[0], hidden.shape[1], -1), hidden)
+    return out, probs
+
+
+class DropGraph(nn.Module):
+    """A ToPModel's token-dropping forward pass with its evaluation gates as constants.
+
+    ``forward(input_ids, attention_mask[, token_type_ids])`` -> (logits (B, C), kept (B, N)
+    long real tokens entering each layer), as :func:`toplib.infer.prune_forward` gives.
+    ``pruning=False``: the same graph without prune locations (dense on real lengths).
+    """
+
+    def __init__(self, top, pruning: bool = True):
+        super().__init__()
+        self.model = top.model
+        self.bin_num, self.eps = top.prune.bin_num, top.prune.bin_eps
+        self.all_rows = top.prune.importance_rows == "all"
+        self.type_ids = top.config.model_type != "roberta"  # RoBERTa: one segment, no input
+        table = eval_keep_table(top, pruning)
+        self.prune_at = sorted(table)
+        for layer, bins in table.items():
+            self.register_buffer(f"open_bins_{layer}", bins.clone().bool())
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        ids, alive = gather_kept(input_ids, attention_mask > 0)  # trim to the longest input
+        types = torch.zeros_like(ids) if token_type_ids is None else \
+            token_type_ids.gather(1, torch.ones_like(ids).cumsum(1) - 1)
+        hidden = self.model.base_model.embeddings(input_ids=ids, token_type_ids=types)
+        kept = []
+        for i, layer in enumerate(encoder_of(self.model).layer):
+            kept.append(alive.sum(-1))
+            out, probs = attention(layer.attention, hidden, additive_mask(alive, hidden.dtype))
+            if i + 1 in self.prune_at:  # layer i's attention ranks layer i+1's input
+                scores = importance(probs, alive, self.all_rows)
+                keep = bin_keep(scores, alive, getattr(self, f"open_bins_{i + 1}"),
+                                self.bin_num, self.eps)
+                out, alive = gather_kept(out, keep)
+            hidden = layer.feed_forward_chunk(out)
+        return classify(self.model, hidden[:, :1]), torch.stack(kept, dim=1)
