@@ -208,7 +208,7 @@ def test_render_html_sparsity_escaping_and_errors(checkpoint):
 
 def test_explorer_app_updates_on_every_change(checkpoint):
     app = explorer.explorer_app([checkpoint], "a quiet film", 0.5)
-    text, choice, slider, output = app.children
+    text, choice, slider, precision, output = app.children
     descriptions = (text.description, choice.description, slider.description)
     assert descriptions == ("Sentence", "Checkpoint", "Sparsity")
     assert "toplib-kept" in output._dom_classes
@@ -220,6 +220,9 @@ def test_explorer_app_updates_on_every_change(checkpoint):
     after_text = output.value
     slider.value = 0.8
     assert output.value != after_text
+    assert precision.description == "Precision" and precision.value == "float32"
+    precision.value = "bfloat16"  # the same sentence, rendered by the bf16 copies
+    assert "funny" in output.value and "toplib-error" not in output.value
     assert explorer.find_checkpoints(os.path.dirname(os.path.dirname(checkpoint))) == [checkpoint]
 
 

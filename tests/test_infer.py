@@ -63,7 +63,7 @@ def test_matches_masked_path(family, closed, fast_attention):
 
 
 def test_attention_in_chunks_of_one_example(family, monkeypatch):
-    monkeypatch.setattr("toplib.hf.encoder.PROBS_CHUNK_BYTES", 1)  # every example its own chunk
+    monkeypatch.setattr("toplib.hf.attention.PROBS_CHUNK_BYTES", 1)  # every example its own chunk
     top = make_top(family, {0: 1, 1: 2, 2: 3})
     ids, mask = padded_batch(top.config, lengths=(12, 9, 5, 1, 2), seq_len=14)
     assert_matches_masked(top, ids, mask)

@@ -133,7 +133,7 @@ def cmd_evaluate(args) -> dict:
           args.max_eval_samples is None or args.max_eval_samples >= 1, "must be an integer >= 1")
     results = evaluate_checkpoint(args.checkpoint, args.task, _data(args),
                                   check_device(args.device),
-                                  not args.quiet, args.max_eval_samples)
+                                  not args.quiet, args.max_eval_samples, args.dtype)
     print(json.dumps(results, indent=2) if args.json else summarize(results))
     return results
 
@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     _add_data_args(p, task_required=False)
     p.add_argument("--max-eval-samples", type=int)
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="compute in this dtype (default: float32; float16 on CUDA only)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 

@@ -38,12 +38,18 @@ def token_importance(probs: torch.Tensor, alive: torch.Tensor,
         >>> token_importance(p, torch.ones(2, 6)).shape
         torch.Size([2, 6])
     """
-    alive = alive.to(probs.dtype)
-    rows = alive if rows is None else rows.to(probs.dtype)
-    received = probs.mean(dim=1)  # (B, n_query, n_key), head mean
+    dtype = score_dtype(probs.dtype)  # bf16 scores would tie where float32 ones rank
+    alive = alive.to(dtype)
+    rows = alive if rows is None else rows.to(dtype)
+    received = probs.mean(dim=1, dtype=dtype)  # (B, n_query, n_key), head mean
     per_query = rows / rows.sum(-1, keepdim=True).clamp_min(1.0)  # (B, n) query weights
     scores = torch.einsum("bq,bqk->bk", per_query, received)
     return scores * alive
+
+
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype importance is computed in: at least float32, whatever the model's."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 RELEASE_BIN_EPS = 1e-6
@@ -150,55 +156,78 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
 
 
 # ---- removing pruned tokens (inference) --------------------------------------------------
-def drop_tokens(hidden, alive, scores, open_bins, bin_num: int, eps: float = 0.0):
+def drop_tokens(hidden, alive, scores, open_bins, bin_num: int, eps: float = 0.0,
+                counts: torch.Tensor | None = None):
     """Prune by rank bins and gather the survivors to the front, re-padded.
 
-    A batch without padding (always so at batch 1) takes :func:`_drop_unpadded`.
+    A batch without padding (always so at batch 1) takes :func:`_drop_unpadded`. With
+    ``counts`` given (``toplib.infer`` plans them on the host from the lengths and the 0/1
+    gates, :func:`kept_counts`), nothing is read back from the device: no shape or
+    ``.item()`` waits for the kernels queued before it (on a GPU, a stall per layer).
 
     Args:
-        hidden: (B, m, H); alive: (B, m) bool; scores: (B, m) importance;
-        open_bins: (bin_num,) bool; bin_num: BIN_NUM; eps: as :func:`rank_bins`.
+        hidden: (B, m, H); alive: (B, m) bool, or None when every position is a real
+            token; scores: (B, m) importance; open_bins: (bin_num,) bool, a tensor or a
+            tuple; bin_num: BIN_NUM; eps: as :func:`rank_bins`; counts: (B,) host tensor of
+            the tokens each example keeps, [CLS] included, when known in advance.
     Returns:
         (hidden (B, m', H), alive (B, m') bool) with m' the longest survivor; survivors
         keep their order, so rank ties break as in the masked path.
     """
-    if bool(alive.all()):
+    if alive is None or (counts is None and bool(alive.all())):
         return _drop_unpadded(hidden, scores, open_bins, bin_num, eps)
     bins = rank_bins(scores, alive.to(scores.dtype), bin_num, eps)
-    keep = alive & open_bins[bins]
+    keep = alive & _on(open_bins, bins.device)[bins]
     keep[:, 0] = True  # [CLS] is never pruned
-    counts = keep.sum(-1)
-    width = int(counts.max())
+    if counts is None:
+        counts = keep.sum(-1)
+    width = int(counts.max())  # a host tensor when planned: no wait
     # Stable sort of "dropped" flags puts survivors first, in their original order.
     order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :width]
     # Copy whole rows (index_select) rather than gather element by element: ~10x faster.
     batch, m, h = hidden.shape
     rows = (order + torch.arange(batch, device=order.device)[:, None] * m).reshape(-1)
     hidden = hidden.reshape(batch * m, h).index_select(0, rows).view(batch, width, h)
+    counts = counts.to(hidden.device, non_blocking=True)
     alive = torch.arange(width, device=hidden.device)[None, :] < counts[:, None]
     return hidden, alive
 
 
-def _ranks_kept(m: int, open_bins: torch.Tensor, bin_num: int, dtype,
-                eps: float = 0.0) -> torch.Tensor:
-    """Ranks (0 = most important) whose bin is open among ``m`` candidates."""
-    bins = rank_bin_table(table_size(m), bin_num, dtype, str(open_bins.device), eps)[m, :m]
-    return open_bins[bins].nonzero().flatten()
+def _on(open_bins, device) -> torch.Tensor:
+    """``open_bins`` (a tensor or a tuple of bools) as a bool tensor on ``device``."""
+    if isinstance(open_bins, torch.Tensor):
+        return open_bins.to(device)
+    return _cached_bins(tuple(open_bins), str(device))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_bins(open_bins: tuple, device: str) -> torch.Tensor:
+    return torch.tensor(open_bins, dtype=torch.bool, device=device)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ranks_kept(m: int, open_bins: tuple, bin_num: int, eps: float = 0.0,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Ranks (0 = most important) whose bin is open among ``m`` candidates, on the host:
+    they depend on ``m`` and the gates alone, so each pair is worked out once."""
+    bins = rank_bin_table(table_size(m), bin_num, dtype, "cpu", eps)[m, :m]
+    return torch.tensor(open_bins, dtype=torch.bool)[bins].nonzero().flatten()
 
 
 def _drop_unpadded(hidden, scores, open_bins, bin_num: int, eps: float = 0.0):
     """:func:`drop_tokens` for a batch whose rows are all real tokens of equal length.
 
     Then every row keeps the same ranks, so no masks are needed: rank, take the kept
-    ranks, restore position order, copy the rows; half the general path's small
-    operations. At batch 1 the gather still costs about 0.3 ms per prune layer on two
-    cores (bert-base, 128 tokens; the benchmark's profile), per-call overhead rather than
-    copying. Survivors stay in position order, as in the masked path.
+    ranks (known on the host), restore position order, copy the rows; half the general
+    path's small operations. Survivors stay in position order, as in the masked path.
     """
     batch, n, h = hidden.shape
+    if isinstance(open_bins, torch.Tensor):
+        open_bins = tuple(open_bins.tolist())
+    ranks = _ranks_kept(n - 1, open_bins, bin_num, eps, scores.dtype)
+    ranks = ranks.to(scores.device, non_blocking=True)
     order = scores[:, 1:].argsort(dim=1, descending=True, stable=True)
-    kept = order[:, _ranks_kept(n - 1, open_bins, bin_num, scores.dtype, eps)].sort(dim=1).values
-    kept = kept + 1
+    kept = order[:, ranks].sort(dim=1).values + 1
     rows = torch.cat([kept.new_zeros(batch, 1), kept], dim=1)  # [CLS] first
     width = rows.shape[1]
     if batch == 1:

@@ -13,148 +13,21 @@ to the tokens (``TokenRun.drop``):
   counts): layer l's pruning importance is known once layer l-1's attention is done, and the
   masked path zeroes a pruned token's FFN output before anyone reads it.
 
-Both paths share one self-attention on the layer's own weights (:func:`self_attention`),
-which returns the token importance beside the output, so the (B, A, m, m) probabilities
-never leave it:
-
-* eager: ``softmax(q k^T * scaling + bias)``; the masked path in Hugging Face's operation
-  order (training reproduces its values and gradients bitwise), the dropping path a few
-  examples at a time, so each chunk's probabilities stay in cache between the softmax,
-  P @ V and the importance reduction (1.3-2x faster at 128-512 tokens than streaming the
-  whole tensor through memory three times);
-* fused: PyTorch's ``scaled_dot_product_attention`` (Hugging Face's "sdpa" kernel) for
-  layers whose probabilities nothing needs. Over the whole rotten_tomatoes and CoLA
-  validation sets (MiniLM, sparsity 0.5) logits stay within 1e-7 of eager attention, with
-  the same kept tokens.
+Both paths share one self-attention on the layer's own weights
+(:func:`toplib.hf.attention.self_attention`), which returns the token importance beside
+the output, so the (B, A, m, m) probabilities never leave it.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions as EncoderOutput
 
-from ..core.importance import drop_tokens, keep_mask, rank_bins, token_importance
-
-# ---- attention on an HF layer's weights, for both paths --------------------------------
-PROBS_CHUNK_BYTES = 1 << 20
-"""Attention probabilities computed per chunk of examples at inference: about one core's L2."""
-
-
-def no_section(name: str, rows: int | None = None):  # noqa: ARG001 (the timer protocol)
-    """The default section timer: times nothing (see ``toplib.bench.profile.SectionTimer``)."""
-    return nullcontext()
-
-
-def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-    """(B, m) mask (> 0: present) -> (B, 1, 1, m) additive attention bias (0 kept, min
-    dropped), or None when every position is present (one check for a bool mask: batch 1)."""
-    if alive.dtype == torch.bool:
-        absent = None if bool(alive.all()) else ~alive
-    else:
-        absent = alive <= 0
-        absent = absent if bool(absent.any()) else None
-    if absent is None:
-        return None
-    return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
-
-
-class Ranked(NamedTuple):
-    """Which tokens an attention block ranks: ``present`` (B, m) bool, the tokens that may
-    be ranked (and, by default, the query rows importance averages); ``all_rows``: average
-    every query row instead (the release: padding and pruned rows too)."""
-
-    present: torch.Tensor
-    all_rows: bool = False
-
-
-def self_attention(attn, hidden, bias, ranked: Ranked | None = None, eager: bool = True,
-                   whole: bool = True, section=no_section):
-    """One Hugging Face attention block (``layer.attention``: ``.self`` with query/key/value,
-    ``.output``) on (B, m, H) hidden states; ``section(name)`` is a timer context factory.
-
-    Args:
-        bias: (B, 1, 1, m) additive mask or None (nothing masked).
-        ranked: if given (with ``eager``), also return each token's importance (attention
-            received, ToP Sec. 3.1) for the tokens and query rows it names.
-        eager: explicit probabilities instead of fused SDPA.
-        whole: the batch in one chunk (as Hugging Face), returning the (B, A, m, m)
-            probabilities; False: chunks of examples (the token-dropping path).
-    Returns:
-        (output (B, m, H) after the output projection and LayerNorm, importance (B, m) or
-        None, probabilities or None).
-    """
-    sa = attn.self
-    shape = (*hidden.shape[:2], -1, sa.attention_head_size)
-    with section("attn_linear"):
-        q, k, v = (p(hidden).view(shape).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
-    dropout = sa.dropout.p if sa.training else 0.0
-    probs = scores = None
-    if eager:
-        context, scores, probs = _eager_attention((q, k, v), bias, ranked, sa.scaling, dropout,
-                                                  not whole, section)
-    else:
-        with section("attn_core"):
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout,
-                                                     scale=sa.scaling)
-    with section("attn_linear"):
-        out = attn.output(context.transpose(1, 2).reshape(*hidden.shape[:2], -1), hidden)
-    return out, scores, probs if whole else None
-
-
-def _eager_attention(qkv, bias, ranked: Ranked | None, scaling: float, dropout: float,
-                     chunked: bool, section=no_section):
-    """Eager attention and importance on ``qkv`` = (q, k, v), each (B, A, m, d), a chunk of
-    examples at a time when ``chunked``. Returns (context (B, A, m, d), importance (B, m) or
-    None, probabilities of the last chunk)."""
-    q, k, v = qkv
-    b, a, m, _ = q.shape
-    step = max(1, PROBS_CHUNK_BYTES // (a * m * m * q.element_size())) if chunked else b
-    contexts, scores = [], []
-    for start in range(0, b, step):
-        rows = slice(start, start + step)
-        with section("attn_core"):
-            probs = _eager_probs(q[rows], k[rows], None if bias is None else bias[rows], scaling,
-                                 fused=chunked)
-            if dropout:  # training, as HF: after the softmax
-                probs = F.dropout(probs, p=dropout, training=True)
-            contexts.append(torch.matmul(probs, v[rows]))
-        if ranked is not None:
-            with section("importance"):
-                if bias is None and chunked:  # nothing masked: a plain mean (1.8 -> 0.7 ms
-                    # a pass, bert-base, batch 1); the masked path keeps the release's formula
-                    scores.append(probs.mean(dim=(1, 2)))
-                else:
-                    alive = ranked.present[rows].to(probs.dtype)
-                    scores.append(token_importance(
-                        probs, alive, torch.ones_like(alive) if ranked.all_rows else None))
-    join = (lambda xs: xs[0]) if len(contexts) == 1 else torch.cat
-    return join(contexts), (join(scores) if ranked is not None else None), probs
-
-
-def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
-    """softmax(q k^T * scaling + bias): in Hugging Face's operation order (bitwise its
-    values and gradients: the masked, training path), or ``fused``, where ``baddbmm``
-    applies the scaling and adds the mask inside the GEMM, so the (B, A, m, m) scores are
-    written once instead of three times: at 512 tokens that tensor is 12.6 MB per example
-    and layer, and memory traffic dominates.
-    """
-    if not fused:
-        scores = torch.matmul(q, k.transpose(2, 3)) * scaling
-        return F.softmax(scores if bias is None else scores + bias, dim=-1)
-    b, a, m, d = q.shape
-    q3, kt3 = q.reshape(b * a, m, d), k.transpose(2, 3).reshape(b * a, d, m)
-    if bias is None:
-        scores = torch.bmm(q3, kt3).mul_(scaling)
-    else:
-        bias3 = bias.expand(b, a, 1, m).reshape(b * a, 1, m)
-        scores = torch.baddbmm(bias3, q3, kt3, alpha=scaling)
-    return F.softmax(scores, dim=-1).view(b, a, m, m)
-
+from ..core.importance import drop_tokens, keep_mask, rank_bins
+from .attention import Ranked, no_section, padding_bias, self_attention  # noqa: F401 (no_section: re-exported)
 
 # ---- the encoder loop and the patch -----------------------------------------------------
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
@@ -189,6 +62,9 @@ class TokenRun:
     zero_pruned: bool = True
     real: torch.Tensor | None = None  # (B, n) real tokens
     fast_attention: bool = False  # fused SDPA where no importance is needed
+    # (B, N) host tensor of the tokens entering each layer, planned before a dropping pass
+    # (toplib.infer): no shape or padding check is then read back from the device
+    counts: torch.Tensor | None = None
     section: Callable = no_section
     alive_per_layer: list = field(default_factory=list)
     importance: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -197,8 +73,10 @@ class TokenRun:
 
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> torch.Tensor:
     """The encoder's layers on (B, n, H) hidden states, pruning as ``run`` says."""
+    unpadded = _unpadded_layers(run.counts, len(layers))
     for i, layer in enumerate(layers):
-        run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
+        if run.counts is None:
+            run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
         prune_next = run.prune_at.get(i + 1)  # the pruning layer i's importance decides
         wants = prune_next is not None or i in run.record_layers
         present = (run.alive if run.drop else run.alive > 0) if wants else None  # (B, n) bool
@@ -209,7 +87,7 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         scored = run.real > 0 if run.release_training and all_rows and wants else present
         ranked = None if present is None else Ranked(scored, all_rows)
         attn_out, scores, probs = self_attention(
-            layer.attention, hidden, padding_bias(keys, hidden.dtype),
+            layer.attention, hidden, None if unpadded[i] else padding_bias(keys, hidden.dtype),
             ranked, eager=wants or not run.fast_attention,
             whole=not run.drop or "attentions" in run.hooks, section=run.section)
         _emit(layer.attention.self, (hidden,), (attn_out, probs), "attentions" in run.hooks)
@@ -219,20 +97,30 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
             scores = torch.rand_like(scores) * present
         if prune_next is not None and run.drop:
             with run.section("gather"):
-                attn_out, run.alive = drop_tokens(attn_out, run.alive, scores, prune_next,
-                                                  run.bin_num, run.bin_eps)
+                planned = None if run.counts is None else run.counts[:, i + 1]
+                attn_out, run.alive = drop_tokens(attn_out, None if unpadded[i] else run.alive,
+                                                  scores, prune_next, run.bin_num, run.bin_eps,
+                                                  planned)
         with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
             out = layer.feed_forward_chunk(attn_out)
         if prune_next is not None and not run.drop:
             bins = rank_bins(scores, present.to(run.alive.dtype), run.bin_num, run.bin_eps)
             # toplib: the running product of soft keeps; release: this layer's x binary before
             before = present.to(run.alive.dtype) if run.release_training else run.alive
-            run.alive = keep_mask(bins, before, *prune_next)
+            run.alive = keep_mask(bins, before, *prune_next).to(run.alive.dtype)  # bf16 too
             if run.zero_pruned:
                 out = out * run.alive[..., None]  # soft mask: gates get gradients
         _emit(layer, (hidden,), out, "hidden_states" in run.hooks)
         hidden = out
     return hidden
+
+
+def _unpadded_layers(counts: torch.Tensor | None, num_layers: int) -> list[bool]:
+    """Per layer, whether every example enters it with the same number of tokens (then
+    nothing is padded), from planned host ``counts``; all False when not planned."""
+    if counts is None:
+        return [False] * num_layers
+    return (counts == counts[:1]).all(0).tolist()
 
 
 def _emit(module: nn.Module, args: tuple, output, wanted: bool) -> None:

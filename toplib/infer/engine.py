@@ -11,6 +11,7 @@ path.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -20,17 +21,19 @@ from tqdm.auto import tqdm
 from ..core.config import check
 from ..core.flops import schedule_for_sparsity
 from ..core.gates import schedule_gates
+from ..core.importance import kept_counts
 from ..data import pad_examples, real_lengths
 from ..hf.encoder import TokenRun, classify, encoder_of, no_section, run_layers
 from ..hf.model import check_sequence_length
+from ..hf.precision import cast_model
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class DropOutput:
-    """Result of :func:`prune_forward`: logits (B, C); kept (B, N) long, the real tokens
-    entering each layer's attention."""
+    """Result of :func:`prune_forward`: logits (B, C) in the model's dtype; kept (B, N) long
+    (on the host), the real tokens entering each layer's attention."""
 
     logits: torch.Tensor
     kept: torch.Tensor
@@ -40,11 +43,20 @@ def eval_keep_table(top, pruning: bool = True) -> dict[int, torch.Tensor]:
     """{layer: the (bin_num,) bool bins kept} of a ToPModel under its eval gates; locations
     that keep every token (pruner gate off, or every bin open) are left out.
     ``pruning=False`` gives {} (the dense model)."""
+    return _keep_tables(top, pruning)[0]
+
+
+def keep_plan(top, pruning: bool = True) -> tuple:
+    """:func:`eval_keep_table` on the host, hashable: ((layer, (bool,) * bin_num), ...)."""
+    return _keep_tables(top, pruning)[1]
+
+
+def _keep_tables(top, pruning: bool):
     if not pruning:
-        return {}
+        return {}, ()
     gates = top.gates
-    # The table only changes when the gates do; in-place updates (optimiser steps,
-    # load_state_dict, fill_) bump a tensor's version, so (pointer, version) keys it.
+    # The tables only change when the gates do; in-place updates (optimiser steps,
+    # load_state_dict, fill_) bump a tensor's version, so (pointer, version) keys them.
     key = tuple((t.data_ptr(), t._version) for t in (gates.bin_log_alpha, gates.pruner_log_alpha))
     cached = getattr(gates, "_toplib_keep_table", None)
     if cached is not None and cached[0] == key:
@@ -52,12 +64,34 @@ def eval_keep_table(top, pruning: bool = True) -> dict[int, torch.Tensor]:
     kept = gates.kept_bins()
     table = {layer: kept[p] for p, layer in enumerate(top.prune.prune_location)
              if not bool(kept[p].all())}
-    gates._toplib_keep_table = (key, table)
-    return table
+    plan = tuple((layer, tuple(bins.tolist())) for layer, bins in table.items())
+    gates._toplib_keep_table = (key, (table, plan))
+    return table, plan
 
 
-def _check_right_padded(attention_mask: torch.Tensor) -> None:
-    mask = attention_mask.bool()
+@functools.lru_cache(maxsize=8192)
+def _planned_counts(length: int, plan: tuple, num_layers: int, bin_num: int,
+                    eps: float) -> tuple[int, ...]:
+    """Tokens entering each layer for one input of ``length`` tokens under ``plan``."""
+    if not plan:
+        return (length,) * num_layers
+    keep = torch.tensor([bins for _, bins in plan])
+    return tuple(kept_counts(torch.tensor([length]), keep, [layer for layer, _ in plan],
+                             num_layers, bin_num, eps)[0].tolist())
+
+
+def plan_counts(top, lengths: torch.Tensor, pruning: bool = True) -> torch.Tensor:
+    """(B, N) host tensor of the tokens each input keeps entering each layer, under the
+    evaluation gates: they follow from the (B,) ``lengths`` and the 0/1 gates alone
+    (:func:`toplib.core.importance.kept_counts`), so a dropping pass knows every shape
+    before it starts and never waits on the device to learn one."""
+    plan, n = keep_plan(top, pruning), top.dims.num_layers
+    return torch.tensor([_planned_counts(length, plan, n, top.prune.bin_num, top.prune.bin_eps)
+                         for length in lengths.tolist()], dtype=torch.long)
+
+
+def _check_right_padded(mask: torch.Tensor) -> None:
+    mask = mask.bool()
     if not bool(mask[:, 0].all()) or bool((mask[:, 1:] & ~mask[:, :-1]).any()):
         raise ValueError("attention_mask must be right-padded with [CLS] at position 0")
 
@@ -65,7 +99,11 @@ def _check_right_padded(attention_mask: torch.Tensor) -> None:
 @torch.inference_mode()
 def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
                   fast_attention: bool = True, timer=None) -> DropOutput:
-    """Classify with pruned tokens removed from the computation (eval gates).
+    """Classify with pruned tokens removed from the computation (eval gates), in the
+    model's dtype (:func:`toplib.hf.precision.cast_model` gives a bf16 copy).
+
+    The attention mask is read back once, before the pass; every shape after it is
+    planned on the host (:func:`plan_counts`), so on a GPU no layer waits for the last.
 
     Args:
         top: a ToPModel in eval mode.
@@ -75,28 +113,33 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
             uses eager attention everywhere, like the masked path.
         timer: optional ``section(name, rows=None)`` context factory that attributes time
             to sections (``toplib.bench.profile.SectionTimer``).
+    Returns:
+        :class:`DropOutput`; ``kept`` is the plan (on the host).
     """
     if top.model.training:
         raise RuntimeError("prune_forward is inference only: call top.eval() first")
     section = timer or no_section
-    _check_right_padded(attention_mask)
-    width = int(attention_mask.sum(-1).max())  # never compute on padding
+    mask = attention_mask.cpu()  # the one read-back of the pass
+    _check_right_padded(mask)
+    with section("gates"):
+        lengths = mask.sum(-1)
+        counts = plan_counts(top, lengths, pruning)
+        table = dict(keep_plan(top, pruning))
+    width = int(lengths.max())  # never compute on padding
     input_ids, attention_mask = input_ids[:, :width], attention_mask[:, :width]
     if token_type_ids is not None:
         token_type_ids = token_type_ids[:, :width]
     with section("embeddings"):
         hidden = top.model.base_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-    with section("gates"):
-        table = eval_keep_table(top, pruning)
     # importance over "all" rows (the release) averages the rows still here: dropped tokens
     # and padding are gone, unlike the release's masked evaluation (README: departures)
     run = TokenRun(alive=attention_mask.bool(), prune_at=table, bin_num=top.prune.bin_num,
-                   drop=True, fast_attention=fast_attention, section=section,
+                   drop=True, fast_attention=fast_attention, section=section, counts=counts,
                    importance_rows=top.prune.importance_rows, bin_eps=top.prune.bin_eps)
     hidden = run_layers(encoder_of(top.model).layer, hidden, run)
     with section("head"):
         logits = classify(top.model, hidden[:, :1])
-    return DropOutput(logits=logits, kept=torch.stack(run.alive_per_layer, dim=1))
+    return DropOutput(logits=logits, kept=counts)
 
 
 @dataclass
@@ -109,7 +152,7 @@ class Predictions:
 
 
 def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = False,
-            **kwargs) -> Predictions:
+            dtype=None, **kwargs) -> Predictions:
     """Run :func:`prune_forward` over encoded examples, batching inputs of similar length;
     returns :class:`Predictions` in the order of ``examples``.
 
@@ -118,6 +161,9 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
         examples: dicts with ``input_ids`` (and optionally ``attention_mask``,
             ``token_type_ids``), as ``toplib.data.encode`` returns.
         batch_size: examples per forward pass.
+        dtype: compute in this dtype ("bfloat16", "float16" on CUDA, a torch dtype; None:
+            the model's), on a cached cast copy (:func:`toplib.hf.precision.cast_model`);
+            logits come back in float32.
         kwargs: passed to :func:`prune_forward` (``pruning``, ``fast_attention``).
     """
     check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
@@ -125,7 +171,7 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
           "an integer >= 1")
     lengths = real_lengths(examples)
     check_sequence_length(int(lengths.max()), top.config, "the longest example's length")
-    top.eval()
+    top = cast_model(top.eval(), dtype)
     pad_id = top.config.pad_token_id or 0
     # Longest first: a batch of similar lengths wastes little padding, in every layer.
     order = torch.argsort(lengths, descending=True, stable=True)
@@ -136,7 +182,7 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
         outs.append(prune_forward(top, batch["input_ids"], batch["attention_mask"],
                                   batch.get("token_type_ids"), **kwargs))
     inverse = torch.argsort(order)
-    return Predictions(logits=torch.cat([o.logits for o in outs])[inverse],
+    return Predictions(logits=torch.cat([o.logits for o in outs]).float()[inverse],
                        kept=torch.cat([o.kept for o in outs])[inverse], lengths=lengths)
 
 

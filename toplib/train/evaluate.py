@@ -39,6 +39,7 @@ from ..hf.model import (
     load_tokenizer,
     verify_checkpoint,
 )
+from ..hf.precision import cast_model, resolve_dtype
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,13 @@ logger = logging.getLogger(__name__)
 class EvalMode:
     """How a model is evaluated: dense (``pruning=False``), under its own evaluation gates,
     or under given ``gates`` = (z_bins, z_pruner), ranking by attention or at random (the
-    training-free baselines of ``toplib.viz.sweep``)."""
+    training-free baselines of ``toplib.viz.sweep``); ``dtype``: compute in bfloat16 (or
+    float16 on CUDA) on a cast copy (``toplib.hf.precision``), None: the model's dtype."""
 
     pruning: bool = True
     gates: tuple[torch.Tensor, torch.Tensor] | None = None
     random_ranking: bool = False
+    dtype: torch.dtype | str | None = None
 
 
 PRUNED, DENSE = EvalMode(), EvalMode(pruning=False)
@@ -69,11 +72,11 @@ def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUN
         (both conventions, ``keep_ratio`` per layer) and ``expected_sparsity`` (the gates'
         training estimate).
     """
-    top.eval()
+    model = cast_model(top.eval(), mode.dtype)  # top itself when dtype is None or its own
     logits, labels, kept, lengths = [], [], [], []
     for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
         batch = to_device(batch, device)
-        out = top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
+        out = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
                   pruning=mode.pruning, gates=mode.gates, random_ranking=mode.random_ranking)
         logits.append(out.logits.float().cpu())
         labels.append(batch["labels"].cpu())
@@ -142,7 +145,8 @@ def summarize(results: dict[str, dict]) -> str:
 
 def evaluate_checkpoint(checkpoint: str, task: str | None = None,
                         data: DataFiles | str | None = None, device: str = "cpu",
-                        progress: bool = True, max_eval_samples: int | None = None) -> dict:
+                        progress: bool = True, max_eval_samples: int | None = None,
+                        dtype: str | None = None) -> dict:
     """Evaluate a saved teacher or ToP checkpoint (or a run's output directory).
 
     The task defaults to the one the checkpoint was trained on, and its labels must be the
@@ -150,10 +154,13 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     teacher (no trained gates) is evaluated dense. Every file, the labels and the sequence
     length are checked before the weights load.
 
+    ``dtype``: "bfloat16" (or "float16" on CUDA) evaluates a cast copy; None: float32.
+
     Returns:
         {split: metrics} as :func:`evaluate_model` gives them.
     """
     device = check_device(device)
+    resolve_dtype(dtype, device)
     check("max_eval_samples", max_eval_samples, max_eval_samples is None or (
         isinstance(max_eval_samples, int) and max_eval_samples >= 1), "an integer >= 1 or None")
     path = checkpoint_path(str(checkpoint))
@@ -173,6 +180,6 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
                               label_names=labels["label_names"])
     check_label_space(labels, split_data.spec, name)
     top = ToPModel.from_pretrained(path, name="checkpoint").to(device).eval()
-    mode = EvalMode(pruning=meta.get("stage") == "prune")
+    mode = EvalMode(pruning=meta.get("stage") == "prune", dtype=dtype)
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
                            split_data.padded_length, mode, device, progress)

@@ -73,14 +73,15 @@ def kept_tokens(top, tokenizer, texts: Sequence[Text], max_length: int = 128,
     for enc in _batches(tokenizer, list(texts), max_length, batch_size):
         out = top(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"),
                   pruning=pruning, gates=gates if pruning else None)
-        regression = out.logits.shape[-1] == 1
-        probs = out.logits.softmax(-1) if not regression else out.logits
+        logits = out.logits.float()  # a bf16 model's too
+        regression = logits.shape[-1] == 1
+        probs = logits.softmax(-1) if not regression else logits
         for b in range(len(enc["input_ids"])):
             n = int(enc["attention_mask"][b].sum())
             out_list.append(KeptTokens(
                 tokens=tokenizer.convert_ids_to_tokens(enc["input_ids"][b, :n].tolist()),
                 kept=(out.alive[b, :, :n] > 0).numpy(),
-                prediction=float(out.logits[b, 0]) if regression else int(probs[b].argmax()),
+                prediction=float(logits[b, 0]) if regression else int(probs[b].argmax()),
                 probabilities=[] if regression else probs[b].tolist()))
     return out_list
 

@@ -21,6 +21,7 @@ from ..core.config import PruneConfig
 from ..core.flops import measured_sparsity
 from ..data import get_task
 from ..hf.model import checkpoint_path, load_checkpoint, read_meta
+from ..hf.precision import DTYPES, cast_model, resolve_dtype
 from ..infer import gates_for_sparsity
 from .analysis import KeptTokens, is_pruned, kept_tokens
 
@@ -87,20 +88,24 @@ def _sentence_sparsity(top, kt: KeptTokens) -> float:
 
 
 @torch.no_grad()
-def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5) -> str:
+def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5,
+                dtype: str | None = None) -> str:
     """HTML of the tokens that survive each layer, for ToP and for the attention baseline.
 
     ``checkpoint``: a ToP (or teacher) checkpoint or run directory; ``sparsity``: real-length
-    FLOPs sparsity of the attention baseline on this sentence. Returns a ``toplib-explorer``
+    FLOPs sparsity of the attention baseline on this sentence; ``dtype``: "bfloat16" runs
+    both models in bf16 (``toplib.hf.precision``), None: float32. Returns a ``toplib-explorer``
     div: the prediction, the FLOPs sparsity measured on the sentence, one row per layer for
     the checkpoint and for the baseline (its teacher, top tokens by attention at that sparsity).
     """
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity={sparsity!r} is invalid: must lie in [0, 1)")
+    resolve_dtype(dtype)
     if not sentence.strip():
         return '<div class="toplib-explorer"><i>Type a sentence.</i></div>'
     path = checkpoint_path(checkpoint)
     top, tokenizer, meta = _load(path)
+    top = cast_model(top, dtype)  # cached beside the loaded model
     max_length = meta.get("max_seq_length") or MAX_LENGTH
     pruned = is_pruned(meta)
     kt = kept_tokens(top, tokenizer, [sentence], max_length, pruning=pruned)[0]
@@ -112,6 +117,7 @@ def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5) -> str:
              layers_html(kt, "toplib-top")]
     teacher = meta.get("teacher") if pruned and os.path.isdir(str(meta.get("teacher"))) else path
     base, _, _ = _load(checkpoint_path(teacher), json.dumps(top.prune.to_dict(), sort_keys=True))
+    base = cast_model(base, dtype)
     gates, achieved = gates_for_sparsity(base, torch.tensor([len(kt.tokens)]), float(sparsity))
     bkt = kept_tokens(base, tokenizer, [sentence], max_length, gates=gates)[0]
     parts += ['<div class="toplib-baseline-title"><b>Attention baseline</b> (teacher, '
@@ -121,11 +127,14 @@ def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5) -> str:
     return "".join(parts)
 
 
-def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, sparsity: float = 0.5):
-    """The ipywidgets app: Text, Dropdown of ``checkpoints`` (see :func:`find_checkpoints`)
-    and Sparsity slider -> HTML output; every widget re-renders on change of its ``value``
-    (no button). Returns an ``ipywidgets.VBox``; ``.children[-1]`` is the output HTML widget.
+def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, sparsity: float = 0.5,
+                 dtype: str = "float32"):
+    """The ipywidgets app: Text, Dropdown of ``checkpoints`` (see :func:`find_checkpoints`),
+    Sparsity slider and Precision dropdown (float32, bfloat16) -> HTML output; every widget
+    re-renders on change of its ``value`` (no button). Returns an ``ipywidgets.VBox``;
+    ``.children[-1]`` is the output HTML widget.
     """
+    resolve_dtype(dtype)
     import ipywidgets as widgets
     if not checkpoints:
         raise ValueError("checkpoints=[] : train a model first (notebooks 02 and 03)")
@@ -137,22 +146,25 @@ def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, spars
                               layout=widgets.Layout(width="95%"))
     slider = widgets.FloatSlider(value=sparsity, min=0.0, max=0.9, step=0.05,
                                  description="Sparsity", readout_format=".2f")
+    precision = widgets.Dropdown(options=[d for d in DTYPES if d != "float16"], value=dtype,
+                                 description="Precision")
     output = widgets.HTML()
     for widget, css in ((text, "toplib-sentence"), (choice, "toplib-checkpoint"),
-                        (slider, "toplib-sparsity"), (output, "toplib-kept")):
+                        (slider, "toplib-sparsity"), (precision, "toplib-precision"),
+                        (output, "toplib-kept")):
         widget.add_class(css)
 
     def update(_=None):
         try:
-            output.value = render_html(text.value, choice.value, slider.value)
+            output.value = render_html(text.value, choice.value, slider.value, precision.value)
         except Exception as err:  # shown in the app: an observer's exception is otherwise lost
             logger.exception("render failed")
             output.value = f'<div class="toplib-error">{html.escape(repr(err))}</div>'
 
-    for widget in (text, choice, slider):
+    for widget in (text, choice, slider, precision):
         widget.observe(update, names="value")
     update()
-    return widgets.VBox([text, choice, slider, output])
+    return widgets.VBox([text, choice, slider, precision, output])
 
 
 def html_summary(page: str) -> dict:

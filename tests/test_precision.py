@@ -1,0 +1,118 @@
+"""Precision as an option (bf16 copies, float32 gates and importance) and the host-planned
+shapes of the token-dropping pass."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import padded_batch, tiny_classifier
+
+from toplib import PruneConfig, ToPModel
+from toplib.core.gates import GATE_CLOSED, GATE_OPEN
+from toplib.hf.precision import cast_model, cpu_flags, dtype_name, resolve_dtype
+from toplib.infer import plan_counts, predict, prune_forward
+from toplib.train.evaluate import EvalMode, evaluate_model
+
+BIN_NUM = 5
+
+
+def make_top(family: str = "bert", closed: dict[int, int] | None = None) -> ToPModel:
+    top = ToPModel(tiny_classifier(family), PruneConfig(bin_num=BIN_NUM)).eval()
+    with torch.no_grad():
+        top.gates.bin_log_alpha.fill_(GATE_OPEN)
+        top.gates.pruner_log_alpha.fill_(GATE_CLOSED)
+        for p, c in (closed or {0: 2, 1: 1, 2: 2}).items():
+            top.gates.bin_log_alpha[p, BIN_NUM - c:] = GATE_CLOSED
+            top.gates.pruner_log_alpha[p] = GATE_OPEN
+    return top
+
+
+@pytest.mark.parametrize("value,match", [("bf16", "one of float32, bfloat16"),
+                                         (torch.int8, "one of"),
+                                         ("float16", "float16 is for CUDA")])
+def test_resolve_dtype_names_the_parameter_and_what_is_allowed(value, match):
+    with pytest.raises(ValueError, match=f"dtype=.*{match}"):
+        resolve_dtype(value, "cpu")
+
+
+def test_resolve_dtype_accepts_names_and_dtypes():
+    assert resolve_dtype(None) is None and resolve_dtype("float32") is torch.float32
+    assert resolve_dtype(torch.bfloat16) is torch.bfloat16 and dtype_name(torch.bfloat16) == "bfloat16"
+
+
+def test_cast_copy_keeps_float32_gates_and_is_cached_until_weights_change():
+    top = make_top()
+    cast = cast_model(top, "bfloat16")
+    assert cast is not top and cast_model(top, torch.bfloat16) is cast
+    assert cast.model.dtype is torch.bfloat16 and top.model.dtype is torch.float32
+    assert cast.gates.bin_log_alpha.dtype is torch.float32, "gates are rounded in bf16"
+    assert cast_model(top, "float32") is top and cast_model(top, None) is top
+    with torch.no_grad():
+        top.model.classifier.weight.add_(1.0)  # an in-place update: the copy is stale
+    fresh = cast_model(top, "bfloat16")
+    assert fresh is not cast
+    torch.testing.assert_close(fresh.model.classifier.weight.float(),
+                               top.model.classifier.weight, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_bf16_prediction_is_close_to_float32(family):
+    top = make_top(family)
+    ids, mask = padded_batch(top.config, lengths=(12, 9, 5, 1, 2), seq_len=14)
+    examples = [{"input_ids": i[:int(m.sum())].tolist()} for i, m in zip(ids, mask)]
+    ref = predict(top, examples, batch_size=2)
+    got = predict(top, examples, batch_size=2, dtype="bfloat16")
+    assert got.logits.dtype is torch.float32
+    torch.testing.assert_close(got.logits, ref.logits, atol=0.05, rtol=0)
+    assert torch.equal(got.kept, ref.kept)
+
+
+def test_masked_evaluation_runs_in_bf16():
+    from toplib.data.tasks import TaskSpec
+    top = make_top()
+    ids, mask = padded_batch(top.config, lengths=(12, 9, 5, 11), seq_len=12)
+    loader = [{"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 1])}]
+    spec = TaskSpec("tiny", 3, ("accuracy",), 12, ("text",))
+    ref = evaluate_model(top, loader, spec, 12, progress=False)
+    got = evaluate_model(top, loader, spec, 12, EvalMode(dtype="bfloat16"), progress=False)
+    assert got["sparsity_real"] == pytest.approx(ref["sparsity_real"]) and got["sparsity_real"] > 0
+    assert got["keep_ratio"] == pytest.approx(ref["keep_ratio"])
+    assert top.model.dtype is torch.float32  # a copy was evaluated
+
+
+@pytest.mark.parametrize("closed", [{0: 2, 1: 1, 2: 2}, {0: BIN_NUM}, {1: 3}, {}])
+def test_planned_counts_are_what_the_masked_path_keeps(closed):
+    top = make_top("bert", closed)
+    ids, mask = padded_batch(top.config, lengths=(12, 9, 5, 1, 2, 12), seq_len=12)
+    with torch.no_grad():
+        masked = (top(ids, mask).alive > 0).sum(-1)
+    assert torch.equal(plan_counts(top, mask.sum(-1)), masked)
+    assert torch.equal(prune_forward(top, ids, mask).kept, masked)
+    dense = plan_counts(top, mask.sum(-1), pruning=False)
+    assert torch.equal(dense, mask.sum(-1, keepdim=True).expand(-1, 4))
+
+
+def test_cpu_flags_are_booleans():
+    flags = cpu_flags()
+    assert all(isinstance(v, bool) for v in flags.values())
+    assert not flags or "avx512_bf16" in flags
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a GPU checks host synchronisation")
+def test_dropping_pass_never_waits_on_the_gpu(monkeypatch):
+    import toplib.infer.engine as engine
+    top = make_top().cuda()
+    ids, mask = (t.cuda() for t in padded_batch(top.config, lengths=(12, 9, 5), seq_len=12))
+    want = prune_forward(top, ids, mask)  # also warms the caches (gate tables, kept ranks)
+    original, layers_run = engine.run_layers, []
+
+    def strict(layers, hidden, run):  # the layers may not read anything back
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            layers_run.append(len(layers))
+            return original(layers, hidden, run)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+
+    monkeypatch.setattr(engine, "run_layers", strict)
+    got = prune_forward(top, ids, mask)
+    assert layers_run == [4] and torch.equal(got.kept, want.kept)
