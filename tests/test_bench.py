@@ -105,7 +105,8 @@ def test_cli_registers_bench_subcommand():
 
 
 @pytest.mark.parametrize("field,value", [("runs", 0), ("batch_sizes", (0,)), ("sparsity", 1.0),
-                                         ("length", 1)])
+                                         ("length", 1), ("dtype", "int8"),
+                                         ("dtype", "float16")])
 def test_settings_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         BenchSettings(**{field: value})
@@ -166,3 +167,17 @@ def test_batch_rows_read_the_load_through_machine_load(tokenizer, monkeypatch):
     out = run_benchmark(settings, tiny_top("bert", tokenizer), tokenizer)
     assert out["batches"][0]["loadavg_1min"] == [7.5, 7.5]
     assert out["load_before"]["loadavg"] == out["load_after"]["loadavg"] == [7.5, 6.0, 5.0]
+
+
+def test_bf16_benchmark_times_every_variant_in_bf16(tokenizer):
+    from toplib.bench import prepare_dense, timed_copy
+    top = tiny_top("bert", tokenizer)
+    settings = BenchSettings(task="rotten_tomatoes", length=LENGTH, batch_sizes=(2,), runs=1,
+                             warmup=0, sparsity=0.5, dtype="bfloat16")
+    out = run_benchmark(settings, top, tokenizer)
+    assert out["settings"]["dtype"] == "bfloat16" and "| bfloat16 |" in format_report(out)
+    assert set(out["cpu_flags"]) >= {"avx512_bf16", "amx_bf16"} or out["cpu_flags"] == {}
+    assert all(v > 0 for v in out["batches"][0]["latency_ms"].values())
+    assert top.model.dtype is torch.float32, "the caller's model was cast"
+    dense, timed = prepare_dense(top, False, "bfloat16"), timed_copy(top, False, "bfloat16")
+    assert dense.dtype is torch.bfloat16 and timed.model.dtype is torch.bfloat16

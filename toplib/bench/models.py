@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from ..core.config import PruneConfig
 from ..hf.model import ToPModel, load_checkpoint, resolve_model_path
+from ..hf.precision import cast_model, resolve_dtype
 
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072)  # Devlin et al. 2019, BERT-base
@@ -102,16 +103,21 @@ def _device(top) -> str:
     return str(next(top.parameters()).device)
 
 
-def prepare_dense(top, onednn: bool | None = None) -> torch.nn.Module:
-    """The dense baseline of ``top`` (a copy), on oneDNN linears when ``onednn`` resolves True."""
+def prepare_dense(top, onednn: bool | None = None, dtype=None) -> torch.nn.Module:
+    """The dense baseline of ``top`` (a copy) in ``dtype`` (None: ``top``'s), on oneDNN
+    linears when ``onednn`` resolves True (prepacked in that dtype)."""
     dense = dense_copy(top)
+    dense.to(resolve_dtype(dtype, _device(top)) or dense.dtype)
     return use_onednn(dense) if resolve_onednn(onednn, _device(top)) else dense
 
 
-def timed_copy(top, onednn: bool | None = None):
-    """What the ToP variants time: ``top`` itself, or a copy on oneDNN linears."""
+def timed_copy(top, onednn: bool | None = None, dtype=None):
+    """What the ToP variants time: ``top`` itself, its cast copy in ``dtype``
+    (:func:`toplib.hf.precision.cast_model`), or a copy of either on oneDNN linears."""
+    top = cast_model(top, dtype)
     if not resolve_onednn(onednn, _device(top)):
         return top
     timed = copy.deepcopy(top)
+    timed.__dict__.pop("_toplib_casts", None)
     use_onednn(timed.model)
     return timed.eval()

@@ -33,10 +33,14 @@ def format_report(results: dict) -> str:
     lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers "
              f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | length "
              f"{s['length'] or 'as is'} | {results.get('device', 'CPU')} | {results['threads']} "
-             f"threads{' | oneDNN linears' if s['onednn'] else ''} | median of {s['runs']} runs"]
+             f"threads | {s.get('dtype', 'float32')}{' | oneDNN linears' if s['onednn'] else ''}"
+             f" | median of {s['runs']} runs"]
     if "load_before" in results:  # results written before the machine was recorded lack it
         from ..viz.plots.speed import load_note  # lazy: matplotlib only where a report prints
         lines.append(load_note([results]))
+    if results.get("cpu_flags"):  # which low-precision instructions the timings had
+        lines.append("CPU: " + ", ".join(f"{k} {'yes' if v else 'no'}"
+                                         for k, v in results["cpu_flags"].items()))
     for row in results["batches"]:
         lat = row["latency_ms"]
         lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real "
@@ -128,7 +132,7 @@ def main(args) -> list[dict]:
         check_sequence_length(max_seq_length(settings), top.config, "max_seq_length")
     torch.manual_seed(args.seed)
     top.to(sweep[0].device)
-    dense = prepare_dense(top, args.onednn)  # one dense copy for the whole sweep
+    dense = prepare_dense(top, args.onednn, args.dtype)  # one dense copy for the whole sweep
     all_results = []
     for settings in sweep:
         all_results.append(run_benchmark(settings, top, tok, dense))

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 from ..core.config import check, check_positive_ints, is_finite, is_integer, knob
 from ..core.flops import flops_figures
 from ..data import encode, get_task, load_task_data, pad_examples, real_lengths
+from ..hf.precision import DTYPES, cpu_flags, resolve_dtype
 from ..infer import prune_forward, set_eval_sparsity
-from .models import prepare_dense, timed_copy
+from .models import prepare_dense, resolve_onednn, timed_copy
 from .profile import PROFILE_REPEATS, profile_sections, synchronizer
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class BenchSettings:
     onednn: bool | None = knob(None, "every Linear on prepacked oneDNN weights (default: if built)")
     seed: int = knob(0, "seed of the random weights of --config models")
     device: str = knob("cpu", "where to time: cpu or a CUDA device (timings synchronise it)")
+    dtype: str = knob("float32", "dtype of every variant: float32, bfloat16 (float16: CUDA)")
 
     def __post_init__(self):
         sizes = tuple(self.batch_sizes) if isinstance(self.batch_sizes, (list, tuple, range)) else ()
@@ -71,6 +73,8 @@ class BenchSettings:
             is_finite(self.sparsity) and 0 <= self.sparsity < 1), "must lie in [0, 1) or be None")
         check("onednn", self.onednn, self.onednn is None or isinstance(self.onednn, bool),
               "True, False or None")
+        check("dtype", self.dtype, self.dtype in DTYPES, f"one of {', '.join(DTYPES)}")
+        resolve_dtype(self.dtype, self.device)
 
 
 def max_seq_length(settings: BenchSettings) -> int:
@@ -184,11 +188,13 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
     encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
     if settings.sparsity is not None:
         set_eval_sparsity(top, real_lengths(encoded), settings.sparsity)
-    dense = dense if dense is not None else prepare_dense(top, settings.onednn)
-    timed = timed_copy(top, settings.onednn)  # after set_eval_sparsity: the copy has its gates
-    results = {"settings": dict(asdict(settings), onednn=timed is not top),
+    dense = dense if dense is not None else prepare_dense(top, settings.onednn, settings.dtype)
+    # after set_eval_sparsity: the copies have its gates
+    timed = timed_copy(top, settings.onednn, settings.dtype)
+    onednn = resolve_onednn(settings.onednn, settings.device)
+    results = {"settings": dict(asdict(settings), onednn=onednn),
                "threads": torch.get_num_threads(), "device": _device_name(settings.device),
-               "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+               "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "cpu_flags": cpu_flags(),
                "platform": platform.platform(), "load_before": machine_load(),
                "model": _model_summary(top), "batches": []}
     for bs in settings.batch_sizes:
