@@ -181,3 +181,18 @@ def test_bf16_benchmark_times_every_variant_in_bf16(tokenizer):
     assert top.model.dtype is torch.float32, "the caller's model was cast"
     dense, timed = prepare_dense(top, False, "bfloat16"), timed_copy(top, False, "bfloat16")
     assert dense.dtype is torch.bfloat16 and timed.model.dtype is torch.bfloat16
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--engine", "onnxruntime", "--dtype", "bfloat16"], "dtype='bfloat16'.*float32 with"),
+    (["--quantize", "int8"], "quantize='int8'.*--engine onnxruntime"),
+    (["--engine", "onnxruntime", "--plot-dir", "plots"], "plot_dir"),
+])
+def test_engine_flags_are_checked_before_anything_loads(flags, match, monkeypatch):
+    import toplib.bench.report as report
+    monkeypatch.setattr(report, "build_model", lambda *a, **k: pytest.fail("a model loaded"))
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--sparsity", "0.5", *flags])
+    with pytest.raises(ValueError, match=match):
+        args.func(args)

@@ -23,6 +23,7 @@ from .models import build_model, prepare_dense
 from .timing import VARIANTS, BenchSettings, max_seq_length, run_benchmark
 
 OVERHEAD_SECTIONS = ("embeddings", "gates", "importance", "gather", "head")
+ENGINES = ("torch", "onnxruntime")
 LIST_KNOBS = ("length", "sparsity", "batch_sizes")  # comma lists on the command line
 PRUNE_KNOBS = ("bin_num", "prune_location")
 
@@ -103,6 +104,11 @@ def register_cli(subparsers) -> None:
     add_knob_arguments(p, dataclasses.fields(BenchSettings), keep_defaults=True, as_text=LIST_KNOBS)
     structure = [f for f in dataclasses.fields(PruneConfig) if f.name in PRUNE_KNOBS]
     add_knob_arguments(p, structure, as_text=("prune_location",))  # default: the checkpoint's
+    p.add_argument("--engine", choices=ENGINES, default="torch",
+                   help="torch: the four PyTorch variants; onnxruntime: the exported "
+                        "token-dropping graph against onnxruntime's optimised dense BERT")
+    p.add_argument("--quantize", choices=["int8"],
+                   help="onnxruntime only: dynamic int8 quantization of both graphs")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot-dir", help="write latency plots here")
@@ -117,6 +123,7 @@ def main(args) -> list[dict]:
     if args.config and not args.sparsity:
         raise ValueError("--config builds random weights: give --sparsity")
     sweep = _sweep(args)  # the device too
+    _check_engine(args)
     _check_outputs(args.json, args.plot_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,13 +139,32 @@ def main(args) -> list[dict]:
         check_sequence_length(max_seq_length(settings), top.config, "max_seq_length")
     torch.manual_seed(args.seed)
     top.to(sweep[0].device)
-    dense = prepare_dense(top, args.onednn, args.dtype)  # one dense copy for the whole sweep
+    if args.engine == "onnxruntime":
+        from .ort import format_ort_report, run_ort_benchmark
+        run = lambda settings: run_ort_benchmark(settings, top, tok, args.quantize)  # noqa: E731
+        show = format_ort_report
+    else:
+        dense = prepare_dense(top, args.onednn, args.dtype)  # one dense copy for the sweep
+        run, show = (lambda settings: run_benchmark(settings, top, tok, dense)), format_report
     all_results = []
     for settings in sweep:
-        all_results.append(run_benchmark(settings, top, tok, dense))
-        print(format_report(all_results[-1]), "\n", flush=True)
-    _write_outputs(all_results, args.json, args.plot_dir)
+        all_results.append(run(settings))
+        print(show(all_results[-1]), "\n", flush=True)
+    _write_outputs(all_results, args.json, args.plot_dir if args.engine == "torch" else None)
     return all_results
+
+
+def _check_engine(args) -> None:
+    """--quantize is onnxruntime's, which runs float32 graphs on the CPU."""
+    if args.engine == "onnxruntime":
+        check("dtype", args.dtype, args.dtype == "float32",
+              "float32 with --engine onnxruntime (use --quantize int8 for int8)")
+        check("device", args.device, args.device == "cpu", "cpu with --engine onnxruntime")
+        check("plot_dir", args.plot_dir, args.plot_dir is None,
+              "latency plots are drawn for --engine torch only")
+    else:
+        check("quantize", args.quantize, args.quantize is None,
+              "None with --engine torch (int8 is --engine onnxruntime --quantize int8)")
 
 
 def _sweep(args) -> list[BenchSettings]:
