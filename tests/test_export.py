@@ -183,3 +183,33 @@ def test_minilm_on_real_validation_data(tmp_path):
     result = compare(top, export_onnx(top, str(tmp_path / "m.onnx")), examples)
     assert result["max_abs_diff"] < ATOL
     assert result["label_agreement"] == 1.0 and result["kept_equal"]
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_ort_benchmark_reads_like_run_benchmark(quantize, tiny_model_dir, tmp_path):
+    from toplib.bench.models import build_model
+    from toplib.bench.ort import format_ort_report, run_ort_benchmark
+    from toplib.bench.timing import BenchSettings
+    top, tok = build_model(tiny_model_dir)
+    settings = BenchSettings(batch_sizes=(1, 4), runs=2, warmup=1, sparsity=0.4,
+                             max_seq_length=32)
+    results = run_ort_benchmark(settings, top, tok, quantize, workdir=str(tmp_path))
+    assert results["quantize"] == (quantize or "fp32") and results["cpu_model"]
+    assert all(os.path.isfile(p) for p in results["graphs"].values())
+    for row in results["batches"]:
+        assert set(row["latency_ms"]) == {"ort_dense", "ort_drop"}
+        assert row["speedup"] == pytest.approx(
+            row["latency_ms"]["ort_dense"] / row["latency_ms"]["ort_drop"])
+        assert row["ratio_real"] == pytest.approx(row["speedup"] / row["reduction_real"])
+        assert row["reduction_real"] > 1 and 0 <= row["label_agreement"] <= 1
+    report = format_ort_report(results)
+    assert "ort_drop:" in report and (quantize or "fp32") in report
+
+
+def test_ort_benchmark_refuses_bad_quantize(tiny_model_dir):
+    from toplib.bench.models import build_model
+    from toplib.bench.ort import run_ort_benchmark
+    from toplib.bench.timing import BenchSettings
+    top, tok = build_model(tiny_model_dir)
+    with pytest.raises(ValueError, match="quantize='int4'"):
+        run_ort_benchmark(BenchSettings(), top, tok, "int4")
