@@ -55,6 +55,7 @@ class BenchSettings:
     seed: int = knob(0, "seed of the random weights of --config models")
     device: str = knob("cpu", "where to time: cpu or a CUDA device (timings synchronise it)")
     dtype: str = knob("float32", "dtype of every variant: float32, bfloat16 (float16: CUDA)")
+    padded: bool = knob(True, "also time the padded variants (dense_padded, top_masked)")
 
     def __post_init__(self):
         sizes = tuple(self.batch_sizes) if isinstance(self.batch_sizes, (list, tuple, range)) else ()
@@ -114,18 +115,24 @@ def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
             "top_masked": lambda: top(*args), "top_drop": lambda: prune_forward(top, *args)}
 
 
+def timed_variants(settings: BenchSettings) -> tuple[str, ...]:
+    """The variants ``settings`` times: all four, or without the padded ones."""
+    return VARIANTS if settings.padded else ("dense_dynamic", "top_drop")
+
+
 @torch.inference_mode()
-def time_round_robin(batches, top, dense, runs: int, warmup: int) -> dict[str, dict]:
+def time_round_robin(batches, top, dense, runs: int, warmup: int,
+                     names: tuple[str, ...] = VARIANTS) -> dict[str, dict]:
     """Seconds per forward pass of each variant, {"wall": {variant: [seconds]}, "cpu": {...}};
     round r uses batch r mod len(batches). CPU time (of the process) leaves out time spent
     descheduled, so with one thread it shows what the wall clock would on a quiet machine;
     with more it also counts threads spinning.
     """
-    times = {"wall": {name: [] for name in VARIANTS}, "cpu": {name: [] for name in VARIANTS}}
+    times = {"wall": {name: [] for name in names}, "cpu": {name: [] for name in names}}
     sync = synchronizer(next(top.parameters()).device)
     for r in tqdm(range(warmup + runs), desc="rounds", leave=False):
         fns = variant_fns(top, dense, *batches[r % len(batches)])
-        for name in VARIANTS:
+        for name in names:
             sync()
             wall, cpu = time.perf_counter(), time.process_time()
             fns[name]()
@@ -215,16 +222,18 @@ def _batch_row(top, timed, dense, batches, settings: BenchSettings) -> dict:
     """Latency, throughput, speed-ups and their ratio to the FLOPs reduction at one batch size."""
     bs = batches[0][0]["input_ids"].shape[0]
     load = machine_load()["loadavg"][0]  # other processes distort timings: keep the load
-    times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup)
+    times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup,
+                             timed_variants(settings))
     row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
            "loadavg_1min": [load, machine_load()["loadavg"][0]]}
     lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
     cpu = row["cpu_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["cpu"].items()}
     row["throughput"] = {k: bs * 1e3 / v for k, v in lat.items()}
     row["speedup_vs_dynamic"] = lat["dense_dynamic"] / lat["top_drop"]
-    row["speedup_vs_padded"] = lat["dense_padded"] / lat["top_drop"]
     row["ratio_real"] = row["speedup_vs_dynamic"] / row["reduction_real"]
-    row["ratio_padded"] = row["speedup_vs_padded"] / row["reduction_padded"]
+    if "dense_padded" in lat:
+        row["speedup_vs_padded"] = lat["dense_padded"] / lat["top_drop"]
+        row["ratio_padded"] = row["speedup_vs_padded"] / row["reduction_padded"]
     row["ratio_real_cpu"] = cpu["dense_dynamic"] / cpu["top_drop"] / row["reduction_real"]
     row["profile"] = profile_sections(timed, batches[0][1], min(PROFILE_REPEATS, settings.runs))
     logger.info("batch %d: %s", bs, {k: round(v, 2) for k, v in lat.items()})
