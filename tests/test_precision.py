@@ -79,6 +79,26 @@ def test_masked_evaluation_runs_in_bf16():
     assert top.model.dtype is torch.float32  # a copy was evaluated
 
 
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_inference_copy_stacks_qkv_and_predicts_like_the_model(family):
+    from toplib.hf.precision import inference_copy
+    top = make_top(family)
+    copy = inference_copy(top)
+    assert copy is not top and inference_copy(top) is copy and copy.model.dtype is torch.float32
+    stacked = [m for m in copy.modules() if hasattr(m, "qkv")]
+    assert len(stacked) == 4 and not any(hasattr(m, "qkv") for m in top.modules())
+    ids, mask = padded_batch(top.config, lengths=(12, 9, 5), seq_len=12)
+    want, got = prune_forward(top, ids, mask), prune_forward(copy, ids, mask)
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-5, rtol=0)
+    with torch.no_grad():  # the masked path (training's, in eval mode) uses it too
+        torch.testing.assert_close(copy(ids, mask).logits, top(ids, mask).logits, atol=1e-5,
+                                   rtol=0)
+        stacked[0].qkv.weight.zero_()  # outside eval mode the separate projections run
+        copy.train()
+        torch.testing.assert_close(copy(ids, mask).logits, top(ids, mask).logits, atol=1e-5,
+                                   rtol=0)
+
+
 @pytest.mark.parametrize("closed", [{0: 2, 1: 1, 2: 2}, {0: BIN_NUM}, {1: 3}, {}])
 def test_planned_counts_are_what_the_masked_path_keeps(closed):
     top = make_top("bert", closed)

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from ..core.config import PruneConfig
 from ..hf.model import ToPModel, load_checkpoint, resolve_model_path
-from ..hf.precision import cast_model, resolve_dtype
+from ..hf.precision import inference_copy, resolve_dtype
 
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072)  # Devlin et al. 2019, BERT-base
@@ -112,9 +112,10 @@ def prepare_dense(top, onednn: bool | None = None, dtype=None) -> torch.nn.Modul
 
 
 def timed_copy(top, onednn: bool | None = None, dtype=None):
-    """What the ToP variants time: ``top`` itself, its cast copy in ``dtype``
-    (:func:`toplib.hf.precision.cast_model`), or a copy of either on oneDNN linears."""
-    top = cast_model(top, dtype)
+    """What the ToP variants time: what ``predict`` runs, the inference copy of ``top`` in
+    ``dtype`` (:func:`toplib.hf.precision.inference_copy`), on oneDNN linears when
+    ``onednn`` resolves True."""
+    top = inference_copy(top, dtype)
     if not resolve_onednn(onednn, _device(top)):
         return top
     timed = copy.deepcopy(top)

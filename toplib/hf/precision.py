@@ -1,7 +1,7 @@
 """Precision as an option: run a ToPModel in bfloat16 (or float16 on CUDA) for inference.
 
 Users who deploy rarely run float32: on a CPU with bf16 instructions (AVX-512 BF16, AMX)
-``model.to(torch.bfloat16)`` alone is 2-3x faster. :func:`cast_model` gives a copy of a
+``model.to(torch.bfloat16)`` alone is 2-3x faster. :func:`inference_copy` gives a copy of a
 ToPModel whose Hugging Face weights are in the chosen dtype while its gates stay float32,
 so the bins a layer keeps are the float32 model's. Token importance is averaged in float32
 (``toplib.core.importance``), so rank ties do not multiply with bf16's 8-bit mantissa; the
@@ -15,6 +15,7 @@ import copy
 import torch
 
 from ..core.config import check
+from .attention import fuse_qkv_
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """The inference dtypes by name: float16 is for CUDA only (CPU kernels for it are slow)."""
@@ -56,20 +57,29 @@ def _weights_key(top) -> tuple:
 
 def cast_model(top, dtype) -> torch.nn.Module:
     """``top`` computing in ``dtype``: ``top`` itself when it already does (or ``dtype`` is
-    None), else a copy in eval mode whose Hugging Face model is cast and whose gates stay
-    float32. The copy is cached on ``top`` (one per dtype) until ``top``'s weights change,
-    so calling this per batch costs nothing after the first."""
+    None), else :func:`inference_copy` in ``dtype``."""
     dtype = resolve_dtype(dtype, str(next(top.parameters()).device))
     if dtype is None or dtype == model_dtype(top):
         return top
+    return inference_copy(top, dtype)
+
+
+def inference_copy(top, dtype=None) -> torch.nn.Module:
+    """A copy of ``top`` for inference, in eval mode: its Hugging Face model in ``dtype``
+    (None: ``top``'s own), its gates float32, every self-attention with one stacked
+    query-key-value projection (:func:`toplib.hf.attention.fuse_qkv_`). The copy is cached
+    on ``top`` (one per dtype) until ``top``'s weights change, so calling this per batch
+    costs nothing after the first."""
+    dtype = resolve_dtype(dtype, str(next(top.parameters()).device)) or model_dtype(top)
     cache = top.__dict__.setdefault("_toplib_casts", {})
     key = _weights_key(top)
     if dtype in cache and cache[dtype][0] == key:
         return cache[dtype][1]
-    cast = copy.deepcopy(top)  # the cache is shared by reference, not copied into the copy
-    cast.__dict__.pop("_toplib_casts", None)
-    cast.model.to(dtype)
-    cache[dtype] = (key, cast.eval())
+    cache.pop(dtype, None)  # free the stale copy before making a new one
+    inference = copy.deepcopy(top)  # the cache is shared by reference, not copied into it
+    inference.__dict__.pop("_toplib_casts", None)
+    fuse_qkv_(inference.model.to(dtype))
+    cache[dtype] = (key, inference.eval())
     return cache[dtype][1]
 
 

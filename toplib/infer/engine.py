@@ -25,7 +25,7 @@ from ..core.importance import kept_counts
 from ..data import pad_examples, real_lengths
 from ..hf.encoder import TokenRun, classify, encoder_of, no_section, run_layers
 from ..hf.model import check_sequence_length
-from ..hf.precision import cast_model
+from ..hf.precision import inference_copy
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _check_right_padded(mask: torch.Tensor) -> None:
 def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
                   fast_attention: bool = True, timer=None) -> DropOutput:
     """Classify with pruned tokens removed from the computation (eval gates), in the
-    model's dtype (:func:`toplib.hf.precision.cast_model` gives a bf16 copy).
+    model's dtype (:func:`toplib.hf.precision.inference_copy` gives a bf16 copy).
 
     The attention mask is read back once, before the pass; every shape after it is
     planned on the host (:func:`plan_counts`), so on a GPU no layer waits for the last.
@@ -162,8 +162,9 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
             ``token_type_ids``), as ``toplib.data.encode`` returns.
         batch_size: examples per forward pass.
         dtype: compute in this dtype ("bfloat16", "float16" on CUDA, a torch dtype; None:
-            the model's), on a cached cast copy (:func:`toplib.hf.precision.cast_model`);
-            logits come back in float32.
+            the model's). Predictions run on a cached inference copy of ``top`` in that
+            dtype, query-key-value projections stacked
+            (:func:`toplib.hf.precision.inference_copy`); logits come back in float32.
         kwargs: passed to :func:`prune_forward` (``pruning``, ``fast_attention``).
     """
     check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
@@ -171,7 +172,7 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
           "an integer >= 1")
     lengths = real_lengths(examples)
     check_sequence_length(int(lengths.max()), top.config, "the longest example's length")
-    top = cast_model(top.eval(), dtype)
+    top = inference_copy(top.eval(), dtype)
     pad_id = top.config.pad_token_id or 0
     # Longest first: a batch of similar lengths wastes little padding, in every layer.
     order = torch.argsort(lengths, descending=True, stable=True)
