@@ -369,7 +369,8 @@ def test_05_sparsity_vs_accuracy(kernel_env, tiny_runs, tmp_path):
 @pytest.mark.notebooks
 def test_06_speedup(kernel_env, tiny_runs, tmp_path):
     m = execute("06_speedup", tmp_path, task=TASK, checkpoint=tiny_runs["top"], lengths="8,16",
-                sparsities="0.3,0.6", batch_sizes="1,4", runs=2, warmup=0, threads=1)
+                sparsities="0.3,0.6", batch_sizes="1,4", runs=2, warmup=0, threads=1,
+                dtype="bfloat16")  # the bf16 path end to end
     points = m["points"]
     assert len(points) == (2 + 2) * 2  # (lengths + sparsities) x batch sizes
     for p in points:
