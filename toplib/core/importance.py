@@ -214,6 +214,13 @@ def _ranks_kept(m: int, open_bins: tuple, bin_num: int, eps: float = 0.0,
     return torch.tensor(open_bins, dtype=torch.bool)[bins].nonzero().flatten()
 
 
+@functools.lru_cache(maxsize=1024)
+def _ranks_on(m: int, open_bins: tuple, bin_num: int, eps: float, dtype: torch.dtype,
+              device: str) -> torch.Tensor:
+    """:func:`_ranks_kept` on ``device``, copied there once."""
+    return _ranks_kept(m, open_bins, bin_num, eps, dtype).to(device)
+
+
 def _drop_unpadded(hidden, scores, open_bins, bin_num: int, eps: float = 0.0):
     """:func:`drop_tokens` for a batch whose rows are all real tokens of equal length.
 
@@ -224,8 +231,7 @@ def _drop_unpadded(hidden, scores, open_bins, bin_num: int, eps: float = 0.0):
     batch, n, h = hidden.shape
     if isinstance(open_bins, torch.Tensor):
         open_bins = tuple(open_bins.tolist())
-    ranks = _ranks_kept(n - 1, open_bins, bin_num, eps, scores.dtype)
-    ranks = ranks.to(scores.device, non_blocking=True)
+    ranks = _ranks_on(n - 1, open_bins, bin_num, eps, scores.dtype, str(scores.device))
     order = scores[:, 1:].argsort(dim=1, descending=True, stable=True)
     kept = order[:, ranks].sort(dim=1).values + 1
     rows = torch.cat([kept.new_zeros(batch, 1), kept], dim=1)  # [CLS] first

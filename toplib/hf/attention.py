@@ -33,9 +33,15 @@ def no_section(name: str, rows: int | None = None):  # noqa: ARG001 (the timer p
     return nullcontext()
 
 
-def padding_bias(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+def padding_bias(alive: torch.Tensor, dtype: torch.dtype,
+                 padded: bool | None = None) -> torch.Tensor | None:
     """(B, m) mask (> 0: present) -> (B, 1, 1, m) additive attention bias (0 kept, min
-    dropped), or None when every position is present (one check for a bool mask: batch 1)."""
+    dropped), or None when every position is present (one check for a bool mask: batch 1).
+    ``padded``: whether some position is absent, when the caller knows (no check, so
+    nothing is read back from a GPU)."""
+    if padded is not None:
+        return (~alive.bool()).to(dtype)[:, None, None, :] * torch.finfo(dtype).min \
+            if padded else None
     if alive.dtype == torch.bool:
         absent = None if bool(alive.all()) else ~alive
     else:

@@ -74,6 +74,8 @@ class TokenRun:
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> torch.Tensor:
     """The encoder's layers on (B, n, H) hidden states, pruning as ``run`` says."""
     unpadded = _unpadded_layers(run.counts, len(layers))
+    # whether a layer's inputs hold padding, when planned (None: look)
+    padded = [None if run.counts is None else not u for u in unpadded]
     for i, layer in enumerate(layers):
         if run.counts is None:
             run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
@@ -87,7 +89,7 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         scored = run.real > 0 if run.release_training and all_rows and wants else present
         ranked = None if present is None else Ranked(scored, all_rows)
         attn_out, scores, probs = self_attention(
-            layer.attention, hidden, None if unpadded[i] else padding_bias(keys, hidden.dtype),
+            layer.attention, hidden, padding_bias(keys, hidden.dtype, padded[i]),
             ranked, eager=wants or not run.fast_attention,
             whole=not run.drop or "attentions" in run.hooks, section=run.section)
         _emit(layer.attention.self, (hidden,), (attn_out, probs), "attentions" in run.hooks)
@@ -97,10 +99,10 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
             scores = torch.rand_like(scores) * present
         if prune_next is not None and run.drop:
             with run.section("gather"):
-                planned = None if run.counts is None else run.counts[:, i + 1]
+                survivors = None if run.counts is None else run.counts[:, i + 1]
                 attn_out, run.alive = drop_tokens(attn_out, None if unpadded[i] else run.alive,
                                                   scores, prune_next, run.bin_num, run.bin_eps,
-                                                  planned)
+                                                  survivors)
         with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
             out = layer.feed_forward_chunk(attn_out)
         if prune_next is not None and not run.drop:
