@@ -111,6 +111,33 @@ def test_planned_counts_are_what_the_masked_path_keeps(closed):
     assert torch.equal(dense, mask.sum(-1, keepdim=True).expand(-1, 4))
 
 
+@pytest.mark.parametrize("lengths", [(12, 9, 5), (12,), (7, 7)])
+def test_planned_layers_read_nothing_back(lengths):
+    """On the meta device tensors have shapes and no data: any read-back (``.item()``, a
+    shape from a data-dependent count, ``bool(mask.all())``) raises. With the counts
+    planned on the host, the dropping layers run there, so on a GPU they never wait."""
+    import copy
+
+    from toplib.hf.encoder import TokenRun, encoder_of, run_layers
+    from toplib.infer import keep_plan
+    top = make_top()
+    ids, mask = padded_batch(top.config, lengths=lengths, seq_len=12)
+    mask = mask[:, :max(lengths)]
+    layers = encoder_of(copy.deepcopy(top).to("meta").model).layer
+    counts = plan_counts(top, mask.sum(-1))
+
+    def run(planned):
+        hidden = torch.empty(len(lengths), max(lengths), top.config.hidden_size, device="meta")
+        state = TokenRun(alive=mask.bool().to("meta"), prune_at=dict(keep_plan(top)),
+                         bin_num=BIN_NUM, drop=True, fast_attention=True, counts=planned)
+        with torch.inference_mode():
+            return run_layers(layers, hidden, state)
+
+    assert run(counts).shape[1] == int(counts[:, -1].max())
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        run(None)  # unplanned, the pass reads the masks back
+
+
 def test_cpu_flags_are_booleans():
     flags = cpu_flags()
     assert all(isinstance(v, bool) for v in flags.values())
