@@ -101,7 +101,7 @@ def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | N
     models = {name: OrtModel(path, threads) for name, path in paths.items()}
     results = {"settings": asdict(settings), "engine": "onnxruntime",
                "onnxruntime": ort.__version__, "quantize": quantize or "fp32",
-               "threads": threads, "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+               "threads": threads, "spinning": False, "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
                "platform": platform.platform(), "load_before": machine_load(),
                "model": {"model_type": top.config.model_type, "layers": top.dims.num_layers,
                          "hidden": top.dims.hidden,
