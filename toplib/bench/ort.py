@@ -17,9 +17,11 @@ as in ``toplib bench``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
+import tempfile
 import time
 from dataclasses import asdict
 
@@ -28,7 +30,6 @@ import torch
 from ..core.config import check
 from ..data import real_lengths
 from ..export import OrtModel, export_onnx, quantize_int8, require
-from ..export.runtime import temp_graph_dir
 from ..infer import set_eval_sparsity
 from .timing import (
     BenchSettings,
@@ -81,7 +82,8 @@ def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | N
         top: a ToPModel; its gates are set to ``settings.sparsity`` if given.
         tokenizer: the model's tokenizer.
         quantize: None (fp32) or "int8" (onnxruntime dynamic quantization of both graphs).
-        workdir: where the graphs are written (default: a new temporary folder).
+        workdir: where the graphs are written and kept (default: a temporary folder,
+            removed once the sessions are built; ``graphs`` is then None).
     Returns:
         settings, machine (``cpu_model``, ``threads``, ``load_before`` / ``load_after``),
         ``graphs`` and one row per batch size: ``latency_ms`` / ``cpu_ms`` {variant: median},
@@ -96,9 +98,8 @@ def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | N
     encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
     if settings.sparsity is not None:
         set_eval_sparsity(top, real_lengths(encoded), settings.sparsity)
-    paths = export_pair(top, temp_graph_dir(workdir), quantize)  # after the gates are set
     threads = torch.get_num_threads()
-    models = {name: OrtModel(path, threads) for name, path in paths.items()}
+    models, paths = _sessions(top, workdir, quantize, threads)  # after the gates are set
     results = {"settings": asdict(settings), "engine": "onnxruntime",
                "onnxruntime": ort.__version__, "quantize": quantize or "fp32",
                "threads": threads, "spinning": False, "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
@@ -113,6 +114,18 @@ def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | N
         results["batches"].append(_ort_row(top, models, batches, settings))
     results["load_after"] = machine_load()
     return results
+
+
+def _sessions(top, workdir: str | None, quantize: str | None, threads: int):
+    """({variant: OrtModel}, {variant: graph path, or None}): graphs written to ``workdir``
+    and kept, or to a temporary folder removed once the sessions hold them (bert-base:
+    0.9 GB of fp32 graphs per benchmark)."""
+    with contextlib.ExitStack() as stack:
+        folder = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="toplib-"))
+        os.makedirs(folder, exist_ok=True)
+        paths = export_pair(top, folder, quantize)
+        models = {name: OrtModel(path, threads) for name, path in paths.items()}
+    return models, (paths if workdir else None)
 
 
 def _ort_row(top, models: dict, batches, settings: BenchSettings) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import importlib
 import os
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -123,9 +122,12 @@ def optimize_graph(path: str, config, dst: str | None = None) -> str:
     return dst or path
 
 
-def quantize_int8(src: str, dst: str) -> str:
+def quantize_int8(src: str, dst: str, per_channel: bool = False) -> str:
     """Dynamic int8 quantization (onnxruntime ``quantize_dynamic``, QInt8 weights; activations
-    quantized per call) of ``src`` into ``dst``; returns ``dst``."""
+    quantized per call) of ``src`` into ``dst``; returns ``dst``. ``per_channel``: one weight
+    scale per output column (the quickstart MiniLM on all 1,066 rotten_tomatoes validation
+    examples, labels equal to fp32 PyTorch: token dropping 91.7% -> 93.1%, dense 91.6% ->
+    92.9%; accuracy 77.9 -> 79.7 and 78.8 -> 79.4 against fp32's 78.7; not timed)."""
     check("src", src, os.path.isfile(src), "give an existing .onnx file")
     dst = check_onnx_path(dst, "dst")
     check("dst", dst, os.path.abspath(dst) != os.path.abspath(src), "must differ from src")
@@ -134,7 +136,7 @@ def quantize_int8(src: str, dst: str) -> str:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     # the optimizer's fused ops (SkipLayerNormalization, ...) defeat shape inference: their
     # outputs are float32, which the quantizer must be told
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
@@ -207,11 +209,3 @@ def ort_predict(model: OrtModel, examples: list[dict], batch_size: int = 64,
     inverse = torch.argsort(order)
     kept = None if outs[0].kept is None else torch.cat([o.kept for o in outs])[inverse]
     return OrtOutput(torch.cat([o.logits for o in outs])[inverse], kept)
-
-
-def temp_graph_dir(workdir: str | None = None) -> str:
-    """A folder for exported graphs: ``workdir`` (created) or a new temporary one."""
-    if workdir:
-        os.makedirs(workdir, exist_ok=True)
-        return workdir
-    return tempfile.mkdtemp(prefix="toplib-onnx-")
