@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import statistics
 import tempfile
 import time
 from dataclasses import asdict
@@ -35,10 +34,10 @@ from .timing import (
     BenchSettings,
     benchmark_inputs,
     cpu_model,
-    drop_flops,
     machine_load,
     make_batches,
     max_seq_length,
+    timing_row,
 )
 
 ORT_VARIANTS = ("ort_dense", "ort_drop")
@@ -130,19 +129,11 @@ def _sessions(top, workdir: str | None, quantize: str | None, threads: int):
 
 def _ort_row(top, models: dict, batches, settings: BenchSettings) -> dict:
     """Latency, throughput, speed-up and its ratio to the FLOPs reduction at one batch size."""
-    bs = batches[0][0]["input_ids"].shape[0]
     load = machine_load()["loadavg"][0]
     feeds = [{name: model.feeds(d["input_ids"], d["attention_mask"], d.get("token_type_ids"))
               for name, model in models.items()} for _, d in batches]
     times = time_ort_round_robin(models, feeds, settings.runs, settings.warmup)
-    row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
-           "loadavg_1min": [load, machine_load()["loadavg"][0]]}
-    lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
-    cpu = row["cpu_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["cpu"].items()}
-    row["throughput"] = {k: bs * 1e3 / v for k, v in lat.items()}
-    row["speedup"] = lat["ort_dense"] / lat["ort_drop"]
-    row["ratio_real"] = row["speedup"] / row["reduction_real"]
-    row["ratio_real_cpu"] = cpu["ort_dense"] / cpu["ort_drop"] / row["reduction_real"]
+    row = timing_row(top, batches, times, load, ORT_VARIANTS)
     row["label_agreement"] = _label_agreement(models, feeds)
     return row
 

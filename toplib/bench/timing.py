@@ -218,23 +218,36 @@ def _model_summary(top) -> dict:
             "prune_location": list(top.prune.prune_location), "bin_num": top.prune.bin_num}
 
 
-def _batch_row(top, timed, dense, batches, settings: BenchSettings) -> dict:
-    """Latency, throughput, speed-ups and their ratio to the FLOPs reduction at one batch size."""
+def timing_row(top, batches, times: dict, load: float, pair: tuple[str, str]) -> dict:
+    """What every benchmark row holds, from round-robin ``times`` (seconds, "wall" and
+    "cpu") of one batch size: medians in ms, throughput, the FLOPs figures of
+    :func:`drop_flops`, the 1-min load before (``load``) and after, and ``speedup`` and
+    ``ratio_real`` (/ the real FLOPs reduction, also in CPU time) of ``pair`` = (dense
+    variant, toplib variant)."""
     bs = batches[0][0]["input_ids"].shape[0]
-    load = machine_load()["loadavg"][0]  # other processes distort timings: keep the load
-    times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup,
-                             timed_variants(settings))
     row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
            "loadavg_1min": [load, machine_load()["loadavg"][0]]}
     lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
     cpu = row["cpu_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["cpu"].items()}
     row["throughput"] = {k: bs * 1e3 / v for k, v in lat.items()}
-    row["speedup_vs_dynamic"] = lat["dense_dynamic"] / lat["top_drop"]
-    row["ratio_real"] = row["speedup_vs_dynamic"] / row["reduction_real"]
+    dense, drop = pair
+    row["speedup"] = lat[dense] / lat[drop]
+    row["ratio_real"] = row["speedup"] / row["reduction_real"]
+    row["ratio_real_cpu"] = cpu[dense] / cpu[drop] / row["reduction_real"]
+    return row
+
+
+def _batch_row(top, timed, dense, batches, settings: BenchSettings) -> dict:
+    """Latency, throughput, speed-ups and their ratio to the FLOPs reduction at one batch size."""
+    load = machine_load()["loadavg"][0]  # other processes distort timings: keep the load
+    times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup,
+                             timed_variants(settings))
+    row = timing_row(top, batches, times, load, ("dense_dynamic", "top_drop"))
+    lat, bs = row["latency_ms"], row["batch_size"]
+    row["speedup_vs_dynamic"] = row["speedup"]
     if "dense_padded" in lat:
         row["speedup_vs_padded"] = lat["dense_padded"] / lat["top_drop"]
         row["ratio_padded"] = row["speedup_vs_padded"] / row["reduction_padded"]
-    row["ratio_real_cpu"] = cpu["dense_dynamic"] / cpu["top_drop"] / row["reduction_real"]
     row["profile"] = profile_sections(timed, batches[0][1], min(PROFILE_REPEATS, settings.runs))
     logger.info("batch %d: %s", bs, {k: round(v, 2) for k, v in lat.items()})
     return row
