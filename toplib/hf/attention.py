@@ -80,20 +80,22 @@ def self_attention(attn, hidden, bias, ranked: Ranked | None = None, eager: bool
     sa = attn.self
     shape = (*hidden.shape[:2], -1, sa.attention_head_size)
     fused = getattr(sa, "qkv", None)
+    scaling = sa.scaling
     with section("attn_linear"):
         if fused is not None and not sa.training:  # one GEMM, one weight stream
             q, k, v = fused(hidden).view(*shape[:2], 3, *shape[2:]).permute(2, 0, 3, 1, 4)
+            scaling = 1.0  # folded into the query's weights
         else:
             q, k, v = (p(hidden).view(shape).transpose(1, 2) for p in (sa.query, sa.key, sa.value))
     dropout = sa.dropout.p if sa.training else 0.0
     probs = scores = None
     if eager:
-        context, scores, probs = _eager_attention((q, k, v), bias, ranked, sa.scaling, dropout,
+        context, scores, probs = _eager_attention((q, k, v), bias, ranked, scaling, dropout,
                                                   not whole, section)
     else:
         with section("attn_core"):
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout,
-                                                     scale=sa.scaling)
+                                                     scale=scaling)
     with section("attn_linear"):
         out = attn.output(context.transpose(1, 2).reshape(*hidden.shape[:2], -1), hidden)
     return out, scores, probs if whole else None
@@ -144,7 +146,8 @@ def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
     b, a, m, d = q.shape
     q3, kt3 = q.reshape(b * a, m, d), k.transpose(2, 3).reshape(b * a, d, m)
     if bias is None:
-        scores = torch.bmm(q3, kt3).mul_(scaling)
+        scores = torch.bmm(q3, kt3)
+        scores = scores if scaling == 1.0 else scores.mul_(scaling)
     else:
         bias3 = bias.expand(b, a, 1, m).reshape(b * a, 1, m)
         scores = torch.baddbmm(bias3, q3, kt3, alpha=scaling)
@@ -159,7 +162,9 @@ def fuse_qkv_(model: torch.nn.Module) -> torch.nn.Module:
 
     One (H, 3H) GEMM instead of three reads the input once and makes one call: at batch 1
     it takes 8% off a bert-base pass in bf16 (45.1 -> 41.6 ms, 128 tokens, sparsity 0.6,
-    2 threads). For inference copies only (``toplib.hf.precision.inference_copy``): the
+    2 threads). The query's rows carry the score scaling (``1/sqrt(head size)``), so no pass
+    over the (B, A, m, m) scores scales them (exact for power-of-4 head sizes, bert-base's
+    64; a rounding otherwise). For inference copies only (``toplib.hf.precision.inference_copy``): the
     stacked weights are a copy, so training the model afterwards would leave them stale.
     """
     for module in model.modules():
@@ -170,9 +175,10 @@ def fuse_qkv_(model: torch.nn.Module) -> torch.nn.Module:
         fused = torch.nn.Linear(first.in_features, sum(p.out_features for p in parts),
                                 bias=first.bias is not None, device=first.weight.device,
                                 dtype=first.weight.dtype)
+        scale = [module.scaling, 1.0, 1.0]
         with torch.no_grad():
-            fused.weight.copy_(torch.cat([p.weight for p in parts]))
+            fused.weight.copy_(torch.cat([p.weight * c for p, c in zip(parts, scale)]))
             if first.bias is not None:
-                fused.bias.copy_(torch.cat([p.bias for p in parts]))
+                fused.bias.copy_(torch.cat([p.bias * c for p, c in zip(parts, scale)]))
         module.qkv = fused.eval().requires_grad_(False)
     return model
