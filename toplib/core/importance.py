@@ -125,7 +125,7 @@ def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch
 
 
 def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, num_layers: int,
-                bin_num: int, eps: float = 0.0) -> torch.Tensor:
+                bin_num: int, eps: float = 0.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Tokens entering each layer under 0/1 gates, from the lengths alone (see
     :func:`rank_bin_table`).
 
@@ -134,6 +134,8 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
         keep_bins: (P, bin_num) 0/1, bin b kept at prune location p
             (``1 - (1 - z_bins) * z_pruner`` of the deterministic gates).
         prune_location: the P layers that receive pruned inputs.
+        dtype: the dtype ranks are binned in (:func:`score_dtype` of the model's): bin
+            boundaries round differently in float32 and float64.
     Returns:
         (E, N) long tokens entering each layer.
     Example:
@@ -142,7 +144,7 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
         [[9, 5]]
     """
     locations = {loc: p for p, loc in enumerate(prune_location)}
-    table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num, eps=eps)
+    table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num, dtype, eps=eps)
     keep = torch.cat([keep_bins.bool().cpu(), torch.zeros(len(keep_bins), 1, dtype=torch.bool)], 1)
     alive_n = lengths.long().cpu().clone()
     rows = []

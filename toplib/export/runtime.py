@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ..core.config import check
 from ..data import pad_examples, real_lengths
+from ..hf.precision import dtype_name
 from .graph import DropGraph
 
 OPSETS = range(14, 21)
@@ -96,6 +97,10 @@ def export_onnx(top, path: str, *, opset: int = 17, dense: bool = False,
         >>> export_onnx(top, "model.onnx")  # doctest: +SKIP
     """
     check("opset", opset, opset in OPSETS, f"an integer in {OPSETS.start}..{OPSETS.stop - 1}")
+    weight = next(top.model.parameters())
+    check("top", f"a {dtype_name(weight.dtype)} model on {weight.device}",
+          weight.dtype == torch.float32 and weight.device.type == "cpu",
+          "a float32 model on the CPU (top.float().cpu(); int8: quantize_int8 on the graph)")
     path = check_onnx_path(path)
     require("onnx")
     module = (_DenseLogits(top) if dense else DropGraph(top, pruning)).eval()

@@ -49,10 +49,14 @@ def model_dtype(top) -> torch.dtype:
     return top.model.dtype
 
 
-def _weights_key(top) -> tuple:
-    """Changes whenever a weight is replaced or updated in place (optimiser steps,
-    ``load_state_dict``): the storage and version of every parameter."""
-    return tuple((p.data_ptr(), p._version) for p in top.parameters())
+def _copy_key(top) -> tuple:
+    """Changes whenever what a copy holds may have: a weight or buffer replaced or updated
+    in place (optimiser steps, ``load_state_dict``: the storage and version of each), the
+    pruning structure or the config. Writes through ``.data`` bump no version and are not
+    seen: update weights under ``torch.no_grad()`` instead."""
+    tensors = (*top.parameters(), *top.buffers())
+    return (tuple((t.data_ptr(), t._version) for t in tensors), repr(top.prune),
+            top.config.to_json_string())
 
 
 def cast_model(top, dtype) -> torch.nn.Module:
@@ -71,16 +75,20 @@ def inference_copy(top, dtype=None) -> torch.nn.Module:
     on ``top`` (one per dtype) until ``top``'s weights change, so calling this per batch
     costs nothing after the first."""
     dtype = resolve_dtype(dtype, str(next(top.parameters()).device)) or model_dtype(top)
-    cache = top.__dict__.setdefault("_toplib_casts", {})
-    key = _weights_key(top)
-    if dtype in cache and cache[dtype][0] == key:
-        return cache[dtype][1]
-    cache.pop(dtype, None)  # free the stale copy before making a new one
-    inference = copy.deepcopy(top)  # the cache is shared by reference, not copied into it
-    inference.__dict__.pop("_toplib_casts", None)
-    fuse_qkv_(inference.model.to(dtype))
-    cache[dtype] = (key, inference.eval())
+    key = _copy_key(top)
+    cache = {d: entry for d, entry in top.__dict__.pop("_toplib_casts", {}).items()
+             if entry[0] == key}  # stale copies are freed before a new one is made
+    if dtype not in cache:
+        inference = copy.deepcopy(top)  # the cache is off ``top`` meanwhile: not copied
+        fuse_qkv_(inference.model.to(dtype))
+        cache[dtype] = (key, inference.eval())
+    top.__dict__["_toplib_casts"] = cache
     return cache[dtype][1]
+
+
+def clear_copies(top) -> None:
+    """Free the inference copies cached on ``top`` (:func:`inference_copy`)."""
+    top.__dict__.pop("_toplib_casts", None)
 
 
 def cpu_flags() -> dict:

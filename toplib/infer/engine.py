@@ -21,11 +21,11 @@ from tqdm.auto import tqdm
 from ..core.config import check
 from ..core.flops import schedule_for_sparsity
 from ..core.gates import schedule_gates
-from ..core.importance import kept_counts
+from ..core.importance import kept_counts, score_dtype
 from ..data import pad_examples, real_lengths
 from ..hf.encoder import TokenRun, classify, encoder_of, no_section, run_layers
 from ..hf.model import check_sequence_length
-from ..hf.precision import inference_copy
+from ..hf.precision import cast_model
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +71,13 @@ def _keep_tables(top, pruning: bool):
 
 @functools.lru_cache(maxsize=8192)
 def _planned_counts(length: int, plan: tuple, num_layers: int, bin_num: int,
-                    eps: float) -> tuple[int, ...]:
+                    eps: float, dtype: torch.dtype) -> tuple[int, ...]:
     """Tokens entering each layer for one input of ``length`` tokens under ``plan``."""
     if not plan:
         return (length,) * num_layers
     keep = torch.tensor([bins for _, bins in plan])
     return tuple(kept_counts(torch.tensor([length]), keep, [layer for layer, _ in plan],
-                             num_layers, bin_num, eps)[0].tolist())
+                             num_layers, bin_num, eps, dtype)[0].tolist())
 
 
 def plan_counts(top, lengths: torch.Tensor, pruning: bool = True) -> torch.Tensor:
@@ -86,8 +86,9 @@ def plan_counts(top, lengths: torch.Tensor, pruning: bool = True) -> torch.Tenso
     (:func:`toplib.core.importance.kept_counts`), so a dropping pass knows every shape
     before it starts and never waits on the device to learn one."""
     plan, n = keep_plan(top, pruning), top.dims.num_layers
-    return torch.tensor([_planned_counts(length, plan, n, top.prune.bin_num, top.prune.bin_eps)
-                         for length in lengths.tolist()], dtype=torch.long)
+    dtype = score_dtype(top.model.dtype)  # what the pass ranks in: bins round alike
+    return torch.tensor([_planned_counts(length, plan, n, top.prune.bin_num, top.prune.bin_eps,
+                                         dtype) for length in lengths.tolist()], dtype=torch.long)
 
 
 def _check_right_padded(mask: torch.Tensor) -> None:
@@ -100,7 +101,7 @@ def _check_right_padded(mask: torch.Tensor) -> None:
 def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
                   fast_attention: bool = True, timer=None) -> DropOutput:
     """Classify with pruned tokens removed from the computation (eval gates), in the
-    model's dtype (:func:`toplib.hf.precision.inference_copy` gives a bf16 copy).
+    model's dtype (:func:`toplib.hf.precision.cast_model` gives a bf16 copy).
 
     The attention mask is read back once, before the pass; every shape after it is
     planned on the host (:func:`plan_counts`), so on a GPU no layer waits for the last.
@@ -162,9 +163,10 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
             ``token_type_ids``), as ``toplib.data.encode`` returns.
         batch_size: examples per forward pass.
         dtype: compute in this dtype ("bfloat16", "float16" on CUDA, a torch dtype; None:
-            the model's). Predictions run on a cached inference copy of ``top`` in that
-            dtype, query-key-value projections stacked
-            (:func:`toplib.hf.precision.inference_copy`); logits come back in float32.
+            the model's). Another dtype than the model's runs on a cached inference copy
+            (:func:`toplib.hf.precision.cast_model`); logits come back in float32. For
+            float32 with the stacked query-key-value projection, pass
+            ``toplib.hf.precision.inference_copy(top)`` as ``top``.
         kwargs: passed to :func:`prune_forward` (``pruning``, ``fast_attention``).
     """
     check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
@@ -172,7 +174,7 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
           "an integer >= 1")
     lengths = real_lengths(examples)
     check_sequence_length(int(lengths.max()), top.config, "the longest example's length")
-    top = inference_copy(top.eval(), dtype)
+    top = cast_model(top.eval(), dtype)
     pad_id = top.config.pad_token_id or 0
     # Longest first: a batch of similar lengths wastes little padding, in every layer.
     order = torch.argsort(lengths, descending=True, stable=True)

@@ -21,7 +21,7 @@ from ..core.config import PruneConfig
 from ..core.flops import measured_sparsity
 from ..data import get_task
 from ..hf.model import checkpoint_path, load_checkpoint, read_meta
-from ..hf.precision import DTYPES, cast_model, resolve_dtype
+from ..hf.precision import DTYPES, cast_model, dtype_name, resolve_dtype
 from ..infer import gates_for_sparsity
 from .analysis import KeptTokens, is_pruned, kept_tokens
 
@@ -134,7 +134,7 @@ def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, spars
     re-renders on change of its ``value`` (no button). Returns an ``ipywidgets.VBox``;
     ``.children[-1]`` is the output HTML widget.
     """
-    resolve_dtype(dtype)
+    dtype = dtype_name(resolve_dtype(dtype) or torch.float32)  # the dropdown holds names
     import ipywidgets as widgets
     if not checkpoints:
         raise ValueError("checkpoints=[] : train a model first (notebooks 02 and 03)")
