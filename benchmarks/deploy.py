@@ -95,8 +95,8 @@ def fastest(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(rows: list[dict], best: list[dict], machine: str) -> str:
-    lines = [f"Machine: {machine}", "",
+def markdown(rows: list[dict], best: list[dict], machine: str, command: str) -> str:
+    lines = [f"Command: `{command}`", "", f"Machine: {machine}", "",
              "| path | batch | dense ms | toplib ms | speed-up | FLOPs reduction | ratio | "
              "target | met |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -169,10 +169,11 @@ def main(argv=None) -> dict:
     machine = f"{cpu_model()} ({flags}); {args.threads} threads"
     best = fastest(rows)
     out = os.path.join(RESULTS, f"deploy_{args.preset}{args.suffix}")
+    command = shlex.join(["python", "benchmarks/deploy.py", *(argv or sys.argv[1:])])
     with open(out + ".json", "w") as f:
-        json.dump({"command": shlex.join([sys.executable, *sys.argv]), "machine": machine,
+        json.dump({"command": command, "machine": machine,
                    "summary": rows, "fastest": best, "results": results}, f, indent=1)
-    text = markdown(rows, best, machine)
+    text = markdown(rows, best, machine, command)
     with open(out + ".md", "w") as f:
         f.write(text + "\n")
     plot(rows, f"{args.preset}: {machine}", out + ".png")
