@@ -9,7 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
 from ..core.config import PruneConfig
-from ..hf.model import ToPModel, load_checkpoint, resolve_model_path
+from ..hf.model import ToPModel, load_checkpoint, plain_classifier, resolve_model_path
 from ..hf.precision import inference_copy, resolve_dtype
 
 BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -46,10 +46,7 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
 def dense_copy(top) -> torch.nn.Module:
     """The unpatched Hugging Face classifier with SDPA attention on ``top``'s device, sharing
     no state with ``top``."""
-    dense = AutoModelForSequenceClassification.from_config(copy.deepcopy(top.config),
-                                                           attn_implementation="sdpa")
-    dense.load_state_dict(top.model.state_dict())
-    return dense.to(next(top.parameters()).device).eval()
+    return plain_classifier(top, "sdpa")
 
 
 class OneDNNLinear(torch.nn.Module):

@@ -18,10 +18,10 @@ as in ``toplib bench``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import tempfile
-import time
 from dataclasses import asdict
 
 import torch
@@ -37,6 +37,7 @@ from .timing import (
     machine_load,
     make_batches,
     max_seq_length,
+    round_robin,
     timing_row,
 )
 
@@ -55,19 +56,15 @@ def export_pair(top, workdir: str, quantize: str | None = None) -> dict[str, str
 
 
 def time_ort_round_robin(models: dict, feeds: list[dict], runs: int, warmup: int) -> dict:
-    """Seconds per call of each session, {"wall": {variant: [s]}, "cpu": {...}}; round r runs
-    every variant on ``feeds[r % len(feeds)]`` (inputs converted beforehand: only the session's
-    own work is timed)."""
-    times = {"wall": {k: [] for k in models}, "cpu": {k: [] for k in models}}
-    for r in range(warmup + runs):
-        for name, model in models.items():
-            feed = feeds[r % len(feeds)][name]
-            wall, cpu = time.perf_counter(), time.process_time()
-            model.session.run(None, feed)
-            if r >= warmup:
-                times["wall"][name].append(time.perf_counter() - wall)
-                times["cpu"][name].append(time.process_time() - cpu)
-    return times
+    """:func:`~toplib.bench.timing.round_robin` of the sessions; round r runs every variant on
+    ``feeds[r % len(feeds)]`` (inputs converted beforehand: only the session's own work is
+    timed)."""
+    def calls(r):
+        feed = feeds[r % len(feeds)]
+        return {name: functools.partial(model.session.run, None, feed[name])
+                for name, model in models.items()}
+
+    return round_robin(calls, runs, warmup, progress=False)
 
 
 def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | None = None,

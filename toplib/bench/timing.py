@@ -120,27 +120,35 @@ def timed_variants(settings: BenchSettings) -> tuple[str, ...]:
     return VARIANTS if settings.padded else ("dense_dynamic", "top_drop")
 
 
+def round_robin(calls, runs: int, warmup: int, sync=lambda: None, progress: bool = True) -> dict:
+    """Seconds per call, {"wall": {name: [seconds]}, "cpu": {...}}: every round r runs each
+    zero-argument callable of ``calls(r)`` (a {name: callable} dict) once, in turn, so drift
+    in clock speed or load hits them all alike; ``sync`` waits for queued device work. CPU
+    time (of the process) leaves out time spent descheduled, so with one thread it shows
+    what the wall clock would on a quiet machine; with more it also counts threads spinning.
+    """
+    times = {"wall": {}, "cpu": {}}
+    for r in tqdm(range(warmup + runs), desc="rounds", leave=False, disable=not progress):
+        for name, fn in calls(r).items():
+            sync()
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            sync()
+            if r >= warmup:
+                times["wall"].setdefault(name, []).append(time.perf_counter() - wall)
+                times["cpu"].setdefault(name, []).append(time.process_time() - cpu)
+    return times
+
+
 @torch.inference_mode()
 def time_round_robin(batches, top, dense, runs: int, warmup: int,
                      names: tuple[str, ...] = VARIANTS) -> dict[str, dict]:
-    """Seconds per forward pass of each variant, {"wall": {variant: [seconds]}, "cpu": {...}};
-    round r uses batch r mod len(batches). CPU time (of the process) leaves out time spent
-    descheduled, so with one thread it shows what the wall clock would on a quiet machine;
-    with more it also counts threads spinning.
-    """
-    times = {"wall": {name: [] for name in names}, "cpu": {name: [] for name in names}}
-    sync = synchronizer(next(top.parameters()).device)
-    for r in tqdm(range(warmup + runs), desc="rounds", leave=False):
+    """:func:`round_robin` of the variants ``names``; round r uses batch r mod len(batches)."""
+    def calls(r):
         fns = variant_fns(top, dense, *batches[r % len(batches)])
-        for name in names:
-            sync()
-            wall, cpu = time.perf_counter(), time.process_time()
-            fns[name]()
-            sync()
-            if r >= warmup:
-                times["wall"][name].append(time.perf_counter() - wall)
-                times["cpu"][name].append(time.process_time() - cpu)
-    return times
+        return {name: fns[name] for name in names}
+
+    return round_robin(calls, runs, warmup, synchronizer(next(top.parameters()).device))
 
 
 @torch.inference_mode()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hf.attention import padding_bias
 from ..hf.encoder import classify, encoder_of
 from ..infer.engine import eval_keep_table
 
@@ -74,11 +75,6 @@ def bin_keep(scores: torch.Tensor, alive: torch.Tensor, open_bins: torch.Tensor,
     m = candidates.sum(-1, keepdim=True).clamp_min(1).to(scores.dtype)
     bins = torch.floor(ranks / (m + eps) * bin_num).long().clamp(0, bin_num - 1)
     return (candidates & open_bins[bins]) | first
-
-
-def additive_mask(alive: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, m) bool -> (B, 1, 1, m) additive bias: 0 present, the dtype's minimum absent."""
-    return ((~alive).to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
 
 
 def packed_qkv(sa: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +131,7 @@ class DropGraph(nn.Module):
         for i, layer in enumerate(encoder_of(self.model).layer):
             kept.append(alive.sum(-1))
             qkv = getattr(self, f"qkv_weight_{i}"), getattr(self, f"qkv_bias_{i}")
-            out, probs = attention(layer.attention, qkv, hidden, additive_mask(alive, hidden.dtype))
+            out, probs = attention(layer.attention, qkv, hidden, padding_bias(alive, hidden.dtype, True))
             if i + 1 in self.prune_at:  # layer i's attention ranks layer i+1's input
                 scores = importance(probs, alive, self.all_rows)
                 keep = bin_keep(scores, alive, getattr(self, f"open_bins_{i + 1}"),

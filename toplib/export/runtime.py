@@ -8,18 +8,17 @@ pruning and int8 stack. onnx and onnxruntime are optional (``pip install -e .[ex
 """
 from __future__ import annotations
 
-import copy
 import importlib
 import os
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
 
 from ..core.config import check
-from ..data import pad_examples, real_lengths
+from ..hf.model import plain_classifier
 from ..hf.precision import dtype_name
+from ..infer import check_right_padded, length_batches
 from .graph import DropGraph
 
 OPSETS = range(14, 21)
@@ -56,10 +55,7 @@ class _DenseLogits(torch.nn.Module):
 
     def __init__(self, top):
         super().__init__()
-        self.model = AutoModelForSequenceClassification.from_config(
-            copy.deepcopy(top.config), attn_implementation="eager")
-        self.model.load_state_dict(top.model.state_dict())
-        self.model.eval()
+        self.model = plain_classifier(top, "eager")
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         return self.model(input_ids=input_ids, attention_mask=attention_mask,
@@ -186,9 +182,7 @@ class OrtModel:
         feeds = {k: np.asarray(v, dtype=np.int64) for k, v in given.items() if v is not None}
         if "token_type_ids" in self.inputs and token_type_ids is None:
             feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        mask = feeds["attention_mask"] > 0
-        if not mask[:, 0].all() or (mask[:, 1:] & ~mask[:, :-1]).any():
-            raise ValueError("attention_mask must be right-padded with [CLS] at position 0")
+        check_right_padded(torch.from_numpy(feeds["attention_mask"]))
         return {k: feeds[k] for k in self.inputs}
 
     def __call__(self, input_ids, attention_mask, token_type_ids=None) -> OrtOutput:
@@ -205,12 +199,7 @@ def ort_predict(model: OrtModel, examples: list[dict], batch_size: int = 64,
     length, results in the order of ``examples``."""
     check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
           "an integer >= 1")
-    order = torch.argsort(real_lengths(examples), descending=True, stable=True)
-    ranked, outs = [examples[j] for j in order.tolist()], []
-    for start in range(0, len(ranked), batch_size):
-        batch = pad_examples(ranked[start:start + batch_size], pad_id)
-        outs.append(model(batch["input_ids"], batch["attention_mask"],
-                          batch.get("token_type_ids")))
-    inverse = torch.argsort(order)
+    batches, inverse = length_batches(examples, batch_size, pad_id)
+    outs = [model(b["input_ids"], b["attention_mask"], b.get("token_type_ids")) for b in batches]
     kept = None if outs[0].kept is None else torch.cat([o.kept for o in outs])[inverse]
     return OrtOutput(torch.cat([o.logits for o in outs])[inverse], kept)

@@ -39,17 +39,10 @@ def padding_bias(alive: torch.Tensor, dtype: torch.dtype,
     dropped), or None when every position is present (one check for a bool mask: batch 1).
     ``padded``: whether some position is absent, when the caller knows (no check, so
     nothing is read back from a GPU)."""
-    if padded is not None:
-        return (~alive.bool()).to(dtype)[:, None, None, :] * torch.finfo(dtype).min \
-            if padded else None
-    if alive.dtype == torch.bool:
-        absent = None if bool(alive.all()) else ~alive
-    else:
-        absent = alive <= 0
-        absent = absent if bool(absent.any()) else None
-    if absent is None:
-        return None
-    return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :]
+    absent = ~alive if alive.dtype == torch.bool else alive <= 0
+    if padded is None:
+        padded = bool(absent.any())
+    return (absent.to(dtype) * torch.finfo(dtype).min)[:, None, None, :] if padded else None
 
 
 class Ranked(NamedTuple):

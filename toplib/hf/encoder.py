@@ -73,9 +73,7 @@ class TokenRun:
 
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> torch.Tensor:
     """The encoder's layers on (B, n, H) hidden states, pruning as ``run`` says."""
-    unpadded = _unpadded_layers(run.counts, len(layers))
-    # whether a layer's inputs hold padding, when planned (None: look)
-    padded = [None if run.counts is None else not u for u in unpadded]
+    padded = _planned_padding(run.counts, len(layers))
     for i, layer in enumerate(layers):
         if run.counts is None:
             run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
@@ -100,9 +98,9 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
         if prune_next is not None and run.drop:
             with run.section("gather"):
                 survivors = None if run.counts is None else run.counts[:, i + 1]
-                attn_out, run.alive = drop_tokens(attn_out, None if unpadded[i] else run.alive,
-                                                  scores, prune_next, run.bin_num, run.bin_eps,
-                                                  survivors)
+                alive = None if padded[i] is False else run.alive  # None: nothing padded
+                attn_out, run.alive = drop_tokens(attn_out, alive, scores, prune_next,
+                                                  run.bin_num, run.bin_eps, survivors)
         with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
             out = layer.feed_forward_chunk(attn_out)
         if prune_next is not None and not run.drop:
@@ -117,12 +115,12 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
     return hidden
 
 
-def _unpadded_layers(counts: torch.Tensor | None, num_layers: int) -> list[bool]:
-    """Per layer, whether every example enters it with the same number of tokens (then
-    nothing is padded), from planned host ``counts``; all False when not planned."""
+def _planned_padding(counts: torch.Tensor | None, num_layers: int) -> list[bool | None]:
+    """Per layer, whether its inputs hold padding (examples enter it with different token
+    counts), from planned host ``counts``; None (look at the masks) when not planned."""
     if counts is None:
-        return [False] * num_layers
-    return (counts == counts[:1]).all(0).tolist()
+        return [None] * num_layers
+    return (counts != counts[:1]).any(0).tolist()
 
 
 def _emit(module: nn.Module, args: tuple, output, wanted: bool) -> None:

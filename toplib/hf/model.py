@@ -12,6 +12,7 @@ Loading: model arguments are checked in :mod:`toplib.hf.loading`; one
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -200,6 +201,16 @@ class ToPModel(nn.Module):
 
 
 # ---- loading ----------------------------------------------------------------------------
+def plain_classifier(top, attn_implementation: str = "sdpa") -> nn.Module:
+    """The unpatched Hugging Face classifier of a ToPModel (its weights copied, on its
+    device, eval mode), sharing no state with it: the dense baselines of the benchmarks
+    and of the ONNX export."""
+    dense = AutoModelForSequenceClassification.from_config(
+        copy.deepcopy(top.config), attn_implementation=attn_implementation)
+    dense.load_state_dict(top.model.state_dict())
+    return dense.to(next(top.parameters()).device).eval()
+
+
 def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: str = "cpu",
                     name: str = "checkpoint", **hf_kwargs):
     """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta with ``labels``) of a

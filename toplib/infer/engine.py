@@ -91,7 +91,8 @@ def plan_counts(top, lengths: torch.Tensor, pruning: bool = True) -> torch.Tenso
                                          dtype) for length in lengths.tolist()], dtype=torch.long)
 
 
-def _check_right_padded(mask: torch.Tensor) -> None:
+def check_right_padded(mask: torch.Tensor) -> None:
+    """Raise unless the (B, n) ``attention_mask`` is right-padded with [CLS] at position 0."""
     mask = mask.bool()
     if not bool(mask[:, 0].all()) or bool((mask[:, 1:] & ~mask[:, :-1]).any()):
         raise ValueError("attention_mask must be right-padded with [CLS] at position 0")
@@ -121,7 +122,7 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
         raise RuntimeError("prune_forward is inference only: call top.eval() first")
     section = timer or no_section
     mask = attention_mask.cpu()  # the one read-back of the pass
-    _check_right_padded(mask)
+    check_right_padded(mask)
     with section("gates"):
         lengths = mask.sum(-1)
         counts = plan_counts(top, lengths, pruning)
@@ -152,6 +153,17 @@ class Predictions:
     lengths: torch.Tensor
 
 
+def length_batches(examples: list[dict], batch_size: int, pad_id: int):
+    """(padded batches of ``examples``, longest first, as a generator; the permutation that
+    puts their results back in input order). A batch of similar lengths wastes little
+    padding, in every layer."""
+    order = torch.argsort(real_lengths(examples), descending=True, stable=True)
+    ranked = [examples[j] for j in order.tolist()]
+    batches = (pad_examples(ranked[start:start + batch_size], pad_id)
+               for start in range(0, len(ranked), batch_size))
+    return batches, torch.argsort(order)
+
+
 def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = False,
             dtype=None, **kwargs) -> Predictions:
     """Run :func:`prune_forward` over encoded examples, batching inputs of similar length;
@@ -175,16 +187,11 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
     lengths = real_lengths(examples)
     check_sequence_length(int(lengths.max()), top.config, "the longest example's length")
     top = cast_model(top.eval(), dtype)
-    pad_id = top.config.pad_token_id or 0
-    # Longest first: a batch of similar lengths wastes little padding, in every layer.
-    order = torch.argsort(lengths, descending=True, stable=True)
-    ranked, outs = [examples[j] for j in order.tolist()], []
-    starts = range(0, len(ranked), batch_size)
-    for start in tqdm(starts, desc="predict", leave=False, disable=not progress):
-        batch = pad_examples(ranked[start:start + batch_size], pad_id)
-        outs.append(prune_forward(top, batch["input_ids"], batch["attention_mask"],
-                                  batch.get("token_type_ids"), **kwargs))
-    inverse = torch.argsort(order)
+    batches, inverse = length_batches(examples, batch_size, top.config.pad_token_id or 0)
+    outs = [prune_forward(top, b["input_ids"], b["attention_mask"], b.get("token_type_ids"),
+                          **kwargs)
+            for b in tqdm(batches, desc="predict", leave=False, disable=not progress,
+                          total=-(-len(examples) // batch_size))]
     return Predictions(logits=torch.cat([o.logits for o in outs]).float()[inverse],
                        kept=torch.cat([o.kept for o in outs])[inverse], lengths=lengths)
 
