@@ -234,7 +234,8 @@ def test_best_checkpoint_eligibility(knobs, summary, started, want):
 
 def test_release_mode_run_records_and_holds_the_release_figure(teacher_dir, tmp_path):
     knobs = dict(RUN, sparsity=0.3, accounting="release", training_forward="release",
-                 importance_rows="all", pad_to_max_length=True, sparsity_epsilon=0.0)
+                 importance_rows="all", pad_to_max_length=True, sparsity_epsilon=0.0,
+                 drop_tokens=False, cache_teacher=False)
     config = build_train_config("rotten_tomatoes", None, knobs)
     prune("rotten_tomatoes", teacher_dir, str(tmp_path / "run"), config, progress=False)
     records = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]

@@ -81,6 +81,24 @@ def lambda_arp2_loss(
     return (weight * pair_loss).sum(dim=(1, 2))
 
 
+def top_tokens(teacher: torch.Tensor, real: torch.Tensor, topk: int) -> torch.Tensor:
+    """(B, k) positions of each example's ``k = min(topk, n - 1)`` most important real
+    tokens under the (B, n) ``teacher`` importance, best first, [CLS] excluded; -1 past an
+    example's real tokens. What ranking distillation needs of the teacher, cached per
+    example by ``toplib.train.teacher``.
+
+    Example:
+        >>> top_tokens(torch.tensor([[0.5, 0.1, 0.3, 0.2]]), torch.tensor([[1, 1, 1, 0]]), 3)
+        tensor([[ 2,  1, -1]])
+    """
+    real = real.bool().clone()
+    real[:, 0] = False
+    k = max(1, min(topk, real.shape[1] - 1))
+    top = teacher.detach().masked_fill(~real, float("-inf")).topk(k, dim=-1).indices
+    past = torch.arange(k, device=top.device)[None, :] >= real.sum(-1, keepdim=True)
+    return top.masked_fill(past, -1)
+
+
 def rank_distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, real: torch.Tensor, topk: int,
     score: str = "raw", sigma: float = 1.0, pad_lists: bool = False
@@ -89,7 +107,8 @@ def rank_distillation_loss(
 
     Args:
         student: (B, n) student importance of one layer.
-        teacher: (B, n) teacher final-layer importance (no gradient needed).
+        teacher: (B, n) teacher final-layer importance (no gradient needed), or the
+            (B, >= k) long positions :func:`top_tokens` gives for it (a cache's).
         real: (B, n) 0/1 real-token mask; [CLS] (position 0) is excluded here.
         topk: TOPK, tokens per example taken from the teacher's ranking; an example with
             fewer real tokens uses all of them.
@@ -101,17 +120,16 @@ def rank_distillation_loss(
     Returns:
         scalar, mean over the batch of ARP-2 / k_b^2.
     """
+    k = max(1, min(topk, real.shape[1] - 1))
+    top = top_tokens(teacher, real, k) if teacher.is_floating_point() else teacher[:, :k]
     real = real.bool().clone()
     real[:, 0] = False
     counts = real.sum(-1)  # (B,)
-    k = max(1, min(topk, real.shape[1] - 1))
-    teacher = teacher.detach().masked_fill(~real, float("-inf"))
-    top = teacher.topk(k, dim=-1).indices  # (B, k), best first
     position = torch.arange(k, device=student.device)
     k_b = counts.clamp(max=k).clamp_min(1)  # (B,) list length per example
     valid = position[None, :] < k_b[:, None]
     relevance = (k_b[:, None] - position[None, :]).clamp_min(0).to(student.dtype)
-    scores = student_scores(student, counts, score).gather(1, top)
+    scores = student_scores(student, counts, score).gather(1, top.clamp_min(0))
     if pad_lists:  # padded entries: relevance 0 (above), score 0, in every pair
         scores, valid = scores * valid, torch.ones_like(valid)
         k_b = torch.full_like(k_b, k)

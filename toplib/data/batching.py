@@ -60,7 +60,8 @@ def pad_examples(examples: list[dict], pad_token_id: int,
 
 
 class Collator:
-    """Pad encoded examples to the batch's longest (or to `pad_to`) and stack them as tensors."""
+    """Pad encoded examples to the batch's longest (or to `pad_to`) and stack them as tensors;
+    their ``index`` (training examples' position in the split) comes along as (B,) long."""
 
     def __init__(self, tokenizer, pad_to: int | None = None):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -70,7 +71,10 @@ class Collator:
         batch = pad_examples(examples, self.pad_id, self.pad_to)
         labels = [e["label"] for e in examples]
         dtype = torch.float if isinstance(labels[0], float) else torch.long  # float: regression
-        return {**batch, "labels": torch.tensor(labels, dtype=dtype)}
+        batch["labels"] = torch.tensor(labels, dtype=dtype)
+        if "index" in examples[0]:
+            batch["index"] = torch.tensor([e["index"] for e in examples])
+        return batch
 
 
 LENGTH_GROUP_BATCHES = 50  # batches per length-sorted chunk when grouping by length
@@ -195,7 +199,7 @@ def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
         data = splits["train"]
         if config.max_train_samples:
             data = data.subset(config.max_train_samples, seed=config.seed)
-        train = encode(data, tokenizer, max_len)
+        train = [dict(e, index=i) for i, e in enumerate(encode(data, tokenizer, max_len))]
     validation = {}
     for name in [s for s in spec.validation_splits if s in splits]:
         validation[name] = encode(eval_subset(splits[name], config.max_eval_samples), tokenizer,

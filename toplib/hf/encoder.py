@@ -11,7 +11,13 @@ to the tokens (``TokenRun.drop``):
 * dropped (inference, ``toplib.infer.prune_forward``): pruned tokens are gathered out
   between layer l-1's attention and its FFN. This is exact (and what ``toplib.core.flops``
   counts): layer l's pruning importance is known once layer l-1's attention is done, and the
-  masked path zeroes a pruned token's FFN output before anyone reads it.
+  masked path zeroes a pruned token's FFN output before anyone reads it;
+* masked and compacted (training with ``TokenRun.compact``): the masked path, except that
+  tokens whose soft keep is exactly 0 (a closed bin's sample clamped at 0 under a pruner
+  that is on) are gathered out at the same place. Nothing downstream reads them and their
+  gates get no gradient through them, so loss and gradients equal the masked path's up to
+  float summation order (``tests/test_train_dropping.py``); importance and the recorded
+  masks are scattered back to the (B, n) input positions.
 
 Both paths share one self-attention on the layer's own weights
 (:func:`toplib.hf.attention.self_attention`), which returns the token importance beside
@@ -26,7 +32,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions as EncoderOutput
 
-from ..core.importance import drop_tokens, keep_mask, rank_bins
+from ..core.importance import drop_tokens, drop_zero_keeps, keep_mask, rank_bins
 from .attention import Ranked, no_section, padding_bias, self_attention  # noqa: F401 (no_section: re-exported)
 
 # ---- the encoder loop and the patch -----------------------------------------------------
@@ -43,6 +49,11 @@ class TokenRun:
     masking, the (bin_num,) bool bins kept when dropping. After the pass ``alive_per_layer``
     holds the (B, n) masks (masked) or (B,) counts (dropped) entering each layer, and
     ``importance`` the (B, n) importance of every layer in ``record_layers``.
+
+    ``compact`` (masked only): gather out the tokens whose keep is exactly 0 (exact; not with
+    the release's training pass, which keeps pruned tokens as keys, nor with all-rows
+    importance, which averages their rows). ``positions`` (B, m) then maps the current
+    tokens to the input's.
     """
 
     alive: torch.Tensor
@@ -69,14 +80,38 @@ class TokenRun:
     alive_per_layer: list = field(default_factory=list)
     importance: dict[int, torch.Tensor] = field(default_factory=dict)
     hooks: frozenset[str] = frozenset()  # Hugging Face outputs being recorded
+    compact: bool = False
+    positions: torch.Tensor | None = None  # (B, m) input position of each current token
+    width: int = 0  # n, the input's
+
+    def __post_init__(self):
+        if self.compact and (self.drop or self.release_training or self.importance_rows == "all"):
+            raise ValueError("TokenRun(compact=True) needs the masked toplib pass with "
+                             f"importance over alive rows; got drop={self.drop}, "
+                             f"release_training={self.release_training}, "
+                             f"importance_rows={self.importance_rows!r} (there pruned tokens "
+                             "are still read, so dropping them would change the result)")
+
+    def widen(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, m) values of the current tokens at their (B, n) input positions (0 for the
+        tokens gathered out); ``x`` itself when nothing was compacted."""
+        if self.positions is None:
+            return x
+        return x.new_zeros(len(x), self.width).scatter(1, self.positions, x)
 
 
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> torch.Tensor:
     """The encoder's layers on (B, n, H) hidden states, pruning as ``run`` says."""
     padded = _planned_padding(run.counts, len(layers))
+    if run.compact:
+        if run.hooks:
+            raise ValueError(f"TokenRun(compact=True) cannot serve {sorted(run.hooks)}: its "
+                             "hidden states change width; record them without compacting")
+        batch, run.width = run.alive.shape
+        run.positions = torch.arange(run.width, device=hidden.device).expand(batch, run.width)
     for i, layer in enumerate(layers):
         if run.counts is None:
-            run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.alive)
+            run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.widen(run.alive))
         prune_next = run.prune_at.get(i + 1)  # the pruning layer i's importance decides
         wants = prune_next is not None or i in run.record_layers
         present = (run.alive if run.drop else run.alive > 0) if wants else None  # (B, n) bool
@@ -92,7 +127,7 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
             whole=not run.drop or "attentions" in run.hooks, section=run.section)
         _emit(layer.attention.self, (hidden,), (attn_out, probs), "attentions" in run.hooks)
         if i in run.record_layers:
-            run.importance[i] = scores
+            run.importance[i] = run.widen(scores)
         if prune_next is not None and run.random_ranking:
             scores = torch.rand_like(scores) * present
         if prune_next is not None and run.drop:
@@ -101,15 +136,20 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
                 alive = None if padded[i] is False else run.alive  # None: nothing padded
                 attn_out, run.alive = drop_tokens(attn_out, alive, scores, prune_next,
                                                   run.bin_num, run.bin_eps, survivors)
-        with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
-            out = layer.feed_forward_chunk(attn_out)
-        if prune_next is not None and not run.drop:
+        masking = prune_next is not None and not run.drop
+        if masking:
             bins = rank_bins(scores, present.to(run.alive.dtype), run.bin_num, run.bin_eps)
             # toplib: the running product of soft keeps; release: this layer's x binary before
             before = present.to(run.alive.dtype) if run.release_training else run.alive
             run.alive = keep_mask(bins, before, *prune_next).to(run.alive.dtype)  # bf16 too
-            if run.zero_pruned:
-                out = out * run.alive[..., None]  # soft mask: gates get gradients
+            if run.compact:
+                with run.section("gather"):
+                    attn_out, run.alive, run.positions = drop_zero_keeps(
+                        attn_out, run.alive, run.positions)
+        with run.section("ffn", rows=attn_out.shape[0] * attn_out.shape[1]):
+            out = layer.feed_forward_chunk(attn_out)
+        if masking and run.zero_pruned:
+            out = out * run.alive[..., None]  # soft mask: gates get gradients
         _emit(layer, (hidden,), out, "hidden_states" in run.hooks)
         hidden = out
     return hidden

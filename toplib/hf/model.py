@@ -84,6 +84,7 @@ class ToPModel(nn.Module):
         self.gates = RankBinGates(len(self.prune.prune_location), self.prune.bin_num,
                                   self.prune.droprate_init)
         self.release_forward = False  # train with the release's masked pass (TokenRun)
+        self.drop_pruned = False  # training gathers out tokens whose keep is 0 (TokenRun.compact)
 
     @property
     def config(self):
@@ -121,7 +122,8 @@ class ToPModel(nn.Module):
                         record_layers=frozenset(record_layers), random_ranking=random_ranking,
                         importance_rows=self.prune.importance_rows, real=real,
                         release_training=self.release_forward and self.training,
-                        zero_pruned=self.training or not all_rows)
+                        zero_pruned=self.training or not all_rows,
+                        compact=self.drop_pruned and self.training and bool(prune_at))
 
     @contextlib.contextmanager
     def attached(self, run: TokenRun):

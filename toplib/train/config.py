@@ -29,6 +29,7 @@ POSITIVE_FLOATS = ("learning_rate", "reg_learning_rate", "finetune_learning_rate
 ACCOUNTINGS = ("measured", "release")
 SELECT_BY = ("primary", "release")
 TRAINING_FORWARDS = ("toplib", "release")
+TRAIN_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -79,6 +80,14 @@ class TrainConfig:
     weight_decay: float = knob(0.01, "AdamW weight decay of the weights (release: 0)")
     select_by: str = knob("primary", "score picking best/: primary (the task's first metric, "
                           "mean over splits) or release (QQP accuracy, MNLI matched)")
+    # Training speed. Exact (the same loss and gradients): drop_tokens, cache_teacher.
+    drop_tokens: bool = knob(True, "gather tokens whose keep is exactly 0 out of training "
+                             "passes (exact; not with the release's forward or all-rows "
+                             "importance)")
+    cache_teacher: bool = knob(True, "compute the teacher's logits and ranking targets once, "
+                               "kept in the run folder (exact up to float ties)")
+    dtype: str = knob("float32", "compute dtype of the student's training passes: float32 or "
+                      "bfloat16 (autocast; gates, losses and the Lagrangian in float32)")
     seed: int = knob(42, "seed of data order, gate sampling and initialisation")
     prune: PruneConfig = field(default_factory=PruneConfig)
     """The pruning structure (PRUNE_LOCATION, BIN_NUM)."""
@@ -110,7 +119,18 @@ class TrainConfig:
         check_choice(self, "training_forward", TRAINING_FORWARDS)
         check_choice(self, "rank_score", RANK_SCORES)
         check_choice(self, "select_by", SELECT_BY)
+        check_choice(self, "dtype", TRAIN_DTYPES)
         check_bools(self, [f.name for f in dataclasses.fields(self) if f.type == "bool"])
+        # Both read pruned tokens: the release's pass keeps them as attention keys, and
+        # all-rows importance averages their query rows (the teacher's over the padded batch).
+        rows = self.prune.importance_rows
+        reads = "reads the tokens that drop_tokens removes; pass drop_tokens=False (--no-drop-tokens)"
+        if self.drop_tokens:
+            check("training_forward", self.training_forward, self.training_forward != "release", reads)
+            check("importance_rows", rows, rows != "all", reads)
+        check("importance_rows", rows, not (rows == "all" and self.cache_teacher),
+              "ranks the teacher over each batch's padding rows, which no per-example cache "
+              "holds; pass cache_teacher=False (--no-cache-teacher)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -171,6 +191,7 @@ RELEASE_RUN: dict[str, Any] = dict(
     select_by="release",  # trainer/trainer.py: QQP by accuracy; run_glue_prune.py: MNLI matched
     binned_expectation=False, fix_pruners_after_warmup=False,
     rank_score="raw", rank_sigma=1.0, rank_pad_lists=True,  # trainer/trainer.py rank loss
+    drop_tokens=False, cache_teacher=False,  # its masked pass over the padded batch
 )
 
 # `quick`: minutes on a 2-core CPU. Few epochs, a training subset for the larger tasks,

@@ -100,7 +100,7 @@ def run_stage(run: StageRun, resume: bool) -> dict:
                 continue  # resume mid-epoch: same order, skip what was done
             top.train()
             loss, record = run.stage.loss(to_device(batch, opts.device), state.step)
-            _step(run.stage, loss, state.step + 1)
+            optimizer_step(run.stage, loss, state.step + 1)
             state.step += 1
             bar.update(1)
             if state.step % LOG_EVERY == 0 or state.step in (1, total):
@@ -131,7 +131,7 @@ def _finite(step: int, quantity: str, value: torch.Tensor) -> None:
             "--reg-learning-rate) and resume with --accept-config-change, or start again")
 
 
-def _step(stage, loss: torch.Tensor, step: int) -> None:
+def optimizer_step(stage, loss: torch.Tensor, step: int) -> None:
     """Backward, clip, one step of every optimiser and scheduler; a non-finite loss,
     gradient norm or multiplier/gate stops the run (the step is not taken)."""
     _finite(step, "loss", loss)

@@ -36,6 +36,13 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
                     reduction="batchmean") * temperature ** 2
 
 
+def autocast(config: TrainConfig, device: torch.device):
+    """The student's forward under ``config.dtype``: bfloat16 autocast runs the matrix
+    products in bf16; gates, importance (``core.importance.score_dtype``), losses and the
+    Lagrangian stay float32."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=config.dtype == "bfloat16")
+
+
 def planned_steps(epochs: float, steps_per_epoch: int, name: str) -> int:
     """Training steps of ``epochs`` epochs (rounded); a named error when that is none."""
     steps = int(round(epochs * steps_per_epoch))
@@ -61,9 +68,12 @@ class FinetuneStage:
             self.optimizers["model"], int(0.06 * total), total)}
 
     def loss(self, batch: dict, step: int) -> tuple[torch.Tensor, dict]:  # noqa: ARG002
-        out = self.top(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"),
-                       pruning=False)
-        loss = task_loss(out.logits, batch["labels"], self.top.config.problem_type == "regression")
+        ids = batch["input_ids"]
+        with autocast(self.config, ids.device):
+            out = self.top(ids, batch["attention_mask"], batch.get("token_type_ids"),
+                           pruning=False)
+        loss = task_loss(out.logits.float(), batch["labels"],
+                         self.top.config.problem_type == "regression")
         return loss, {"task_loss": loss.item()}
 
     def eligible(self, summary: dict, started: bool = False) -> bool:  # noqa: ARG002
@@ -80,10 +90,13 @@ class PruneStage:
     """ToP training against a frozen teacher (METHOD Sec. 4-6).
 
     The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does).
+    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does). ``targets``:
+    the teacher's per-example outputs (``toplib.train.teacher``), read instead of running
+    it on each batch (the batches then carry their examples' ``index``).
     """
 
     name, pruning = "prune", True
+    targets = None
 
     def __init__(self, top, teacher, config: TrainConfig, steps_per_epoch: int):
         self.top, self.teacher, self.config = top, teacher.eval(), config
@@ -93,6 +106,7 @@ class PruneStage:
         self.fix_gates_step = total - int(round(config.fix_gates_epochs * steps_per_epoch))
         self.regression = top.config.problem_type == "regression"
         top.release_forward = config.training_forward == "release"
+        top.drop_pruned = config.drop_tokens
         if config.freeze_embeddings:  # the release freezes embeddings while pruning
             top.model.base_model.embeddings.requires_grad_(False)
         for p in teacher.parameters():
@@ -119,13 +133,19 @@ class PruneStage:
             top.gates.fix_all_()
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
         last = top.dims.num_layers - 1
-        with torch.no_grad():
-            teacher = self.teacher(ids, mask, types, pruning=False, record_layers=(last,))
-        out = top(ids, mask, types, record_layers=top.prune.rank_distill_layers)
-        if self.regression:  # the release uses the hard-label loss for STS-B
-            fit = task_loss(out.logits, batch["labels"], True)
+        if self.targets is not None:
+            teacher_logits, teacher_top = self.targets.batch(batch["index"], ids.device)
         else:
-            fit = distillation_loss(out.logits, teacher.logits, cfg.distill_temperature)
+            with torch.no_grad():
+                teacher = self.teacher(ids, mask, types, pruning=False, record_layers=(last,))
+            teacher_logits, teacher_top = teacher.logits, teacher.importance[last]
+        with autocast(cfg, ids.device):
+            out = top(ids, mask, types, record_layers=top.prune.rank_distill_layers)
+        logits = out.logits.float()
+        if self.regression:  # the release uses the hard-label loss for STS-B
+            fit = task_loss(logits, batch["labels"], True)
+        else:
+            fit = distillation_loss(logits, teacher_logits, cfg.distill_temperature)
         target = warmup_target(step, cfg.sparsity, self.warmup_steps)
         lengths = mask.sum(-1)
         release = cfg.accounting == "release"  # its formula: uniform bins, mean of ratios
@@ -137,7 +157,7 @@ class PruneStage:
         evaluated = release_figure if release else measured
         held = expected + (evaluated - expected).detach() if cfg.constrain_measured else expected
         lag = self.lagrangian(held, target)
-        rank = sum(rank_distillation_loss(out.importance[layer], teacher.importance[last], mask,
+        rank = sum(rank_distillation_loss(out.importance[layer].float(), teacher_top, mask,
                                           cfg.topk, cfg.rank_score, cfg.rank_sigma,
                                           cfg.rank_pad_lists)
                    for layer in top.prune.rank_distill_layers)

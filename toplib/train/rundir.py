@@ -7,6 +7,7 @@
                     last/ also holds trainer_state.pt (optimisers, schedulers, RNG streams)
     history.jsonl   one JSON line per logged step or evaluation
     results.json    written when the run finishes
+    teacher_targets.pt  a pruning run's teacher outputs per example (toplib.train.teacher)
     .replaced/      the run that ``overwrite`` replaces, kept until the new run's first
                     checkpoint
 

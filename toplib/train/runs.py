@@ -29,6 +29,7 @@ from .loop import RunOptions, StageRun, run_stage, set_seed
 from .objectives import FinetuneStage, PruneStage, planned_steps
 from .records import finished_run, read_history, read_results  # noqa: F401 - this API's
 from .rundir import checkpoint_bytes, open_run, saved_step  # noqa: F401 - readers too
+from .teacher import teacher_targets
 
 
 def finetune(task: str, output_dir: str, model: str | None = None,
@@ -80,6 +81,9 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
         teacher_model, _, _ = load_checkpoint(teacher, device=opts.device, name="teacher")
         top = ToPModel.from_pretrained(teacher_dir, prune=config.prune).to(opts.device)
         stage = PruneStage(top, teacher_model, config, split_data.steps_per_epoch(config))
+        if config.cache_teacher:
+            stage.targets = teacher_targets(stage.teacher, split_data.train, tokenizer, config,
+                                            output_dir, opts.device, opts.progress)
         teacher_results = evaluate_splits(
             teacher_model, split_data.eval_loaders(config, tokenizer), split_data.spec,
             split_data.padded_length, DENSE, opts.device, opts.progress)
