@@ -40,7 +40,7 @@ def _base(path) -> str:
 
 def main() -> None:
     teacher, out, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[4])
-    _wrap(loop, "_step", lambda *a: "step")
+    _wrap(loop, "optimizer_step", lambda *a: "step")
     _wrap(loop, "_log", lambda run, record: f"history {record['kind']} {record['step']}")
     _wrap(hf_modeling, "safe_save_file", lambda state, path, **k: f"weights {_base(path)}")
     _wrap(torch, "save", lambda obj, path, *a, **k: f"torch.save {_base(path)}")

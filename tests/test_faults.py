@@ -23,7 +23,7 @@ CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fault_child.py
 CONFIG = dict(RUN, epochs=2, warmup_epochs=1, eval_steps=4, sparsity=0.3,
               sparsity_epsilon=0.3)  # 12 steps, 3 evaluations, each eligible for best/
 KILL_POINTS = 24
-RUN_FILES = ["best", "history.jsonl", "last", "results.json"]
+RUN_FILES = ["best", "history.jsonl", "last", "results.json", "teacher_targets.pt"]
 
 
 def _child(teacher, out, kill_at: int) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """Token importance and rank bins (ToP Sec. 3.1; METHOD Sec. 1-2).
 
-At inference, pruned tokens are removed from the hidden states (:func:`drop_tokens`).
+At inference, pruned tokens are removed from the hidden states (:func:`drop_tokens`); in
+training, those whose soft keep is exactly 0 (:func:`drop_zero_keeps`).
 With rank-bin gates the number of tokens a layer keeps depends only on how many are alive,
 so examples of equal length stay equal and examples of similar length stay similar: each
 example's survivors are gathered to the front and the batch re-padded to its longest
@@ -43,8 +44,16 @@ def token_importance(probs: torch.Tensor, alive: torch.Tensor,
     rows = alive if rows is None else rows.to(dtype)
     received = probs.mean(dim=1, dtype=dtype)  # (B, n_query, n_key), head mean
     per_query = rows / rows.sum(-1, keepdim=True).clamp_min(1.0)  # (B, n) query weights
-    scores = torch.einsum("bq,bqk->bk", per_query, received)
+    if _autocasting(probs.device.type):  # there an einsum is a bf16 bmm: a weighted sum
+        scores = (per_query[..., None] * received).sum(1)
+    else:
+        scores = torch.einsum("bq,bqk->bk", per_query, received)
     return scores * alive
+
+
+def _autocasting(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (the meta device has none)."""
+    return device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
 
 
 def score_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -157,7 +166,7 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
     return torch.stack(rows, dim=1)
 
 
-# ---- removing pruned tokens (inference) --------------------------------------------------
+# ---- removing pruned tokens (inference; training's exact zeros) -------------------------
 def drop_tokens(hidden, alive, scores, open_bins, bin_num: int, eps: float = 0.0,
                 counts: torch.Tensor | None = None):
     """Prune by rank bins and gather the survivors to the front, re-padded.
@@ -213,8 +222,9 @@ def drop_zero_keeps(hidden: torch.Tensor, alive: torch.Tensor, positions: torch.
     the longest. Differentiable in ``hidden`` and ``alive``.
 
     Exact: a token whose keep is 0 is no key of later attention, no query row of later
-    importance, not [CLS], so nothing downstream reads it, and its gates get no gradient
-    through it (their samples sit at a clamp). One read-back (the longest survivor).
+    importance, not [CLS], so nothing downstream reads it and the masked path sends no
+    gradient back through it (to its hidden state or its gates). One read-back (the
+    longest survivor).
     """
     kept = alive > 0
     order = survivors_first(kept, int(kept.sum(-1).max()))

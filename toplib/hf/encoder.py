@@ -14,10 +14,12 @@ to the tokens (``TokenRun.drop``):
   masked path zeroes a pruned token's FFN output before anyone reads it;
 * masked and compacted (training with ``TokenRun.compact``): the masked path, except that
   tokens whose soft keep is exactly 0 (a closed bin's sample clamped at 0 under a pruner
-  that is on) are gathered out at the same place. Nothing downstream reads them and their
-  gates get no gradient through them, so loss and gradients equal the masked path's up to
-  float summation order (``tests/test_train_dropping.py``); importance and the recorded
-  masks are scattered back to the (B, n) input positions.
+  that is on) are gathered out at the same place. In the masked path nothing downstream
+  reads such a token (it is no key, no importance row, not [CLS]), so no gradient flows
+  back through it either: with dropout off, loss and gradients equal the masked path's up
+  to float summation order (``tests/test_train_dropping.py``). Dropout draws depend on the
+  shapes, so with dropout the two are equal in distribution, not draw for draw. Importance
+  and the recorded masks are scattered back to the (B, n) input positions.
 
 Both paths share one self-attention on the layer's own weights
 (:func:`toplib.hf.attention.self_attention`), which returns the token importance beside
@@ -92,6 +94,16 @@ class TokenRun:
                              f"importance_rows={self.importance_rows!r} (there pruned tokens "
                              "are still read, so dropping them would change the result)")
 
+    def start(self) -> None:
+        """Before the first layer: a compacting pass starts from the input's positions."""
+        if not self.compact:
+            return
+        if self.hooks:
+            raise ValueError(f"TokenRun(compact=True) cannot serve {sorted(self.hooks)}: its "
+                             "hidden states change width; record them without compacting")
+        batch, self.width = self.alive.shape
+        self.positions = torch.arange(self.width, device=self.alive.device).expand(batch, -1)
+
     def widen(self, x: torch.Tensor) -> torch.Tensor:
         """(B, m) values of the current tokens at their (B, n) input positions (0 for the
         tokens gathered out); ``x`` itself when nothing was compacted."""
@@ -103,12 +115,7 @@ class TokenRun:
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> torch.Tensor:
     """The encoder's layers on (B, n, H) hidden states, pruning as ``run`` says."""
     padded = _planned_padding(run.counts, len(layers))
-    if run.compact:
-        if run.hooks:
-            raise ValueError(f"TokenRun(compact=True) cannot serve {sorted(run.hooks)}: its "
-                             "hidden states change width; record them without compacting")
-        batch, run.width = run.alive.shape
-        run.positions = torch.arange(run.width, device=hidden.device).expand(batch, run.width)
+    run.start()
     for i, layer in enumerate(layers):
         if run.counts is None:
             run.alive_per_layer.append(run.alive.sum(-1) if run.drop else run.widen(run.alive))

@@ -1,6 +1,7 @@
 """Inference that removes pruned tokens, so later layers compute on fewer tokens.
 
-The masked path (``ToPModel.forward``, training) costs what the dense model does. Here the
+The masked path (``ToPModel.forward``) costs what the dense model does (training gathers
+out only the tokens whose sampled keep is exactly 0). Here the
 same encoder loop (:func:`toplib.hf.encoder.run_layers`), under the evaluation gates,
 gathers pruned tokens out (:func:`toplib.core.importance.drop_tokens`), and padding is
 never computed: the batch is trimmed to its longest real input, re-padded after every prune

@@ -30,6 +30,7 @@ ACCOUNTINGS = ("measured", "release")
 SELECT_BY = ("primary", "release")
 TRAINING_FORWARDS = ("toplib", "release")
 TRAIN_DTYPES = ("float32", "bfloat16")
+LEGACY_SPEED_KNOBS = dict(drop_tokens=False, cache_teacher=False, dtype="float32")
 
 
 @dataclass
@@ -80,10 +81,10 @@ class TrainConfig:
     weight_decay: float = knob(0.01, "AdamW weight decay of the weights (release: 0)")
     select_by: str = knob("primary", "score picking best/: primary (the task's first metric, "
                           "mean over splits) or release (QQP accuracy, MNLI matched)")
-    # Training speed. Exact (the same loss and gradients): drop_tokens, cache_teacher.
+    # Training speed: the same loss and gradients (dropout aside, which draws per shape).
     drop_tokens: bool = knob(True, "gather tokens whose keep is exactly 0 out of training "
-                             "passes (exact; not with the release's forward or all-rows "
-                             "importance)")
+                             "passes (the masked path's gradients; not with the release's "
+                             "forward or all-rows importance)")
     cache_teacher: bool = knob(True, "compute the teacher's logits and ranking targets once, "
                                "kept in the run folder (exact up to float ties)")
     dtype: str = knob("float32", "compute dtype of the student's training passes: float32 or "
@@ -122,22 +123,26 @@ class TrainConfig:
         check_choice(self, "dtype", TRAIN_DTYPES)
         check_bools(self, [f.name for f in dataclasses.fields(self) if f.type == "bool"])
         # Both read pruned tokens: the release's pass keeps them as attention keys, and
-        # all-rows importance averages their query rows (the teacher's over the padded batch).
+        # all-rows importance averages their query rows (the teacher's over each batch's
+        # padding too, which no per-example cache holds).
         rows = self.prune.importance_rows
-        reads = "reads the tokens that drop_tokens removes; pass drop_tokens=False (--no-drop-tokens)"
-        if self.drop_tokens:
-            check("training_forward", self.training_forward, self.training_forward != "release", reads)
-            check("importance_rows", rows, rows != "all", reads)
-        check("importance_rows", rows, not (rows == "all" and self.cache_teacher),
-              "ranks the teacher over each batch's padding rows, which no per-example cache "
-              "holds; pass cache_teacher=False (--no-cache-teacher)")
+        check("training_forward", self.training_forward,
+              not (self.training_forward == "release" and self.drop_tokens),
+              "reads the tokens drop_tokens removes; pass drop_tokens=False (--no-drop-tokens)")
+        check("importance_rows", rows,
+              rows != "all" or not (self.drop_tokens or self.cache_teacher),
+              "reads the tokens drop_tokens removes and ranks the teacher over each batch's "
+              "padding; pass drop_tokens=False and cache_teacher=False (--no-drop-tokens "
+              "--no-cache-teacher)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        return cls(**values)
+        """A saved config; one saved before the training-speed knobs existed ran every
+        token through with the teacher live, and reads back so."""
+        return cls(**{**LEGACY_SPEED_KNOBS, **values})
 
 
 

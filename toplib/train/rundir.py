@@ -30,6 +30,7 @@ import torch
 from ..hf.model import read_meta
 from .config import config_differences
 from .records import trim_history
+from .teacher import TARGETS_FILE
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".toplib.lock"
@@ -181,7 +182,8 @@ def _prepare(output_dir: str, options, identity: dict) -> bool:
         check_same_run(meta, identity, options.accept_config_change, saved)
         trim_history(output_dir, saved_step(output_dir))
         return True
-    entries = [e for e in os.listdir(output_dir) if e not in (LOCK_FILE, REPLACED)]
+    # the teacher's cached targets stay: keyed, they are reused or recomputed (train.teacher)
+    entries = [e for e in os.listdir(output_dir) if e not in (LOCK_FILE, REPLACED, TARGETS_FILE)]
     if options.resume:
         logger.warning("resume: no saved state in %s, starting afresh", output_dir)
         _discard(output_dir, entries)  # an attempt that never reached a checkpoint

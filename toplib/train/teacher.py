@@ -7,8 +7,9 @@ before training gives them all, and ``output_dir/teacher_targets.pt`` keeps them
 resumed run. Memory: per example C floats and TOPK int16 positions, no attention maps.
 
 The file is keyed by what the targets depend on: the teacher's weights (a hash of its
-tensors), the encoded training examples (so the data and ``max_seq_length``), TOPK and the
-importance rows; a different key recomputes them. Equal to the live teacher's up to float
+tensors) and config, the encoded training examples (so the data, tokenizer and
+``max_seq_length``), TOPK and the importance rows; a different key recomputes them. Each
+run folder (a sweep's trials too) computes its own. Equal to the live teacher's up to float
 summation order (a batch's padding changes it by ulps), so a near-tie of two tokens'
 importance may order them differently; the loss is otherwise the same.
 """
@@ -95,8 +96,10 @@ def targets_key(teacher, examples: list[dict], config) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(teacher.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    digest.update(teacher.config.to_json_string().encode())  # eps, activation, ...
     fields = ("input_ids", "attention_mask", "token_type_ids")
-    digest.update(json.dumps([[e.get(f) for f in fields] for e in examples]).encode())
+    for e in examples:
+        digest.update(json.dumps([e.get(f) for f in fields]).encode())
     digest.update(json.dumps([FORMAT, config.topk, teacher.prune.importance_rows]).encode())
     return digest.hexdigest()

@@ -50,7 +50,11 @@ def check_runs(top_dir: str, seeds: Sequence[int]) -> None:
     ``distill_rank_loss_alpha=0``) changed; also when ``top_dir``'s own seed is not the
     first of ``seeds``."""
     from ..train import finished_run, read_results
-    from ..train.config import config_differences
+    from ..train.config import TrainConfig, config_differences
+
+    def filled(values: dict) -> dict:  # a run saved before a knob existed reads its default
+        return TrainConfig.from_dict(values).to_dict()
+
     config = read_results(top_dir)["config"]
     runs = seed_runs(top_dir, seeds)
     if config["seed"] != next(iter(runs)):
@@ -62,7 +66,8 @@ def check_runs(top_dir: str, seeds: Sequence[int]) -> None:
             done = finished_run(path)
             if done is None:
                 continue
-            differ = list(config_differences(dict(config, **changes), done["config"]))
+            differ = list(config_differences(filled(dict(config, **changes)),
+                                             filled(done["config"])))
             if differ:
                 raise ValueError(f"{path!r} differs from top_dir={top_dir!r} in {differ} beyond "
                                  f"{sorted(changes)}; move it aside or choose another top_dir")
