@@ -1,7 +1,9 @@
 """Seeded ablations of toplib's departures from the release (README: "Ablations").
 
-Every arm is the quick preset plus the overrides below, trained from one teacher per task
-(quick preset, seed 42) with seeds 0, 1, 2; `collect` evaluates each run's best/ checkpoint
+Every arm is a preset (the quick one unless the arm names ``preset``) plus the overrides
+below, trained from one teacher per task and preset (seed 42) with seeds 0, 1, 2; an arm's
+``budget`` multiplies the preset's epochs and warm-up together (the training-budget study:
+``std_x1`` .. ``std_x10``). `collect` evaluates each run's best/ checkpoint
 (every sparsity figure, and how well the prune layers rank tokens like the teacher's last
 layer) and writes one JSON per run under benchmarks/results/ablations/, `table` prints
 mean +- standard deviation per arm.
@@ -10,8 +12,9 @@ mean +- standard deviation per arm.
     python benchmarks/ablations.py collect          # evaluates finished runs
     python benchmarks/ablations.py table            # the README's tables
 
-Runs live in runs/ablations/<task>/<arm>/seed<k> (not committed); GLUE tasks read
-GLUE_DIR (default ../shared/data/glue).
+Runs live in runs/ablations/<task>/<arm>/seed<k> (not committed), teachers in
+runs/ablations/<task>/teacher (quick) and teacher-standard; GLUE tasks read GLUE_DIR
+(default ../shared/data/glue), 20news TOPLIB_DATA_DIR/20news.
 """
 from __future__ import annotations
 
@@ -50,7 +53,15 @@ ARMS: dict[str, dict] = {
     "release_rows_065": dict(sparsity=0.65, importance_rows="all", **MASKED),
     "release_accounting": dict(sparsity=0.5, accounting="release", sparsity_epsilon=0.0,
                                **MASKED),
+    # The training-budget study: the standard preset (the paper's targets, BIN_NUM, TOPK)
+    # at 1x, 3x and 10x its ToP schedule, and the other prune-layer choice on 6 layers.
+    "std_x1": dict(preset="standard", budget=1),
+    "std_x3": dict(preset="standard", budget=3),
+    "std_x10": dict(preset="standard", budget=10),
+    "std_x3_from1": dict(preset="standard", budget=3, prune_location=(1, 2, 3, 4, 5)),
+    "std_x3_from2": dict(preset="standard", budget=3, prune_location=(2, 3, 4, 5)),
 }
+BUDGET_TASKS = ("stsb", "mrpc", "sst2")  # two failures of the standard table, one success
 PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "quick"), ("rotten_tomatoes", "quick_bf16"),
     ("rotten_tomatoes", "quick_masked"), ("rotten_tomatoes", "release_forward"),
@@ -59,15 +70,35 @@ PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "rank_log"), ("sst2", "release_forward_065"),
     ("rotten_tomatoes", "no_fix_pruners"), ("rotten_tomatoes", "release_rows"),
     ("sst2", "release_rows_065"), ("rotten_tomatoes", "release_accounting"),
+    *[(task, arm) for arm in ("std_x1", "std_x3", "std_x10") for task in BUDGET_TASKS],
+    ("stsb", "std_x3_from2"), ("mrpc", "std_x3_from2"), ("sst2", "std_x3_from1"),
 ]
 
 
 def data_dir(task: str) -> str | None:
+    if task == "20news":
+        return os.path.join(os.environ.get("TOPLIB_DATA_DIR", os.path.join(ROOT, "..", "shared",
+                                                                          "data")), "20news")
     return None if task == "rotten_tomatoes" else GLUE_DIR
 
 
-def teacher_dir(task: str) -> str:
-    return os.path.join(RUNS, task, "teacher")
+def preset_of(arm: str) -> str:
+    return ARMS[arm].get("preset", "quick")
+
+
+def teacher_dir(task: str, preset: str = "quick") -> str:
+    return os.path.join(RUNS, task, "teacher" if preset == "quick" else f"teacher-{preset}")
+
+
+def arm_config(task: str, arm: str, seed: int):
+    """The TrainConfig of one run: the arm's preset, its overrides, its budget."""
+    from toplib.train.config import build_train_config, preset_values
+    knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget")}
+    preset, budget = preset_of(arm), ARMS[arm].get("budget", 1)
+    if budget != 1:
+        base = preset_values(preset, task)
+        knobs.update(epochs=base["epochs"] * budget, warmup_epochs=base["warmup_epochs"] * budget)
+    return build_train_config(task, preset, dict(knobs, seed=seed))
 
 
 def run_dir(task: str, arm: str, seed: int) -> str:
@@ -80,13 +111,13 @@ def train_one(task: str, arm: str, seed: int) -> None:
     from toplib.train.records import finished_run
     from toplib.train.runs import finetune, prune
 
-    if finished_run(teacher_dir(task)) is None:
-        finetune(task, teacher_dir(task), config=build_train_config(task, "quick"),
-                 data=data_dir(task), resume=os.path.isdir(teacher_dir(task)), progress=False)
+    teacher = teacher_dir(task, preset_of(arm))
+    if finished_run(teacher) is None:
+        finetune(task, teacher, config=build_train_config(task, preset_of(arm)),
+                 data=data_dir(task), resume=os.path.isdir(teacher), progress=False)
     out = run_dir(task, arm, seed)
-    if finished_run(out) is None:
-        config = build_train_config(task, "quick", dict(ARMS[arm], seed=seed))
-        prune(task, teacher_dir(task), out, config, data_dir(task),
+    if seed >= 0 and finished_run(out) is None:
+        prune(task, teacher, out, arm_config(task, arm, seed), data_dir(task),
               resume=os.path.isdir(out), progress=False)
 
 
@@ -103,7 +134,7 @@ def collect_one(task: str, arm: str, seed: int) -> dict:
                                      progress=False)
     split = next(iter(evaluation))
     model, tokenizer, _ = load_checkpoint(os.path.join(out, "best"))
-    teacher, _, _ = load_checkpoint(os.path.join(teacher_dir(task), "best"))
+    teacher, _, _ = load_checkpoint(os.path.join(teacher_dir(task, preset_of(arm)), "best"))
     texts = validation_texts(task, data_dir(task), RANK_EVAL_TEXTS)
     agreement = ranking_agreement(model, teacher, tokenizer, texts, k=10)
     history = [h for h in read_history(out) if "lambda_1" in h]
@@ -119,7 +150,8 @@ def collect_one(task: str, arm: str, seed: int) -> dict:
                                            "target_sparsity", "lambda_1", "lambda_2",
                                            "rank_loss")} for h in history],
         "gates": _gates(model, evaluation_lengths(task, tokenizer)),
-        "prune_time_s": results["wall_time_s"],
+        "prune_time_s": results["wall_time_s"], "steps": results.get("steps"),
+        "epochs": results["config"]["epochs"],
     }
 
 
@@ -171,15 +203,23 @@ def jobs(only: str | None = None) -> list[tuple[str, str, int]]:
 
 
 def _spawn(job: tuple[str, str, int]) -> int:
+    """One run in a one-thread child process; a seed of -1: the arm's teacher only."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     task, arm, seed = job
-    log = os.path.join(RUNS, f"{task}_{arm}_seed{seed}.log")
+    name = f"{task}_teacher-{preset_of(arm)}" if seed < 0 else f"{task}_{arm}_seed{seed}"
     os.makedirs(RUNS, exist_ok=True)
-    with open(log, "a") as f:
+    with open(os.path.join(RUNS, f"{name}.log"), "a") as f:
         code = subprocess.call([sys.executable, __file__, "one", task, arm, str(seed)],
                                stdout=f, stderr=subprocess.STDOUT, env=env)
-    print(f"{task} {arm} seed {seed}: exit {code}", flush=True)
+    print(f"{name}: exit {code}", flush=True)
     return code
+
+
+def teacher_jobs(runs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """One teacher job per (task, preset) the runs need, so that no two runs of a task
+    train its teacher at once."""
+    first = {(task, preset_of(arm)): arm for task, arm, _ in reversed(runs)}
+    return [(task, arm, -1) for (task, _), arm in first.items()]
 
 
 def _stat(values) -> tuple[float, float]:
@@ -300,7 +340,7 @@ def main(argv=None) -> None:
     one = sub.add_parser("one")
     one.add_argument("task")
     one.add_argument("arm", choices=sorted(ARMS))
-    one.add_argument("seed", type=int)
+    one.add_argument("seed", type=int, help="-1: the arm's teacher only")
     col = sub.add_parser("collect")
     col.add_argument("--only", help="arms or tasks, comma-separated")
     col.add_argument("--force", action="store_true", help="collect runs already collected too")
@@ -311,10 +351,12 @@ def main(argv=None) -> None:
         import torch
         torch.set_num_threads(1)
         train_one(args.task, args.arm, args.seed)
-        write_row(args.task, args.arm, args.seed)
+        if args.seed >= 0:
+            write_row(args.task, args.arm, args.seed)
     elif args.command == "run":
         with ThreadPoolExecutor(args.jobs) as pool:
-            codes = list(pool.map(_spawn, jobs(args.only)))
+            runs = jobs(args.only)
+            codes = list(pool.map(_spawn, teacher_jobs(runs))) + list(pool.map(_spawn, runs))
         sys.exit(max(codes, default=0))
     elif args.command == "collect":
         from toplib.train.records import finished_run
