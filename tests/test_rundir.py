@@ -146,3 +146,86 @@ def test_the_output_dir_is_checked_before_any_model_is_loaded(tmp_path, monkeypa
     monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(2**30, 2**30, 2**20))
     with pytest.raises(ValueError, match="1 MiB free.*free space or choose another"):
         _finetune(tmp_path / "new", None)
+
+
+# ---- a run folder owns only what toplib wrote ------------------------------------------
+def _tree(root) -> dict:
+    """{relative path: bytes} of every file below ``root``."""
+    out = {}
+    for base, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def _finished_without_last(out, teacher_dir):
+    shutil.copytree(teacher_dir, out)
+    shutil.rmtree(out / "last")
+
+
+def _users_files(out, teacher_dir):  # noqa: ARG001
+    os.makedirs(out / "notes")
+    (out / "notes" / "paper.txt").write_text("mine")
+    (out / "data.csv").write_text("text,label\n")
+
+
+def _users_file_beside_a_run(out, teacher_dir):
+    shutil.copytree(teacher_dir, out)
+    (out / "analysis.ipynb").write_text("{}")
+
+
+@pytest.mark.parametrize("make", [_users_files, _users_file_beside_a_run, _finished_without_last])
+@pytest.mark.parametrize("mode", [dict(), dict(resume=True), dict(overwrite=True)])
+def test_nothing_the_user_owns_is_moved_or_deleted(tmp_path, tiny_model_dir, teacher_dir,
+                                                    make, mode):
+    out = tmp_path / "run"
+    make(out, teacher_dir)
+    before = _tree(out)
+    if make is _finished_without_last and mode.get("overwrite"):
+        return  # a run of toplib's own: --overwrite may replace it (tested above)
+    if make is _users_file_beside_a_run and mode.get("resume"):  # resumes, deletes nothing
+        assert _finetune(out, tiny_model_dir, **mode)["steps"] == 6
+        assert _tree(out)["analysis.ipynb"] == before["analysis.ipynb"]
+        return
+    with pytest.raises(ValueError, match="output_dir|resum"):
+        _finetune(out, tiny_model_dir, **mode)
+    assert _tree(out) == before
+
+
+def test_resume_after_an_interrupted_overwrite_brings_the_old_run_back(
+        tmp_path, tiny_model_dir, teacher_dir):
+    out = tmp_path / "run"
+    shutil.copytree(teacher_dir, out)
+    before = _tree(out)
+
+    def interrupt(record):
+        raise KeyboardInterrupt(record["step"])
+
+    with pytest.raises(KeyboardInterrupt):
+        _finetune(out, tiny_model_dir, overwrite=True, callback=interrupt)
+    assert os.path.isdir(out / REPLACED)
+    assert _finetune(out, tiny_model_dir, resume=True)["steps"] == 6  # the old run, finished
+    assert not os.path.exists(out / REPLACED)
+    after = _tree(out)
+    for name in ("best/model.safetensors", "last/model.safetensors", "history.jsonl"):
+        assert after[name] == before[name], name
+
+
+def test_resume_and_overwrite_together_and_inputs_inside_the_output_are_refused(
+        tmp_path, tiny_model_dir, teacher_dir):
+    with pytest.raises(ValueError, match="choose one"):
+        _finetune(tmp_path / "a", tiny_model_dir, resume=True, overwrite=True)
+    out = tmp_path / "run"
+    shutil.copytree(teacher_dir, out / "teacher")
+    before = _tree(out)
+    with pytest.raises(ValueError, match="teacher=.*inside output_dir"):
+        prune(TASK, str(out / "teacher"), str(out), _config(), progress=False, overwrite=True)
+    train = out / "train.csv"
+    train.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(40)))
+    with pytest.raises(ValueError, match="train_file=.*inside output_dir"):
+        finetune("custom", str(out), model=tiny_model_dir, config=_config(),
+                 data=dict(train_file=str(train), validation_file=str(train)), progress=False,
+                 overwrite=True)
+    assert _tree(out) == dict(before, **{"train.csv": train.read_bytes()})

@@ -47,6 +47,9 @@ class RunOptions:
 
     def __post_init__(self):
         self.device = check_device(self.device)
+        if self.resume and self.overwrite:
+            raise ValueError("resume=True and overwrite=True: choose one (--resume continues "
+                             "the run in output_dir, --overwrite replaces it)")
 
     def stopped(self, step: int) -> bool:
         return self.stop_after is not None and step >= self.stop_after

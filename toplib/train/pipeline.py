@@ -49,7 +49,8 @@ def train_task(task: str, output_dir: str, preset: str = "quick", model: str | N
 
 def _resuming(options: dict, run_dir: str) -> dict:
     """Run options that resume a run already begun in ``run_dir``."""
-    return dict(options, resume=options.get("resume") or os.path.isdir(run_dir))
+    return dict(options, resume=options.get("resume")
+                or (os.path.isdir(run_dir) and not options.get("overwrite")))
 
 
 def table_row(top_dir: str) -> dict:

@@ -73,7 +73,8 @@ def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "s
         out = seed_dir(task_dir, seed, seeds)
         if finished_run(out) is None:
             prune(task, teacher, out, config, data,
-                  **dict(options, resume=options.get("resume") or os.path.isdir(out)))
+                  **dict(options, resume=options.get("resume")
+                         or (os.path.isdir(out) and not options.get("overwrite"))))
     return seed_row(task_dir, seeds)
 
 

@@ -29,7 +29,7 @@ import torch
 
 from ..hf.model import read_meta
 from .config import config_differences
-from .records import trim_history
+from .records import HISTORY_FILE, RESULTS_FILE, trim_history
 from .teacher import TARGETS_FILE
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ LOCK_FILE = ".toplib.lock"
 REPLACED = ".replaced"
 STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = ("best", "last")
+RUN_ENTRIES = (*CHECKPOINTS, HISTORY_FILE, RESULTS_FILE, TARGETS_FILE)
+"""What a run writes in its folder (beside the lock and ``.replaced/``): all toplib touches."""
 STRUCTURE = ("stage", "task", "model", "teacher", "prune.bin_num", "prune.prune_location")
 """What a resumed run can never change: the saved tensors would not fit (or mean) the rest."""
 
@@ -58,6 +60,7 @@ def open_run(output_dir: str, options, identity: dict,
         checkpoint_bytes: the expected size of one checkpoint, checked against free space.
     """
     check_output_dir(output_dir, checkpoint_bytes)
+    check_inputs_outside(output_dir, identity)
     with _locked(output_dir):
         _recover_swaps(output_dir)
         remove_temporaries(output_dir)
@@ -81,6 +84,21 @@ def check_output_dir(output_dir: str, checkpoint_bytes: int | None = None) -> No
         raise ValueError(f"output_dir={output_dir!r}: {free / 2**20:.0f} MiB free on its file "
                          f"system, a checkpoint needs about {checkpoint_bytes / 2**20:.0f} MiB; "
                          "free space or choose another --output-dir")
+
+
+def check_inputs_outside(output_dir: str, identity: dict) -> None:
+    """A named error when an input of the run (its model or teacher, a data file or
+    folder) lies inside ``output_dir``, which a run may replace."""
+    out = os.path.realpath(output_dir)
+    inputs = {k: identity.get(k) for k in ("model", "teacher")}
+    inputs.update((k, v) for k, v in identity.get("data", {}).items() if isinstance(v, str))
+    for name, path in inputs.items():
+        if isinstance(path, str) and os.path.exists(path):
+            real = os.path.realpath(path)
+            if real == out or real.startswith(out + os.sep):
+                raise ValueError(f"{name}={path!r} lies inside output_dir={output_dir!r}, "
+                                 "which this run would replace; move it out or choose "
+                                 "another --output-dir")
 
 
 def checkpoint_bytes(model_dir: str | None) -> int | None:
@@ -175,7 +193,12 @@ def remove_temporaries(output_dir: str) -> None:
 
 
 def _prepare(output_dir: str, options, identity: dict) -> bool:
-    """True: resume the saved run; False: start afresh in a folder emptied of old runs."""
+    """True: resume the saved run; False: start afresh in a folder emptied of old runs.
+
+    The folder's rules: toplib moves or deletes only what a run writes (``RUN_ENTRIES``);
+    a folder holding anything else is refused. ``resume`` deletes nothing but an attempt
+    that never saved a checkpoint, and brings back a run an interrupted ``overwrite`` had
+    put aside."""
     saved = os.path.join(output_dir, "last")
     if options.resume and os.path.exists(os.path.join(saved, STATE_FILE)):
         meta = read_meta(saved)
@@ -184,9 +207,19 @@ def _prepare(output_dir: str, options, identity: dict) -> bool:
         return True
     # the teacher's cached targets stay: keyed, they are reused or recomputed (train.teacher)
     entries = [e for e in os.listdir(output_dir) if e not in (LOCK_FILE, REPLACED, TARGETS_FILE)]
+    _refuse_foreign(output_dir, entries)
+    if options.resume and os.path.isdir(os.path.join(output_dir, REPLACED)):
+        _restore_replaced(output_dir, entries)
+        return _prepare(output_dir, options, identity)
     if options.resume:
+        finished = sorted(set(entries) & {RESULTS_FILE, "last"})
+        if finished:
+            raise ValueError(f"resume: output_dir={output_dir!r} holds a run with no resumable "
+                             f"state (no last/{STATE_FILE}) but with {finished}; nothing was "
+                             "deleted: pass overwrite=True (--overwrite) to replace it, or "
+                             "choose another --output-dir")
         logger.warning("resume: no saved state in %s, starting afresh", output_dir)
-        _discard(output_dir, entries)  # an attempt that never reached a checkpoint
+        _discard(output_dir, entries)  # an attempt that never completed a checkpoint
     elif entries and not options.overwrite:
         raise ValueError(f"output_dir={output_dir!r} already holds a run ({sorted(entries)}); "
                          "pass resume=True (--resume) to continue it or overwrite=True "
@@ -194,6 +227,27 @@ def _prepare(output_dir: str, options, identity: dict) -> bool:
     elif entries:
         _move_aside(output_dir, entries)
     return False
+
+
+def _refuse_foreign(output_dir: str, entries: list[str]) -> None:
+    """A named error when ``output_dir`` holds entries no toplib run writes."""
+    foreign = sorted(e for e in entries if e not in RUN_ENTRIES)
+    if foreign:
+        raise ValueError(f"output_dir={output_dir!r} holds files that no toplib run writes "
+                         f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+                         "toplib never moves or deletes them: choose another --output-dir")
+
+
+def _restore_replaced(output_dir: str, entries: list[str]) -> None:
+    """Undo an ``overwrite`` interrupted before its first checkpoint: drop the new
+    attempt's entries and move the replaced run back."""
+    aside = os.path.join(output_dir, REPLACED)
+    _discard(output_dir, entries)
+    for entry in os.listdir(aside):
+        os.replace(os.path.join(aside, entry), os.path.join(output_dir, entry))
+    os.rmdir(aside)
+    logger.warning("resume: %s held the run an interrupted --overwrite had put aside in %s/; "
+                   "it is back in place", output_dir, REPLACED)
 
 
 def _discard(output_dir: str, entries: list[str]) -> None:
