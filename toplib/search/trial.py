@@ -18,10 +18,10 @@ import torch
 from ..data import DataFiles
 from ..hf.model import checkpoint_path, read_meta, verify_checkpoint
 from ..train import TrainConfig, build_train_config, prune
+from ..train.identity import run_differences, run_identity
 from ..train.pipeline import table_row
 from ..train.records import HISTORY_FILE, RESULTS_FILE, read_results
-from ..train.rundir import run_differences, saved_step
-from ..train.runs import run_identity
+from ..train.rundir import saved_step
 from .grid import trial_dir, trials
 
 logger = logging.getLogger(__name__)

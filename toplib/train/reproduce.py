@@ -120,7 +120,9 @@ def run_chance_score(run_dir: str) -> float | None:
     results = read_results(run_dir)
     config = results.get("config", {})
     try:
-        spec, labels = validation_labels(results["task"], results.get("data"),
+        data = {k: v for k, v in (results.get("data") or {}).items()
+                if not k.endswith("_fingerprint")}  # recorded beside the paths (identity)
+        spec, labels = validation_labels(results["task"], data,
                                          config.get("max_eval_samples"), config.get("seed", 42))
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         logger.warning("%s: no chance score, its validation data is not readable here (%s)",

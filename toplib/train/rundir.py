@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import torch
 
 from ..hf.model import read_meta
-from .config import config_differences
+from .identity import check_same_run
 from .records import HISTORY_FILE, RESULTS_FILE, trim_history
 from .teacher import TARGETS_FILE
 
@@ -39,8 +39,6 @@ STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = ("best", "last")
 RUN_ENTRIES = (*CHECKPOINTS, HISTORY_FILE, RESULTS_FILE, TARGETS_FILE)
 """What a run writes in its folder (beside the lock and ``.replaced/``): all toplib touches."""
-STRUCTURE = ("stage", "task", "model", "teacher", "prune.bin_num", "prune.prune_location")
-"""What a resumed run can never change: the saved tensors would not fit (or mean) the rest."""
 
 
 class RunFolderBusy(RuntimeError):
@@ -276,43 +274,6 @@ def discard_replaced(output_dir: str) -> None:
     if os.path.isdir(aside):
         shutil.rmtree(aside)
         logger.info("overwrite: removed the previous run of %s", output_dir)
-
-
-# ---- resuming the same run --------------------------------------------------------------
-def _flat(values: dict, prefix: str = "") -> dict:
-    """One level of names: the configuration's fields unprefixed, and taking precedence over
-    a run's derived entry of the same name (the meta's resolved ``max_seq_length`` is not
-    the configured one, None for the task's own)."""
-    nested = ("config", "prune", "data")
-    out = {prefix + key: value for key, value in values.items()
-           if not (isinstance(value, dict) and key in nested)}
-    for key, value in values.items():
-        if isinstance(value, dict) and key in nested:
-            out.update(_flat(value, "" if key == "config" else f"{key}."))
-    return out
-
-
-def run_differences(saved: dict, identity: dict) -> list[str]:
-    """``'name: saved -> now'`` for every entry of ``identity`` that the saved meta holds
-    with another value (entries an older checkpoint does not record are not compared)."""
-    differ = config_differences(_flat(saved), _flat(identity), shared_only=True)
-    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in differ.items()]
-
-
-def check_same_run(saved: dict, identity: dict, accept: bool, where: str) -> None:
-    """Refuse to resume a run with another configuration (``accept``: only log it, but
-    never for the pruning structure, the stage, the task or the model)."""
-    diffs = run_differences(saved, identity)
-    if not diffs:
-        return
-    fixed = [d for d in diffs if d.split(":")[0] in STRUCTURE]
-    listed = "; ".join(diffs)
-    if fixed or not accept:
-        hint = ("these cannot change within a run" if fixed else
-                "pass accept_config_change=True (--accept-config-change) to resume anyway")
-        raise ValueError(f"resume: the run saved in {where!r} differs from this call: {listed}"
-                         f"; {hint}, or use --overwrite / another --output-dir")
-    logger.warning("resume: continuing %s with a changed configuration: %s", where, listed)
 
 
 def saved_step(output_dir: str) -> int | None:

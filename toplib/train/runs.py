@@ -6,7 +6,6 @@ build a stage (``toplib.train.objectives``) and hand it to the one loop
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from transformers import AutoConfig
@@ -25,6 +24,7 @@ from ..hf.model import (
 )
 from .config import TrainConfig
 from .evaluate import DENSE, evaluate_splits, mean_score
+from .identity import run_identity
 from .loop import RunOptions, StageRun, run_stage, set_seed
 from .objectives import FinetuneStage, PruneStage, planned_steps
 from .records import finished_run, read_history, read_results  # noqa: F401 - this API's
@@ -90,14 +90,6 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
         identity.update(teacher_results=teacher_results, teacher_score=mean_score(teacher_results))
         return run_stage(StageRun(stage, split_data, tokenizer, output_dir, identity, opts),
                          resuming)
-
-
-def run_identity(stage: str, task: str, source: dict, config: TrainConfig, data) -> dict:
-    """What a run is, as saved in its checkpoints and compared when it is resumed."""
-    files = {k: os.path.abspath(v) if k.endswith(("_dir", "_file")) and v else v
-             for k, v in dataclasses.asdict(DataFiles.of(data)).items()}
-    return {"stage": stage, "task": get_task(task).name, **source, "data": files,
-            "config": config.to_dict()}
 
 
 def _prepare(task: str, tokenizer, config: TrainConfig, data, model_dir: str,
