@@ -289,7 +289,8 @@ CLI_ERRORS = [
     ("teacher missing", lambda w: _prune(w, "--sparsity", "0.3", teacher=w("nope")),
      "teacher="),
     ("prune 20news from a 2-label teacher", lambda w: _prune(
-        w, "--sparsity", "0.3", "--data-dir", NEWS, task="20news"), "20 labels"),
+        w, "--sparsity", "0.3", "--data-dir", NEWS, task="20news"),
+     "fine-tuned on task 'rotten_tomatoes', not '20news'"),
     ("evaluate a 2-label checkpoint on 20news", lambda w: _evaluate(
         w, w.pruned, "--task", "20news", "--data-dir", NEWS), "20 labels"),
     ("custom labels shifted", lambda w: _evaluate(

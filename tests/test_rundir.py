@@ -244,3 +244,13 @@ def test_resume_lists_a_changed_data_file(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="train_file_fingerprint"):
         finetune("custom", str(out), model=tiny_model_dir, config=_config(), data=data,
                  progress=False, resume=True)
+
+
+def test_a_teacher_of_another_task_or_a_pruned_one_is_refused(tmp_path, teacher_dir):
+    top = tmp_path / "top"
+    prune(TASK, teacher_dir, str(top), _config(), progress=False)
+    with pytest.raises(ValueError, match="pruned checkpoint"):
+        prune(TASK, str(top), str(tmp_path / "again"), _config(), progress=False)
+    with pytest.raises(ValueError, match="fine-tuned on task 'rotten_tomatoes', not 'cola'"):
+        prune("cola", teacher_dir, str(tmp_path / "cola"), _config(), progress=False)
+    assert not os.path.exists(tmp_path / "again") and not os.path.exists(tmp_path / "cola")

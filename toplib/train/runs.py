@@ -71,6 +71,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     config, opts = config or TrainConfig(), RunOptions(**options)
     teacher_dir = checkpoint_path(teacher)
     meta = verify_checkpoint(teacher_dir, "teacher")
+    check_teacher(meta, teacher, task)
     identity = run_identity("prune", task, {"teacher": os.path.abspath(teacher_dir)}, config, data)
     with open_run(output_dir, opts, identity, checkpoint_bytes(teacher_dir)) as resuming:
         set_seed(config.seed)
@@ -90,6 +91,20 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
         identity.update(teacher_results=teacher_results, teacher_score=mean_score(teacher_results))
         return run_stage(StageRun(stage, split_data, tokenizer, output_dir, identity, opts),
                          resuming)
+
+
+def check_teacher(meta: dict, teacher: str, task: str) -> None:
+    """A named error for a teacher that is not a dense model fine-tuned on ``task``: one
+    whose ``toplib.json`` records another task, or a pruned checkpoint (its gates would be
+    ignored: the teacher runs dense). A plain Hugging Face classifier records neither."""
+    name = get_task(task).name
+    if meta.get("stage") == "prune":
+        raise ValueError(f"teacher={teacher!r} is a pruned checkpoint (stage 'prune'); the "
+                         "teacher runs dense and would ignore its gates: pass the fine-tuned "
+                         "teacher's run (`toplib finetune`)")
+    if meta.get("task") not in (None, name):
+        raise ValueError(f"teacher={teacher!r} was fine-tuned on task {meta['task']!r}, not "
+                         f"{name!r}: fine-tune a teacher on {name!r} first")
 
 
 def _prepare(task: str, tokenizer, config: TrainConfig, data, model_dir: str,
