@@ -254,3 +254,25 @@ def test_a_teacher_of_another_task_or_a_pruned_one_is_refused(tmp_path, teacher_
     with pytest.raises(ValueError, match="fine-tuned on task 'rotten_tomatoes', not 'cola'"):
         prune("cola", teacher_dir, str(tmp_path / "cola"), _config(), progress=False)
     assert not os.path.exists(tmp_path / "again") and not os.path.exists(tmp_path / "cola")
+
+
+def test_non_finite_gates_and_a_torn_training_state_are_named(tmp_path, teacher_dir):
+    from toplib.hf.checkpoint import CheckpointError
+    from toplib.hf.model import load_checkpoint
+    top = tmp_path / "top"
+    config = _config(sparsity=0.3)
+    prune(TASK, teacher_dir, str(top), config, progress=False, stop_after=4)
+    gates_file = top / "last" / "gates.pt"
+    gates = torch.load(gates_file)
+    gates["bin_log_alpha"][0, 0] = float("nan")
+    bad = tmp_path / "bad"
+    shutil.copytree(top / "last", bad)
+    torch.save(gates, bad / "gates.pt")
+    with pytest.raises(CheckpointError, match="non-finite gates"):
+        load_checkpoint(str(bad))
+    with pytest.raises(CheckpointError, match="non-finite gates"):
+        evaluate_checkpoint(str(bad), TASK, max_eval_samples=8, progress=False)
+    state = top / "last" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # cut short
+    with pytest.raises(ValueError, match="trainer_state.pt' could not be read"):
+        prune(TASK, teacher_dir, str(top), config, progress=False, resume=True)

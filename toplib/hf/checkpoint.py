@@ -229,6 +229,11 @@ def check_gates(state: dict, gates: torch.nn.Module, path: str, name: str = "che
     if have != want:
         raise CheckpointError(f"{name}: {path!r} does not fit the pruning structure of its "
                               f"{META_FILE}: it holds {have}, the structure needs {want}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{name}: {path!r} holds non-finite gates ({', '.join(bad)} has "
+                              "NaN or inf): its sparsity and predictions would be meaningless; "
+                              "restore the file or retrain the checkpoint")
 
 
 def label_space(hf_config) -> dict:
