@@ -278,3 +278,27 @@ def test_missing_scattertext_names_the_install(monkeypatch):
 def test_encode_refuses_a_max_length_that_cannot_hold_a_sequence(tokenizer, bad):
     with pytest.raises(ValueError, match=f"max_length={bad!r}"):
         encode(TextData([("some words here",)], [0]), tokenizer, max_length=bad)
+
+
+ROWS = [{"text": f"words {i}", "label": i % 2} for i in range(20)]
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("blank.csv", "text,label\n" + "".join(f",{i % 2}\n" for i in range(20)),
+     "every text in column"),
+    ("spaces.csv", "text,label\n" + "".join(f"  ,{i % 2}\n" for i in range(20)),
+     "every text in column"),
+    ("nested.jsonl", "".join(json.dumps(dict(r, text={"a": 1} if i == 3 else r["text"])) + "\n"
+                             for i, r in enumerate(ROWS)), "data row 4, column 'text' holds a JSON object"),
+    ("listed.json", json.dumps([dict(r, text=["x"]) for r in ROWS]),
+     "data row 1, column 'text' holds a JSON list"),
+    ("columns.json", json.dumps({"text": [r["text"] for r in ROWS],
+                                 "label": [r["label"] for r in ROWS]}), "not a column of values"),
+])
+def test_text_that_is_not_text_is_refused_naming_file_row_and_column(tmp_path, name, content,
+                                                                       needle):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=needle) as err:
+        load_task_data("custom", train_file=str(path))
+    assert name in str(err.value)

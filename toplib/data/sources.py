@@ -72,6 +72,7 @@ def _from_files(spec: TaskSpec, files: dict[str, str], seed: int, text_columns: 
         require_columns(df, ["label"], param, path)
         picked[param] = tables.pick_text_columns(df, spec, param, path, text_columns)
         logger.info("%s=%r: text from column(s) %s", param, path, picked[param])
+        tables.check_text_cells(df, picked[param], param, path)
         texts[split] = texts_of(df, picked[param])
         raw[split] = df["label"].tolist()
         if empty := [i for i, v in enumerate(raw[split]) if tables.is_missing(v)]:

@@ -78,6 +78,29 @@ def texts_of(df: pd.DataFrame, columns) -> list[tuple[str, ...]]:
     return list(zip(*(df[c].fillna("").astype(str).tolist() for c in columns)))
 
 
+def check_text_cells(df: pd.DataFrame, columns, param: str, path: str) -> None:
+    """A named error for text cells that are not text: a JSON object or list (a file of
+    columns rather than rows reads as one such row), or every text empty."""
+    for column in columns:
+        nested = df[column].map(lambda v: isinstance(v, (dict, list)))
+        if nested.any():
+            row = int(nested.to_numpy().argmax())
+            kind = type(df[column].iloc[row]).__name__
+            raise ValueError(f"{param}={path!r}: data row {row + 1}, column {column!r} holds a "
+                             f"JSON {'object' if kind == 'dict' else kind}, not a text; JSON "
+                             "files hold one object per row ({\"text\": ..., \"label\": ...}"
+                             ", a list of them or one per line), not a column of values")
+    if all(_all_blank(df[c]) for c in columns):
+        raise ValueError(f"{param}={path!r}: every text in column(s) {list(columns)} is empty; "
+                         "name the text column(s) with text_columns ('a' or 'a,b')")
+
+
+def _all_blank(column: pd.Series) -> bool:
+    """Whether every cell of a column is missing or blank."""
+    return bool(column.map(lambda v: is_missing(v) or (isinstance(v, str) and not v.strip()))
+                .all())
+
+
 def parse_text_columns(value: str | list | tuple | None) -> list[str] | None:
     """'a' or 'a,b' (or a list of 1 or 2 names) -> the text column names; None stays None.
 
