@@ -582,3 +582,29 @@ API_RESULTS = [
 @pytest.mark.parametrize("case, call, expected", API_RESULTS, ids=[c[0] for c in API_RESULTS])
 def test_api_case_gives_the_correct_result(case, call, expected, world):  # noqa: ARG001
     assert call(world) == expected
+
+
+def test_an_interrupted_overwrite_says_where_the_old_run_is(world, monkeypatch, capsys, caplog):
+    os.makedirs(world("replacing", ".replaced", "best"))
+    monkeypatch.setattr(cli, "finetune", _raises(KeyboardInterrupt()))
+    code, err = _run_cli(_finetune(world, out="replacing"), capsys, caplog)
+    assert code == 130 and ".replaced/" in err and "--resume brings it back" in err, err
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(world, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "toplib", *_finetune(world, "--quiet", out=str(out))]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (out / "history.jsonl").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "toplib finetune: interrupted; rerun with --resume" in err
+    assert "Loading weights" not in err  # --quiet silences transformers' progress bars too

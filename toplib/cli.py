@@ -14,7 +14,9 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from .core.config import add_knob_arguments, check, check_device, parse_layers
@@ -238,6 +240,11 @@ def main(argv=None) -> int:
         return int(exit_.code or 0)
     _setup_logging(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # a kill ends as Ctrl-C does, said so
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()  # "Loading weights" and the like
     try:
         args.func(args)
     except Exception as err:  # noqa: BLE001 - every failure: one clear line, no traceback
@@ -248,11 +255,19 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         hint = RESUME_HINTS.get(args.command, "rerun with --resume to continue")
         again = f"; {hint}" if args.command in RUN_COMMANDS else ""
+        aside = os.path.join(getattr(args, "output_dir", None) or "", ".replaced")
+        if args.command in RUN_COMMANDS and os.path.isdir(aside):
+            again += (f"; the run being replaced is kept in {aside}/ until the new run's "
+                      "first checkpoint: --resume brings it back, --overwrite replaces it")
         print(f"toplib {args.command}: interrupted{again}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
         return 130
     return 0
+
+
+def _terminated(signum, frame):  # noqa: ARG001 (the signal handler's signature)
+    raise KeyboardInterrupt
 
 
 def _explain(err: Exception, command: str = "") -> str:
