@@ -119,11 +119,14 @@ def test_int8_graphs_run_and_mostly_agree(tmp_path):
 @pytest.mark.parametrize("call, match", [
     (lambda top, d: export_onnx(top, str(d / "m.onnx"), opset=9), "opset=9"),
     (lambda top, d: export_onnx(top, str(d / "m.txt")), "ending in .onnx"),
+    (lambda top, d: export_onnx(top, str((d / "x.onnx").mkdir() or d / "x.onnx")),
+     "it is a folder"),
     (lambda top, d: export_onnx(top, str(d / "no" / "m.onnx")), "must exist"),
     (lambda top, d: OrtModel(str(d / "missing.onnx")), "path="),
     (lambda top, d: quantize_int8(str(d / "missing.onnx"), str(d / "q.onnx")), "src="),
     (lambda top, d: require("no_such_module_toplib"), r"\.\[export\]"),
-], ids=["opset", "suffix", "folder", "runner path", "quantize src", "missing extra"])
+], ids=["opset", "suffix", "a folder named .onnx", "folder", "runner path", "quantize src",
+        "missing extra"])
 def test_clear_errors(call, match, tmp_path):
     top = gated_top("bert", {})
     with pytest.raises((ValueError, ImportError), match=match):

@@ -41,8 +41,9 @@ def require(module: str):
 def check_onnx_path(path: str, name: str = "path") -> str:
     """``path`` as a writable .onnx file name, or a ValueError naming ``name``."""
     path = os.fspath(path)
-    check(name, path, path.endswith(".onnx") and not os.path.isdir(path),
-          "give a file name ending in .onnx")
+    check(name, path, not os.path.isdir(path), "it is a folder: give a file name ending in "
+          ".onnx (inside it, e.g. model.onnx)")
+    check(name, path, path.endswith(".onnx"), "give a file name ending in .onnx")
     folder = os.path.dirname(os.path.abspath(path))
     check(name, path, os.path.isdir(folder) and os.access(folder, os.W_OK),
           f"its folder {folder!r} must exist and be writable")
