@@ -386,3 +386,14 @@ def test_prepare_data_passes_label_names_and_text_columns(tmp_path, tiny_model_d
                         label_names=["rotten", "fresh"])
     assert data.spec.label_names == ("rotten", "fresh")
     assert [e["label"] for e in data.validation["validation"]] == [1, 0]
+
+
+@pytest.mark.parametrize("field, value", [("intermediate_size", 48), ("hidden_size", 48)])
+def test_a_config_that_does_not_fit_the_weights_says_which_tensors(tmp_path, field, value):
+    path = tmp_path / "ckpt"
+    tiny_classifier("bert").save_pretrained(path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(dict(config, **{field: value})))
+    with pytest.raises(CheckpointError, match=r"does not describe its weights: .* in the "
+                                              r"weights, .* by config.json"):
+        ToPModel.from_pretrained(str(path))

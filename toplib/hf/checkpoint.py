@@ -84,9 +84,31 @@ def reading(file: str, name: str = "checkpoint",
     except (CheckpointError, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - loaders raise many kinds for a damaged file
+        if "mismatched_sizes" in str(err) and (sizes := size_mismatches(file)):
+            raise CheckpointError(
+                f"{name}: config.json beside {file!r} does not describe its weights: "
+                f"{'; '.join(sizes[:3])}{' ...' if len(sizes) > 3 else ''} (was config.json "
+                "edited or copied from another model?): restore it") from err
         raise CheckpointError(f"{name}: {file!r} could not be loaded ({type(err).__name__}: "
                               f"{str(err)[:300]}); it is damaged, incomplete or of another "
                               f"model: {advice}") from err
+
+
+def size_mismatches(weights: str) -> list[str]:
+    """``'tensor: (weights shape) in the weights, (shape) by config.json'`` for every tensor
+    of a ``.safetensors`` file whose shape its folder's config.json does not give."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    if not weights.endswith(".safetensors"):
+        return []
+    with torch.device("meta"):  # shapes only, nothing allocated
+        model = AutoModelForSequenceClassification.from_config(
+            AutoConfig.from_pretrained(os.path.dirname(weights)))
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with safe_open(weights, "pt") as f:
+        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    return [f"{k}: {list(have[k])} in the weights, {list(want[k])} by config.json"
+            for k in have if k in want and have[k] != want[k]]
 
 
 def read_json(path: str, name: str = "checkpoint") -> dict:
