@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a released ToP checkpoint (microsoft/Moonlit) as a toplib one")
     p.add_argument("src", help="release folder: config.json, weights, zs.pt or l0_module.pt")
     p.add_argument("out", help="toplib checkpoint folder to write")
-    p.add_argument("--task", help=f"task to record (default: the config's); {', '.join(TASKS)}")
+    p.add_argument("--task", help=f"task (default: config's finetuning_task); {', '.join(TASKS)}")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=cmd_convert_release)
 
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     _setup_logging(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)  # a kill ends as Ctrl-C does, said so
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # ends as Ctrl-C does
     if getattr(args, "quiet", False):
         from transformers.utils import logging as hf_logging
         hf_logging.disable_progress_bar()  # "Loading weights" and the like
@@ -264,10 +264,6 @@ def main(argv=None) -> int:
             traceback.print_exc()
         return 130
     return 0
-
-
-def _terminated(signum, frame):  # noqa: ARG001 (the signal handler's signature)
-    raise KeyboardInterrupt
 
 
 def _explain(err: Exception, command: str = "") -> str:
