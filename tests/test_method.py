@@ -222,6 +222,17 @@ def test_toy_settings_reject_bad_values(field, value):
 
 
 # ---- the notebook -------------------------------------------------------------------------
+METHOD_CHECKS = (
+    "importance", "importance, half pruned", "rank bins", "hard-concrete sample",
+    "Q(0) = P(z = 0)", "Q(1) = P(z < 1)", "P(z > 0) = 1 - Q(0)", "sampled share of z > 0",
+    "keep rule, sampled gates", "bins kept at evaluation", "bin-gate gradients",
+    "an empty bin gets no gradient, an occupied one does", "MACs of each layer",
+    "MACs of the encoder", "expected sparsity, binned=True", "expected sparsity, binned=False",
+    "Lagrangian", "gradients of the Lagrangian", "toy run, AdamW ascent by hand",
+    "LambdaLoss ARP-2", "rank distillation loss")
+"""The checks 01 records, in order: each a formula in plain torch asserted against toplib."""
+
+
 @pytest.mark.notebooks
 def test_01_how_top_works(kernel_env, tiny_runs, tmp_path):  # noqa: F811
     m = execute("01_how_top_works", tmp_path, task=TASK, teacher_dir=tiny_runs["teacher"],
@@ -240,6 +251,12 @@ def test_01_how_top_works(kernel_env, tiny_runs, tmp_path):  # noqa: F811
     for losses in m["lambda_loss"].values():
         assert losses["teacher's order"] < min(losses["shuffled"], losses["reversed"])
     assert m["rank_weight"]["end"] <= m["rank_weight"]["start"]
+    # every formula's plain-torch lines agreed with toplib's function (asserts in the notebook)
+    assert m["checks"] == list(METHOD_CHECKS) and m["num_checks"] == len(METHOD_CHECKS)
+    adamw, plain = m["toy_by_hand"]["adamw"], m["toy_by_hand"]["plain"]
+    assert adamw["unmet"] > 0 and plain["unmet"] > 0
+    assert plain["lambda_1"] == pytest.approx(plain["gap"], rel=1e-4)  # plain: lr * |s - t|
+    assert 0.5 < adamw["lambda_1"] < 2.0 and plain["lambda_1"] < adamw["lambda_1"]  # AdamW: ~lr
     _figures(tmp_path, "01_attention_importance", "01_rank_bins", "01_hard_concrete", "01_gates",
              "01_kept_tokens", "01_mac_terms", "01_toy_lagrangian", "01_lambda_loss",
              "01_masked_vs_dropped")

@@ -123,6 +123,37 @@ def test_the_method_notebook_sets_the_formulas_beside_the_code():
         assert name.lower() in text.lower(), f"the method notebook never names {name!r}"
 
 
+# The toplib functions the method notebook's plain-torch maths is asserted against, each in an
+# ``agrees(step, mine, toplib_value)`` call (``torch.testing.assert_close``); executing the
+# notebook (tests/test_method.py) runs the asserts.
+METHOD_CHECKED = ("token_importance", "rank_bins", "sample_hard_concrete", "hard_concrete_cdf",
+                  "prob_nonzero", "keep_mask", "kept_bins", "layer_macs", "encoder_macs",
+                  "expected_sparsity", "lambda_arp2_loss", "rank_distillation_loss")
+
+
+def _called(node) -> set[str]:
+    """Names of the functions called anywhere in ``node``."""
+    return {n.func.id if isinstance(n.func, ast.Name) else n.func.attr for n in ast.walk(node)
+            if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))}
+
+
+def test_the_method_notebook_checks_its_maths_against_toplib():
+    code = [c.source for c in _read(METHOD_NOTEBOOK).cells if c.cell_type == "code"]
+    helper = next((node for source in code for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.FunctionDef) and node.name == "agrees"), None)
+    assert helper is not None, "the method notebook defines no agrees(step, mine, toplib_value)"
+    assert "torch.testing.assert_close" in ast.unparse(helper), "agrees() must assert"
+    calls = [node for source in code for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "agrees"]
+    for call in calls:  # the notebook's side never calls the function it is checked against
+        assert not _called(call.args[1]) & set(METHOD_CHECKED), \
+            f"{ast.unparse(call)}: compares toplib with itself"
+    checked = set().union(*(_called(call.args[2]) for call in calls))
+    missing = set(METHOD_CHECKED) - checked
+    assert not missing, f"the method notebook never checks its maths against {sorted(missing)}"
+    assert any("LagrangianConstraint()" in source for source in code)
+
+
 def test_no_notebook_writes_to_the_repository_figures_by_default():
     for name in EXPECTED:
         declared = _parameter_names(name)
@@ -196,7 +227,20 @@ def execute(name: str, tmp_path: Path, **parameters) -> dict:
     papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
                                parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOK_DIR),
                                progress_bar=False)
+    _figures_have_alt_text(tmp_path / f"{name}.ipynb")
     return read_metrics(parameters["output_dir"])
+
+
+def _figures_have_alt_text(executed: Path) -> None:
+    """Every picture the executed notebook shows is an ``<img>`` with non-empty alt text
+    (``toplib.viz.plots.show_figure``), so nbconvert and JupyterLab have one to give."""
+    nb = nbformat.read(executed, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data or "image/svg+xml" in data:
+                assert re.search(r'<img [^>]*alt="[^"]+"', data.get("text/html", "")), \
+                    f"{executed.stem}: cell {i} shows a figure without alt text"
 
 
 def _parameter_names(name: str) -> set[str]:
@@ -243,6 +287,15 @@ def test_00_quickstart(kernel_env, tiny_model, tmp_path):
     assert 1.0 <= m["reduction_real"] <= m["reduction_padded"]  # padding only adds dense FLOPs
     assert m["num_layers"] == TINY_LAYERS
     assert m["sparsity_real"] <= m["sparsity_padded"] < 1.0
+    # every token after [CLS] of the 2 sentences, counted once by kind, each entering 1..N layers
+    from transformers import AutoTokenizer
+
+    from toplib.viz.analysis import validation_texts
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    n = sum(len(tokenizer(t, truncation=True, max_length=64)["input_ids"]) - 1
+            for t in validation_texts(TASK, limit=2))
+    assert sum(m["tokens_by_kind"].values()) == n and set(m["layers_by_kind"]) == set(m["tokens_by_kind"])
+    assert all(1 <= v <= TINY_LAYERS for v in m["layers_by_kind"].values())
     speedups = m["speedup_vs_dynamic"]
     assert set(speedups) == {"1", "4"} and all(v > 0 for v in speedups.values())
     _machine(m["machine"])
@@ -287,7 +340,14 @@ def test_03_token_pruning(kernel_env, tiny_runs, tmp_path):
     after = [r for r in train if r["step"] >= warmup]
     assert m["loss_terms"]["after warm-up"]["weighted_rank"] == pytest.approx(
         sum(r["rank_weight"] * r["rank_loss"] for r in after) / len(after))
-    assert 0 <= m["rank_share"] < 1
+    assert 0 <= m["rank_share"] < 1  # the rank term's share of the loss value
+    grads = m["rank_gradient"]  # and of the gradient on the weights, which is what acts
+    assert grads["fit"] > 0 and grads["rank"] >= 0 and grads["alpha"] == alpha
+    assert grads["rank_weight_first"] == pytest.approx(alpha)
+    assert grads["rank_weight_last"] == pytest.approx(alpha * 0.01)
+    for when in ("first", "last"):
+        assert grads[f"ratio_{when}"] == pytest.approx(
+            grads[f"rank_weight_{when}"] * grads["rank"] / grads["fit"])
     keep = m["prune_keep"]
     assert len(keep["layers"]) == len(keep["expected"]) == len(keep["measured"]) > 0
     assert all(0 <= r <= 1 for r in keep["expected"] + keep["measured"])
@@ -340,6 +400,15 @@ def test_04_kept_tokens(kernel_env, tiny_runs, tmp_path):
         assert row["ahead"] == sum(a > b for a, b in zip(top, norank))
         assert row["behind"] == sum(a < b for a, b in zip(top, norank))
         assert row["ahead"] + row["behind"] + row["ties"] == row["n"]
+    closed = m["closed_bins"]  # the checkpoint's evaluation gates, read here independently
+    from toplib.hf.model import load_checkpoint
+    top, _, _ = load_checkpoint(str(task_dir / "top"))
+    z_bins, z_pruner = top.gates(training=False)
+    assert closed == {str(loc): (z_bins[i] == 0).nonzero().flatten().tolist()
+                      for i, loc in enumerate(top.prune.prune_location)}
+    pruning = [i for i, on in enumerate(z_pruner.tolist()) if on]
+    assert len(m["most_closed_third"]) == len(pruning)
+    assert m["last_bin_open_layers"] == sum(bool(z_bins[i, -1]) for i in pruning)
     rates = [r["prune_rate"] for r in m["most_pruned"]]
     assert rates and all(0 <= r <= 1 for r in rates) and rates == sorted(rates, reverse=True)
     assert all(r["count"] >= 2 and r["token"] != "[CLS]" for r in m["most_pruned"])

@@ -1,4 +1,5 @@
 """Plot helpers."""
+import pytest
 
 
 def test_log_axis_labels_are_plain_numbers_and_sparse():
@@ -19,6 +20,39 @@ def test_gates_vs_rank_draws_one_panel_per_prune_layer_with_the_data():
     line = axes[1].get_lines()[0]
     assert np.allclose(line.get_ydata(), p_open[:, 1].mean(0))
     assert np.allclose([b.get_height() for b in axes[0].patches], occupancy[0] * 5)
+    assert axes[0].get_legend() is None and fig.legends  # the legend covers no panel's data
+    assert axes[1].texts[0].get_text() == (f"bin 4: P(open) {p_open[:, 1, -1].mean():.2f}\n"
+                                           "20.0% of the tokens")
+
+
+
+@pytest.mark.parametrize("m, bin_num", [(32, 25), (10, 4), (6, 25)])
+def test_rank_bins_label_and_bound_each_bin_over_its_own_bars(m, bin_num):
+    """The failure this guards: lines at b m / BIN_NUM - 0.5 and labels between them cut
+    through bars, so a token coloured bin 0 sat under the number 1 (m = 32, 25 bins)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from toplib.viz.method import importance_table
+    from toplib.viz.plots import plot_rank_bins
+    importance = torch.linspace(1.0, 0.1, m + 1)  # [CLS] first, then ranks 0..m-1 in order
+    table = importance_table(["[CLS]"] + [f"t{i}" for i in range(m)], importance, bin_num)
+    fig = plot_rank_bins(table, bin_num, "t")
+    ax = fig.get_axes()[0]
+    expected = {r: r * bin_num // m for r in range(m)}  # floor(r / m * BIN_NUM), by hand
+    labels = {int(t.get_text()): t.get_position()[0] for t in ax.texts}
+    assert set(labels) == set(expected.values())  # one number per occupied bin, no empty one
+    for b, x in labels.items():  # each number over the middle of its own bars
+        assert x == pytest.approx(np.mean([r for r, e in expected.items() if e == b]))
+    lines = sorted(line.get_xdata()[0] for line in ax.get_lines())
+    changes = [r - 0.5 for r in range(1, m) if expected[r] != expected[r - 1]]
+    assert lines == pytest.approx([-0.5, *changes, m - 0.5])  # between bars, where bins change
+    colours = {}
+    for r, bar in enumerate(ax.patches):  # a bar's colour is its bin's, alternating by bin
+        colours.setdefault(expected[r] % 2, bar.get_facecolor())
+        assert bar.get_facecolor() == colours[expected[r] % 2]
+    plt.close(fig)
 
 
 def test_ablation_bars_are_the_means_with_sd_error_bars():
@@ -159,7 +193,7 @@ def test_reproduction_has_a_panel_per_task_with_its_metric_chance_and_paper():
     import pytest
 
     from toplib.viz.plots import plot_reproduction, plot_seed_results
-    from toplib.viz.plots.results import CHANCE_LABEL
+    from toplib.viz.plots.results import CHANCE_LABEL, NO_PAPER
     rows = _seed_rows()
     for fig in (plot_reproduction(rows), plot_seed_results(rows)):
         cola, rt = fig.get_axes()[:2]
@@ -170,6 +204,8 @@ def test_reproduction_has_a_panel_per_task_with_its_metric_chance_and_paper():
         assert "bert-base-uncased" in paper and lines[paper] == pytest.approx(60.3)
         assert _hlines(rt)[CHANCE_LABEL] == pytest.approx(54.8)
         assert not any("paper" in k for k in _hlines(rt))  # no paper value for this task
+        assert [t.get_text() for t in rt.texts if "paper" in t.get_text()] == [NO_PAPER]
+        assert not any(NO_PAPER in t.get_text() for t in cola.texts)  # cola has one
         # each seed a dot, the mean ± sd as an error bar
         dots = [c for c in cola.collections if c.get_label() == "ToP, each seed"]
         assert sorted(dots[0].get_offsets()[:, 1]) == pytest.approx([25.0, 27.0])
@@ -188,3 +224,68 @@ def test_sweep_figure_names_the_metric_and_draws_chance_and_teacher():
     for ax in fig.get_axes():
         ys = {k.split(" ")[0]: v for k, v in _hlines(ax).items()}
         assert ys["chance"] == 0.55 and ys["teacher"] == 0.8
+
+
+# ---- alt text: in the files, in a notebook's outputs, through nbconvert -----------------------
+def _two_panel_figure():
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2)
+    a.plot([0, 1], [1, 0])
+    a.set(title="loss", xlabel="step", ylabel="nats")
+    b.set(title="sparsity", xlabel="step")
+    fig.suptitle("ToP pruning · rotten_tomatoes")
+    return fig
+
+
+def test_alt_text_says_what_the_figure_draws():
+    import matplotlib.pyplot as plt
+
+    from toplib.viz.plots import figure_alt_text
+    fig = _two_panel_figure()
+    assert figure_alt_text(fig, "curves") == (
+        "Figure curves. ToP pruning · rotten_tomatoes. 2 panels: loss (x: step; y: nats); "
+        "sparsity (x: step).")
+    plt.close(fig)
+
+
+def test_saved_figures_carry_their_alt_text(tmp_path):
+    from PIL import Image
+
+    from toplib.viz.plots import figure_alt_text, save_figure
+    fig = _two_panel_figure()
+    alt = figure_alt_text(fig, "curves")
+    png, svg = save_figure(fig, "curves", str(tmp_path))  # outside a kernel: files only
+    assert Image.open(png).text["Description"] == alt
+    assert f"<dc:description>{alt}</dc:description>" in open(svg, encoding="utf-8").read()
+    assert save_figure(fig, "again", str(tmp_path), alt="mine")  # an explicit alt wins
+    assert Image.open(tmp_path / "again.png").text["Description"] == "mine"
+
+
+def test_the_notebook_bundle_exports_with_alt_text_and_no_nbconvert_warning(caplog):
+    import base64
+    import logging
+
+    import matplotlib.pyplot as plt
+    import nbformat
+    from bs4 import BeautifulSoup
+    from nbconvert import HTMLExporter
+
+    from toplib.viz.plots.output import figure_bundle
+    fig = _two_panel_figure()
+    bundle = figure_bundle(fig, 'panels "a" & <b>')
+    plt.close(fig)
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert bundle["image/png"] in bundle["text/html"] and bundle["text/plain"] == 'panels "a" & <b>'
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "fig", outputs=[nbformat.v4.new_output("display_data", data=bundle)])])
+    with caplog.at_level(logging.WARNING):
+        body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    (img,) = BeautifulSoup(body, "html.parser").select(".jp-OutputArea-output img")
+    assert img["alt"] == 'panels "a" & <b>' and img["src"].endswith(bundle["image/png"])
+    assert not [r for r in caplog.records if "Alternative text" in r.getMessage()]
+    # the control: a bare image/png, as the inline backend shows a figure, does warn
+    nb.cells[0].outputs[0].data = {"image/png": bundle["image/png"]}
+    with caplog.at_level(logging.WARNING):
+        body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    assert "No description has been provided" in body
+    assert [r for r in caplog.records if "Alternative text is missing" in r.getMessage()]

@@ -315,3 +315,33 @@ def test_command_line(tmp_path, capsys):
     assert main(["convert-release", str(tmp_path / "nope"), str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "does not exist" in err and "\n" not in err and "Traceback" not in err
+
+
+def _without_finetuning_task(src):
+    """config.json as a transformers >= 5 save writes it: no ``finetuning_task``."""
+    path = os.path.join(src, "config.json")
+    config = json.load(open(path))
+    config.pop("finetuning_task", None)
+    json.dump(config, open(path, "w"))
+
+
+@pytest.mark.parametrize("kind", ["l0", "zs"])
+def test_a_config_without_finetuning_task_takes_the_task_given(tmp_path, kind):
+    src, (token_z, _) = make_release(tmp_path / "release", kind)
+    assert "finetuning_task" in json.load(open(os.path.join(src, "config.json")))  # the control
+    _without_finetuning_task(src)
+    assert main(["convert-release", src, str(tmp_path / "top"), "--task", "SST-2"]) == 0
+    top, _, meta = load_checkpoint(str(tmp_path / "top"))
+    assert meta["task"] == "sst2" and torch.equal(top.gates(training=False)[0], token_z)
+
+
+def test_a_config_without_finetuning_task_and_no_task_is_refused(tmp_path, capsys):
+    src, _ = make_release(tmp_path / "release", "l0")
+    _without_finetuning_task(src)
+    with pytest.raises(CheckpointError, match="--task"):
+        convert_release(src, tmp_path / "top")
+    assert not (tmp_path / "top").exists()
+    assert main(["convert-release", src, str(tmp_path / "top")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "finetuning_task" in err and "--task" in err and "Traceback" not in err
+    assert not (tmp_path / "top").exists()

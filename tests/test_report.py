@@ -61,6 +61,25 @@ def test_a_page_embeds_its_figures_and_takes_its_title_from_the_first_cell(tmp_p
     assert (tmp_path / "mathjax" / "MathJax.js").is_file()
 
 
+
+def test_a_figure_shown_by_save_figure_keeps_its_alt_text_on_the_page(tmp_path):
+    import matplotlib.pyplot as plt
+    from bs4 import BeautifulSoup
+
+    from toplib.viz.plots.output import figure_alt_text, figure_bundle
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.set(title="gates", xlabel="bin")
+    alt = figure_alt_text(fig, "99_gates")
+    bundle = figure_bundle(fig, alt)  # what save_figure displays in a notebook
+    plt.close(fig)
+    _executed(tmp_path, "99_lesson")
+    nb = nbformat.read(executed_path(tmp_path, "99_lesson"), as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data=bundle)]
+    nbformat.write(nb, executed_path(tmp_path, "99_lesson"))
+    path = export_page(ReportPage("99_lesson"), str(tmp_path))
+    images = BeautifulSoup(open(path, encoding="utf-8").read(), "html.parser").select("main img")
+    assert [img.get("alt") for img in images] == [alt] and "gates (x: bin)" in alt
+
 def test_a_long_summary_is_cut_at_a_word():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("## T\n\n" + "gates close " * 100)]

@@ -244,6 +244,17 @@ def _wrap(model: BertForSequenceClassification, token_z: torch.Tensor,
     return top
 
 
+def _release_task(src: str, config, task: str | None) -> str:
+    """``task``, else the config's ``finetuning_task`` (written by the release's run_glue;
+    transformers >= 5 drops the attribute when it loads a config), else a CheckpointError."""
+    task = task or getattr(config, "finetuning_task", None)
+    if not task:
+        raise CheckpointError(f"src: {os.path.join(src, 'config.json')!r} names no "
+                              "finetuning_task (transformers >= 5 does not keep it); pass the "
+                              "task: task=... (--task), e.g. --task sst2")
+    return task
+
+
 def convert_release(src: str, out: str, task: str | None = None,
                     overwrite: bool = False) -> str:
     """Write a released ToP checkpoint as a toplib checkpoint (stage 'prune', evaluated
@@ -254,15 +265,18 @@ def convert_release(src: str, out: str, task: str | None = None,
         src: the release folder (config.json, pytorch_model.bin or model.safetensors,
             tokenizer files, zs.pt and/or l0_module.pt).
         out: the checkpoint folder to write (atomically).
-        task: the task to record (default: the config's ``finetuning_task``).
+        task: the task to record (default: the config's ``finetuning_task``, which
+            transformers >= 5 no longer keeps: then ``task`` is required).
         overwrite: replace ``out`` when it exists and is not empty.
     Returns:
         the absolute path of ``out``.
     Raises:
-        CheckpointError: a missing, damaged or inconsistent file of ``src``, named.
+        CheckpointError: a missing, damaged or inconsistent file of ``src``, named, or
+            no ``task`` given for a config without ``finetuning_task``.
     """
     src, out = str(src), str(out)
     config = _read_config(src)
+    task = _release_task(src, config, task)
     token_z, pruner_z = read_release_gates(src)
     n, layers = token_z.shape[0], config.num_hidden_layers
     if n > layers - 1:  # layer 0's input is never pruned
@@ -278,7 +292,7 @@ def convert_release(src: str, out: str, task: str | None = None,
     run = {"max_seq_length": RELEASE_SEQ_LENGTH, "pad_to_max_length": True,
            "prune": top.prune.to_dict()}  # TrainConfig fields; the others take defaults
     top.save_pretrained(out, tokenizer, {
-        "stage": "prune", "task": task or config.finetuning_task, "config": run,
+        "stage": "prune", "task": task, "config": run,
         "max_seq_length": RELEASE_SEQ_LENGTH, "converted_from": os.path.abspath(src),
         "release_gates": os.path.basename(_gates_file(src))})
     verify_checkpoint(out, "out")

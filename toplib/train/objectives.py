@@ -90,7 +90,8 @@ class PruneStage:
     """ToP training against a frozen teacher (METHOD Sec. 4-6).
 
     The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does). ``targets``:
+    sparsity is at least ``sparsity - sparsity_epsilon`` (toplib; ``accounting="release"``:
+    the release's formula, then sticky, :meth:`eligible`). ``targets``:
     the teacher's per-example outputs (``toplib.train.teacher``), read instead of running
     it on each batch (the batches then carry their examples' ``index``).
     """

@@ -65,7 +65,8 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     ``config.sparsity``; ``data`` and ``options`` as for :func:`finetune`.
 
     The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (as the paper does). The task's
+    sparsity is at least ``sparsity - sparsity_epsilon`` (the release: its own formula, then
+    every later evaluation; ``accounting="release"``). The task's
     labels must be the teacher's.
     """
     config, opts = config or TrainConfig(), RunOptions(**options)

@@ -1,10 +1,7 @@
 """Figures. Every ``plot_*`` function returns a matplotlib Figure (seaborn style), so
-notebooks, scripts and tests draw the same thing; :func:`save_figure` writes PNG + SVG."""
+notebooks, scripts and tests draw the same thing; :func:`save_figure` writes PNG + SVG and,
+in a notebook, shows the figure with alt text (``output.py``)."""
 from __future__ import annotations
-
-import os
-
-import matplotlib.pyplot as plt
 
 from .ablation import plot_ablation, plot_constraint_tracking, plot_gates_vs_rank
 from .method import (
@@ -17,23 +14,8 @@ from .method import (
     plot_rank_bins,
     plot_toy_lagrangian,
 )
+from .output import FIGURE_FORMATS, figure_alt_text, save_figure, show_figure
 from .results import plot_reproduction, plot_seed_results, plot_sparsity_accuracy
 from .speed import plot_flops_vs_latency, plot_latency_vs_length, plot_latency_vs_sparsity
 from .tokens import plot_kept_tokens, plot_prune_rates, plot_ranking_agreement
 from .training import LiveTrainingPlot, plot_training_curves
-
-FIGURE_FORMATS = ("png", "svg")
-def save_figure(fig, name: str, directory: str = "figures", formats=FIGURE_FORMATS,
-                dpi: int = 150) -> list[str]:
-    """Write ``fig`` as ``<directory>/<name>.png`` and ``.svg`` (vector); returns the paths.
-    The SVG carries no date and a fixed id salt, so re-running with fixed seeds rewrites
-    identical files."""
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = os.path.join(directory, f"{name}.{fmt}")
-        metadata = {"Date": None} if fmt in ("svg", "pdf") else {}
-        with plt.rc_context({"svg.hashsalt": "toplib"}):
-            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
-        paths.append(path)
-    return paths

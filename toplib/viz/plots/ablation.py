@@ -40,6 +40,9 @@ def plot_gates_vs_rank(p_open: np.ndarray, occupancy: np.ndarray, prune_location
     open) of each rank bin (mean and spread over seeds) and the share of that layer's
     tokens the bin holds, relative to a uniform 1 / BIN_NUM.
 
+    Each panel names the least-attended bin's P(open) and share of the tokens, the bin
+    the README discusses; the legend sits above the panels, off the data.
+
     Args:
         p_open: (S, P, bin_num) P(z > 0) of S trained runs; occupancy: (P, bin_num)
             (``toplib.viz.analysis.bin_occupancy_at``).
@@ -57,11 +60,17 @@ def plot_gates_vs_rank(p_open: np.ndarray, occupancy: np.ndarray, prune_location
         mean, sd = p_open[:, p].mean(0), p_open[:, p].std(0)
         ax.errorbar(bins, mean, yerr=sd, fmt="o-", markersize=3, color=colors[0], capsize=2,
                     label=f"P(gate open), {len(p_open)} seeds")
+        share = 100 * occupancy[p, -1]
+        ax.annotate(f"bin {bin_num - 1}: P(open) {mean[-1]:.2f}\n"
+                    f"{f'{share:.1f}%' if share >= 0.05 else 'under 0.05%'} of the tokens",
+                    (0.97, 0.95), xycoords="axes fraction", ha="right", va="top", fontsize=8)
         ax.set(title=f"prune layer {prune_location[p]}", xlabel="rank bin (0 = most attended)")
     axes[0][0].set_ylabel("P(open) / relative occupancy")
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room for the legend under the title
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.93), ncol=2,
+               fontsize=8, frameon=False)
     return fig
 
 

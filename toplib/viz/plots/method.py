@@ -45,19 +45,23 @@ def plot_attention_importance(tokens: list[str], attention: np.ndarray, importan
 
 def plot_rank_bins(table, bin_num: int, title: str):
     """Ranked tokens (an ``importance_table``, [CLS] left out) as bars by rank, coloured by
-    rank bin, with the bin boundaries ``r = b m / BIN_NUM`` dashed and each bin's number."""
+    rank bin, with dashed lines between the last rank of one bin and the first of the next
+    and each bin's number above its tokens. Lines and numbers come from the table's own
+    ``bin`` column, as the colours do, so a bin's label sits over its bars whatever the
+    rounding; a bin no rank falls in (m < BIN_NUM) has neither."""
     sns.set_theme(style="whitegrid", context="notebook")
     ranked = table[table["rank"] >= 0].sort_values("rank")
-    m = len(ranked)
+    m, ranks, bins = len(ranked), ranked["rank"].to_numpy(), ranked["bin"].to_numpy()
     fig, ax = plt.subplots(figsize=(0.32 * m + 2.5, 4.2))
     colors = sns.color_palette("deep", 2)
-    ax.bar(ranked["rank"], ranked["importance"], color=[colors[b % 2] for b in ranked["bin"]])
-    for b in range(bin_num + 1):
-        ax.axvline(b * m / bin_num - 0.5, color="grey", linestyle="--", linewidth=0.6)
+    ax.bar(ranks, ranked["importance"], color=[colors[b % 2] for b in bins])
+    edges = np.flatnonzero(np.diff(bins) != 0) + 1  # first rank of each bin but the first
+    for x in [-0.5, *(ranks[edges] - 0.5), m - 0.5]:
+        ax.axvline(x, color="grey", linestyle="--", linewidth=0.6)
     top = ranked["importance"].max()
-    for b in range(bin_num):
-        ax.text((b + 0.5) * m / bin_num - 0.5, top * 1.04, str(b), ha="center", fontsize=7)
-    ax.set_xticks(ranked["rank"], ranked["token"], rotation=90, fontsize=8)
+    for b in np.unique(bins):
+        ax.text(ranks[bins == b].mean(), top * 1.04, str(b), ha="center", fontsize=7)
+    ax.set_xticks(ranks, ranked["token"], rotation=90, fontsize=8)
     ax.set(xlim=(-0.6, m - 0.4), ylim=(0, top * 1.12), ylabel="importance $s_j$",
            xlabel=f"tokens by rank r (m = {m}); numbers on top: bin b = floor(r / m * {bin_num})",
            title=title)
@@ -175,7 +179,7 @@ def plot_toy_lagrangian(run, title: str):
     axes[1].plot(run["step"], run["lambda_1"], label=r"$\lambda_1$")
     axes[1].plot(run["step"], run["lambda_2"], label=r"$\lambda_2$")
     axes[1].axhline(0, color="grey", linewidth=0.8)
-    axes[1].set(xlabel="step", title="multipliers (gradient ascent)")
+    axes[1].set(xlabel="step", title="multipliers (AdamW ascent)")
     layers = [c.split("_")[1] for c in run.columns if c.startswith("pruner_")]
     colors = sns.color_palette("deep", len(layers))
     for color, loc in zip(colors, layers):

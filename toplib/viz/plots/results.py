@@ -16,6 +16,7 @@ CHANCE_STYLE = dict(color="#c44e52", linestyle=":", linewidth=1.6)
 PAPER_STYLE = dict(color="#55a868", linestyle="-.", linewidth=1.4)
 TARGET_COLOR = "#8172b3"
 CHANCE_LABEL = "chance: label-blind guess (majority class; F1: always positive; corr.: 0)"
+NO_PAPER = "no paper result for this task"  # the paper's Table 2 has GLUE tasks only
 
 
 def plot_sparsity_accuracy(df, metric: str = "accuracy", chance: float | None = None,
@@ -76,6 +77,9 @@ def _reference_lines(ax, row: dict) -> None:
         refs.append((row["paper_score"], PAPER_STYLE,
                      f"paper's result with {model} (another model; its FLOPs: padded)",
                      "paper {:.1f}" + f" at {row.get('paper_reduction') or 0:.2f}x"))
+    else:  # say so, rather than leave the reader looking for a line that is not there
+        ax.annotate(NO_PAPER, xy=(0.99, 0.02), xycoords="axes fraction", ha="right",
+                    va="bottom", fontsize=7, color=PAPER_STYLE["color"])
     for value, style, label, text in refs:
         if value is None:
             continue
@@ -147,7 +151,8 @@ def _sparsity_panel(ax, rows: list[dict], colors) -> None:
     if not all(np.isnan(paper)):
         ax.scatter(x + width, paper, marker="_", s=900, linewidths=2.5, color="black", zorder=3,
                    label="paper (bert-base-uncased), release's formula, padded")
-    ax.set_xticks(x, [r["task"] for r in rows])
+    ax.set_xticks(x, [r["task"] + ("" if r.get("paper_reduction") else f"\n({NO_PAPER})")
+                      for r in rows])
     ax.set(ylabel="FLOPs sparsity", ylim=(0, 1.08))
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
 

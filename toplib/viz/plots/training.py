@@ -1,8 +1,6 @@
 """Training curves of a run, drawn from its history records, and their live version."""
 from __future__ import annotations
 
-import io
-
 import matplotlib.pyplot as plt
 import seaborn as sns
 
@@ -112,7 +110,7 @@ def _pruning_panels(ax: dict, history: list[dict], colors, prune_location) -> No
     _sparsity_panel(ax["sparsity"], history, colors)
     for name, color in (("lambda_1", colors[4]), ("lambda_2", colors[5])):
         ax["lambda"].plot(*_series(history, "train", name), label=rf"$\{name}$", color=color)
-    ax["lambda"].set(title="Lagrange multipliers (gradient ascent)", ylabel="value")
+    ax["lambda"].set(title="Lagrange multipliers (AdamW ascent)", ylabel="value")
     ax["lambda"].legend(fontsize=8)
     _keep_lines(ax["keep"], *_series(history, "train", "expected_keep_ratio", bool),
                 prune_location, "expected keep ratio at each prune layer\n(gates; conditional)",
@@ -216,13 +214,8 @@ class LiveTrainingPlot:
             self.redraw()
 
     def redraw(self) -> None:
-        from IPython.display import Image, display
+        """Draw the curves so far in the notebook (with alt text), in place after the first."""
+        from .output import show_figure
         fig = plot_training_curves(self.records, self.prune_location, self.task)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        image = Image(buffer.getvalue())
-        if self._handle is None:
-            self._handle = display(image, display_id=True)
-        else:
-            self._handle.update(image)
+        self._handle = show_figure(fig, handle=self._handle)
+        plt.close(fig)  # outside a notebook nothing is shown

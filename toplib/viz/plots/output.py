@@ -1,0 +1,103 @@
+"""Where figures go: PNG + SVG files, and a notebook's output, each with alt text.
+
+A matplotlib figure shown by the inline backend is a bare ``image/png``; JupyterLab draws it
+without an ``alt`` and nbconvert warns "Alternative text is missing". Here a figure is shown
+as a bundle whose ``text/html`` is an ``<img>`` with alt text (what JupyterLab and nbconvert
+render first), the ``image/png`` beside it for front ends without HTML, and the same text as
+``text/plain``. The alt text is written from the figure itself (its titles and axis labels),
+so no caller can forget it and no caller has to repeat what the figure says.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+
+import matplotlib.pyplot as plt
+
+FIGURE_FORMATS = ("png", "svg")
+ALT_METADATA_KEY = "Description"  # PNG tEXt key and SVG dc:description (matplotlib metadata)
+SCREEN_DPI = 100  # a notebook's figures, as the inline backend draws them
+
+
+def figure_alt_text(fig, name: str | None = None) -> str:
+    """A one-paragraph description of ``fig`` from what it draws: the figure's title, then
+    each panel's title and axis labels (legend-only and empty axes skipped).
+
+    Example:
+        >>> fig, ax = plt.subplots()
+        >>> _ = ax.set(title="loss", xlabel="step", ylabel="nats")
+        >>> figure_alt_text(fig, "curves")
+        'Figure curves. 1 panel: loss (x: step; y: nats).'
+        >>> plt.close(fig)
+    """
+    suptitle = fig._suptitle.get_text().strip() if fig._suptitle is not None else ""
+    panels = []
+    for ax in fig.get_axes():
+        parts = [text for text in (ax.get_title(), ax.get_title("left"), ax.get_title("right"))
+                 if text.strip()]
+        labels = [f"{axis}: {label}" for axis, label in
+                  (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if label.strip()]
+        if parts or labels:
+            panels.append(" ".join(parts) + (f" ({'; '.join(labels)})" if labels else ""))
+    head = " ".join(p for p in (f"Figure {name}." if name else "Figure.",
+                                f"{suptitle}." if suptitle else "") if p)
+    count = f"{len(panels)} panel{'s' if len(panels) != 1 else ''}"
+    return f"{head} {count}: {'; '.join(p.strip() for p in panels)}." if panels else head
+
+
+def figure_bundle(fig, alt: str, dpi: int = SCREEN_DPI) -> dict:
+    """The display bundle of ``fig``: ``text/html`` (an ``<img>`` with ``alt``), ``image/png``
+    (base64, the same picture) and ``text/plain`` (``alt``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    img = f'<img src="data:image/png;base64,{png}" alt="{html.escape(alt, quote=True)}"/>'
+    return {"text/html": img, "image/png": png, "text/plain": alt}
+
+
+def _in_kernel() -> bool:
+    """Whether this runs in an IPython kernel (a notebook), not a script or a terminal."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show_figure(fig, alt: str | None = None, handle=None):
+    """In a notebook: show ``fig`` with alt text (default: :func:`figure_alt_text`) and close
+    it, so the inline backend does not show it a second time without; ``handle`` (from an
+    earlier call) redraws in place. Returns the display handle, or None outside a kernel."""
+    if not _in_kernel():
+        return None
+    from IPython.display import display
+    bundle = figure_bundle(fig, alt or figure_alt_text(fig))
+    plt.close(fig)
+    if handle is not None:
+        handle.update(bundle, raw=True)
+        return handle
+    return display(bundle, raw=True, display_id=True)
+
+
+def save_figure(fig, name: str, directory: str = "figures", formats=FIGURE_FORMATS,
+                dpi: int = 150, alt: str | None = None) -> list[str]:
+    """Write ``fig`` as ``<directory>/<name>.png`` and ``.svg`` (vector), its alt text
+    (``alt``, default :func:`figure_alt_text`) in each file's description, and in a notebook
+    show it with that alt text (:func:`show_figure`); returns the paths. The SVG carries no
+    date and a fixed id salt, so re-running with fixed seeds rewrites identical files."""
+    alt = alt or figure_alt_text(fig, name)
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = os.path.join(directory, f"{name}.{fmt}")
+        metadata = {"Date": None} if fmt in ("svg", "pdf") else {}
+        if fmt in ("png", "svg"):
+            metadata[ALT_METADATA_KEY] = alt
+        with plt.rc_context({"svg.hashsalt": "toplib"}):
+            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
+        paths.append(path)
+    show_figure(fig, alt)
+    return paths
