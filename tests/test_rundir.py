@@ -274,5 +274,5 @@ def test_non_finite_gates_and_a_torn_training_state_are_named(tmp_path, teacher_
         evaluate_checkpoint(str(bad), TASK, max_eval_samples=8, progress=False)
     state = top / "last" / "trainer_state.pt"
     state.write_bytes(state.read_bytes()[:100])  # cut short
-    with pytest.raises(ValueError, match="trainer_state.pt' could not be read"):
+    with pytest.raises(ValueError, match="trainer_state.pt' could not be loaded"):
         prune(TASK, teacher_dir, str(top), config, progress=False, resume=True)

@@ -228,17 +228,22 @@ def saved_prune(meta: dict, path: str, name: str = "checkpoint") -> PruneConfig 
         return PruneConfig(**meta["prune"])
 
 
-def load_gates(path: str, name: str = "checkpoint") -> dict:
-    """The state dict in ``path`` (a ``gates.pt``), or an error naming the file."""
+def load_torch_file(path: str, name: str, advice: str, weights_only: bool = True):
+    """``torch.load`` of ``path`` on the CPU; a damaged file becomes a CheckpointError
+    naming ``name``, the file and ``advice`` (only the error's type: torch's texts suggest
+    weights_only=False, which would not help)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except (OSError, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        # Only the type: torch's texts suggest weights_only=False, which would not help here.
         raise CheckpointError(f"{name}: {path!r} could not be loaded ({type(err).__name__}): "
-                              "it is not a whole torch.save file of tensors; restore it or "
-                              "retrain the checkpoint") from err
+                              f"it is not a whole torch.save file; {advice}") from err
+
+
+def load_gates(path: str, name: str = "checkpoint") -> dict:
+    """The state dict in ``path`` (a ``gates.pt``), or an error naming the file."""
+    state = load_torch_file(path, name, "restore it or retrain the checkpoint")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: {path!r} is corrupt: not a state dict of tensors")
     return state

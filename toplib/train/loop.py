@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..core.config import check_device
 from ..data import TaskData, to_device
+from ..hf.checkpoint import load_torch_file
 from ..hf.model import ToPModel, atomic_directory
 from .evaluate import EvalMode, evaluate_splits, split_summary
 from .records import HISTORY_FILE, RESULTS_FILE, write_atomic
@@ -186,21 +187,11 @@ def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
     discard_replaced(run.output_dir)
 
 
-def load_state(path: str) -> dict:
-    """The training state saved in ``path``, or an error naming the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, MemoryError):
-        raise
-    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise ValueError(f"resume: {path!r} could not be read ({type(err).__name__}: it is cut "
-                         "short or damaged); the run cannot continue from it: pass --overwrite "
-                         "to train again, or restore the file") from err
-
-
 def _restore(run: StageRun) -> TrainState:
     stage = run.stage
-    saved = load_state(run.path("last", STATE_FILE))
+    saved = load_torch_file(run.path("last", STATE_FILE), "resume", "the run cannot "
+                            "continue from it: pass --overwrite to train again, or restore it",
+                            weights_only=False)
     loaded = ToPModel.from_pretrained(run.path("last"), prune=stage.top.prune)
     stage.top.load_state_dict(loaded.state_dict())
     for group, objects in (("optimizers", stage.optimizers), ("schedulers", stage.schedulers),
