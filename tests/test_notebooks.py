@@ -60,6 +60,32 @@ def test_one_parameters_cell_of_flat_primitives_near_the_top(name):
     for stmt in ast.parse(nb.cells[tagged[0]].source).body:
         assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant), \
             f"{name}: parameters must be flat primitives: {ast.unparse(stmt)}"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0] is nb.cells[tagged[0]] and "setup_notebook()" in code[1].source, \
+        f"{name}: the cell after the parameters must call setup_notebook(), which checks them"
+
+
+PARAMETERS = 'task = "rte"\nseed = 42\nsparsity = None\nlive = True\nrate = 0.5\n'
+
+
+@pytest.mark.parametrize("injected, error", [
+    ("seeds = 1", "seeds=1 is not one of this notebook's parameters (did you mean 'seed'?)"),
+    ("zzz = 1", "zzz=1 is not one .* (task, seed, sparsity, live, rate)"),
+    ("seed = 1.5", "seed=1.5 has type float; the notebook's default 42 has type int"),
+    ('live = "False"', "live='False' has type str; .* default True has type bool"),
+    ("task = 3", "task=3 has type int"), ("rate = True", "rate=True has type bool"),
+    ("seed = True", "seed=True has type bool")])
+def test_a_misspelled_or_mistyped_parameter_is_refused(injected, error):
+    from toplib.viz.notebook import check_injected_parameters
+    with pytest.raises(ValueError, match=re.escape(error).replace(re.escape(".*"), ".*")):
+        check_injected_parameters(["", PARAMETERS, f"# Parameters\n{injected}\n"])
+
+
+def test_parameters_of_the_declared_kinds_pass():
+    from toplib.viz.notebook import check_injected_parameters
+    injected = '# Parameters\ntask = "sst2"\nseed = 1\nsparsity = 0.3\nrate = 1\nlive = None\n'
+    check_injected_parameters(["", PARAMETERS, injected])
+    check_injected_parameters(["", PARAMETERS, "print(1)"])  # nothing injected: run by hand
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -300,6 +326,18 @@ def test_00_quickstart(kernel_env, tiny_model, tmp_path):
     assert set(speedups) == {"1", "4"} and all(v > 0 for v in speedups.values())
     _machine(m["machine"])
     _figures(tmp_path, "00_kept_tokens")
+
+
+@pytest.mark.notebooks
+def test_papermill_refuses_a_misspelled_parameter_before_any_work(kernel_env, tmp_path):
+    import papermill
+    out = tmp_path / "out"
+    with pytest.raises(papermill.PapermillExecutionError, match="did you mean 'max_train_samples'"):
+        papermill.execute_notebook(str(NOTEBOOK_DIR / "03_token_pruning.ipynb"),
+                                   str(tmp_path / "03.ipynb"), kernel_name="python3",
+                                   parameters=dict(max_train_sample=10, output_dir=str(out)),
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    assert not out.exists()
 
 
 @pytest.mark.notebooks

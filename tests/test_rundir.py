@@ -232,17 +232,24 @@ def test_resume_and_overwrite_together_and_inputs_inside_the_output_are_refused(
     assert _tree(out) == dict(before, **{"train.csv": train.read_bytes()})
 
 
-def test_resume_lists_a_changed_data_file(tmp_path, tiny_model_dir):
-    train = tmp_path / "train.csv"
-    rows = "".join(f"a short text {i},{i % 2}\n" for i in range(48))
-    train.write_text("text,label\n" + rows)
-    data = dict(train_file=str(train), validation_file=str(train))
+@pytest.mark.parametrize("source", ["train_file", "data_dir"])
+def test_resume_lists_a_changed_data_file(tmp_path, tiny_model_dir, source):
+    rows = "".join(f"a short text {i}\t{i % 2}\n" for i in range(48))
+    if source == "train_file":
+        task, train = "custom", tmp_path / "train.tsv"
+        data = dict(train_file=str(train), validation_file=str(train))
+    else:  # the GLUE layout: the files the task reads from the folder are fingerprinted
+        task, train = "sst2", tmp_path / "glue" / "SST-2" / "train.tsv"
+        train.parent.mkdir(parents=True)
+        (train.parent / "dev.tsv").write_text("sentence\tlabel\n" + rows)
+        data = dict(data_dir=str(tmp_path / "glue"))
+    train.write_text("sentence\tlabel\n" + rows)
     out = tmp_path / "run"
-    finetune("custom", str(out), model=tiny_model_dir, config=_config(), data=data,
+    finetune(task, str(out), model=tiny_model_dir, config=_config(), data=data,
              progress=False, stop_after=3)
-    train.write_text("text,label\n" + rows.replace("short", "long"))  # same size, new words
-    with pytest.raises(ValueError, match="train_file_fingerprint"):
-        finetune("custom", str(out), model=tiny_model_dir, config=_config(), data=data,
+    train.write_text("sentence\tlabel\n" + rows.replace("short", "long"))  # same size
+    with pytest.raises(ValueError, match=f"{source}(_train)?_fingerprint"):
+        finetune(task, str(out), model=tiny_model_dir, config=_config(), data=data,
                  progress=False, resume=True)
 
 

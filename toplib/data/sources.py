@@ -119,15 +119,22 @@ def _task_folder(spec: TaskSpec, layout: _Layout, data_dir: str) -> str:
         f"found {sorted(os.listdir(data_dir))}")
 
 
+def task_files(task: str, data_dir: str) -> dict[str, str]:
+    """The files a task reads from a GLUE-layout ``data_dir``, by split (those present: e.g.
+    QNLI ships only dev.tsv locally); none for a task without that layout."""
+    spec = get_task(task)
+    if spec.name not in _LAYOUTS:
+        return {}
+    folder = _task_folder(spec, _LAYOUTS[spec.name], data_dir)
+    paths = {split: os.path.join(folder, name) for split, name in _LAYOUTS[spec.name].files}
+    return {split: path for split, path in paths.items() if os.path.isfile(path)}
+
+
 def _from_dir(spec: TaskSpec, data_dir: str) -> dict[str, TextData]:
     """Read a task in the original GLUE TSV layout (20news: train/test .tsv.gz)."""
     layout = _LAYOUTS[spec.name]
-    folder = _task_folder(spec, layout, data_dir)
     out = {}
-    for split, name in layout.files:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue  # e.g. QNLI ships only dev.tsv locally
+    for split, path in task_files(spec.name, data_dir).items():
         df = read_table(path, "data_dir", layout.header, layout.quoting)
         if layout.header:
             require_columns(df, layout.columns, "data_dir", path)
@@ -138,6 +145,7 @@ def _from_dir(spec: TaskSpec, data_dir: str) -> dict[str, TextData]:
         labels = parse_labels(df[label_col].tolist(), spec, "data_dir", path)
         out[split] = TextData(texts_of(df, text_cols), labels, spec.label_names)
     if not any(s in out for s in spec.validation_splits):
+        folder = _task_folder(spec, layout, data_dir)
         raise FileNotFoundError(f"data_dir={data_dir!r}: {folder!r} lacks the validation file(s) "
                                 f"{[f for s, f in layout.files if s != 'train']}")
     return out

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 
-from ..data import DataFiles, get_task
+from ..data import DataFiles, get_task, task_files
 from .config import TrainConfig, config_differences
 
 logger = logging.getLogger(__name__)
@@ -24,8 +24,10 @@ def run_identity(stage: str, task: str, source: dict, config: TrainConfig, data)
     """What a run is, as saved in its checkpoints and compared when it is resumed."""
     files = {k: os.path.abspath(v) if k.endswith(("_dir", "_file")) and v else v
              for k, v in dataclasses.asdict(DataFiles.of(data)).items()}
-    files.update({f"{k}_fingerprint": file_fingerprint(v) for k, v in list(files.items())
-                  if k.endswith("_file") and v and os.path.isfile(v)})
+    read = {k: v for k, v in files.items() if k.endswith("_file") and v and os.path.isfile(v)}
+    if files["data_dir"] and not (files["train_file"] or files["validation_file"]):
+        read = {f"data_dir_{s}": v for s, v in task_files(task, files["data_dir"]).items()}
+    files.update({f"{k}_fingerprint": file_fingerprint(v) for k, v in read.items()})
     return {"stage": stage, "task": get_task(task).name, **source, "data": files,
             "config": config.to_dict()}
 

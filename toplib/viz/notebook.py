@@ -8,6 +8,7 @@ Every notebook ends by writing its key metrics to ``<output_dir>/metrics.json`` 
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import logging
 import math
@@ -34,11 +35,64 @@ NOTEBOOK_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__f
 def setup_notebook(level: int = logging.WARNING) -> None:
     """Readable notebook output: log lines at ``level`` (warnings by default; pass
     ``logging.INFO`` to follow a run line by line), others' warnings only, and no Hugging
-    Face progress bars (loading/saving weights) between toplib's own."""
+    Face progress bars (loading/saving weights) between toplib's own. First refuses a
+    papermill parameter the notebook does not declare or of another type than its default."""
     from transformers.utils import logging as hf_logging
+    check_injected_parameters()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("toplib").setLevel(level)
     hf_logging.disable_progress_bar()
+
+
+def check_injected_parameters(cells: list[str] | None = None) -> None:
+    """Refuse what papermill injected (the cell after the parameters cell, headed
+    ``# Parameters``) that the parameters cell does not declare, or whose type is not its
+    default's (None is always allowed; an int is a float). ``cells``: the executed cells'
+    sources in order (default: this IPython session's ``In``)."""
+    if cells is None:
+        from IPython import get_ipython
+        shell = get_ipython()
+        cells = list(shell.user_ns.get("In", [])) if shell is not None else []
+    at = next((i for i, c in enumerate(cells) if i and c.startswith("# Parameters\n")), None)
+    if at is None:
+        return
+    declared, given = _assignments(cells[at - 1]), _assignments(cells[at])
+    for name, value in given.items():
+        if name not in declared:
+            near = difflib.get_close_matches(name, declared, n=1)
+            raise ValueError(f"parameter {name}={value!r} is not one of this notebook's parameters "
+                             + (f"(did you mean {near[0]!r}?)" if near else
+                                f"({', '.join(declared)})"))
+        default = declared[name]
+        if not _same_kind(default, value):
+            raise ValueError(f"parameter {name}={value!r} has type {type(value).__name__}; "
+                             f"the notebook's default {default!r} has type "
+                             f"{type(default).__name__}")
+
+
+def _assignments(source: str) -> dict[str, Any]:
+    """``name -> value`` of a cell's top-level ``name = literal`` lines (``...`` for a
+    value that is not a literal: any type goes)."""
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                out[node.targets[0].id] = ...
+    return out
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if default is None or default is ... or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
 
 
 def show_table(df, caption: str | None = None, precision: int = 3, index: bool = False):
