@@ -253,6 +253,16 @@ def test_resume_lists_a_changed_data_file(tmp_path, tiny_model_dir, source):
                  progress=False, resume=True)
 
 
+def test_results_name_their_inputs_relative_to_the_run_folder(tmp_path, teacher_dir):
+    from toplib.train.records import read_results
+    out = tmp_path / "top"
+    results = prune(TASK, teacher_dir, str(out), _config(), progress=False)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["teacher"] == os.path.relpath(results["teacher"], out)
+    assert saved["teacher"].startswith("..") and os.path.isabs(results["teacher"])
+    assert read_results(str(out))["teacher"] == results["teacher"]
+
+
 def test_a_teacher_of_another_task_or_a_pruned_one_is_refused(tmp_path, teacher_dir):
     top = tmp_path / "top"
     prune(TASK, teacher_dir, str(top), _config(), progress=False)

@@ -187,15 +187,19 @@ def test_sweep_arguments_are_checked_before_ray_starts(teacher_dir, tmp_path, mo
                               overrides=dict(TINY_RUN, seed=42))
 
 
-def test_a_sweep_folder_is_resumed_only_as_the_same_sweep(tmp_path):
-    out, record = str(tmp_path / "s"), {"task": TASK, "grid": {"learning_rate": [5e-5]}}
+def test_a_sweep_folder_is_resumed_only_as_the_same_sweep(tmp_path, monkeypatch):
+    (tmp_path / "teacher").mkdir()
+    monkeypatch.chdir(tmp_path)  # a teacher given relative to the working directory
+    out, record = str(tmp_path / "s"), {"task": TASK, "grid": {"learning_rate": [5e-5]},
+                                        "teacher": "teacher"}
     open_sweep(out, record, resume=True)
     open_sweep(out, dict(record), resume=True)  # the same sweep: resumed
     with pytest.raises(ValueError, match="already holds a sweep"):
         open_sweep(out, record, resume=False)
     with pytest.raises(ValueError, match=r"grid: \{'learning_rate': \[5e-05\]\} -> "):
         open_sweep(out, dict(record, grid={"learning_rate": [3e-5]}), resume=True)
-    assert read_sweep(out) == record
+    assert read_sweep(out) == dict(record, teacher=str(tmp_path / "teacher"))
+    assert json.load(open(os.path.join(out, "sweep.json")))["teacher"] == "../teacher"
 
 
 # ---- Ray Tune end to end: killed part-way, resumed ----------------------------------------

@@ -16,7 +16,13 @@ from typing import Any, Mapping, NamedTuple
 
 from ..core.config import check
 from ..train.pipeline import SPARSITY_KEYS, format_cell, table_row
-from ..train.records import RESULTS_FILE, read_results, write_atomic
+from ..train.records import (
+    RESULTS_FILE,
+    absolute_inputs,
+    read_results,
+    relative_inputs,
+    write_atomic,
+)
 from ..train.rundir import saved_step
 from .grid import trial_dir, trial_name, trials
 
@@ -170,7 +176,7 @@ def read_sweep(output_dir: str) -> dict | None:
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        return absolute_inputs(json.load(f), output_dir)
 
 
 def open_sweep(output_dir: str, record: dict, resume: bool) -> None:
@@ -188,7 +194,9 @@ def open_sweep(output_dir: str, record: dict, resume: bool) -> None:
         >>> open_sweep("runs/sweep-rte", {"task": "rte", "grid": {"topk": [10, 20]}},
         ...            resume=True)  # doctest: +SKIP
     """
-    record = json.loads(json.dumps(record))  # as the file gives it back: tuples are lists
+    # as the file gives it back: tuples are lists, paths absolute
+    record = absolute_inputs(json.loads(json.dumps(relative_inputs(record, output_dir))),
+                             output_dir)
     saved = read_sweep(output_dir)
     if saved is not None and not resume:
         raise ValueError(f"output_dir={output_dir!r} already holds a sweep ({SWEEP_FILE}); "
@@ -200,4 +208,5 @@ def open_sweep(output_dir: str, record: dict, resume: bool) -> None:
         raise ValueError(f"output_dir={output_dir!r} holds another sweep ({'; '.join(diffs)}); "
                          "resume it with the same arguments or choose another output_dir")
     os.makedirs(output_dir, exist_ok=True)
-    write_atomic(os.path.join(output_dir, SWEEP_FILE), json.dumps(record, indent=2))
+    write_atomic(os.path.join(output_dir, SWEEP_FILE),
+                 json.dumps(relative_inputs(record, output_dir), indent=2))

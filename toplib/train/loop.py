@@ -26,7 +26,7 @@ from ..data import TaskData, to_device
 from ..hf.checkpoint import load_torch_file
 from ..hf.model import ToPModel, atomic_directory
 from .evaluate import EvalMode, evaluate_splits, split_summary
-from .records import HISTORY_FILE, RESULTS_FILE, write_atomic
+from .records import HISTORY_FILE, write_results
 from .rundir import STATE_FILE, discard_replaced
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def _finish(run: StageRun, state: TrainState, wall: float) -> dict:
                             dirs_exist_ok=True)
         state.best = dict(state.last, target_missed=True)
     results = dict(run.meta, best=state.best, wall_time_s=wall, steps=state.step)
-    write_atomic(run.path(RESULTS_FILE), json.dumps(results, indent=2))
+    write_results(run.output_dir, results)
     return results
 
 

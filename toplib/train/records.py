@@ -48,15 +48,41 @@ def write_atomic(path: str, text: str) -> None:
 
 
 def read_results(run_dir: str) -> dict:
-    """The ``results.json`` of a finished run."""
+    """The ``results.json`` of a finished run, its input paths absolute again."""
     path = os.path.join(run_dir, RESULTS_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"run_dir={run_dir!r} holds no {RESULTS_FILE}: the run has not "
                                 "finished (resume it with resume=True)")
     with open(path) as f:
-        return json.load(f)
+        return absolute_inputs(json.load(f), run_dir)
 
 
+def write_results(run_dir: str, results: dict) -> None:
+    write_atomic(os.path.join(run_dir, RESULTS_FILE),
+                 json.dumps(relative_inputs(results, run_dir), indent=2))
+
+
+def relative_inputs(record: dict, folder: str) -> dict:
+    """``record`` with its input paths (teacher, model, data) relative to ``folder``, so
+    that a committed record names no machine's folders. Inputs never lie inside a run
+    folder, so each such path starts with ``..``; a hub name is left as it is."""
+    return _map_inputs(record, lambda p: os.path.relpath(os.path.abspath(p), folder)
+                       if os.path.isabs(p) or os.path.exists(p) else p)
+
+
+def absolute_inputs(record: dict, folder: str) -> dict:
+    """The inverse of :func:`relative_inputs` (absolute paths, older records, pass)."""
+    return _map_inputs(record, lambda p: os.path.normpath(os.path.join(
+        os.path.abspath(folder), p)) if p.startswith(os.pardir + os.sep) else p)
+
+
+def _map_inputs(record: dict, fn) -> dict:
+    out = {k: fn(v) if k in ("teacher", "model") and isinstance(v, str) else v
+           for k, v in record.items()}
+    if isinstance(out.get("data"), dict):
+        out["data"] = {k: fn(v) if k.endswith(("_dir", "_file")) and isinstance(v, str) else v
+                       for k, v in out["data"].items()}
+    return out
 def read_history(run_dir: str) -> list[dict]:
     """The records of a training run's ``history.jsonl``."""
     return _records(os.path.join(run_dir, HISTORY_FILE))
