@@ -3,10 +3,15 @@
 Every arm is a preset (the quick one unless the arm names ``preset``) plus the overrides
 below, trained from one teacher per task and preset (seed 42) with seeds 0, 1, 2; an arm's
 ``budget`` multiplies the preset's epochs and warm-up together (the training-budget study:
-``std_x1`` .. ``std_x10``). `collect` evaluates each run's best/ checkpoint
+``std_x1`` .. ``std_x10``). The reproduction study's other arms: the prune-layer choice
+(``std_x3_from1/2``), lower targets (``std_x3_s030/050``), and the baselines on the same
+budget (``norank_x3``: no ranking loss; ``topk_x3``: the per-layer counts the same seed's
+``std_x3`` run learned, as fixed top-k by attention). `collect` evaluates each run's best/ checkpoint
 (every sparsity figure, and how well the prune layers rank tokens like the teacher's last
-layer) and writes one JSON per run under benchmarks/results/ablations/, `table` prints
-mean +- standard deviation per arm.
+layer; for the standard preset also the training-free baselines at its measured FLOPs and
+its own model with gates re-derived for RETARGETS) and writes one JSON per run under
+benchmarks/results/ablations/, `table` prints mean +- standard deviation per arm, `figures`
+draws figures/ablation_*, study_* from those JSONs alone.
 
     python benchmarks/ablations.py run --jobs 2     # trains what is missing, resumable
     python benchmarks/ablations.py collect          # evaluates finished runs
@@ -60,8 +65,19 @@ ARMS: dict[str, dict] = {
     "std_x10": dict(preset="standard", budget=10),
     "std_x3_from1": dict(preset="standard", budget=3, prune_location=(1, 2, 3, 4, 5)),
     "std_x3_from2": dict(preset="standard", budget=3, prune_location=(2, 3, 4, 5)),
+    # Baselines on the same budget, teacher and logit distillation: ToP without its ranking
+    # loss, and fixed top-k tokens by attention at the per-layer counts the same seed's ToP
+    # run learned (PoWER-BERT style: no gate learns).
+    # ToP at lower targets (the score-vs-sparsity curve where the paper's target fails)
+    "std_x3_s030": dict(preset="standard", budget=3, sparsity=0.3),
+    "std_x3_s050": dict(preset="standard", budget=3, sparsity=0.5),
+    "norank_x3": dict(preset="standard", budget=3, distill_rank_loss_alpha=0.0),
+    "topk_x3": dict(preset="standard", budget=3, distill_rank_loss_alpha=0.0,
+                    schedule_of="std_x3"),
 }
 BUDGET_TASKS = ("stsb", "mrpc", "sst2")  # two failures of the standard table, one success
+BASELINE_TASKS = ("rotten_tomatoes", "sst2", "mrpc")
+RETARGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # sparsities a trained ToP model's gates are reset to
 PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "quick"), ("rotten_tomatoes", "quick_bf16"),
     ("rotten_tomatoes", "quick_masked"), ("rotten_tomatoes", "release_forward"),
@@ -72,7 +88,10 @@ PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("sst2", "release_rows_065"), ("rotten_tomatoes", "release_accounting"),
     *[(task, arm) for arm in ("std_x1", "std_x3", "std_x10") for task in BUDGET_TASKS],
     ("stsb", "std_x3_from2"), ("mrpc", "std_x3_from2"), ("sst2", "std_x3_from1"),
+    *[(task, arm) for task in BASELINE_TASKS for arm in ("std_x3", "norank_x3", "topk_x3")],
+    *[(task, arm) for task in ("stsb", "mrpc") for arm in ("std_x3_s030", "std_x3_s050")],
 ]
+PLAN = list(dict.fromkeys(PLAN))  # a (task, arm) two studies share runs once
 
 
 def data_dir(task: str) -> str | None:
@@ -93,7 +112,11 @@ def teacher_dir(task: str, preset: str = "quick") -> str:
 def arm_config(task: str, arm: str, seed: int):
     """The TrainConfig of one run: the arm's preset, its overrides, its budget."""
     from toplib.train.config import build_train_config, preset_values
-    knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget")}
+    knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget", "schedule_of")}
+    if "schedule_of" in ARMS[arm]:  # the closed bins per layer of that arm's run, same seed
+        from toplib.hf.model import ToPModel
+        learned = os.path.join(run_dir(task, ARMS[arm]["schedule_of"], seed), "best")
+        knobs["fixed_schedule"] = ToPModel.from_pretrained(learned).gates.closed_counts()
     preset, budget = preset_of(arm), ARMS[arm].get("budget", 1)
     if budget != 1:
         base = preset_values(preset, task)
@@ -116,6 +139,8 @@ def train_one(task: str, arm: str, seed: int) -> None:
         finetune(task, teacher, config=build_train_config(task, preset_of(arm)),
                  data=data_dir(task), resume=os.path.isdir(teacher), progress=False)
     out = run_dir(task, arm, seed)
+    if seed >= 0 and "schedule_of" in ARMS[arm]:
+        train_one(task, ARMS[arm]["schedule_of"], seed)
     if seed >= 0 and finished_run(out) is None:
         prune(task, teacher, out, arm_config(task, arm, seed), data_dir(task),
               resume=os.path.isdir(out), progress=False)
@@ -152,7 +177,23 @@ def collect_one(task: str, arm: str, seed: int) -> dict:
         "gates": _gates(model, evaluation_lengths(task, tokenizer)),
         "prune_time_s": results["wall_time_s"], "steps": results.get("steps"),
         "epochs": results["config"]["epochs"],
+        **(_at_other_gates(task, arm, out, results, evaluation[split]["sparsity_real"])
+           if preset_of(arm) == "standard" else {}),
     }
+
+
+def _at_other_gates(task: str, arm: str, out: str, results: dict, sparsity: float) -> dict:
+    """The training-free baselines (the teacher's own attention ranking, and random) at the
+    run's measured FLOPs, and the run's own model with its gates re-derived for each of
+    RETARGETS (one bin schedule for every layer, toplib.infer.gates_for_sparsity)."""
+    from toplib.train.config import TrainConfig
+    from toplib.viz.sweep import baselines_at
+    config = TrainConfig.from_dict(results["config"])
+    free = baselines_at(teacher_dir(task, preset_of(arm)), task, [sparsity], config,
+                        data_dir(task))
+    retargeted = baselines_at(os.path.join(out, "best"), task, RETARGETS, config,
+                              data_dir(task), methods=("attention",))
+    return {"training_free": free, "retargeted": retargeted}
 
 
 def evaluation_lengths(task: str, tokenizer):
@@ -300,9 +341,82 @@ def load_rows() -> list[dict]:
             if f.endswith(".json")]
 
 
+def _drop(row: dict, score: float | None = None) -> float:
+    return 100 * ((row["score"] if score is None else score) - row["teacher_score"])
+
+
+def budget_frame(rows: list[dict]):
+    """One row per run of the budget study: task, budget, seed, drop, sparsity_real."""
+    import pandas as pd
+    return pd.DataFrame([dict(task=r["task"], budget=ARMS[r["arm"]]["budget"], seed=r["seed"],
+                              drop=_drop(r), sparsity_real=r["evaluation"]["sparsity_real"])
+                         for r in rows if r["arm"] in ("std_x1", "std_x3", "std_x10")])
+
+
+BASELINE_NAMES = {"std_x3": "ToP", "norank_x3": "ToP, no ranking loss",
+                  "topk_x3": "top-k by attention, trained", "attention": "attention, no training",
+                  "random": "random, no training"}
+
+
+def baseline_frame(rows: list[dict]):
+    """One row per run and method at ToP's FLOPs: task, method, seed, drop, sparsity_real
+    (the training-free baselines from each ToP run's row)."""
+    import pandas as pd
+    out = []
+    for r in rows:
+        if r["task"] not in BASELINE_TASKS or r["arm"] not in BASELINE_NAMES:
+            continue
+        out.append(dict(task=r["task"], method=BASELINE_NAMES[r["arm"]], seed=r["seed"],
+                        drop=_drop(r), sparsity_real=r["evaluation"]["sparsity_real"]))
+        for b in r.get("training_free", []) if r["arm"] == "std_x3" else []:
+            if b["method"] in BASELINE_NAMES:
+                out.append(dict(task=r["task"], method=BASELINE_NAMES[b["method"]],
+                                seed=r["seed"], drop=_drop(r, b["score"]),
+                                sparsity_real=b["sparsity_real"]))
+    return pd.DataFrame(out)
+
+
+RETARGET_ARMS = ("std_x3", "std_x3_s030", "std_x3_s050")  # one budget, several targets
+
+
+def retarget_frame(rows: list[dict], task: str):
+    """The task's budget-3 runs: each one's re-derived points (source: its trained target)
+    and the runs themselves (source "trained"): source, target, requested, seed,
+    sparsity_real, score (points)."""
+    import pandas as pd
+    out = []
+    for r in rows:
+        if r["task"] != task or r["arm"] not in RETARGET_ARMS or "retargeted" not in r:
+            continue
+        target = max(h["target_sparsity"] for h in r["history"])
+        out.append(dict(source="trained", target=target, requested=target, seed=r["seed"],
+                        sparsity_real=r["evaluation"]["sparsity_real"], score=100 * r["score"]))
+        out += [dict(source=target, target=target, requested=p["requested"], seed=r["seed"],
+                     sparsity_real=p["sparsity_real"], score=100 * p["score"])
+                for p in r["retargeted"] if p["method"] == "attention"]
+    return pd.DataFrame(out)
+
+
+def make_study_figures(rows: list[dict], directory: str) -> None:
+    """The reproduction study's figures, from whichever of its runs are collected."""
+    from toplib.viz.plots import plot_baselines, plot_budget, plot_retargeted, save_figure
+    if len(budget := budget_frame(rows)):
+        save_figure(plot_budget(budget), "study_budget", directory)
+    if len(baselines := baseline_frame(rows)):
+        save_figure(plot_baselines(baselines, list(BASELINE_NAMES.values())),
+                    "study_baselines", directory)
+    for task in sorted({r["task"] for r in rows}):
+        if len(points := retarget_frame(rows, task)):
+            teacher = 100 * next(r["teacher_score"] for r in rows if r["task"] == task
+                                 and r["arm"] in RETARGET_ARMS)
+            save_figure(plot_retargeted(points, task, teacher), f"study_retargeted_{task}",
+                        directory)
+
+
 def make_figures(rows: list[dict], directory: str = os.path.join(ROOT, "figures")) -> None:
     """The ablation figures from the collected JSON rows (no run folders needed)."""
     import numpy as np
+    make_study_figures(rows, directory)
 
     from toplib.viz.plots import (
         plot_ablation,

@@ -63,6 +63,34 @@ def test_ablation_bars_are_the_means_with_sd_error_bars():
     assert sorted(b.get_height() for b in ax.patches) == [-2.0, -1.0]
 
 
+def test_study_figures_draw_the_means_over_seeds_and_every_seed():
+    import pandas as pd
+
+    from toplib.viz.plots import plot_baselines, plot_budget, plot_retargeted
+    budget = pd.DataFrame([dict(task=t, budget=b, seed=s, drop=-b * s - 1, sparsity_real=0.7)
+                           for t in ("a", "b") for b in (1, 3) for s in (0, 1, 2)])
+    ax = plot_budget(budget).get_axes()[0]
+    means = [list(c.lines[0].get_ydata()) for c in ax.containers]
+    assert means == [[-2.0, -4.0], [-2.0, -4.0]]  # seeds 0, 1, 2: mean of -1, -2, -3 at 1x
+    from matplotlib.collections import PathCollection
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert sum(len(c.get_offsets()) for c in dots) == 12  # every seed a dot
+    methods = pd.DataFrame([dict(task="a", method=m, seed=s, drop=d + s, sparsity_real=0.5)
+                            for m, d in (("ToP", -1.0), ("random", -9.0)) for s in (0, 2)])
+    ax = plot_baselines(methods, ["random", "ToP"]).get_axes()[0]
+    assert [b.get_height() for b in ax.patches] == [-8.0, 0.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["random", "ToP"]
+    points = pd.DataFrame([dict(source=0.7, target=0.7, requested=r, seed=s,
+                                sparsity_real=r, score=80 - 10 * r + s) for r in (0.3, 0.6)
+                           for s in (0, 1)] + [dict(source="trained", target=0.7,
+                                                    requested=0.7, seed=0, sparsity_real=0.71,
+                                                    score=70.0)])
+    ax = plot_retargeted(points, "a", teacher=80.0).get_axes()[0]
+    curve, trained = ax.containers
+    assert list(curve.lines[0].get_ydata()) == [77.5, 74.5]
+    assert list(trained.lines[0].get_xdata()) == [0.71]
+
+
 def test_constraint_tracking_plots_every_seed_and_the_target():
     from toplib.viz.plots import plot_constraint_tracking
     history = [{"step": s, "measured_sparsity": 0.1 * s, "target_sparsity": 0.05 * s,

@@ -138,3 +138,26 @@ def test_glue_tasks_run_end_to_end_with_their_metrics(task, metrics, tiny_model_
     assert evaluated["num_examples"] == RUN["max_eval_samples"]
     head = ToPModel.from_pretrained(str(tmp_path / "top" / "best")).model.classifier
     assert head.out_features == (1 if task == "stsb" else 2)  # STS-B: a regression head
+
+
+def test_a_fixed_schedule_trains_only_the_weights_on_its_top_k_tokens(teacher_dir, tmp_path):
+    from toplib.core.gates import schedule_gates
+    knobs = dict(RUN, sparsity=0.0, prune_location=(1, 2), distill_rank_loss_alpha=0.0)
+    config = build_train_config("rotten_tomatoes", None, dict(knobs, fixed_schedule="1,3"))
+    prune("rotten_tomatoes", teacher_dir, str(tmp_path / "fixed"), config, progress=False)
+    top = ToPModel.from_pretrained(tmp_path / "fixed" / "best")
+    assert top.gates.closed_counts() == [1, 3]
+    for got, want in zip(top.gates(training=False), schedule_gates([1, 3], RUN["bin_num"])):
+        torch.testing.assert_close(got, want)
+    train = [json.loads(x) for x in open(tmp_path / "fixed" / "history.jsonl")]
+    train = [r for r in train if r["kind"] == "train"]
+    assert all(r["lagrangian_loss"] == 0 and r["lambda_1"] == 0 for r in train)
+    teacher = _weights(os.path.join(teacher_dir, "best"))
+    trained = _weights(tmp_path / "fixed" / "best")
+    assert any(not torch.equal(teacher[k], trained[k]) for k in teacher if "encoder" in k)
+    with pytest.raises(ValueError, match=r"fixed_schedule=\(1, 5\).*0..BIN_NUM=4"):
+        build_train_config("rotten_tomatoes", None, dict(knobs, fixed_schedule=(1, 5)))
+    with pytest.raises(ValueError, match=r"one count per prune location \[1, 2\]"):
+        prune("rotten_tomatoes", teacher_dir, str(tmp_path / "short"),
+              build_train_config("rotten_tomatoes", None, dict(knobs, fixed_schedule=(1,))),
+              progress=False)

@@ -28,7 +28,7 @@ from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
 from .train.evaluate import evaluate_checkpoint, summarize
 
-LAYER_KNOBS = ("prune_location", "rank_distill_layers")  # parsed from '2-11' or '2,3,5'
+LAYER_KNOBS = ("prune_location", "rank_distill_layers", "fixed_schedule")  # '2-11', '2,3,5'
 
 
 def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:

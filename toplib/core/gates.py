@@ -249,6 +249,11 @@ class RankBinGates(nn.Module):
         z_bins, z_pruner = self(training=False)
         return keep_rule(z_bins, z_pruner) > 0
 
+    def closed_counts(self) -> list[int]:
+        """Closed bins per prune location at evaluation: as ``fixed_schedule``, a top-k
+        baseline that keeps this model's token counts layer by layer."""
+        return (~self.kept_bins()).sum(-1).tolist()
+
     @torch.no_grad()
     def close_lowest_bins_(self, closed) -> None:
         """Set the log-alphas whose evaluation gates are :func:`schedule_gates`."""

@@ -20,6 +20,7 @@ from ..core.config import (
     check_positive_ints,
     is_integer,
     knob,
+    parse_layers,
 )
 from ..core.ranking import RANK_SCORES
 
@@ -89,6 +90,9 @@ class TrainConfig:
                                "kept in the run folder (exact up to float ties)")
     dtype: str = knob("float32", "compute dtype of the student's training passes: float32 or "
                       "bfloat16 (autocast; gates, losses and the Lagrangian in float32)")
+    fixed_schedule: tuple[int, ...] | None = knob(
+        None, "closed lowest-ranked bins per prune location, fixed from the first step: top-k "
+        "tokens by attention (PoWER-BERT style), only the weights learn")
     seed: int = knob(42, "seed of data order, gate sampling and initialisation")
     prune: PruneConfig = field(default_factory=PruneConfig)
     """The pruning structure (PRUNE_LOCATION, BIN_NUM)."""
@@ -113,6 +117,10 @@ class TrainConfig:
         check("max_seq_length", self.max_seq_length,
               self.max_seq_length is None or self.max_seq_length >= 2,
               "a sequence holds [CLS] and [SEP] at least: 2 or more")
+        self.fixed_schedule = parse_layers(self.fixed_schedule, "fixed_schedule")
+        check("fixed_schedule", self.fixed_schedule, all(
+            0 <= c <= self.prune.bin_num for c in self.fixed_schedule or ()),
+            f"closed bins per prune location lie in 0..BIN_NUM={self.prune.bin_num}")
         check("seed", self.seed, is_integer(self.seed) and 0 <= self.seed <= MAX_SEED,
               f"must be an integer in 0..{MAX_SEED} (numpy's seed range)")
         self.seed = int(self.seed)

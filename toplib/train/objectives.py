@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
+from ..core.config import check
 from ..core.constraint import LagrangianConstraint, multiplier_optimizer, warmup_target
 from ..core.flops import measured_sparsity, release_sparsity
 from ..core.gates import keep_rule
@@ -108,6 +109,12 @@ class PruneStage:
         self.regression = top.config.problem_type == "regression"
         top.release_forward = config.training_forward == "release"
         top.drop_pruned = config.drop_tokens
+        if config.fixed_schedule is not None:  # a PoWER-BERT-style baseline: no gate learns
+            check("fixed_schedule", config.fixed_schedule,
+                  len(config.fixed_schedule) == len(top.prune.prune_location),
+                  f"one count per prune location {list(top.prune.prune_location)}")
+            top.gates.close_lowest_bins_(config.fixed_schedule)
+            top.gates.fix_all_()
         if config.freeze_embeddings:  # the release freezes embeddings while pruning
             top.model.base_model.embeddings.requires_grad_(False)
         for p in teacher.parameters():
@@ -157,7 +164,7 @@ class PruneStage:
         # or off, whole tokens per bin), with the gradient of the smooth expectation.
         evaluated = release_figure if release else measured
         held = expected + (evaluated - expected).detach() if cfg.constrain_measured else expected
-        lag = self.lagrangian(held, target)
+        lag = self.lagrangian(held, target) if cfg.fixed_schedule is None else held * 0
         rank = sum(rank_distillation_loss(out.importance[layer].float(), teacher_top, mask,
                                           cfg.topk, cfg.rank_score, cfg.rank_sigma,
                                           cfg.rank_pad_lists)
@@ -192,6 +199,8 @@ class PruneStage:
         epsilon, measured (toplib), or by the release's formula, where, as in the
         release's trainer, once one evaluation qualifies every later one does (sticky)."""
         cfg = self.config
+        if cfg.fixed_schedule is not None:  # the sparsity is what the schedule gives
+            return True
         if cfg.accounting == "release":  # trainer.py rounds the figure to 5 decimals
             figure = round(summary["sparsity_release_real"], 5)
             return started or figure >= cfg.sparsity - cfg.sparsity_epsilon

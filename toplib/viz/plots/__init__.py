@@ -17,5 +17,6 @@ from .method import (
 from .output import FIGURE_FORMATS, figure_alt_text, save_figure, show_figure
 from .results import plot_reproduction, plot_seed_results, plot_sparsity_accuracy
 from .speed import plot_flops_vs_latency, plot_latency_vs_length, plot_latency_vs_sparsity
+from .study import plot_baselines, plot_budget, plot_retargeted
 from .tokens import plot_kept_tokens, plot_prune_rates, plot_ranking_agreement
 from .training import LiveTrainingPlot, plot_training_curves
