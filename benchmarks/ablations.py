@@ -86,10 +86,12 @@ PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "rank_log"), ("sst2", "release_forward_065"),
     ("rotten_tomatoes", "no_fix_pruners"), ("rotten_tomatoes", "release_rows"),
     ("sst2", "release_rows_065"), ("rotten_tomatoes", "release_accounting"),
-    *[(task, arm) for arm in ("std_x1", "std_x3", "std_x10") for task in BUDGET_TASKS],
+    *[(task, arm) for arm in ("std_x1", "std_x3") for task in BUDGET_TASKS],
+    ("stsb", "std_x10"), ("mrpc", "std_x10"),  # the failures first
     ("stsb", "std_x3_from2"), ("mrpc", "std_x3_from2"), ("sst2", "std_x3_from1"),
     *[(task, arm) for task in BASELINE_TASKS for arm in ("std_x3", "norank_x3", "topk_x3")],
     *[(task, arm) for task in ("stsb", "mrpc") for arm in ("std_x3_s030", "std_x3_s050")],
+    ("sst2", "std_x10"),
 ]
 PLAN = list(dict.fromkeys(PLAN))  # a (task, arm) two studies share runs once
 
