@@ -295,3 +295,31 @@ def test_bin_occupancy_leaves_the_last_bin_empty_below_bin_num_tokens():
     # layer 2 ranks 5, 15 and 25: only the 25-token example reaches bin 24
     assert float(occupancy[1, 24]) == pytest.approx(1 / 25 / 3)
     assert float(occupancy[1, 0]) > 1 / 25  # few tokens: bin 0 always holds one
+
+
+def _study_row(arm, seed, score, **extra):
+    return dict(task="mrpc", arm=arm, seed=seed, score=score, teacher_score=0.875,
+                overrides=dict(budget=3), evaluation=dict(sparsity_real=0.7),
+                history=[dict(target_sparsity=0.35), dict(target_sparsity=0.67)], **extra)
+
+
+def test_study_frames_read_drops_in_points_and_each_baseline_and_retarget_point(tmp_path):
+    from toplib.viz.study import baseline_frame, budget_frame, load_study, retarget_frame
+    free = [dict(method="teacher", score=0.875, sparsity_real=0.0),
+            dict(method="random", score=0.625, sparsity_real=0.69)]
+    again = [dict(method="attention", requested=0.3, score=0.85, sparsity_real=0.31)]
+    rows = [_study_row("std_x3", 0, 0.825, training_free=free, retargeted=again),
+            _study_row("topk_x3", 0, 0.8), _study_row("quick", 0, 0.5)]
+    for i, row in enumerate(rows):
+        (tmp_path / f"{i}.json").write_text(json.dumps(row))
+    rows = load_study(str(tmp_path))
+    assert budget_frame(rows).to_dict("records") == [
+        dict(task="mrpc", budget=3, seed=0, drop=pytest.approx(-5.0), sparsity_real=0.7)]
+    methods = baseline_frame(rows, ["mrpc"]).set_index("method")["drop"].to_dict()
+    assert methods == pytest.approx({"ToP": -5.0, "random, no training": -25.0,
+                                     "top-k by attention, trained": -7.5})
+    assert baseline_frame(rows, ["sst2"]).empty
+    points = retarget_frame(rows, "mrpc")
+    assert points["source"].tolist() == ["trained", 0.67]
+    assert points["score"].tolist() == pytest.approx([82.5, 85.0])
+    assert points["requested"].tolist() == [0.67, 0.3]
