@@ -1,11 +1,5 @@
 """Command line: ``toplib finetune | prune | sweep | evaluate | quickstart | bench |
-export | convert-release``.
-
-The flags of the training knobs and of the data sources (``DataFiles``) are generated from
-the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
-``--PAPER_NAME``, the field's help, ``--x/--no-x`` for switches. Every error exits non-zero
-with one line naming what is wrong (2: bad input, 1: another failure, 130: interrupted);
-``--debug`` adds the traceback."""
+export | convert-release``; knob flags are generated from the fields' metadata."""
 from __future__ import annotations
 
 import argparse
@@ -39,7 +33,7 @@ def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> No
 
 
 def _add_run_parser(sub, name: str, summary: str, func, flag: str, **flag_options) -> None:
-    """``finetune`` or ``prune``: data flags, `flag` (the model or the teacher), run flags."""
+    """``finetune`` or ``prune``; ``flag``: the model or the teacher."""
     p = sub.add_parser(name, help=summary)
     _add_data_args(p)
     p.add_argument(flag, **flag_options)
@@ -110,8 +104,7 @@ def _add_sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args):
-    """Run (or resume) the sweep, print its table and the winner; an unfinished trial
-    makes the exit status 1."""
+    """Run (or resume) the sweep and print its table; an unfinished trial exits 1."""
     best = hyperparameter_search(
         args.task, args.teacher, args.output_dir, grid=args.grid, preset=args.preset,
         data=_data(args), overrides=_overrides(args), direction=args.direction,
@@ -231,9 +224,7 @@ def _setup_logging(args) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (2: bad input, 1: another failure,
-    130: interrupted). Errors are one line naming what is wrong; ``--debug`` adds the
-    traceback."""
+    """Run the command line; exit status 2: bad input, 1: another failure, 130: interrupted."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse's own errors (exit 2) and --help (exit 0)

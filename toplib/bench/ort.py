@@ -1,19 +1,6 @@
-"""Latency in onnxruntime: the token-dropping graph against onnxruntime's own dense BERT.
-
-Two variants of one checkpoint, both exported by :mod:`toplib.export` and timed on the same
-dynamically padded batches as :func:`toplib.bench.timing.run_benchmark` uses:
-
-* ``ort_dense``: the plain Hugging Face model, exported and fused by onnxruntime's
-  transformer optimizer (its Attention, SkipLayerNorm and GELU kernels): the baseline users
-  deploy;
-* ``ort_drop``: :class:`toplib.export.DropGraph`, the evaluation gates baked in, through the
-  same optimizer.
-
-``quantize="int8"`` applies onnxruntime's dynamic quantization to both, so pruning and int8
-stack. Rounds are interleaved (drift hits both alike), median of ``runs`` after ``warmup``;
-the FLOPs figures are :func:`~toplib.bench.timing.drop_flops`' (what the PyTorch path keeps,
-which the graph reproduces), so ``ratio_real`` = speedup / real-length FLOPs reduction reads
-as in ``toplib bench``.
+"""Latency in onnxruntime: ``ort_drop`` (:class:`toplib.export.DropGraph`) against ``ort_dense``
+(the plain HF model), both through onnxruntime's transformer optimizer and optionally int8, on
+``run_benchmark``'s batches, interleaved; FLOPs figures are ``drop_flops``', as in ``toplib bench``.
 """
 from __future__ import annotations
 
@@ -46,8 +33,7 @@ QUANTIZE = (None, "int8")
 
 
 def export_pair(top, workdir: str, quantize: str | None = None) -> dict[str, str]:
-    """{variant: path} of the dense and the token-dropping graph of ``top`` in ``workdir``,
-    both optimised, then quantized if ``quantize`` is "int8"."""
+    """{variant: path} of ``top``'s dense and token-dropping graphs in ``workdir``, optimised."""
     paths = {"ort_dense": export_onnx(top, os.path.join(workdir, "dense.onnx"), dense=True),
              "ort_drop": export_onnx(top, os.path.join(workdir, "drop.onnx"))}
     if quantize == "int8":
@@ -56,9 +42,8 @@ def export_pair(top, workdir: str, quantize: str | None = None) -> dict[str, str
 
 
 def time_ort_round_robin(models: dict, feeds: list[dict], runs: int, warmup: int) -> dict:
-    """:func:`~toplib.bench.timing.round_robin` of the sessions; round r runs every variant on
-    ``feeds[r % len(feeds)]`` (inputs converted beforehand: only the session's own work is
-    timed)."""
+    """:func:`~toplib.bench.timing.round_robin` of the sessions on ``feeds[r % len(feeds)]``,
+    converted beforehand so only the session's work is timed."""
     def calls(r):
         feed = feeds[r % len(feeds)]
         return {name: functools.partial(model.session.run, None, feed[name])
@@ -69,24 +54,10 @@ def time_ort_round_robin(models: dict, feeds: list[dict], runs: int, warmup: int
 
 def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | None = None,
                       workdir: str | None = None) -> dict:
-    """Time ``ort_dense`` against ``ort_drop`` at every batch size of ``settings``; a
-    JSON-ready dict shaped like :func:`~toplib.bench.timing.run_benchmark`'s.
-
-    Args:
-        settings: inputs, batch sizes, runs and sparsity (``device`` must be cpu; dtype
-            float32: the graphs are fp32 or int8).
-        top: a ToPModel; its gates are set to ``settings.sparsity`` if given.
-        tokenizer: the model's tokenizer.
-        quantize: None (fp32) or "int8" (onnxruntime dynamic quantization of both graphs).
-        workdir: where the graphs are written and kept (default: a temporary folder,
-            removed once the sessions are built; ``graphs`` is then None).
-    Returns:
-        settings, machine (``cpu_model``, ``threads``, ``load_before`` / ``load_after``),
-        ``graphs`` and one row per batch size: ``latency_ms`` / ``cpu_ms`` {variant: median},
-        ``speedup``, the FLOPs figures of ``drop_flops`` and ``ratio_real``.
-    Example:
-        >>> run_ort_benchmark(BenchSettings(sparsity=0.5), top, tok, "int8")  # doctest: +SKIP
-    """
+    """Time ``ort_dense`` against ``ort_drop`` at every batch size of ``settings`` (CPU); a
+    JSON-ready dict like :func:`~toplib.bench.timing.run_benchmark`'s. ``top``'s gates are set
+    to ``settings.sparsity`` if given; ``workdir`` keeps the graphs (default: a temporary
+    folder, and ``graphs`` is None)."""
     check("quantize", quantize, quantize in QUANTIZE, "None or 'int8'")
     check("device", settings.device, settings.device == "cpu", "onnxruntime runs on the cpu here")
     ort = require("onnxruntime")
@@ -113,9 +84,8 @@ def run_ort_benchmark(settings: BenchSettings, top, tokenizer, quantize: str | N
 
 
 def _sessions(top, workdir: str | None, quantize: str | None, threads: int):
-    """({variant: OrtModel}, {variant: graph path, or None}): graphs written to ``workdir``
-    and kept, or to a temporary folder removed once the sessions hold them (bert-base:
-    0.9 GB of fp32 graphs per benchmark)."""
+    """({variant: OrtModel}, {variant: graph path, or None}): graphs kept in ``workdir``, or in a
+    temporary folder removed once the sessions hold them (the graphs are large)."""
     with contextlib.ExitStack() as stack:
         folder = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="toplib-"))
         os.makedirs(folder, exist_ok=True)

@@ -62,10 +62,7 @@ def format_report(results: dict) -> str:
 
 
 def benchmark_points(results: list[dict]) -> list[dict]:
-    """One flat row per (benchmark, batch size) of :func:`run_benchmark` dicts: mean real
-    length, measured sparsity, batch size, ToP's speed-ups over dense (padding removed, and
-    padded), the real-length FLOPs reduction, their ratio, the medians and the 1-min load
-    average before and after that batch was timed."""
+    """One flat row per (benchmark, batch size) of :func:`run_benchmark` results."""
     return [dict(length=b["mean_length"], sparsity=b["sparsity_real"], batch_size=b["batch_size"],
                  speedup_vs_dynamic=b["speedup_vs_dynamic"], speedup_vs_padded=b.get("speedup_vs_padded"),
                  reduction_real=b["reduction_real"], ratio_real=b["ratio_real"],
@@ -117,8 +114,8 @@ def register_cli(subparsers) -> None:
 
 
 def main(args) -> list[dict]:
-    """The ``bench`` subcommand: every (length, sparsity) pair, one table each. Every flag
-    is checked before a model is loaded, and the output paths before the (long) timing."""
+    """The ``bench`` subcommand, one table per (length, sparsity); every flag and output path
+    is checked before a model loads."""
     check("threads", args.threads, args.threads is None or args.threads >= 1,
           "must be an integer >= 1 (default: torch's, all cores)")
     if args.config and not args.sparsity:

@@ -1,17 +1,7 @@
-"""Latency benchmark: dense vs. masked ToP vs. token-dropping ToP, on real sentences.
-
-Four variants, timed in one process, interleaved round-robin (drift in clock speed or load
-hits all alike), median of ``runs`` rounds after ``warmup`` rounds:
-
-* ``dense_padded``: the Hugging Face model as users run it (SDPA), padded to max_seq_length.
-* ``dense_dynamic``: the same with padding removed (each batch padded to its longest).
-* ``top_masked``: ``ToPModel.forward`` on max_seq_length-padded inputs, as the release runs.
-* ``top_drop``: :func:`toplib.infer.prune_forward`, pruned tokens removed.
-
-FLOPs reductions (``toplib.flops``, on the tokens ``top_drop`` kept) are against the dense
-model at real length and at max_seq_length; ``ratio`` = measured speedup / FLOPs reduction.
-``toplib.bench.profile`` says where the time goes; ``toplib bench`` (``.report``) prints the
-tables and writes JSON.
+"""Latency benchmark on real sentences, median of ``runs`` interleaved rounds: ``dense_padded``
+(the HF model as users run it, padded to max_seq_length), ``dense_dynamic`` (padding removed),
+``top_masked`` (``ToPModel.forward``, padded, as the release runs) and ``top_drop``
+(``prune_forward``). ``ratio`` = speedup / FLOPs reduction (on the tokens top_drop kept).
 """
 from __future__ import annotations
 
@@ -40,8 +30,7 @@ VARIANTS = ("dense_padded", "dense_dynamic", "top_masked", "top_drop")
 
 @dataclass
 class BenchSettings:
-    """What to time and on which inputs. None: ``length`` as is, ``sparsity`` the model's own
-    gates, ``onednn`` when the PyTorch build has it (on copies: the model is never modified)."""
+    """What to time, on which inputs. None: ``length`` as is, ``sparsity`` the model's gates."""
 
     task: str = knob("rotten_tomatoes", "task whose validation texts are timed")
     data_dir: str | None = knob(None, "data folder of the task (GLUE root, 20news folder)")
@@ -121,12 +110,9 @@ def timed_variants(settings: BenchSettings) -> tuple[str, ...]:
 
 
 def round_robin(calls, runs: int, warmup: int, sync=lambda: None, progress: bool = True) -> dict:
-    """Seconds per call, {"wall": {name: [seconds]}, "cpu": {...}}: every round r runs each
-    zero-argument callable of ``calls(r)`` (a {name: callable} dict) once, in turn, so drift
-    in clock speed or load hits them all alike; ``sync`` waits for queued device work. CPU
-    time (of the process) leaves out time spent descheduled, so with one thread it shows
-    what the wall clock would on a quiet machine; with more it also counts threads spinning.
-    """
+    """{"wall": {name: [seconds]}, "cpu": {...}}: round r runs each callable of ``calls(r)``
+    once, in turn, so drift hits all alike. Process CPU time leaves out time descheduled
+    (with more than one thread it counts spinning too)."""
     times = {"wall": {}, "cpu": {}}
     for r in tqdm(range(warmup + runs), desc="rounds", leave=False, disable=not progress):
         for name, fn in calls(r).items():
@@ -153,8 +139,7 @@ def time_round_robin(batches, top, dense, runs: int, warmup: int,
 
 @torch.inference_mode()
 def drop_flops(top, batches) -> dict:
-    """FLOPs figures (``toplib.core.flops.flops_figures``) of what top_drop computed, against
-    the dense model at real length and at the padded length."""
+    """``flops_figures`` of what top_drop computed, against dense at real and padded length."""
     kept = torch.cat([prune_forward(top, p["input_ids"], p["attention_mask"],
                                     p.get("token_type_ids")).kept.cpu() for p, _ in batches])
     lengths = torch.cat([p["attention_mask"].sum(-1).cpu() for p, _ in batches])
@@ -166,8 +151,7 @@ def drop_flops(top, batches) -> dict:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (what ``lscpu`` prints, from /proc/cpuinfo), else the platform's
-    processor or machine name: timings are only comparable on the same CPU."""
+    """The CPU's model name (/proc/cpuinfo), else the platform's: timings compare on one CPU."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -179,8 +163,7 @@ def cpu_model() -> str:
 
 
 def machine_load() -> dict:
-    """What else the machine is doing: the 1, 5 and 15 min load averages (runnable processes
-    competing for ``cpu_count`` cores). Latencies move with it; read them beside it."""
+    """The 1, 5 and 15 min load averages and ``cpu_count``: latencies move with them."""
     return {"loadavg": list(os.getloadavg()), "cpu_count": os.cpu_count()}
 
 
@@ -191,12 +174,9 @@ def _device_name(device: str) -> str:
 
 
 def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
-    """Time the four variants of ``top`` (a ToPModel) at every batch size; a JSON-ready dict,
-    with the machine beside the timings (``cpu_model``, ``platform``, ``threads``, and the
-    load averages ``load_before`` and ``load_after`` the benchmark: :func:`machine_load`).
-    ``dense``: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass one
-    to reuse it across calls). ``top`` itself is never modified beyond its gates
-    (``settings.sparsity``): oneDNN timings run on a copy."""
+    """Time the variants of ``top`` at every batch size; a JSON-ready dict, the machine and its
+    load before and after beside the timings. ``dense``: a baseline to reuse (default:
+    ``prepare_dense``). Only ``top``'s gates change (``settings.sparsity``)."""
     pad_to = max_seq_length(settings)
     pad_id = top.config.pad_token_id or 0
     top.to(settings.device)
@@ -227,11 +207,9 @@ def _model_summary(top) -> dict:
 
 
 def timing_row(top, batches, times: dict, load: float, pair: tuple[str, str]) -> dict:
-    """What every benchmark row holds, from round-robin ``times`` (seconds, "wall" and
-    "cpu") of one batch size: medians in ms, throughput, the FLOPs figures of
-    :func:`drop_flops`, the 1-min load before (``load``) and after, and ``speedup`` and
-    ``ratio_real`` (/ the real FLOPs reduction, also in CPU time) of ``pair`` = (dense
-    variant, toplib variant)."""
+    """A benchmark row from round-robin ``times`` at one batch size: medians (ms), throughput,
+    :func:`drop_flops`, the 1-min load before and after, and ``speedup`` and ``ratio_real``
+    (also in CPU time) of ``pair`` = (dense variant, toplib variant)."""
     bs = batches[0][0]["input_ids"].shape[0]
     row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
            "loadavg_1min": [load, machine_load()["loadavg"][0]]}

@@ -101,8 +101,8 @@ def main(args) -> dict:
 
 def compare(top, graph: str, examples: list[dict], pruning: bool = True,
             batch_size: int = 32) -> dict:
-    """PyTorch (:func:`toplib.infer.predict`) against the graph in onnxruntime on
-    ``examples``: max |logit difference|, the share of equal labels, equal kept counts."""
+    """PyTorch ``predict`` against the graph in onnxruntime: max |logit diff|, label agreement,
+    equal kept counts."""
     ref = predict(top, examples, batch_size, pruning=pruning)
     out = ort_predict(OrtModel(graph, 1), examples, batch_size, top.config.pad_token_id or 0)
     kept_equal = None if out.kept is None else bool((out.kept == ref.kept).all())

@@ -1,8 +1,6 @@
-"""Hyper-parameter search: the ToP authors' grid (learning rate x regulariser rate x
-ranking-distillation weight) over pruning runs from one teacher, on Ray Tune.
-
-Only ``hyperparameter_search`` needs Ray (``pip install "toplib[sweep]"``), imported when it
-runs; the grids, the trial function and the table work without it."""
+"""Hyper-parameter search over ToP pruning runs from one teacher, on Ray Tune (the authors'
+grid). Only ``hyperparameter_search`` needs Ray (``pip install "toplib[sweep]"``).
+"""
 from .grid import GRIDS, PAPER_GRID, load_grid, trial_dir, trial_name, trials
 from .table import (
     BestRun,

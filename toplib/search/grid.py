@@ -1,9 +1,5 @@
-"""Hyper-parameter grids: the ToP authors' grid, a small one, or a JSON file; checked whole
-before any trial trains.
-
-A grid maps knob names (``toplib.train.config.KNOBS``) to non-empty lists of values; its
-trials are the Cartesian product, in a fixed order (knobs as the grid lists them, values as
-each list gives them). Each trial trains in ``<output_dir>/trials/<trial_name>``.
+"""Hyper-parameter grids (the ToP authors', a small one, or a JSON file), checked whole before
+any trial trains; a grid's trials are the Cartesian product of its value lists.
 """
 from __future__ import annotations
 
@@ -31,24 +27,19 @@ GRIDS: dict[str, dict[str, list]] = {
     "paper": PAPER_GRID,
     "small": {"learning_rate": [5e-5, 3e-5], "reg_learning_rate": [0.04, 0.02]},
 }
-"""The named grids ``load_grid`` accepts besides a JSON file."""
+
 
 def load_grid(spec: str | Mapping[str, Any], task: str | None = None,
               preset: str | None = None, overrides: Mapping[str, Any] | None = None
               ) -> dict[str, list]:
-    """A checked grid from a name of :data:`GRIDS`, a JSON file or a mapping.
+    """A checked ``{knob: [values]}`` grid from a :data:`GRIDS` name, a JSON file or a mapping.
 
-    Args:
-        spec: "paper", "small", the path of a JSON file ``{"knob": [values, ...]}``, or
-            such a mapping.
-        task, preset, overrides: when ``task`` is given, every trial's configuration is
-            built (``build_train_config(task, preset, {**overrides, **trial})``) and must
-            be valid.
-    Returns:
-        {knob: [values]} in the spec's order, values as JSON gives them back.
+    With ``task``, every trial's ``build_train_config(task, preset, {**overrides, **trial})``
+    must be valid. Values come back as JSON gives them.
+
     Raises:
-        ValueError: naming ``grid``, the value and what is allowed (unknown knob, empty or
-            non-list values, repeated values, a trial that makes no valid configuration).
+        ValueError: naming ``grid``: an unknown knob, empty, non-list or repeated values, or a
+            trial that makes no valid configuration.
 
     Example:
         >>> load_grid("small")["learning_rate"]
@@ -120,7 +111,7 @@ def _check_shape(grid: dict, spec) -> None:
 
 
 def trials(grid: Mapping[str, list]) -> list[dict]:
-    """Every combination of the grid, in a fixed order (the last knob varies fastest).
+    """Every combination of the grid, the last knob varying fastest.
 
     Example:
         >>> trials({"learning_rate": [5e-5, 3e-5], "topk": [10]})
@@ -133,8 +124,8 @@ def trials(grid: Mapping[str, list]) -> list[dict]:
 def trial_name(hparams: Mapping[str, Any]) -> str:
     """A stable, file-system-safe name of a trial: ``knob=value`` pairs sorted by knob.
 
-    Names that need characters outside ``[A-Za-z0-9._=,+-]`` or run past ``MAX_NAME``
-    are cleaned and end in a hash of the exact values, so two trials never share one.
+    A name needing characters outside ``[A-Za-z0-9._=,+-]`` or longer than ``MAX_NAME`` is
+    cleaned and ends in a hash of the exact values, so two trials never share one.
 
     Example:
         >>> trial_name({"reg_learning_rate": 0.04, "learning_rate": 5e-5})
@@ -158,7 +149,7 @@ def _text(value) -> str:
 
 
 def trial_dir(output_dir: str, hparams: Mapping[str, Any]) -> str:
-    """The run folder of a trial: ``<output_dir>/trials/<trial_name>`` (absolute).
+    """The absolute run folder of a trial.
 
     Example:
         >>> trial_dir("/runs/sweep", {"learning_rate": 5e-5})

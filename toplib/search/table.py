@@ -1,10 +1,6 @@
-"""The sweep's table, read from its trial folders: what each trial scored and pruned, and
-the winner the paper would pick.
-
-The run folders are the source of truth: an interrupted and resumed sweep, or one whose
-Ray Tune state was lost, gives the same table as an uninterrupted one. ``<output_dir>``
-holds ``sweep.json`` (what the sweep is: task, teacher, preset, overrides, grid),
-``trials/<trial_name>/`` (one pruning run each), ``trials.json`` and ``trials.md``.
+"""The sweep's table, read from its trial folders, and the paper's pick of the winner. The run
+folders are the source of truth: a resumed sweep, or one whose Tune state was lost, gives the
+same table as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -45,20 +41,11 @@ class BestRun(NamedTuple):
 
 
 def trial_table(output_dir: str, grid: Mapping[str, list] | None = None) -> list[dict]:
-    """One row per trial of the sweep in ``output_dir``, read from its run folder.
+    """One row per trial (default grid: ``sweep.json``'s), read from its run folder.
 
-    Args:
-        output_dir: the sweep's folder.
-        grid: the trials to list (default: the grid recorded in ``sweep.json``).
-    Returns:
-        rows in the grid's order: trial (name), hyperparameters, status ("finished",
-        "unfinished" or "not started"), the figures of ``ROW_KEYS`` (score, teacher_score,
-        sparsities, target_missed, prune_time_s: the wall time) and steps.
-
-    Example:
-        >>> rows = trial_table("runs/sweep-rte")  # doctest: +SKIP
-        >>> [r["status"] for r in rows]  # doctest: +SKIP
-        ['finished', 'finished', 'unfinished', 'not started']
+    Rows, in grid order: trial, hyperparameters, status ("finished", "unfinished" or "not
+    started"), the ``ROW_KEYS`` figures and steps. Raises FileNotFoundError when there is
+    neither ``sweep.json`` nor ``grid``.
     """
     if grid is None:
         saved = read_sweep(output_dir)
@@ -82,11 +69,8 @@ def _trial_row(output_dir: str, hparams: dict) -> dict:
 
 
 def select_best(rows: list[dict], direction: str = "maximize") -> dict | None:
-    """The winner as the paper picks it: the best score among the finished trials whose
-    run met its sparsity target (``target_missed`` False); ties go to the earlier row.
-
-    Returns:
-        the winning row, or None when no finished trial met the target.
+    """The paper's winner: the best score among finished trials that met their sparsity target
+    (``target_missed`` False), ties to the earlier row; None when no trial did.
 
     Example:
         >>> rows = [dict(status="finished", score=0.9, target_missed=True),
@@ -122,12 +106,7 @@ def best_run(rows: list[dict], direction: str = "maximize") -> BestRun | None:
 
 
 def format_trials(rows: list[dict], direction: str = "maximize") -> str:
-    """A markdown table of the trials (scores x100, as the paper's tables), the winner of
-    :func:`select_best` marked in the last column.
-
-    Example:
-        >>> print(format_trials(trial_table("runs/sweep-rte")))  # doctest: +SKIP
-    """
+    """A markdown table of the trials (scores x100, as the paper's tables), the winner marked."""
     winner = select_best(rows, direction)
     knobs = list(dict.fromkeys(k for r in rows for k in r["hyperparameters"]))
     head = [*knobs, "Status", "Score", "Teacher score", "Sparsity real / target",
@@ -148,12 +127,7 @@ def format_trials(rows: list[dict], direction: str = "maximize") -> str:
 
 
 def write_trials(output_dir: str, rows: list[dict], direction: str = "maximize") -> None:
-    """Write ``trials.json`` ({direction, winner, trials}) and ``trials.md`` (the table and
-    the winner) in ``output_dir``, each whole.
-
-    Example:
-        >>> write_trials("runs/sweep-rte", trial_table("runs/sweep-rte"))  # doctest: +SKIP
-    """
+    """Write ``trials.json`` ({direction, winner, trials}) and ``trials.md`` in ``output_dir``."""
     winner = select_best(rows, direction)
     name = None if winner is None else winner["trial"]
     record = {"direction": direction, "winner": name, "trials": rows}
@@ -166,12 +140,7 @@ def write_trials(output_dir: str, rows: list[dict], direction: str = "maximize")
 
 # ---- what the sweep is ------------------------------------------------------------------
 def read_sweep(output_dir: str) -> dict | None:
-    """The ``sweep.json`` record of the sweep in ``output_dir`` (None: there is none).
-
-    Example:
-        >>> read_sweep("runs/sweep-rte")["grid"]  # doctest: +SKIP
-        {'learning_rate': [5e-05, 3e-05], 'reg_learning_rate': [0.04, 0.02]}
-    """
+    """The ``sweep.json`` record in ``output_dir`` (paths absolute), or None."""
     path = os.path.join(output_dir, SWEEP_FILE)
     if not os.path.exists(path):
         return None
@@ -182,17 +151,9 @@ def read_sweep(output_dir: str) -> dict | None:
 def open_sweep(output_dir: str, record: dict, resume: bool) -> None:
     """Record the sweep in ``output_dir/sweep.json``, or check it is the one recorded there.
 
-    Args:
-        record: what the sweep is (task, teacher, preset, overrides, data, grid).
-        resume: continue the sweep already recorded (False: refuse to touch one).
     Raises:
-        ValueError: ``output_dir`` holds a sweep and ``resume`` is False (nothing is
-            overwritten), or it holds another sweep (its task, teacher, preset, overrides
-            or grid differ; named in the message).
-
-    Example:
-        >>> open_sweep("runs/sweep-rte", {"task": "rte", "grid": {"topk": [10, 20]}},
-        ...            resume=True)  # doctest: +SKIP
+        ValueError: ``output_dir`` holds a sweep and ``resume`` is False, or holds another
+            sweep (what differs is named).
     """
     # as the file gives it back: tuples are lists, paths absolute
     record = absolute_inputs(json.loads(json.dumps(relative_inputs(record, output_dir))),

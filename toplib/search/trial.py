@@ -1,8 +1,6 @@
-"""One trial of a sweep: a resumable ToP pruning run from the shared teacher (no Ray here:
-``toplib.search.tune`` hands it Tune's ``report``).
-
-A trial whose run finished only reports its result; one that was interrupted resumes from
-its ``last/`` checkpoint; so rerunning a sweep retrains nothing that is done.
+"""One trial of a sweep: a resumable ToP pruning run from the shared teacher (no Ray here). A
+finished trial only reports its result and an interrupted one resumes from ``last/``, so
+rerunning a sweep retrains nothing that is done.
 """
 from __future__ import annotations
 
@@ -30,14 +28,7 @@ REPORTED_KINDS = ("eval",)  # history records forwarded to the tuner (train line
 
 @dataclass
 class TrialSpec:
-    """What every trial of a sweep shares; paths absolute, since Ray workers run in other
-    working directories.
-
-    Example:
-        >>> spec = TrialSpec("rte", "runs/rte/teacher", "runs/sweep-rte")  # doctest: +SKIP
-        >>> spec.config({"learning_rate": 5e-5}).learning_rate  # doctest: +SKIP
-        5e-05
-    """
+    """What every trial of a sweep shares; paths absolute, as Ray workers run elsewhere."""
 
     task: str
     teacher: str  # the fine-tuned teacher's run folder (or a saved classifier)
@@ -65,20 +56,10 @@ class TrialSpec:
 
 def run_trial(spec: TrialSpec, hparams: Mapping[str, Any],
               report: Callable[[dict], None]) -> dict:
-    """Train (or resume, or read back) one trial and report as it goes.
+    """Train, resume or read back one trial; returns its ``table_row``.
 
-    Args:
-        spec: the sweep's shared settings.
-        hparams: this trial's grid values.
-        report: called with the numbers of every evaluation (score, step, sparsities:
-            ``ray.tune.report`` under Tune), then once with the finished run's result
-            (its best evaluation, ``final=True``).
-    Returns:
-        the run's row (``toplib.train.pipeline.table_row``).
-
-    Example:
-        >>> seen = []
-        >>> row = run_trial(spec, {"learning_rate": 5e-5}, seen.append)  # doctest: +SKIP
+    ``report`` (``ray.tune.report`` under Tune) gets every evaluation's numbers, then once the
+    finished run's result (its best evaluation) with ``final=True``.
     """
     torch.set_num_threads(max(1, int(spec.threads)))
     run_dir = spec.run_dir(hparams)
@@ -92,8 +73,7 @@ def run_trial(spec: TrialSpec, hparams: Mapping[str, Any],
 
 
 def _forward(report: Callable[[dict], None], record: dict) -> None:
-    """Hand an evaluation record's numbers to the tuner (lists and per-split dicts stay in
-    the run's history)."""
+    """Hand an evaluation's numbers to the tuner (lists and dicts stay in the run's history)."""
     if record.get("kind") in REPORTED_KINDS:
         report(_numbers(record))
 
@@ -103,17 +83,11 @@ def _numbers(record: Mapping[str, Any]) -> dict:
 
 
 def check_teacher(teacher: str) -> dict:
-    """The teacher's checkpoint meta, after checking it is whole and, for a run folder,
+    """The teacher checkpoint's ``toplib.json`` meta, once checked whole and, for a run folder,
     finished (a running teacher's ``best/`` would change under the trials).
 
-    Returns:
-        the teacher checkpoint's ``toplib.json`` meta (``verify_checkpoint``).
     Raises:
         ValueError: naming ``teacher`` (CheckpointError for a damaged checkpoint).
-
-    Example:
-        >>> check_teacher("runs/rte/teacher")["stage"]  # doctest: +SKIP
-        'finetune'
     """
     started = any(os.path.exists(os.path.join(teacher, n)) for n in ("last", HISTORY_FILE))
     if started and not os.path.exists(os.path.join(teacher, RESULTS_FILE)):
@@ -123,14 +97,8 @@ def check_teacher(teacher: str) -> dict:
 
 
 def check_trial_runs(spec: TrialSpec, grid: Mapping[str, list]) -> None:
-    """Every trial folder already there must hold this sweep's run (same task, teacher and
-    configuration and data, as ``prune`` compares them on resume), so a finished one can be reused and an unfinished one resumed.
-
-    Raises:
-        ValueError: naming the trial folder and what differs.
-
-    Example:
-        >>> check_trial_runs(spec, load_grid("small"))  # doctest: +SKIP
+    """Check that each trial folder already there holds this sweep's run (compared as ``prune``
+    does on resume); a ValueError names the folder and what differs.
     """
     for hparams in trials(grid):
         run_dir = spec.run_dir(hparams)

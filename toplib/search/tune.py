@@ -1,13 +1,8 @@
-"""The grid on Ray Tune: one shared teacher, one resumable pruning run per trial, the paper's
-pick of the winner.
+"""The grid on Ray Tune, after Hugging Face's ``Trainer.hyperparameter_search`` (backend "ray").
 
-The call follows Hugging Face's ``Trainer.hyperparameter_search`` (backend "ray": the grid
-is its ``hp_space``, ``direction``, ``resources_per_trial``, a ``BestRun`` back). Two
-choices differ from a plain Tune sweep: the table and the winner are read from the trial
-run folders (Tune's state only schedules), so an interrupted sweep resumed gives the same
-table; and the winner must have met its sparsity target, as the paper requires, which
-Tune's own ``get_best_result`` cannot know. Ray is imported only when a sweep runs
-(``pip install "toplib[sweep]"``).
+Unlike a plain Tune sweep, the table and the winner are read from the trial run folders
+(Tune's state only schedules), and the winner must have met its sparsity target, as the paper
+requires, which Tune's ``get_best_result`` cannot know.
 """
 from __future__ import annotations
 
@@ -65,33 +60,17 @@ class SearchOptions:
 
 
 def hyperparameter_search(task: str, teacher: str, output_dir: str, **options) -> BestRun | None:
-    """Prune from one fine-tuned teacher at every point of a grid, on Ray Tune; return the
-    winner as the paper picks it.
+    """Prune from one teacher at every point of a grid, on Ray Tune; return the paper's winner.
 
-    Every argument is checked, the grid's configurations built and the trial folders
-    already there compared with this sweep before Ray starts. Trial ``t`` is a pruning run in
-    ``output_dir/trials/<trial_name(t)>``; Tune's state is kept in ``output_dir/tune``.
-    A rerun resumes: finished trials are read back, interrupted ones continue from their
-    last checkpoint. At the end ``trials.json`` and ``trials.md`` hold the table.
+    ``options`` are :class:`SearchOptions` fields. Everything is checked before Ray starts.
+    Trial ``t`` runs in ``output_dir/trials/<trial_name(t)>``, Tune's state in
+    ``output_dir/tune``; a rerun reads finished trials back and resumes interrupted ones.
 
-    Args:
-        task: a task of ``toplib.data.TASKS``.
-        teacher: a finished ``toplib finetune`` run folder (or a saved classifier).
-        output_dir: the sweep's folder.
-        options: :class:`SearchOptions` fields (grid, preset, data, overrides, direction,
-            resources_per_trial, address, resume, max_concurrent_trials, progress).
     Returns:
-        ``BestRun(run_id, objective, hyperparameters, run_summary)`` of the best finished
-        trial that met its sparsity target (run_summary: every trial's row), or None when
-        none did (a warning says so; the table is written all the same).
+        the :class:`BestRun` of the best finished trial that met its sparsity target, or None
+        (with a warning) when none did; the table goes to ``trials.json`` and ``trials.md``.
     Raises:
         ImportError: Ray Tune is not installed.
-
-    Example:
-        >>> best = hyperparameter_search("rte", "runs/rte/teacher", "runs/sweep-rte",
-        ...                              grid="paper", preset="standard")  # doctest: +SKIP
-        >>> best.hyperparameters  # doctest: +SKIP
-        {'learning_rate': 4e-05, 'reg_learning_rate': 0.02, 'distill_rank_loss_alpha': 0.001}
     """
     opts = SearchOptions(**options)
     spec, grid = prepare_search(task, teacher, output_dir, opts)
@@ -114,16 +93,9 @@ def hyperparameter_search(task: str, teacher: str, output_dir: str, **options) -
 
 def prepare_search(task: str, teacher: str, output_dir: str, opts: SearchOptions
                    ) -> tuple[TrialSpec, dict[str, list]]:
-    """Everything checked before Ray starts: the task, the teacher, the output folder, the
-    grid's configurations and the trial runs already there.
-
-    Returns:
-        (the trials' shared :class:`TrialSpec`, the grid); the trials run with torch
-        threads = their CPUs, on CUDA when they are given GPUs.
-
-    Example:
-        >>> spec, grid = prepare_search("rte", "runs/rte/teacher", "runs/sweep-rte",
-        ...                             SearchOptions(grid="paper"))  # doctest: +SKIP
+    """Check everything before Ray starts (task, teacher, output folder, the grid's
+    configurations, existing trial runs); returns the shared :class:`TrialSpec` and the grid.
+    Trials get torch threads = their CPUs, and CUDA when given GPUs.
     """
     get_task(task)
     check_teacher(teacher)
@@ -149,12 +121,7 @@ def _record(spec: TrialSpec, grid: dict) -> dict:
 
 
 def import_ray():
-    """``(ray, ray.tune)``, imported now (a sweep needs them, nothing else does), with
-    ``RAY_ENV`` set first unless the environment sets it.
-
-    Raises:
-        ImportError: saying ``pip install "toplib[sweep]"``.
-    """
+    """``(ray, ray.tune)``, imported now with ``RAY_ENV`` defaults; ImportError says what to do."""
     for name, value in RAY_ENV.items():
         os.environ.setdefault(name, value)
     try:
@@ -167,13 +134,8 @@ def import_ray():
 
 @contextlib.contextmanager
 def ray_session(ray, address: str | None = None):
-    """Ray inside the block: the running one, the cluster at ``address``, or a local one
-    started here (every CPU, no dashboard) and shut down after, even on an error.
-
-    Example:
-        >>> ray, tune = import_ray()  # doctest: +SKIP
-        >>> with ray_session(ray):  # doctest: +SKIP
-        ...     tune.Tuner(...).fit()
+    """Ray inside the block: the running one, the cluster at ``address``, or a local one started
+    here (every CPU, no dashboard) and shut down after, even on an error.
     """
     if ray.is_initialized():
         yield
@@ -190,8 +152,7 @@ def ray_session(ray, address: str | None = None):
 
 
 def _trainable(config: dict, spec: TrialSpec) -> None:
-    """Tune's function trainable: one trial, its evaluations reported to Tune (the worker's
-    own output, Hugging Face's loading bars included, kept quiet: Tune shows the progress)."""
+    """Tune's function trainable: one trial, HF progress bars off (Tune shows the progress)."""
     from ray import tune
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()

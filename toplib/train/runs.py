@@ -1,9 +1,4 @@
-"""Training runs: teacher fine-tuning and ToP pruning, resumable, with whole checkpoints.
-
-Both check their inputs and the run folder (``toplib.train.rundir``) before loading a model,
-build a stage (``toplib.train.objectives``) and hand it to the one loop
-(``toplib.train.loop.run_stage``).
-"""
+"""Training runs: teacher fine-tuning and ToP pruning, inputs checked before a model loads."""
 from __future__ import annotations
 
 import os
@@ -35,16 +30,8 @@ from .teacher import teacher_targets
 def finetune(task: str, output_dir: str, model: str | None = None,
              config: TrainConfig | None = None, data: DataFiles | str | None = None,
              **options) -> dict:
-    """Fine-tune the dense teacher; the best evaluation is kept in ``output_dir/best``.
-
-    Args:
-        model: hub name or local path (default: the offline MiniLM-L6).
-        data: a :class:`~toplib.data.DataFiles` or a ``data_dir`` (default: the task's own).
-        options: :class:`~toplib.train.loop.RunOptions` fields (resume, overwrite,
-            accept_config_change, device, callback, ...).
-    Returns:
-        The run's results (as ``results.json``).
-    """
+    """Fine-tune the dense teacher (``model`` None: the offline MiniLM-L6); returns the
+    run's results. ``options``: :class:`~toplib.train.loop.RunOptions` fields."""
     config, opts = config or TrainConfig(), RunOptions(**options)
     model_path = check_model_type(model)
     identity = run_identity("finetune", task, {"model": model or DEFAULT_MODEL}, config, data)
@@ -61,14 +48,8 @@ def finetune(task: str, output_dir: str, model: str | None = None,
 
 def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None = None,
           data: DataFiles | str | None = None, **options) -> dict:
-    """Train ToP from a fine-tuned teacher (its run directory or a saved classifier) towards
-    ``config.sparsity``; ``data`` and ``options`` as for :func:`finetune`.
-
-    The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (the release: its own formula, then
-    every later evaluation; ``accounting="release"``). The task's
-    labels must be the teacher's.
-    """
+    """Train ToP from a fine-tuned teacher (run directory or saved classifier) towards
+    ``config.sparsity``; best/ needs sparsity >= target - epsilon (``PruneStage.eligible``)."""
     config, opts = config or TrainConfig(), RunOptions(**options)
     teacher_dir = checkpoint_path(teacher)
     meta = verify_checkpoint(teacher_dir, "teacher")
@@ -95,9 +76,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
 
 
 def check_teacher(meta: dict, teacher: str, task: str) -> None:
-    """A named error for a teacher that is not a dense model fine-tuned on ``task``: one
-    whose ``toplib.json`` records another task, or a pruned checkpoint (its gates would be
-    ignored: the teacher runs dense). A plain Hugging Face classifier records neither."""
+    """A ValueError for a pruned teacher or one fine-tuned on another task."""
     name = get_task(task).name
     if meta.get("stage") == "prune":
         raise ValueError(f"teacher={teacher!r} is a pruned checkpoint (stage 'prune'); the "
@@ -110,9 +89,8 @@ def check_teacher(meta: dict, teacher: str, task: str) -> None:
 
 def _prepare(task: str, tokenizer, config: TrainConfig, data, model_dir: str,
              labels: tuple[dict, str] | None = None):
-    """The task's data, after checking that its sequence length fits the model's position
-    embeddings and its labels are those of the checkpoint (``labels``: its label space and
-    the name to show), both before the data is read where they can be."""
+    """The task's data, its length checked against the model and its labels against
+    ``labels`` = (label space, name to show)."""
     spec = get_task(task)
     check_sequence_length(config.max_seq_length or spec.max_seq_length,
                           AutoConfig.from_pretrained(model_dir), "max_seq_length")

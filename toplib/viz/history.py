@@ -1,7 +1,4 @@
-"""The numbers behind the training-curve observations, read from a run's history records
-(``toplib.train.read_history``): the best evaluation and whether the score fell after it,
-when the FLOPs constraint was met, what each term adds to the total loss, and each prune
-layer's keep ratio as the gates expect it and as evaluation measures it."""
+"""The numbers behind the training-curve observations, read from a run's history records."""
 from __future__ import annotations
 
 import math
@@ -22,22 +19,17 @@ def fit_key(history: list[dict]) -> str:
 
 def score_summary(history: list[dict], num_examples: int | None = None,
                   metric: str | None = None) -> dict:
-    """The evaluations of a run in a few numbers.
-
-    Returns:
-        best_score/best_step (the first highest evaluation), first_/final_score and _step,
-        evaluations, drop_after_best (best minus final), standard_error (the binomial
-        ``sqrt(p (1 - p) / n)`` of the best score on ``num_examples`` examples when ``metric``
-        is "accuracy", a proportion; None otherwise: F1, Matthews or Pearson scores have no
-        such closed form), fit_loss_start/_end (mean training loss over the first / last
-        quarter of the logged steps).
+    """The evaluations of a run in a few numbers; ``standard_error`` is the binomial
+    ``sqrt(p (1 - p) / n)`` of the best score for ``metric`` "accuracy", else None.
 
     Example:
         >>> h = [{"kind": "eval", "step": s, "score": v} for s, v in ((1, .5), (2, .8), (3, .7))]
         >>> score_summary(h)["best_step"], round(score_summary(h)["drop_after_best"], 2)
         (2, 0.1)
-        >>> round(score_summary(h, 100, "accuracy")["standard_error"], 3), score_summary(h, 100, "f1")["standard_error"]
-        (0.04, None)
+        >>> round(score_summary(h, 100, "accuracy")["standard_error"], 3)
+        0.04
+        >>> score_summary(h, 100, "f1")["standard_error"] is None
+        True
     """
     evals = _kind(history, "eval")
     if not evals:
@@ -64,8 +56,7 @@ def constraint_met_step(history: list[dict], target: float, epsilon: float = 0.0
 
 
 def largest_overshoot(history: list[dict]) -> dict:
-    """The training record where the gates' expected sparsity most exceeds the warmed-up
-    target: ``step``, ``expected``, ``target`` and ``overshoot`` (expected - target)."""
+    """The training record where expected sparsity most exceeds the warmed-up target."""
     train = [r for r in _kind(history, "train") if "expected_sparsity" in r]
     if not train:
         raise ValueError("history has no pruning training records")
@@ -76,12 +67,8 @@ def largest_overshoot(history: list[dict]) -> dict:
 
 
 def loss_terms(history: list[dict], since_step: int = 0) -> dict:
-    """Mean size of each term of the pruning loss over the training records from
-    ``since_step`` on: fit (distillation), lagrangian (signed) and abs_lagrangian, rank_loss,
-    rank_weight, weighted_rank (weight x rank loss), total; rank_weight_first/_last;
-    rank_loss_start/_end (means over the first / last quarter of the records); and
-    rank_share, the weighted rank term's share of fit + |Lagrangian| + weighted rank.
-    Raises a ValueError naming the key when a training record lacks one of the terms.
+    """Mean size of each pruning-loss term from ``since_step`` on; ``rank_share``: the weighted rank
+    term's share of fit + |Lagrangian| + weighted rank. A ValueError names a missing key.
 
     Example:
         >>> h = [{"kind": "train", "step": 1, "distill_loss": 0.2, "lagrangian_loss": -0.1,
@@ -115,24 +102,11 @@ def loss_terms(history: list[dict], since_step: int = 0) -> dict:
 
 
 def keep_ratios(history: list[dict], prune_location: Sequence[int], step: int | None = None) -> dict:
-    """Each prune layer's keep ratio at evaluation ``step`` (None: the last), expected and
-    measured on the same tokens: those the gates rank, i.e. without [CLS], which is never
-    pruned.
-
-    ``expected`` is the gates' rho (the last training record up to that step). ``measured`` is
-    the evaluation's ``(n_l - 1) / (n_{l-1} - 1)``, n_l the mean tokens per example entering
-    layer l (``keep_ratio[l] * mean_length``, [CLS] included); since every example keeps its
-    [CLS], subtracting 1 from the means is exact and the ratio pools all examples' ranked
-    tokens. ``cumulative`` is the measured share of the real tokens ([CLS] included) entering
-    each prune layer.
-
-    Returns:
-        dict of lists, one value per prune layer: layers, expected, measured, cumulative.
-    Raises:
-        ValueError: no such evaluation, an evaluation without ``mean_length``, a prune
-        location below 1 (it has no previous layer), or no training record with
-        ``expected_keep_ratio`` (a run without gates).
-    """
+    """Each prune layer's keep ratio at evaluation ``step`` (None: the last) on the tokens the gates
+    rank ([CLS] excluded): ``expected`` (the gates' rho), ``measured`` ``(n_l - 1) / (n_{l-1} - 1)``
+    from mean tokens per layer (exact: every example keeps [CLS]) and ``cumulative`` (share of real
+    tokens entering). ValueError for a missing evaluation, ``mean_length`` or gate record, or a
+    prune location below 1."""
     evals = [r for r in _kind(history, "eval") if step is None or r["step"] == step]
     if not evals:
         raise ValueError(f"no evaluation at step={step!r}")
@@ -156,10 +130,8 @@ def keep_ratios(history: list[dict], prune_location: Sequence[int], step: int | 
 
 
 def reused_config(results: dict, requested, run_dir: str):
-    """The TrainConfig ``results`` (a run's results.json) was trained with, which every
-    observation about the run must use; prints a notice naming each knob where ``requested``
-    (the notebook's configuration) differs, with both values (keys the run did not record
-    are skipped: they predate them).
+    """The TrainConfig the run was trained with, printing a notice for each knob that differs
+    from ``requested``.
 
     Example:
         >>> from toplib.train import build_train_config

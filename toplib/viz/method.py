@@ -1,9 +1,5 @@
-"""One sentence through ToP, step by step (notebook ``01_how_top_works``): the teacher's
-attention and token importance, rank bins, hard-concrete gates and the learned ones against
-the bins' occupancy, the MACs of a sentence term by term, and the LambdaLoss of orderings
-(the toy run of the constraint: :mod:`toplib.viz.constraint_toy`). Every formula is :mod:`toplib.core`'s; this module only arranges
-their outputs as tables.
-"""
+"""One sentence through ToP, step by step (notebook ``01_how_top_works``): :mod:`toplib.core`'s
+formulas, their outputs arranged as tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +23,7 @@ from ..core.ranking import RANK_SCORES, rank_distillation_loss, rank_loss_weight
 
 @dataclass
 class SentenceAttention:
-    """A sentence through a dense model: tokens (n,), ``input_ids``/``attention_mask``
-    (1, n), probs (N, A, n, n) attention probabilities of every layer, importance (N, n)."""
+    """A sentence through a dense model: probs (N, A, n, n), importance (N, n), ids (1, n)."""
 
     tokens: list[str]
     input_ids: torch.Tensor
@@ -39,14 +34,7 @@ class SentenceAttention:
 
 @torch.no_grad()
 def sentence_attention(top, tokenizer, sentence: str, max_length: int = 128) -> SentenceAttention:
-    """Run ``top``'s Hugging Face model densely (eager attention) on one sentence and take
-    every layer's attention probabilities and token importance
-    (:func:`toplib.core.importance.token_importance`).
-
-    Example:
-        >>> att = sentence_attention(teacher, tokenizer, "a fine film")  # doctest: +SKIP
-        >>> att.probs.shape  # (layers, heads, n, n)  # doctest: +SKIP
-    """
+    """Every layer's attention and token importance of one sentence, run densely (eager)."""
     check("sentence", sentence, isinstance(sentence, str) and sentence.strip() != "",
           "a non-empty string")
     enc = tokenizer(sentence, truncation=True, max_length=max_length, return_tensors="pt")
@@ -62,8 +50,7 @@ def sentence_attention(top, tokenizer, sentence: str, max_length: int = 128) -> 
 
 def importance_table(tokens: list[str], importance: torch.Tensor, bin_num: int,
                      eps: float = 0.0) -> pd.DataFrame:
-    """Token, importance, rank (0 = most attended, [CLS] unranked) and rank bin
-    (:func:`toplib.core.importance.rank_bins`) of one sentence's (n,) importance.
+    """Token, importance, rank (0 = most attended, [CLS] -1) and rank bin of a (n,) importance.
 
     Example:
         >>> importance_table(["[CLS]", "a", "b"], torch.tensor([.5, .2, .3]), 2).bin.tolist()
@@ -80,10 +67,7 @@ def importance_table(tokens: list[str], importance: torch.Tensor, bin_num: int,
 
 
 def hard_concrete_summary(log_alphas, num_samples: int = 20000, seed: int = 0) -> pd.DataFrame:
-    """Each log-alpha's gate: P(z = 0) = Q(0), P(z = 1) = 1 - Q(1), P(z > 0) = 1 - Q(0)
-    (:func:`toplib.core.gates.prob_nonzero`), the same shares among ``num_samples`` draws
-    of :func:`~toplib.core.gates.sample_hard_concrete`, and the gate the deterministic
-    evaluation rule gives the log-alpha alone (:func:`~toplib.core.gates.deterministic_gates`).
+    """Per log-alpha: P(z = 0), P(z = 1), P(z > 0), their sampled shares and the evaluation gate.
 
     Example:
         >>> [round(p, 3) for p in hard_concrete_summary([0.0], 1000)["P(z>0)"]]
@@ -104,8 +88,7 @@ def hard_concrete_summary(log_alphas, num_samples: int = 20000, seed: int = 0) -
 
 
 def gate_table(gates: RankBinGates, prune_location) -> pd.DataFrame:
-    """P(z > 0) of every bin gate (columns 0 .. BIN_NUM-1) and of the pruner gate, one row
-    per prune layer, with the bins the deterministic evaluation gates keep.
+    """P(z > 0) of each bin gate and the pruner gate, per prune layer, with the bins kept.
 
     Example:
         >>> gate_table(RankBinGates(2, 4), (1, 2))["bins_kept"].tolist()  # fresh: all open
@@ -119,11 +102,8 @@ def gate_table(gates: RankBinGates, prune_location) -> pd.DataFrame:
 
 
 def eval_gate_split(gates: RankBinGates, prune_location) -> pd.DataFrame:
-    """How evaluation's deterministic rule (the gates' own ``gates(training=False)``,
-    :func:`~toplib.core.gates.deterministic_gates`) splits each prune layer's bin gates:
-    sum of P(z > 0), the k = round(BIN_NUM - sum P) gates expected closed, the gates it
-    closes, the largest P(z > 0) among them and the smallest P(z > 0) left open (NaN when
-    a layer's bins are all open, or all closed).
+    """How the evaluation rule splits each layer's bin gates: sum P(z > 0), the k expected closed,
+    those closed, the largest P closed and smallest P open (NaN if none).
 
     Example:
         >>> split = eval_gate_split(RankBinGates(1, 4), (2,))  # fresh: all open
@@ -144,8 +124,7 @@ def eval_gate_split(gates: RankBinGates, prune_location) -> pd.DataFrame:
 
 
 def closed_bin_gates(gates: RankBinGates) -> np.ndarray:
-    """(P, BIN_NUM) bool: the bin gates evaluation closes (``gates(training=False)``, the
-    rule :func:`~toplib.core.gates.deterministic_gates`), whatever the pruner gates say.
+    """(P, BIN_NUM) bool: the bin gates evaluation closes, whatever the pruner gates say.
 
     Example:
         >>> int(closed_bin_gates(RankBinGates(2, 3)).sum())  # fresh: all open
@@ -156,16 +135,9 @@ def closed_bin_gates(gates: RankBinGates) -> np.ndarray:
 
 def gate_findings(p_open: np.ndarray, kept: np.ndarray, occupancy: np.ndarray,
                   prune_location) -> dict:
-    """What the gates learned, from (P, BIN_NUM) P(z > 0), the 0/1 bins kept at evaluation
-    and the bins' occupancy (``toplib.viz.analysis.bin_occupancy_at``): whether P(open)
-    falls monotonically with rank, where the last (least-attended) bin is open, how many
-    bins close, and the mean P(open) of bins that hold (almost) nobody vs the rest.
+    """What the gates learned, from (P, BIN_NUM) P(z > 0), bins kept and bin occupancy: monotone
+    layers, open last bins, closed bins, and mean P(open) of empty vs occupied bins.
 
-    Args:
-        p_open, kept, occupancy: (P, BIN_NUM) arrays; prune_location: the P layers.
-    Returns:
-        dict of monotone_layers, last_bin_open_layers, closed_bins, last_bin_share,
-        p_open_empty_bins, p_open_occupied_bins, empty_bins.
     Example:
         >>> found = gate_findings([[.9, .1]], [[1, 0]], [[1.0, 0.0]], (1,))
         >>> found["monotone_layers"], found["empty_bins"]
@@ -186,16 +158,12 @@ def gate_findings(p_open: np.ndarray, kept: np.ndarray, occupancy: np.ndarray,
 
 
 EMPTY_SHARE = 0.25
-"""A bin counts as (almost) empty when it holds less than a quarter of the uniform share."""
+"""A bin under this fraction of the uniform share counts as (almost) empty."""
 
 
 def mac_terms(kept: torch.Tensor, dims: EncoderDims) -> pd.DataFrame:
-    """MACs of each layer term by term (:func:`toplib.core.flops.layer_mac_terms`) for the
-    (N,) tokens entering each layer's attention; the FFN runs on the next layer's count
-    (:func:`toplib.core.flops.ffn_tokens`), as :func:`~toplib.core.flops.encoder_macs`.
+    """MACs per layer and term for (N,) tokens entering each layer (FFN on the next layer's count).
 
-    Returns:
-        one row per layer: tokens, ffn_tokens, the six terms and their total.
     Example:
         >>> mac_terms(torch.tensor([4, 2]), EncoderDims(2, 4, 2, 8))["total"].tolist()
         [544, 296]
@@ -210,8 +178,7 @@ def mac_terms(kept: torch.Tensor, dims: EncoderDims) -> pd.DataFrame:
 
 
 def mac_summary(dense: pd.DataFrame, pruned: pd.DataFrame) -> pd.DataFrame:
-    """Each term summed over layers, dense vs pruned (two :func:`mac_terms` tables), in
-    millions of MACs, with the share of each term the pruned encoder still computes.
+    """Each term summed over layers, dense vs pruned, in millions of MACs, with pruned / dense.
 
     Example:
         >>> dims = EncoderDims(2, 4, 2, 8)
@@ -228,10 +195,7 @@ def mac_summary(dense: pd.DataFrame, pruned: pd.DataFrame) -> pd.DataFrame:
 
 
 def lambda_loss_orders(teacher: torch.Tensor, topk: int, seed: int = 0) -> pd.DataFrame:
-    """LambdaLoss (:func:`toplib.core.ranking.rank_distillation_loss`) of three student
-    rankings of one sentence against the teacher's (n,) importance: the teacher's own
-    order, a random shuffle (``seed``), and the reverse. Students reuse the teacher's
-    values, only their order changes. One column per score (:data:`RANK_SCORES`).
+    """LambdaLoss per score of the teacher's own order, a shuffle and the reverse of its values.
 
     Example:
         >>> t = torch.tensor([0.4, 0.3, 0.2, 0.1])
@@ -255,8 +219,7 @@ def lambda_loss_orders(teacher: torch.Tensor, topk: int, seed: int = 0) -> pd.Da
 
 
 def rank_weight_schedule(alpha: float, warmup_steps: int, total_steps: int) -> pd.DataFrame:
-    """Step and rank-loss weight (:func:`toplib.core.ranking.rank_loss_weight`) of a run
-    of ``total_steps`` steps.
+    """Step and :func:`~toplib.core.ranking.rank_loss_weight` over a run of ``total_steps``.
 
     Example:
         >>> float(rank_weight_schedule(1e-3, 10, 20)["weight"].iloc[5])

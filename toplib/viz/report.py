@@ -1,11 +1,5 @@
-"""A static report: the notebooks executed with papermill, exported to HTML, one index page.
-
-For readers who want figures to open or share rather than a Jupyter server: figures are
-embedded in the pages and MathJax is copied beside them (formulas typeset offline), so the
-folder can be zipped, mailed or served as is. ``make report`` builds it with
-``scripts/build_report.py``. A notebook that fails still gets its page (the traceback is in
-it) and is marked failed in the index.
-"""
+"""A static report: the notebooks executed with papermill, exported to HTML, one index page;
+figures embedded and MathJax copied beside them, so the folder works offline."""
 from __future__ import annotations
 
 import datetime
@@ -51,9 +45,7 @@ def notebook_names() -> list[str]:
 
 
 def execute_page(name: str, out_dir: str, parameters: dict) -> ReportPage:
-    """Execute one notebook into ``<out_dir>/executed/<name>.ipynb`` (only the parameters it
-    declares are passed) and return its :class:`ReportPage`; a failure is recorded, not
-    raised, so the rest of the suite still runs."""
+    """Execute one notebook into ``executed/``; a failure is recorded on the page, not raised."""
     page = ReportPage(name, parameters=parameters)
     start = time.monotonic()
     try:
@@ -70,9 +62,7 @@ def executed_path(out_dir: str, name: str) -> str:
 
 
 def export_page(page: ReportPage, out_dir: str) -> str:
-    """Write ``<out_dir>/<name>.html`` from the executed notebook (figures embedded); fill
-    the page's title and summary from its first cell, and its run time and failure from
-    papermill's record when the page has none; returns the path."""
+    """Write ``<out_dir>/<name>.html``, filling the page's title, summary, run time and failure."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -92,9 +82,7 @@ def export_page(page: ReportPage, out_dir: str) -> str:
 
 
 def mathjax_url(out_dir: str) -> str:
-    """Where the pages load MathJax from: a copy in ``<out_dir>/mathjax`` (from the
-    ``jupyter-server-mathjax`` package), so formulas typeset offline and in a zipped copy;
-    without that package, nbconvert's CDN default (formulas then need a network)."""
+    """A MathJax copy in ``<out_dir>/mathjax`` (offline formulas), else nbconvert's CDN default."""
     from nbconvert import HTMLExporter
     try:
         import jupyter_server_mathjax
@@ -110,8 +98,7 @@ def mathjax_url(out_dir: str) -> str:
 
 
 def _title_and_summary(nb) -> tuple[str, str]:
-    """The H2 title of the first markdown cell and the paragraph after it (markdown stripped
-    of emphasis and code marks)."""
+    """The H2 title of the first markdown cell and the paragraph after it, marks stripped."""
     first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
     lines = first.strip().splitlines()
     title = lines[0].lstrip("#").strip() if lines else ""
@@ -124,9 +111,7 @@ def _title_and_summary(nb) -> tuple[str, str]:
 
 def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
                 machine: str = "") -> str:
-    """Write ``<out_dir>/index.html``: one entry per page (title, summary, run time, status)
-    and ``machine``, the computer it ran on (e.g. ``toplib.bench.cpu_model()``); returns
-    the path."""
+    """Write ``<out_dir>/index.html``: one entry per page, and ``machine``, where it ran."""
     items = "\n".join(_index_item(p) for p in pages)
     failed = sum(p.error is not None for p in pages)
     status = f"{len(pages) - failed} of {len(pages)} notebooks ran" + (
