@@ -1,4 +1,4 @@
-"""Seeded ablations of toplib's departures from the release (README: "Ablations").
+"""Seeded ablations of toplib's departures from the release (benchmarks/results/ablations/README.md).
 
 Every arm is a preset (the quick one unless the arm names ``preset``) plus the overrides
 below, trained from one teacher per task and preset (seed 42) with seeds 0, 1, 2; an arm's
@@ -15,7 +15,7 @@ draws figures/ablation_*, study_* from those JSONs alone.
 
     python benchmarks/ablations.py run --jobs 2     # trains what is missing, resumable
     python benchmarks/ablations.py collect          # evaluates finished runs
-    python benchmarks/ablations.py table            # the README's tables
+    python benchmarks/ablations.py table            # the tables of benchmarks/results/ablations/README.md
 
 Runs live in runs/ablations/<task>/<arm>/seed<k> (not committed), teachers in
 runs/ablations/<task>/teacher (quick) and teacher-standard; GLUE tasks read GLUE_DIR

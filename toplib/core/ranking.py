@@ -17,7 +17,7 @@ LN2 = math.log(2.0)
 RANK_SCORES = ("raw", "log", "scaled")
 """What the loss sees of the student's importance s (~1/n): ``raw`` (the release), ``log``
 (gaps become log-ratios, O(1)) or ``scaled`` (s * n). On raw scores every pair's logistic
-sits near ln 2 whatever the order (README: Ablations)."""
+sits near ln 2 whatever the order (benchmarks/results/ablations/README.md)."""
 LOG_FLOOR = 1e-8  # log of an importance of 0 (never for an alive token; guards the log)
 RANK_WEIGHT_FLOOR = 0.01  # release: the rank loss keeps 1% of its weight after warm-up
 

@@ -107,7 +107,7 @@ def optimize_graph(path: str, config, dst: str | None = None) -> str:
 def quantize_int8(src: str, dst: str, per_channel: bool = False) -> str:
     """Dynamic int8 quantization of ``src`` into ``dst`` (onnxruntime ``quantize_dynamic``,
     QInt8 weights); returns ``dst``. ``per_channel``: one weight scale per output column
-    (README: Where users deploy)."""
+    (benchmarks/results/README.md)."""
     check("src", src, os.path.isfile(src), "give an existing .onnx file")
     dst = check_onnx_path(dst, "dst")
     check("dst", dst, os.path.abspath(dst) != os.path.abspath(src), "must differ from src")

@@ -126,7 +126,7 @@ def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
 
 def fuse_qkv_(model: torch.nn.Module) -> torch.nn.Module:
     """Stack every self-attention's query, key and value into one ``qkv`` projection, in place
-    (README: Speed), the score scaling folded into the query rows (exact for power-of-4 head
+    (benchmarks/results/README.md), the score scaling folded into the query rows (exact for power-of-4 head
     sizes). For inference copies only: training would leave the stack stale."""
     for module in model.modules():
         parts = [getattr(module, name, None) for name in ("query", "key", "value")]

@@ -1,5 +1,5 @@
 """Inference in bfloat16 (or float16 on CUDA): HF weights in that dtype, gates float32, so the
-bins kept are the float32 model's (README: Where users deploy)."""
+bins kept are the float32 model's (benchmarks/results/README.md)."""
 from __future__ import annotations
 
 import copy

@@ -116,7 +116,7 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
     with section("embeddings"):
         hidden = top.model.base_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     # importance over "all" rows (the release) averages the rows still here: dropped tokens
-    # and padding are gone, unlike the release's masked evaluation (README: departures)
+    # and padding are gone, unlike the release's masked evaluation (docs/departures.md)
     run = TokenRun(alive=attention_mask.bool(), prune_at=table, bin_num=top.prune.bin_num,
                    drop=True, fast_attention=fast_attention, section=section, counts=counts,
                    importance_rows=top.prune.importance_rows, bin_eps=top.prune.bin_eps)

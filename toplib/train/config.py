@@ -1,5 +1,5 @@
 """The knobs of a fine-tuning or pruning run (names follow the release's) and the per-task
-presets: ``PAPER_PRESETS`` (Table 7), ``STANDARD_PRESET``, ``QUICK_PRESET`` (README: Command line).
+presets: ``PAPER_PRESETS`` (Table 7), ``STANDARD_PRESET``, ``QUICK_PRESET`` (docs/command_line.md).
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class TrainConfig:
     eval_steps: int | None = knob(None, "evaluate every N steps (default: evals_per_epoch)")
     evals_per_epoch: int = knob(4, "evaluations per epoch when eval_steps is not given")
     sparsity_epsilon: float = knob(0.01, "best checkpoint needs sparsity >= target - epsilon")
-    # The switches below are toplib's departures from the release (README: departures).
+    # The switches below are toplib's departures from the release (docs/departures.md).
     constrain_measured: bool = knob(False, "constrain the evaluation gates' sparsity "
                                     "(straight-through); overshoots on the quick preset")
     binned_expectation: bool = knob(True, "expected FLOPs count the rank bins each length fills "
@@ -209,12 +209,12 @@ QUICK_PRESET: dict[str, Any] = dict(
     eval_steps=None, evals_per_epoch=4, fix_pruners_after_warmup=True,
 )
 
-# `standard` (README: Command line): full training data, the release's teacher recipe and
+# `standard` (docs/command_line.md): full training data, the release's teacher recipe and
 # its pruning schedule at 1/STANDARD_SCALE (at least STANDARD_MIN_EPOCHS).
 STANDARD_SCALE = 100
 STANDARD_PRESET: dict[str, Any] = dict(
     # REG_LEARNING_RATE above the grid's 0.04: at 0.04 the constraint lagged its warm-up in
-    # 2-epoch runs (README: Results).
+    # 2-epoch runs (results/standard/README.md).
     finetune_learning_rate=5e-5, learning_rate=5e-5, reg_learning_rate=0.1,
     distill_rank_loss_alpha=1e-3, batch_size=32, max_train_samples=None,
     max_eval_samples=None, eval_steps=None, evals_per_epoch=4, fix_pruners_after_warmup=True,

@@ -1,5 +1,5 @@
 """Evaluation: task metrics, kept tokens per layer and FLOPs sparsity, reported three ways
-(README: FLOPs sparsity, three figures)."""
+(docs/flops_sparsity.md)."""
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,6 @@
 """How hard each term of the ToP loss pulls on the weights: gradient norms on real batches.
 
-A loss value says little (README: Ablations, ranking distillation); the gradient moves the
+A loss value says little (benchmarks/results/ablations/README.md); the gradient moves the
 weights. The losses are ``PruneStage.loss`` itself: at rank weight 0 the weights' gradient is
 distillation's alone (the Lagrangian does not depend on the weights), and the loss is linear
 in that weight, so weight 1 minus weight 0 is the rank loss's.
