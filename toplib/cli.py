@@ -16,7 +16,7 @@ import traceback
 from .core.config import add_knob_arguments, check, check_device, parse_layers
 from .data import TASKS, DataFiles, get_task
 from .hf.release import convert_release
-from .search import format_trials, hyperparameter_search, trial_table
+from .search import format_trials, hyperparameter_search, read_trials
 from .search.table import DIRECTIONS
 from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
@@ -111,7 +111,7 @@ def cmd_sweep(args):
         resources_per_trial={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
         address=args.address, resume=args.resume, max_concurrent_trials=args.max_concurrent,
         progress=not args.quiet)
-    rows = best.run_summary if best else trial_table(args.output_dir)
+    rows = best.run_summary if best else read_trials(args.output_dir)
     print(format_trials(rows, args.direction))
     print(f"winner: {best.run_id} (score {best.objective:.4f}); its run: "
           f"{os.path.join(args.output_dir, 'trials', best.run_id)}" if best else
