@@ -34,10 +34,6 @@ class ReportPage:
     error: str | None = None
     parameters: dict = field(default_factory=dict)
 
-    @property
-    def html_file(self) -> str:
-        return f"{self.name}.html"
-
 
 def notebook_names() -> list[str]:
     """The notebooks of the suite, in order."""
@@ -75,21 +71,17 @@ def export_page(page: ReportPage, out_dir: str) -> str:
     exporter = HTMLExporter(template_name=HTML_TEMPLATE, mathjax_url=mathjax_url(out_dir))
     body, _ = exporter.from_notebook_node(
         nb, resources={"metadata": {"name": page.title or page.name}})
-    path = os.path.join(out_dir, page.html_file)
+    path = os.path.join(out_dir, f"{page.name}.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(body)
     return path
 
 
 def mathjax_url(out_dir: str) -> str:
-    """A MathJax copy in ``<out_dir>/mathjax`` (offline formulas), else nbconvert's CDN default."""
-    from nbconvert import HTMLExporter
-    try:
-        import jupyter_server_mathjax
-    except ImportError:
-        logger.warning("jupyter-server-mathjax is not installed: the report's formulas load "
-                       "MathJax from a CDN and show as LaTeX offline")
-        return HTMLExporter().mathjax_url
+    """The MathJax that jupyter-server-mathjax ships, copied to ``<out_dir>/mathjax``: formulas
+    typeset offline."""
+    import jupyter_server_mathjax
+
     target = os.path.join(out_dir, MATHJAX_SUBDIR)
     if not os.path.exists(os.path.join(target, "MathJax.js")):
         source = os.path.join(os.path.dirname(jupyter_server_mathjax.__file__), "static")
@@ -112,13 +104,13 @@ def _title_and_summary(nb) -> tuple[str, str]:
 def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
                 machine: str = "") -> str:
     """Write ``<out_dir>/index.html``: one entry per page, and ``machine``, where it ran."""
-    items = "\n".join(_index_item(p) for p in pages)
     failed = sum(p.error is not None for p in pages)
     status = f"{len(pages) - failed} of {len(pages)} notebooks ran" + (
         f"; {failed} failed" if failed else "")
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = INDEX_TEMPLATE.format(
-        status=html.escape(status), subtitle=html.escape(subtitle), items=items,
+        status=html.escape(status), subtitle=html.escape(subtitle),
+        items="\n".join(map(_index_item, pages)),
         machine=html.escape(f"{machine or 'this machine'}; {when}"))
     path = os.path.join(out_dir, INDEX_FILE)
     with open(path, "w", encoding="utf-8") as f:
@@ -129,18 +121,15 @@ def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
 def _index_item(page: ReportPage) -> str:
     state = (f'<span class="failed">failed: {html.escape(page.error)}</span>' if page.error
              else f"ran in {page.minutes:.1f} min")
-    return (f'<li><a href="{html.escape(page.html_file)}">{html.escape(page.title or page.name)}'
+    return (f'<li><a href="{html.escape(page.name)}.html">{html.escape(page.title or page.name)}'
             f'</a> <span class="meta">{state}</span><p>{html.escape(page.summary)}</p></li>')
 
 
 INDEX_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>toplib report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem;
-        color: #222; line-height: 1.45; }}
-li {{ margin-bottom: 1rem; }} a {{ font-weight: 600; }}
-.meta {{ color: #666; font-size: 0.9em; }} .failed {{ color: #b00020; }}
-p {{ margin: 0.2rem 0 0; }}
+<html lang="en"><head><meta charset="utf-8"><title>toplib report</title><style>
+body {{ font: 1rem/1.45 system-ui, sans-serif; max-width: 56rem; margin: 2rem auto;
+        padding: 0 1rem; }}
+li {{ margin-bottom: 1rem; }} .meta {{ color: #666; }} .failed {{ color: #b00020; }}
 </style></head><body>
 <h1>toplib: the notebooks, executed</h1>
 <p class="meta">{status}. {subtitle}</p>
