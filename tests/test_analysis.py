@@ -19,7 +19,6 @@ from toplib.hf.model import ToPModel, resolve_model_path
 from toplib.infer import set_eval_sparsity
 from toplib.train.evaluate import EvalMode
 from toplib.viz import analysis, explorer, plots
-from toplib.viz.analysis import KeptTokens
 from toplib.viz.notebook import per_task_values, read_metrics, record_metrics
 from toplib.viz.sweep import evaluate_with_gates
 
@@ -99,7 +98,7 @@ def test_a_ranking_agrees_perfectly_with_itself():
     assert torch.allclose(ndcg, torch.ones(4, dtype=torch.float64))
 
 
-# ---- kept tokens, agreement, prune rates ------------------------------------------------------
+# ---- kept tokens and agreement ---------------------------------------------------------------
 def test_kept_token_matrices(top, tokenizer):
     texts = sentences(5)
     kept = analysis.kept_tokens(top, tokenizer, texts, batch_size=4)
@@ -129,20 +128,6 @@ def test_ranking_agreement_of_the_teacher_with_itself(top, tokenizer):
     assert list(pruned["decides_pruning"]) == [i + 1 in locations for i in range(LAYERS)]
     assert (pruned["tokens"].diff().dropna() <= 0).all()
     assert pruned["ndcg"].dropna().between(0, 1).all()
-
-
-def test_prune_rates_on_hand_data():
-    kept = [KeptTokens(["[CLS]", "the", "film", "the"], np.array([[1, 1, 1, 1], [1, 0, 1, 1],
-                                                                     [1, 0, 1, 0]], bool), 0, []),
-            KeptTokens(["[CLS]", "the", "film"], np.array([[1, 1, 1], [1, 1, 1], [1, 1, 0]], bool),
-                       1, [])]
-    df = analysis.prune_rates(kept, min_count=2)
-    assert list(df["token"]) == ["the", "film"]  # [CLS] skipped
-    the, film = df.iloc[0], df.iloc[1]
-    assert (the["count"], the["prune_rate"]) == (3, pytest.approx(2 / 3))
-    assert the["mean_layers"] == pytest.approx(6 / 3)
-    assert (film["count"], film["prune_rate"], film["mean_layers"]) == (2, 0.5, 2.5)
-    assert analysis.prune_rates(kept, min_count=3)["token"].tolist() == ["the"]
 
 
 # ---- baselines at matched FLOPs --------------------------------------------------------------
@@ -265,7 +250,9 @@ def test_plot_functions_return_figures_and_save_both_formats(top, tokenizer, tmp
     figures = {
         "kept": plots.plot_kept_tokens(kept, titles=["a", "b"]),
         "agreement": plots.plot_ranking_agreement(agreement, 5),
-        "rates": plots.plot_prune_rates(analysis.prune_rates(kept, min_count=1), 5),
+        "rates": plots.plot_prune_rates(pd.DataFrame({
+            "token": ["the", "film"], "count": [3, 2], "prune_rate": [2 / 3, 0.5],
+            "mean_layers": [2.0, 2.5], "kind": ["stop word", "content word"]}), 5),
         "sweep": plots.plot_sparsity_accuracy(sweep),
         "curves": plots.plot_training_curves(history, (1, 2, 3)),
         "teacher_curves": plots.plot_training_curves([dict(kind="train", step=1, task_loss=0.6),

@@ -118,27 +118,3 @@ def agreement_spread(df: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-def pruning_layer_gap(df: pd.DataFrame, measure: str = "kendall_tau") -> pd.DataFrame:
-    """Per pruning layer, ToP minus its twin: ``diff`` of seed means, ``spread`` (sum of both sds),
-    ``exceeds``, paired ``ahead``/``behind``/``ties`` of ``n`` and per-seed values (NaN seeds
-    dropped). ValueError for a layer missing either model."""
-    deciding = df[df["decides_pruning"].astype(bool) & df["model"].isin([TOP, NORANK])]
-    rows = []
-    for layer, part in deciding.groupby("layer"):
-        wide = part.pivot(index="seed", columns="model", values=measure)
-        if not {TOP, NORANK} <= set(wide.columns):
-            raise ValueError(f"layer {layer}: no {measure} values of {TOP!r} and {NORANK!r} "
-                             "both; train the missing twins (train_missing)")
-        wide = wide.dropna()  # seeds where the measure is undefined for either (n may be 0)
-        sd = wide.std(ddof=1)
-        diff = wide[TOP].mean() - wide[NORANK].mean()
-        spread = sd[TOP] + sd[NORANK]  # NaN for one seed
-        rows.append({"layer": layer, "top": wide[TOP].mean(), "norank": wide[NORANK].mean(),
-                     "diff": diff, "spread": spread,
-                     "exceeds": bool(abs(diff) > spread) if spread == spread else None,
-                     "ahead": int((wide[TOP] > wide[NORANK]).sum()),
-                     "behind": int((wide[TOP] < wide[NORANK]).sum()),
-                     "ties": int((wide[TOP] == wide[NORANK]).sum()), "n": len(wide),
-                     "top_seeds": wide[TOP].tolist(), "norank_seeds": wide[NORANK].tolist()})
-    return pd.DataFrame(rows)

@@ -1,5 +1,5 @@
 """What a trained ToP model does with tokens: kept-token matrices, ranking agreement with the
-teacher (on the tokens alive at a layer, [CLS] excluded) and the most-pruned word types."""
+teacher (on the tokens alive at a layer, [CLS] excluded) and the kind of each word type."""
 from __future__ import annotations
 
 import logging
@@ -112,25 +112,6 @@ def _nanmean(parts: list[torch.Tensor]) -> float:
     values = torch.cat(parts)
     values = values[~values.isnan()]
     return float(values.mean()) if len(values) else float("nan")
-
-
-def prune_rates(kept: Sequence[KeptTokens], min_count: int = 5,
-                skip: Sequence[str] = ("[CLS]", "<s>")) -> pd.DataFrame:
-    """Per token type seen ``min_count`` times: prune_rate (share of occurrences absent from the
-    last layer), mean_layers entered and kind, highest rate first (ties: pruned earlier first)."""
-    counts, pruned, depth = defaultdict(int), defaultdict(int), defaultdict(int)
-    for item in kept:
-        for j, token in enumerate(item.tokens):
-            if token in skip:
-                continue
-            counts[token] += 1
-            pruned[token] += int(not item.kept[-1, j])
-            depth[token] += int(item.kept[:, j].sum())
-    rows = [{"token": t, "count": c, "prune_rate": pruned[t] / c, "mean_layers": depth[t] / c,
-             "kind": token_kind(t)} for t, c in counts.items() if c >= min_count]
-    df = pd.DataFrame(rows, columns=["token", "count", "prune_rate", "mean_layers", "kind"])
-    return df.sort_values(["prune_rate", "mean_layers", "count"], ascending=[False, True, False],
-                          ignore_index=True)
 
 
 def token_kind(token: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -75,52 +74,3 @@ def _gate_columns(p_bins: torch.Tensor, p_pruner: torch.Tensor, prune_location) 
         row[f"pruner_{loc}"] = p_pruner[p].item()
         row[f"bins_{loc}"] = p_bins[p].mean().item()
     return row
-
-
-def multipliers_while_unmet(run: pd.DataFrame) -> dict:
-    """On steps where expected sparsity was below target: their count, and the shares after which
-    ``-lambda_1`` (the pull to prune more) and ``lambda_2`` rose (None without such steps).
-
-    Example:
-        >>> run = pd.DataFrame({"expected_sparsity": [0.0, 0.1, 0.6], "target": [0.5] * 3,
-        ...                     "lambda_1": [0.0, -1.0, -2.0], "lambda_2": [0.0, 1.0, 2.0]})
-        >>> multipliers_while_unmet(run)["pressure_rose"]
-        1.0
-    """
-    unmet = (run["expected_sparsity"] < run["target"]).to_numpy()[:-1]  # the last: no next
-    pressure = -np.diff(run["lambda_1"].to_numpy())[unmet]
-    quadratic = np.diff(run["lambda_2"].to_numpy())[unmet]
-    if not unmet.any():
-        return {"unmet_steps": 0, "pressure_rose": None, "lambda_2_rose": None}
-    return {"unmet_steps": int(unmet.sum()), "pressure_rose": float((pressure > 0).mean()),
-            "lambda_2_rose": float((quadratic > 0).mean())}
-
-
-def overshoot(run: pd.DataFrame, target_column: str = "target") -> dict:
-    """Whether the expected sparsity passed the final target (``by`` > 0), at what peak and step.
-
-    Example:
-        >>> run = pd.DataFrame({"step": [0, 1, 2], "expected_sparsity": [0.1, 0.6, 0.5],
-        ...                     "target": [0.5] * 3})
-        >>> round(overshoot(run)["by"], 3), overshoot(run)["peak_step"]
-        (0.1, 1)
-    """
-    s = run["expected_sparsity"].to_numpy(dtype=float)
-    target, peak = float(run[target_column].iloc[-1]), int(np.argmax(s))
-    return {"target": target, "peak": float(s[peak]), "peak_step": int(run["step"].iloc[peak]),
-            "by": float(s[peak]) - target, "last": float(s[-1])}
-
-
-def bin_mass(table: pd.DataFrame, bin_num: int) -> torch.Tensor:
-    """(BIN_NUM,) share of the importance in each rank bin of an ``importance_table`` ([CLS] out).
-
-    Example:
-        >>> table = pd.DataFrame({"bin": [-1, 0, 2], "importance": [0.5, 0.3, 0.1]})
-        >>> [round(x, 2) for x in bin_mass(table, 4).tolist()]
-        [0.75, 0.0, 0.25, 0.0]
-    """
-    ranked = table[table["bin"] >= 0]
-    mass = torch.zeros(bin_num, dtype=torch.float64)
-    mass.index_add_(0, torch.tensor(ranked["bin"].to_numpy()),
-                    torch.tensor(ranked["importance"].to_numpy(), dtype=torch.float64))
-    return (mass / mass.sum()).float()

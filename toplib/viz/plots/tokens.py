@@ -86,8 +86,9 @@ KIND_COLORS = {"content word": 0, "stop word": 1, "punctuation": 2, "word piece"
 
 
 def plot_prune_rates(df, top_n: int = 20, task: str | None = None, least_n: int = 0):
-    """The most-pruned token types (``prune_rates``) and, below a line, the ``least_n`` least
-    pruned: share pruned by kind, beside the mean layers entered."""
+    """The most-pruned token types and, below a line, the ``least_n`` least pruned: share pruned
+    by kind, beside the mean layers entered. ``df``: one row per type, most pruned first, with
+    token, count, prune_rate, mean_layers and kind (``toplib.viz.analysis.token_kind``)."""
     sns.set_theme(style="whitegrid", context="notebook")
     least = df.iloc[max(top_n, len(df) - least_n):] if least_n else df.iloc[:0]
     part = pd.concat([df.head(top_n), least])
