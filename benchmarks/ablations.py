@@ -355,7 +355,7 @@ def make_study_figures(rows: list[dict], directory: str) -> None:
     )
     if len(budget := budget_frame(rows)):
         save_figure(plot_budget(budget), "study_budget", directory)
-    if len(baselines := baseline_frame(rows, BASELINE_TASKS)):
+    if len(baselines := baseline_frame(rows, sorted({r["task"] for r in rows}))):
         save_figure(plot_baselines(baselines, list(BASELINE_NAMES.values())),
                     "study_baselines", directory)
     for task in sorted({r["task"] for r in rows}):
