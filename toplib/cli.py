@@ -13,7 +13,7 @@ import sys
 import threading
 import traceback
 
-from .core.config import add_knob_arguments, check, check_device, parse_layers
+from .core.config import add_knob_arguments, parse_layers
 from .data import TASKS, DataFiles, get_task
 from .hf.release import convert_release
 from .search import format_trials, hyperparameter_search, read_trials
@@ -124,10 +124,7 @@ def cmd_sweep(args):
 
 
 def cmd_evaluate(args) -> dict:
-    check("max_eval_samples", args.max_eval_samples,
-          args.max_eval_samples is None or args.max_eval_samples >= 1, "must be an integer >= 1")
-    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args),
-                                  check_device(args.device),
+    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args), args.device,
                                   not args.quiet, args.max_eval_samples, args.dtype)
     print(json.dumps(results, indent=2) if args.json else summarize(results))
     return results
@@ -136,7 +133,7 @@ def cmd_evaluate(args) -> dict:
 def cmd_quickstart(args) -> dict:
     from .train.pipeline import quickstart
     return quickstart(args.output_dir, sparsity=args.sparsity, resume=args.resume,
-                      device=check_device(args.device), progress=not args.quiet)
+                      device=args.device, progress=not args.quiet)
 
 
 def cmd_convert_release(args) -> str:

@@ -46,7 +46,8 @@ def resolve_model_path(model: str | None, name: str = "model") -> str:
 
 def model_config(model: str | None, name: str = "model"):
     """(path or hub name, HF config) of ``model``, of a supported family with at least
-    :data:`MIN_LAYERS` layers."""
+    :data:`MIN_LAYERS` layers and, a folder, holding a tokenizer: the one check of a model
+    argument."""
     path = resolve_model_path(model, name)
     if os.path.isdir(path):
         config = read_config(path, name)
@@ -61,6 +62,8 @@ def model_config(model: str | None, name: str = "model"):
     check(name, model, layers >= MIN_LAYERS, f"it has {layers} encoder layer(s) "
           f"(num_hidden_layers); ToP prunes the inputs of layers 1..L-1, so toplib needs at "
           f"least {MIN_LAYERS}")
+    if os.path.isdir(path):
+        check_tokenizer_files(path, name)
     return path, config
 
 
@@ -94,11 +97,10 @@ def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") 
           f"{', less its padding offset' if limit < hf_config.max_position_embeddings else ''})")
 
 
-def load_tokenizer(model: str | None, name: str = "model"):
-    """The tokenizer of ``model``, checked to fit the model's embeddings."""
-    path, config = model_config(model, name)
-    if os.path.isdir(path):
-        check_tokenizer_files(path, name)
+def load_tokenizer(model: str | None, name: str = "model", hf_config=None):
+    """The tokenizer of ``model``, checked to fit the model's embeddings; ``hf_config``: the
+    config of a ``model`` already checked (:func:`model_config`, ``verify_checkpoint``)."""
+    path, config = (model, hf_config) if hf_config is not None else model_config(model, name)
     with reading(path, name):
         tokenizer = AutoTokenizer.from_pretrained(path)
     check(name, model, len(tokenizer) <= config.vocab_size,
@@ -107,10 +109,10 @@ def load_tokenizer(model: str | None, name: str = "model"):
     return tokenizer
 
 
-def load_classifier(model: str | None, spec):
+def load_classifier(path: str, spec):
     """An eager-attention sequence classifier with the task's head (label names LABEL_i when
-    the task has none, never a previous task's); a head of another size is replaced."""
-    path = check_model_type(model)
+    the task has none, never a previous task's) from a ``path`` (or hub name) checked by
+    :func:`model_config`; a head of another size is replaced."""
     names = spec.label_names or [f"LABEL_{i}" for i in range(spec.num_labels)]
     id2label = dict(enumerate(names))
     with reading(weights_file(path) or path, "model"):

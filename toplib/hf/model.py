@@ -39,6 +39,7 @@ from .loading import (  # noqa: F401 - re-exported: callers import them from her
     load_classifier,
     load_tokenizer,
     looks_like_path,
+    model_config,
     resolve_model_path,
 )
 
@@ -150,24 +151,24 @@ class ToPModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str, prune: PruneConfig | None = None, name: str = "checkpoint",
-                        **hf_kwargs) -> ToPModel:
-        """Load a toplib checkpoint (folder checked first), or wrap a plain HF one with fresh
-        gates; ``prune`` None: the saved structure, its gates loaded too."""
+                        meta: dict | None = None, **hf_kwargs) -> ToPModel:
+        """Load a toplib checkpoint (folder checked first, unless ``meta``: what
+        ``verify_checkpoint`` returned for it), or wrap a plain HF one with fresh gates;
+        ``prune`` None: the saved structure, its gates loaded too."""
         path = str(path)
-        if os.path.isdir(path) or looks_like_path(path):
-            meta, source = verify_checkpoint(path, name, tokenizer=False), weights_file(path)
-        else:  # a hub name: reachable and of a family toplib can patch
-            meta, source = {}, check_model_type(path, name)
+        if meta is None and (os.path.isdir(path) or looks_like_path(path)):
+            meta = verify_checkpoint(path, name, tokenizer=False)
+        elif meta is None:
+            check_model_type(path, name)  # a hub name: reachable, of a family toplib patches
+            meta = {}
         saved = saved_prune(meta, path, name)
-        with reading(source, name):
+        with reading(weights_file(path) or path, name):
             hf = AutoModelForSequenceClassification.from_pretrained(
                 path, attn_implementation="eager", **hf_kwargs)
         top = cls(hf, saved if prune is None else prune)
         gates_file = os.path.join(path, GATES_FILE)
         if saved is not None and (prune is None or prune == saved) and os.path.exists(gates_file):
-            state = load_gates(gates_file, name)
-            check_gates(state, top.gates, gates_file, name)
-            top.gates.load_state_dict(state)
+            top.gates.load_state_dict(load_gates(gates_file, name))  # its shapes verified
         return top
 
 
@@ -181,10 +182,11 @@ def plain_classifier(top, attn_implementation: str = "sdpa") -> nn.Module:
 
 
 def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: str = "cpu",
-                    name: str = "checkpoint", **hf_kwargs):
+                    name: str = "checkpoint", meta: dict | None = None, **hf_kwargs):
     """(ToPModel in eval mode, tokenizer, meta with ``labels``) of a checkpoint or a run
-    directory (its ``best/``), every file checked first; raises CheckpointError."""
+    directory (its ``best/``), every file checked first (``meta``: already checked, what
+    ``verify_checkpoint`` returned); raises CheckpointError."""
     path = checkpoint_path(str(checkpoint))
-    meta = verify_checkpoint(path, name)
-    top = ToPModel.from_pretrained(path, prune=prune, name=name, **hf_kwargs).to(device).eval()
-    return top, load_tokenizer(path, name), meta
+    meta = verify_checkpoint(path, name) if meta is None else meta
+    top = ToPModel.from_pretrained(path, prune, name, meta, **hf_kwargs).to(device).eval()
+    return top, load_tokenizer(path, name, top.config), meta

@@ -123,6 +123,16 @@ def summarize(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def check_task(task: str, config: TrainConfig, hf_config, labels: dict | None = None,
+               name: str = "") -> None:
+    """Before any data is read: the task's sequence length must fit the model, and (but for a
+    custom task, whose labels come with its files) its labels the checkpoint's ``labels``."""
+    spec = get_task(task)
+    check_sequence_length(config.max_seq_length or spec.max_seq_length, hf_config)
+    if spec.name != "custom":
+        check_label_space(labels, spec, name)
+
+
 def evaluate_checkpoint(checkpoint: str, task: str | None = None,
                         data: DataFiles | str | None = None, device: str = "cpu",
                         progress: bool = True, max_eval_samples: int | None = None,
@@ -140,16 +150,15 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
         raise ValueError(f"task=None: checkpoint={checkpoint!r} records no task; pass --task")
     config = TrainConfig.from_dict(meta["config"]) if "config" in meta else TrainConfig()
     config.max_eval_samples = max_eval_samples
-    spec, labels, name = get_task(task), meta["labels"], f"checkpoint={checkpoint!r}"
-    check_sequence_length(config.max_seq_length or spec.max_seq_length,
-                          AutoConfig.from_pretrained(path))
-    if spec.name != "custom":  # a custom task's labels are known once its files are read
-        check_label_space(labels, spec, name)
-    tokenizer = load_tokenizer(path, "checkpoint")
+    labels, name = meta["labels"], f"checkpoint={checkpoint!r}"
+    hf_config = AutoConfig.from_pretrained(path)
+    check_task(task, config, hf_config, labels, name)
+    tokenizer = load_tokenizer(path, "checkpoint", hf_config)
     split_data = prepare_data(task, tokenizer, config, data, need_train=False,
                               label_names=labels["label_names"])
-    check_label_space(labels, split_data.spec, name)
-    top = ToPModel.from_pretrained(path, name="checkpoint").to(device).eval()
+    if split_data.spec.name == "custom":  # its labels are known once its files are read
+        check_label_space(labels, split_data.spec, name)
+    top = ToPModel.from_pretrained(path, name="checkpoint", meta=meta).to(device).eval()
     mode = EvalMode(pruning=meta.get("stage") == "prune", dtype=dtype)
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
                            split_data.padded_length, mode, device, progress)
