@@ -27,7 +27,8 @@ import sys
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("TOPLIB_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+# relative to the working directory: the records name no machine's folders
+DATA = os.environ.get("TOPLIB_DATA_DIR", os.path.relpath(os.path.join(ROOT, "..", "shared", "data")))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 PRESETS = {
     "bert-base": dict(model=dict(config="bert-base", num_labels=20),

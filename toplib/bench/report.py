@@ -191,7 +191,8 @@ def _check_outputs(json_path: str | None, plot_dir: str | None) -> None:
 def _write_outputs(all_results: list[dict], json_path: str | None, plot_dir: str | None) -> None:
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"command": shlex.join(sys.argv), "results": all_results}, f, indent=1)
+            json.dump({"command": shlex.join(["toplib", *sys.argv[1:]]), "results": all_results},
+                      f, indent=1)
     if plot_dir:
         from ..viz.plots import plot_latency_vs_length, plot_latency_vs_sparsity
         os.makedirs(plot_dir, exist_ok=True)
