@@ -2,6 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+comma := ,
 
 .PHONY: setup quickstart lint test test-all figures notebooks report reproduce
 
@@ -48,15 +49,23 @@ REPORT_DIR ?= report
 report: setup
 	$(PY) scripts/build_report.py --out $(REPORT_DIR) $(NOTEBOOK_ARGS)
 
-## The results table with seeds (README: results): the standard preset (full training data,
-## the release's schedule at 1/100) on the GLUE tasks, 3 seeds each, through notebook 08;
-## then the runs' records (no weights), table and figures collected into results/standard.
-## Resumable: rerun after an interruption. About an hour a task on 2 CPU cores.
+## The reproduction (README: results), resumable: rerun after an interruption. First the
+## study (benchmarks/ablations.py, STUDY_JOBS one-thread runs at a time, records in
+## benchmarks/results/ablations/): ToP's budget at 1x/3x/10x, the prune layers, lower targets
+## and the baselines on the same budget, 3 seeds each. Then the standard table through
+## notebook 08 (the GLUE tasks, then 20news from its own folder), 3 seeds a task. Last, every
+## table and figure again from the committed records alone (scripts/collect_results.py).
+## Days of CPU on 2 cores.
+STUDY_JOBS ?= 2
+STUDY_ARMS ?= std_x1,std_x3,std_x10,std_x3_from1,std_x3_from2,std_x3_s030,std_x3_s050,norank_x3,topk_x3
 STANDARD_TASKS ?= cola,mrpc,rte,stsb,sst2
 SEEDS ?= 42,43,44
+NEWS_DIR ?= $(firstword $(wildcard ../shared/data/20news))
+STANDARD_RUN = $(PY) scripts/run_notebooks.py 08_reproduce -p preset=standard -p seeds=$(SEEDS) \
+	-p output_dir=$(abspath runs/standard) -p figures_dir=$(abspath runs/standard/figures)
 reproduce: setup
-	$(PY) scripts/run_notebooks.py 08_reproduce -p preset=standard -p tasks=$(STANDARD_TASKS) \
-		-p seeds=$(SEEDS) -p data_dir=$(abspath $(GLUE_DIR)) -p output_dir=$(abspath runs/standard) \
-		-p figures_dir=$(abspath runs/standard/figures)
-	$(PY) scripts/collect_results.py --runs runs/standard --tasks $(STANDARD_TASKS) \
-		--seeds $(SEEDS) --out results/standard
+	$(PY) benchmarks/ablations.py run --jobs $(STUDY_JOBS) --only $(STUDY_ARMS)
+	$(STANDARD_RUN) -p tasks=$(STANDARD_TASKS) -p data_dir=$(abspath $(GLUE_DIR))
+	$(if $(NEWS_DIR),$(STANDARD_RUN) -p tasks=20news -p data_dir=$(abspath $(NEWS_DIR)))
+	$(PY) scripts/collect_results.py --runs runs/standard --seeds $(SEEDS) --out results/standard \
+		--tasks $(STANDARD_TASKS)$(if $(NEWS_DIR),$(comma)20news)

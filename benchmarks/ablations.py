@@ -1,4 +1,4 @@
-"""Seeded ablations of toplib's departures from the release (README: "Ablations").
+"""Seeded ablations of toplib's departures from the release (benchmarks/results/ablations/README.md).
 
 Every arm is a preset (the quick one unless the arm names ``preset``) plus the overrides
 below, trained from one teacher per task and preset (seed 42) with seeds 0, 1, 2; an arm's
@@ -15,7 +15,7 @@ draws figures/ablation_*, study_* from those JSONs alone.
 
     python benchmarks/ablations.py run --jobs 2     # trains what is missing, resumable
     python benchmarks/ablations.py collect          # evaluates finished runs
-    python benchmarks/ablations.py table            # the README's tables
+    python benchmarks/ablations.py table            # the tables of benchmarks/results/ablations/README.md
 
 Runs live in runs/ablations/<task>/<arm>/seed<k> (not committed), teachers in
 runs/ablations/<task>/teacher (quick) and teacher-standard; GLUE tasks read GLUE_DIR
@@ -339,72 +339,23 @@ TRAINING_FORWARD_PAIRS = {"rotten_tomatoes": ("quick_masked", "release_forward",
 
 
 def load_rows() -> list[dict]:
-    return [json.load(open(os.path.join(RESULTS, f))) for f in sorted(os.listdir(RESULTS))
-            if f.endswith(".json")]
-
-
-def _drop(row: dict, score: float | None = None) -> float:
-    return 100 * ((row["score"] if score is None else score) - row["teacher_score"])
-
-
-def budget_frame(rows: list[dict]):
-    """One row per run of the budget study: task, budget, seed, drop, sparsity_real."""
-    import pandas as pd
-    return pd.DataFrame([dict(task=r["task"], budget=ARMS[r["arm"]]["budget"], seed=r["seed"],
-                              drop=_drop(r), sparsity_real=r["evaluation"]["sparsity_real"])
-                         for r in rows if r["arm"] in ("std_x1", "std_x3", "std_x10")])
-
-
-BASELINE_NAMES = {"std_x3": "ToP", "norank_x3": "ToP, no ranking loss",
-                  "topk_x3": "top-k by attention, trained", "attention": "attention, no training",
-                  "random": "random, no training"}
-
-
-def baseline_frame(rows: list[dict]):
-    """One row per run and method at ToP's FLOPs: task, method, seed, drop, sparsity_real
-    (the training-free baselines from each ToP run's row)."""
-    import pandas as pd
-    out = []
-    for r in rows:
-        if r["task"] not in BASELINE_TASKS or r["arm"] not in BASELINE_NAMES:
-            continue
-        out.append(dict(task=r["task"], method=BASELINE_NAMES[r["arm"]], seed=r["seed"],
-                        drop=_drop(r), sparsity_real=r["evaluation"]["sparsity_real"]))
-        for b in r.get("training_free", []) if r["arm"] == "std_x3" else []:
-            if b["method"] in BASELINE_NAMES:
-                out.append(dict(task=r["task"], method=BASELINE_NAMES[b["method"]],
-                                seed=r["seed"], drop=_drop(r, b["score"]),
-                                sparsity_real=b["sparsity_real"]))
-    return pd.DataFrame(out)
-
-
-RETARGET_ARMS = ("std_x3", "std_x3_s030", "std_x3_s050")  # one budget, several targets
-
-
-def retarget_frame(rows: list[dict], task: str):
-    """The task's budget-3 runs: each one's re-derived points (source: its trained target)
-    and the runs themselves (source "trained"): source, target, requested, seed,
-    sparsity_real, score (points)."""
-    import pandas as pd
-    out = []
-    for r in rows:
-        if r["task"] != task or r["arm"] not in RETARGET_ARMS or "retargeted" not in r:
-            continue
-        target = max(h["target_sparsity"] for h in r["history"])
-        out.append(dict(source="trained", target=target, requested=target, seed=r["seed"],
-                        sparsity_real=r["evaluation"]["sparsity_real"], score=100 * r["score"]))
-        out += [dict(source=target, target=target, requested=p["requested"], seed=r["seed"],
-                     sparsity_real=p["sparsity_real"], score=100 * p["score"])
-                for p in r["retargeted"] if p["method"] == "attention"]
-    return pd.DataFrame(out)
+    from toplib.viz.study import load_study
+    return load_study(RESULTS)
 
 
 def make_study_figures(rows: list[dict], directory: str) -> None:
     """The reproduction study's figures, from whichever of its runs are collected."""
     from toplib.viz.plots import plot_baselines, plot_budget, plot_retargeted, save_figure
+    from toplib.viz.study import (
+        BASELINE_NAMES,
+        RETARGET_ARMS,
+        baseline_frame,
+        budget_frame,
+        retarget_frame,
+    )
     if len(budget := budget_frame(rows)):
         save_figure(plot_budget(budget), "study_budget", directory)
-    if len(baselines := baseline_frame(rows)):
+    if len(baselines := baseline_frame(rows, sorted({r["task"] for r in rows}))):
         save_figure(plot_baselines(baselines, list(BASELINE_NAMES.values())),
                     "study_baselines", directory)
     for task in sorted({r["task"] for r in rows}):

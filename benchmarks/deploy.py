@@ -27,7 +27,8 @@ import sys
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.environ.get("TOPLIB_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+# relative to the working directory: the records name no machine's folders
+DATA = os.environ.get("TOPLIB_DATA_DIR", os.path.relpath(os.path.join(ROOT, "..", "shared", "data")))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 PRESETS = {
     "bert-base": dict(model=dict(config="bert-base", num_labels=20),
@@ -58,22 +59,18 @@ def has_bf16() -> bool:
 def time_path(engine: str, dtype: str, quantize: str | None, bs: int, preset: dict) -> dict:
     """One benchmark (one batch size) of one path, as ``toplib bench`` gives it."""
     from toplib.bench import BenchSettings, build_model, run_benchmark
-    from toplib.bench.ort import run_ort_benchmark
     top, tok = build_model(**preset["model"])
     runs, warmup = ROUNDS[bs]
     settings = BenchSettings(**preset["settings"], batch_sizes=(bs,), runs=runs, warmup=warmup,
-                             dtype=dtype, padded=False)
-    if engine == "onnxruntime":
-        return run_ort_benchmark(settings, top, tok, quantize)
+                             dtype=dtype, padded=False, engine=engine, quantize=quantize)
     return run_benchmark(settings, top, tok)
 
 
 def summary_row(name: str, result: dict) -> dict:
     """Dense and toplib latency, speed-up, FLOPs reduction, ratio and target of one result."""
+    from toplib.bench.timing import PAIRS
     row = result["batches"][0]
-    lat = row["latency_ms"]
-    dense, drop = (lat["ort_dense"], lat["ort_drop"]) if "ort_drop" in lat else \
-        (lat["dense_dynamic"], lat["top_drop"])
+    dense, drop = (row["latency_ms"][k] for k in PAIRS[result.get("engine", "torch")])
     bs, target = row["batch_size"], TARGETS[name].get(row["batch_size"])
     ratio = dense / drop / row["reduction_real"]
     ok = ratio >= target if target is not None else dense > drop

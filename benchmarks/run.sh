@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark runs behind benchmarks/README.md: `benchmarks/run.sh NAME...` (or `all`).
+# The benchmark runs behind benchmarks/results/README.md: `benchmarks/run.sh NAME...` (or `all`).
 # Each writes benchmarks/results/<NAME>_t<THREADS>.json, the printed table (.txt) and the log.
-# THREADS: torch threads (default: 1, see README on machine load); NICE: scheduling priority;
+# THREADS: torch threads (default: 1, see benchmarks/results/README.md on machine load); NICE: scheduling priority;
 # SUFFIX: appended to the output names; QUIET_LOAD: wait (up to 20 min) until the 1-minute
 # load average is below this before each run.
 set -euo pipefail

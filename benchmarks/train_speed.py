@@ -41,7 +41,8 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-DATA = os.environ.get("TOPLIB_DATA_DIR", os.path.join(ROOT, "..", "shared", "data"))
+# relative to the working directory: the records name no machine's folders
+DATA = os.environ.get("TOPLIB_DATA_DIR", os.path.relpath(os.path.join(ROOT, "..", "shared", "data")))
 MODELS = {"minilm": dict(), "bert-base": dict(config="bert-base")}
 SPARSITIES = (0.0, 0.5, 0.7)
 TARGETS = {"top_s0.5": 0.75, "top_s0.7": 0.6}  # at most this x the dense step, float32

@@ -51,13 +51,10 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     pages = []
     for name in args.names or known:
-        if args.html_only:
-            page = ReportPage(name)
-        else:
-            logger.info("executing %s", name)
-            page = execute_page(name, args.out, parameters)
-            logger.info("%s: %s in %.1f min", name, "failed" if page.error else "ok", page.minutes)
-        export_page(page, args.out)
+        logger.info("%s %s", "exporting" if args.html_only else "executing", name)
+        page = ReportPage(name) if args.html_only else execute_page(name, args.out, parameters)
+        export_page(page, args.out)  # fills the run time and failure of an earlier build's copy
+        logger.info("%s: %s in %.1f min", name, "failed" if page.error else "ok", page.minutes)
         pages.append(page)
     machine = f"{cpu_model()}, {os.cpu_count()} CPU threads"
     index = write_index(pages, args.out, f"Preset: {parameters['preset']}.", machine)

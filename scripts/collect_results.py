@@ -1,5 +1,6 @@
 """Collect reproduction runs into a folder small enough to commit: every run's records
-(results.json, history.jsonl; no weights), the table with seeds and its figures.
+(results.json, history.jsonl; no weights), the table with seeds and its figures; then the
+reproduction study's table and figures from its committed records (``--study``).
 
 The table and figures are regenerated from the collected folder alone, so
 ``--runs results/standard`` redraws them without the runs.
@@ -20,6 +21,7 @@ sys.path.insert(0, REPO)
 from toplib.core.config import parse_list  # noqa: E402
 from toplib.train.reproduce import export_records, seed_row, write_seed_table  # noqa: E402
 from toplib.viz import plots  # noqa: E402
+from toplib.viz.study import load_study  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -30,6 +32,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="folder to write (records, results.*)")
     parser.add_argument("--figures", default=os.path.join(REPO, "figures"))
     parser.add_argument("--name", default="standard", help="figure names: <name>_*.png")
+    parser.add_argument("--study", default=os.path.join(REPO, "benchmarks", "results", "ablations"),
+                        help="the study's records (benchmarks/ablations.py); '' skips them")
     args = parser.parse_args(argv)
     tasks, seeds = parse_list(args.tasks, str), parse_list(args.seeds, int)
     rows = []
@@ -42,6 +46,12 @@ def main(argv=None) -> None:
     for figure, plot in (("score_vs_sparsity", plots.plot_seed_results),
                          ("reproduction", plots.plot_reproduction)):
         print(*plots.save_figure(plot(rows), f"{args.name}_{figure}", args.figures))
+    if args.study:
+        sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+        import ablations
+        study = load_study(args.study)
+        print(ablations.format_rows(ablations.summarize(study)))
+        ablations.make_figures(study, args.figures)
 
 
 if __name__ == "__main__":

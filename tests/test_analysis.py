@@ -19,7 +19,6 @@ from toplib.hf.model import ToPModel, resolve_model_path
 from toplib.infer import set_eval_sparsity
 from toplib.train.evaluate import EvalMode
 from toplib.viz import analysis, explorer, plots
-from toplib.viz.analysis import KeptTokens
 from toplib.viz.notebook import per_task_values, read_metrics, record_metrics
 from toplib.viz.sweep import evaluate_with_gates
 
@@ -99,7 +98,7 @@ def test_a_ranking_agrees_perfectly_with_itself():
     assert torch.allclose(ndcg, torch.ones(4, dtype=torch.float64))
 
 
-# ---- kept tokens, agreement, prune rates ------------------------------------------------------
+# ---- kept tokens and agreement ---------------------------------------------------------------
 def test_kept_token_matrices(top, tokenizer):
     texts = sentences(5)
     kept = analysis.kept_tokens(top, tokenizer, texts, batch_size=4)
@@ -129,20 +128,6 @@ def test_ranking_agreement_of_the_teacher_with_itself(top, tokenizer):
     assert list(pruned["decides_pruning"]) == [i + 1 in locations for i in range(LAYERS)]
     assert (pruned["tokens"].diff().dropna() <= 0).all()
     assert pruned["ndcg"].dropna().between(0, 1).all()
-
-
-def test_prune_rates_on_hand_data():
-    kept = [KeptTokens(["[CLS]", "the", "film", "the"], np.array([[1, 1, 1, 1], [1, 0, 1, 1],
-                                                                     [1, 0, 1, 0]], bool), 0, []),
-            KeptTokens(["[CLS]", "the", "film"], np.array([[1, 1, 1], [1, 1, 1], [1, 1, 0]], bool),
-                       1, [])]
-    df = analysis.prune_rates(kept, min_count=2)
-    assert list(df["token"]) == ["the", "film"]  # [CLS] skipped
-    the, film = df.iloc[0], df.iloc[1]
-    assert (the["count"], the["prune_rate"]) == (3, pytest.approx(2 / 3))
-    assert the["mean_layers"] == pytest.approx(6 / 3)
-    assert (film["count"], film["prune_rate"], film["mean_layers"]) == (2, 0.5, 2.5)
-    assert analysis.prune_rates(kept, min_count=3)["token"].tolist() == ["the"]
 
 
 # ---- baselines at matched FLOPs --------------------------------------------------------------
@@ -265,7 +250,9 @@ def test_plot_functions_return_figures_and_save_both_formats(top, tokenizer, tmp
     figures = {
         "kept": plots.plot_kept_tokens(kept, titles=["a", "b"]),
         "agreement": plots.plot_ranking_agreement(agreement, 5),
-        "rates": plots.plot_prune_rates(analysis.prune_rates(kept, min_count=1), 5),
+        "rates": plots.plot_prune_rates(pd.DataFrame({
+            "token": ["the", "film"], "count": [3, 2], "prune_rate": [2 / 3, 0.5],
+            "mean_layers": [2.0, 2.5], "kind": ["stop word", "content word"]}), 5),
         "sweep": plots.plot_sparsity_accuracy(sweep),
         "curves": plots.plot_training_curves(history, (1, 2, 3)),
         "teacher_curves": plots.plot_training_curves([dict(kind="train", step=1, task_loss=0.6),
@@ -295,3 +282,31 @@ def test_bin_occupancy_leaves_the_last_bin_empty_below_bin_num_tokens():
     # layer 2 ranks 5, 15 and 25: only the 25-token example reaches bin 24
     assert float(occupancy[1, 24]) == pytest.approx(1 / 25 / 3)
     assert float(occupancy[1, 0]) > 1 / 25  # few tokens: bin 0 always holds one
+
+
+def _study_row(arm, seed, score, **extra):
+    return dict(task="mrpc", arm=arm, seed=seed, score=score, teacher_score=0.875,
+                overrides=dict(budget=3), evaluation=dict(sparsity_real=0.7),
+                history=[dict(target_sparsity=0.35), dict(target_sparsity=0.67)], **extra)
+
+
+def test_study_frames_read_drops_in_points_and_each_baseline_and_retarget_point(tmp_path):
+    from toplib.viz.study import baseline_frame, budget_frame, load_study, retarget_frame
+    free = [dict(method="teacher", score=0.875, sparsity_real=0.0),
+            dict(method="random", score=0.625, sparsity_real=0.69)]
+    again = [dict(method="attention", requested=0.3, score=0.85, sparsity_real=0.31)]
+    rows = [_study_row("std_x3", 0, 0.825, training_free=free, retargeted=again),
+            _study_row("topk_x3", 0, 0.8), _study_row("quick", 0, 0.5)]
+    for i, row in enumerate(rows):
+        (tmp_path / f"{i}.json").write_text(json.dumps(row))
+    rows = load_study(str(tmp_path))
+    assert budget_frame(rows).to_dict("records") == [
+        dict(task="mrpc", budget=3, seed=0, drop=pytest.approx(-5.0), sparsity_real=0.7)]
+    methods = baseline_frame(rows, ["mrpc"]).set_index("method")["drop"].to_dict()
+    assert methods == pytest.approx({"ToP": -5.0, "random, no training": -25.0,
+                                     "top-k by attention, trained": -7.5})
+    assert baseline_frame(rows, ["sst2"]).empty
+    points = retarget_frame(rows, "mrpc")
+    assert points["source"].tolist() == ["trained", 0.67]
+    assert points["score"].tolist() == pytest.approx([82.5, 85.0])
+    assert points["requested"].tolist() == [0.67, 0.3]

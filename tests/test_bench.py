@@ -64,11 +64,23 @@ def test_flops_figures_are_consistent(results):
         assert row["ratio_real"] == pytest.approx(row["speedup_vs_dynamic"] / row["reduction_real"])
 
 
-def test_results_serialise_and_print(results):
+@pytest.mark.parametrize("markdown", [True, False], ids=["tabulate", "to_string"])
+def test_results_serialise_and_print(results, markdown, monkeypatch):
+    import toplib.bench.report as report
+    if not markdown:
+        monkeypatch.setattr(report, "find_spec", lambda name: None)
+    elif report.find_spec("tabulate") is None:
+        pytest.skip("tabulate is not installed")
     json.dumps(results)
     text = format_report(results)
-    for name in (*VARIANTS, "where the time goes", "overhead", "fixed"):
-        assert name in text
+    assert ("|:--" in text) == markdown
+    row, fmt = results["batches"][-1], "{:.5g}".format  # the numbers a reader looks up
+    numbers = [fmt(row["latency_ms"]["top_drop"]), fmt(row["ratio_real"]),
+               fmt(row["reduction_padded"]), fmt(row["profile"]["ffn_fit"]["fixed_ms"]),
+               fmt(row["profile"]["drop"]["ffn"])]
+    for needle in (*VARIANTS, "where the time goes", "overhead", "fixed_ms", "ratio_real_cpu",
+                   "speedup_vs_padded", "padded to 64", "load_before", *numbers):
+        assert needle in text, needle
 
 
 def test_plots_return_figures(results):
@@ -106,7 +118,8 @@ def test_cli_registers_bench_subcommand():
 
 @pytest.mark.parametrize("field,value", [("runs", 0), ("batch_sizes", (0,)), ("sparsity", 1.0),
                                          ("length", 1), ("dtype", "int8"),
-                                         ("dtype", "float16")])
+                                         ("dtype", "float16"), ("engine", "tensorrt"),
+                                         ("quantize", "int8")])  # int8: onnxruntime only
 def test_settings_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         BenchSettings(**{field: value})

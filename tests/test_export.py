@@ -190,15 +190,14 @@ def test_minilm_on_real_validation_data(tmp_path):
 
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_ort_benchmark_reads_like_run_benchmark(quantize, tiny_model_dir, tmp_path):
-    from toplib.bench.models import build_model
-    from toplib.bench.ort import format_ort_report, run_ort_benchmark
-    from toplib.bench.timing import BenchSettings
+    from toplib.bench import BenchSettings, build_model, format_report, run_benchmark
     top, tok = build_model(tiny_model_dir)
     settings = BenchSettings(batch_sizes=(1, 4), runs=2, warmup=1, sparsity=0.4,
-                             max_seq_length=32)
+                             max_seq_length=32, engine="onnxruntime", quantize=quantize)
     workdir = str(tmp_path / "graphs") if quantize else None  # None: a temporary folder
-    results = run_ort_benchmark(settings, top, tok, quantize, workdir=workdir)
+    results = run_benchmark(settings, top, tok, workdir=workdir)
     assert results["quantize"] == (quantize or "fp32") and results["cpu_model"]
+    assert results["engine"] == "onnxruntime" and results["onnxruntime"]
     if quantize:
         assert all(os.path.isfile(p) for p in results["graphs"].values())
     else:
@@ -209,14 +208,18 @@ def test_ort_benchmark_reads_like_run_benchmark(quantize, tiny_model_dir, tmp_pa
             row["latency_ms"]["ort_dense"] / row["latency_ms"]["ort_drop"])
         assert row["ratio_real"] == pytest.approx(row["speedup"] / row["reduction_real"])
         assert row["reduction_real"] > 1 and 0 <= row["label_agreement"] <= 1
-    report = format_ort_report(results)
-    assert "ort_drop:" in report and (quantize or "fp32") in report
+    report, row = format_report(results), results["batches"][-1]
+    assert f"onnxruntime {results['onnxruntime']} {quantize or 'fp32'}" in report
+    for needle in ("speedup over ort_dense", "ort_drop", "label_agreement", "ratio_real_cpu",
+                   f"{row['latency_ms']['ort_drop']:.5g}", f"{row['ratio_real']:.5g}"):
+        assert needle in report, needle
+    assert "where the time goes" not in report  # the section profile is torch's
 
 
-def test_ort_benchmark_refuses_bad_quantize(tiny_model_dir):
-    from toplib.bench.models import build_model
-    from toplib.bench.ort import run_ort_benchmark
-    from toplib.bench.timing import BenchSettings
-    top, tok = build_model(tiny_model_dir)
-    with pytest.raises(ValueError, match="quantize='int4'"):
-        run_ort_benchmark(BenchSettings(), top, tok, "int4")
+@pytest.mark.parametrize("given,match", [(dict(quantize="int4"), "quantize='int4'"),
+                                         (dict(dtype="bfloat16"), "dtype='bfloat16'"),
+                                         (dict(device="cuda"), "device='cuda'")])
+def test_ort_benchmark_refuses_bad_quantize(given, match):
+    from toplib.bench import BenchSettings
+    with pytest.raises(ValueError, match=match):
+        BenchSettings(engine="onnxruntime", **given)

@@ -354,6 +354,8 @@ def test_02_finetune_teacher(kernel_env, tiny_model, tmp_path):
     assert m["score"] == max(r["score"] for r in evals)  # best/ is the best evaluation
     assert m["drop_after_best"] == pytest.approx(m["score"] - m["final_score"])
     assert m["drop_after_best"] >= 0
+    p, n = m["score"], m["splits"]["validation"]["num_examples"]  # accuracy: a binomial proportion
+    assert m["standard_error"] == pytest.approx((p * (1 - p) / n) ** 0.5)
     _figures(tmp_path, f"02_finetune_{TASK}")
 
 
@@ -379,6 +381,15 @@ def test_03_token_pruning(kernel_env, tiny_runs, tmp_path):
     assert m["loss_terms"]["after warm-up"]["weighted_rank"] == pytest.approx(
         sum(r["rank_weight"] * r["rank_loss"] for r in after) / len(after))
     assert 0 <= m["rank_share"] < 1  # the rank term's share of the loss value
+    fit = sum(r["distill_loss"] for r in train) / len(train)  # over the whole run
+    lag = sum(abs(r["lagrangian_loss"]) for r in train) / len(train)
+    weighted = sum(r["rank_weight"] * r["rank_loss"] for r in train) / len(train)
+    assert m["rank_share"] == pytest.approx(weighted / (fit + lag + weighted))
+    with open(tmp_path / "out" / "results.json") as f:
+        epsilon = json.load(f)["config"]["sparsity_epsilon"]
+    with open(tmp_path / "out" / "history.jsonl") as f:  # the first evaluation at the target
+        evals = [r for r in map(json.loads, f) if r["kind"] == "eval"]
+    assert m["constraint_met_step"] == next(r["step"] for r in evals if r["sparsity_real"] >= 0.5 - epsilon)
     grads = m["rank_gradient"]  # and of the gradient on the weights, which is what acts
     assert grads["fit"] > 0 and grads["rank"] >= 0 and grads["alpha"] == alpha
     assert grads["rank_weight_first"] == pytest.approx(alpha)
@@ -523,4 +534,9 @@ def test_08_reproduce(kernel_env, tiny_model, tmp_path):
     # figures_dir None: this notebook's figures and those of the 02/03 runs it drives, beside the runs
     assert m["figures"] == str(tmp_path / "out" / "figures")
     _figures(tmp_path, "08_reproduction", "08_score_vs_sparsity", f"02_finetune_{TASK}",
-             f"03_training_curves_{TASK}", folder="out/figures")
+             f"03_training_curves_{TASK}", "08_study_budget", "08_study_baselines",
+             folder="out/figures")
+    from toplib.viz.study import budget_frame, load_study  # the committed study's records
+    committed = budget_frame(load_study())
+    assert len(m["study"]) == committed.groupby(["task", "budget"]).ngroups > 0
+    assert sum(r["seeds"] for r in m["study"]) == len(committed)

@@ -138,3 +138,22 @@ def test_exported_records_regenerate_the_row(task_dir, tmp_path):
         assert sorted(os.listdir(tmp_path / "cola" / name)) == ["history.jsonl", "results.json"]
     row, again = seed_row(task_dir, SEEDS), seed_row(str(tmp_path / "cola"), SEEDS)
     assert again == dict(row, model=again["model"])
+
+
+def test_the_committed_records_regenerate_the_readme_table_and_the_study_figures(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shutil.copytree(os.path.join(repo, "results", "standard"), tmp_path / "standard")
+    out = subprocess.run([sys.executable, os.path.join(repo, "scripts", "collect_results.py"),
+                          "--runs", str(tmp_path / "standard"), "--out", str(tmp_path / "standard"),
+                          "--tasks", "cola,mrpc,rte,stsb,sst2", "--seeds", "42,43,44",
+                          "--figures", str(tmp_path / "figures")],
+                         capture_output=True, text=True, env=dict(os.environ, MPLBACKEND="Agg"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    committed = open(os.path.join(repo, "results", "standard", "results.md")).read()
+    assert (tmp_path / "standard" / "results.md").read_text() == committed
+    assert "| stsb | std_x3 | 3 |" in out.stdout  # the study's table, mean ± sd per arm
+    figures = set(os.listdir(tmp_path / "figures"))
+    assert {"standard_score_vs_sparsity.png", "study_budget.png", "study_baselines.png"} <= figures

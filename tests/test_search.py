@@ -10,26 +10,29 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 from conftest import RUN
 
 from toplib.search import (
+    Sweep,
     format_trials,
     hyperparameter_search,
     load_grid,
+    read_trials,
     run_trial,
     select_best,
     trial_dir,
     trial_name,
-    trial_table,
+    trial_rows,
     trials,
     write_trials,
 )
 from toplib.search.grid import MAX_NAME
-from toplib.search.table import open_sweep, read_sweep
-from toplib.search.trial import TrialSpec
+from toplib.search.table import open_sweep
 from toplib.train import build_train_config, prune
 from toplib.train.pipeline import SPARSITY_KEYS, table_row
+from toplib.train.records import absolute_inputs
 
 TASK = "rotten_tomatoes"
 # The tiny runs of test_train; they barely prune, so the target counts as met within
@@ -138,27 +141,33 @@ def test_format_trials_marks_the_winner_once():
     assert "| not started | - |" in lines[4]
 
 
-# ---- one trial in-process, and the table read from the folders ----------------------------
+# ---- one trial in-process, and the table made from its reports --------------------------
 def test_trial_trains_once_reports_and_fills_the_table(teacher_dir, tmp_path):
     grid = {"learning_rate": [5e-5, 3e-5]}
-    spec = TrialSpec(TASK, teacher_dir, str(tmp_path / "sweep"), None, TINY_RUN)
+    sweep = Sweep(TASK, teacher_dir, str(tmp_path / "sweep"), grid, None, overrides=TINY_RUN)
     first, seen = trials(grid)[0], []
-    row = run_trial(spec, first, seen.append)
+    row = run_trial(sweep, first, seen.append)
     evals, final = seen[:-1], seen[-1]
     assert len(evals) == 3 and all({"score", "step", "sparsity_real"} <= set(e) for e in evals)
     assert final["final"] and final["score"] == row["score"] and final["steps"] == 6
-    results = os.path.join(trial_dir(spec.output_dir, first), "results.json")
+    results = os.path.join(trial_dir(sweep.output_dir, first), "results.json")
     stamp = os.stat(results).st_mtime_ns
     again = []
-    assert run_trial(spec, first, again.append) == row  # read back, not retrained
+    assert run_trial(sweep, first, again.append) == row  # read back, not retrained
     assert len(again) == 1 and os.stat(results).st_mtime_ns == stamp
 
-    rows = trial_table(spec.output_dir, grid)
+    # Tune's table (ResultGrid.get_dataframe()) holds each trial's last report, as
+    # json_normalize makes it: a trial that reported only evaluations leaves NaN holes
+    frame = pd.json_normalize([final, evals[-1]], sep="/")
+    rows = trial_rows(frame, sweep.output_dir, grid)
     assert [r["status"] for r in rows] == ["finished", "not started"]
-    assert rows[0]["score"] == row["score"] and rows[0]["steps"] == 6
+    assert {k: rows[0][k] for k in row} == row  # the run folder's own table row
+    assert rows[0]["steps"] == 6 and isinstance(rows[0]["steps"], int)
     assert rows[1]["score"] is None and rows[1]["hyperparameters"] == {"learning_rate": 3e-5}
-    write_trials(spec.output_dir, rows)
-    with open(os.path.join(spec.output_dir, "trials.json")) as f:
+    lost = trial_rows(frame.iloc[1:], sweep.output_dir, grid)  # Tune's state without its report
+    assert lost[0]["status"] == "finished" and {k: lost[0][k] for k in row} == row
+    write_trials(sweep.output_dir, rows)
+    with open(os.path.join(sweep.output_dir, "trials.json")) as f:
         saved = json.load(f)
     best = select_best(rows)
     assert saved["winner"] == (best and best["trial"]) and len(saved["trials"]) == 2
@@ -180,10 +189,11 @@ def test_sweep_arguments_are_checked_before_ray_starts(teacher_dir, tmp_path, mo
             hyperparameter_search(**args)
     # a trial folder holding a run of another configuration is found before Ray starts
     grid = {"learning_rate": [5e-5]}
-    spec = TrialSpec(TASK, teacher_dir, str(tmp_path / "s"), None, dict(TINY_RUN, seed=1))
-    run_trial(spec, trials(grid)[0], lambda _: None)
+    sweep = Sweep(TASK, teacher_dir, str(tmp_path / "s"), grid, None,
+                  overrides=dict(TINY_RUN, seed=1))
+    run_trial(sweep, trials(grid)[0], lambda _: None)
     with pytest.raises(ValueError, match="seed: 1 -> 42"):
-        hyperparameter_search(TASK, teacher_dir, spec.output_dir, grid=grid, preset=None,
+        hyperparameter_search(TASK, teacher_dir, sweep.output_dir, grid=grid, preset=None,
                               overrides=dict(TINY_RUN, seed=42))
 
 
@@ -198,8 +208,9 @@ def test_a_sweep_folder_is_resumed_only_as_the_same_sweep(tmp_path, monkeypatch)
         open_sweep(out, record, resume=False)
     with pytest.raises(ValueError, match=r"grid: \{'learning_rate': \[5e-05\]\} -> "):
         open_sweep(out, dict(record, grid={"learning_rate": [3e-5]}), resume=True)
-    assert read_sweep(out) == dict(record, teacher=str(tmp_path / "teacher"))
-    assert json.load(open(os.path.join(out, "sweep.json")))["teacher"] == "../teacher"
+    saved = json.load(open(os.path.join(out, "sweep.json")))
+    assert saved["teacher"] == "../teacher"  # relative to the sweep folder
+    assert absolute_inputs(saved, out) == dict(record, teacher=str(tmp_path / "teacher"))
 
 
 # ---- Ray Tune end to end: killed part-way, resumed ----------------------------------------
@@ -260,7 +271,7 @@ def test_ray_sweep_killed_part_way_resumes_to_the_same_table(teacher_dir, tmp_pa
     assert not _wait_gone(second.pid, 30), "Ray processes outlived the sweep"
     with open(done, "rb") as f:
         assert (f.read(), os.stat(done).st_mtime_ns) == before, "the finished trial retrained"
-    rows = trial_table(out)
+    rows = read_trials(out)
     assert [r["status"] for r in rows] == ["finished", "finished"]
     for row, hparams in zip(rows, trials(grid)):  # the same as uninterrupted runs
         config = build_train_config(TASK, "quick", {**TINY_RUN, **hparams})

@@ -1,11 +1,5 @@
 """Command line: ``toplib finetune | prune | sweep | evaluate | quickstart | bench |
-export | convert-release``.
-
-The flags of the training knobs and of the data sources (``DataFiles``) are generated from
-the fields' metadata (``toplib.core.config.knob``): ``--name`` and the release's
-``--PAPER_NAME``, the field's help, ``--x/--no-x`` for switches. Every error exits non-zero
-with one line naming what is wrong (2: bad input, 1: another failure, 130: interrupted);
-``--debug`` adds the traceback."""
+export | convert-release``; knob flags are generated from the fields' metadata."""
 from __future__ import annotations
 
 import argparse
@@ -19,10 +13,10 @@ import sys
 import threading
 import traceback
 
-from .core.config import add_knob_arguments, check, check_device, parse_layers
+from .core.config import add_knob_arguments, parse_layers
 from .data import TASKS, DataFiles, get_task
 from .hf.release import convert_release
-from .search import format_trials, hyperparameter_search, trial_table
+from .search import format_trials, hyperparameter_search, read_trials
 from .search.table import DIRECTIONS
 from .train import TrainConfig, finetune, prune
 from .train.config import KNOB_FIELDS, PRESETS, build_train_config
@@ -39,7 +33,7 @@ def _add_data_args(p: argparse.ArgumentParser, task_required: bool = True) -> No
 
 
 def _add_run_parser(sub, name: str, summary: str, func, flag: str, **flag_options) -> None:
-    """``finetune`` or ``prune``: data flags, `flag` (the model or the teacher), run flags."""
+    """``finetune`` or ``prune``; ``flag``: the model or the teacher."""
     p = sub.add_parser(name, help=summary)
     _add_data_args(p)
     p.add_argument(flag, **flag_options)
@@ -110,15 +104,14 @@ def _add_sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args):
-    """Run (or resume) the sweep, print its table and the winner; an unfinished trial
-    makes the exit status 1."""
+    """Run (or resume) the sweep and print its table; an unfinished trial exits 1."""
     best = hyperparameter_search(
         args.task, args.teacher, args.output_dir, grid=args.grid, preset=args.preset,
         data=_data(args), overrides=_overrides(args), direction=args.direction,
         resources_per_trial={"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
         address=args.address, resume=args.resume, max_concurrent_trials=args.max_concurrent,
         progress=not args.quiet)
-    rows = best.run_summary if best else trial_table(args.output_dir)
+    rows = best.run_summary if best else read_trials(args.output_dir)
     print(format_trials(rows, args.direction))
     print(f"winner: {best.run_id} (score {best.objective:.4f}); its run: "
           f"{os.path.join(args.output_dir, 'trials', best.run_id)}" if best else
@@ -131,10 +124,7 @@ def cmd_sweep(args):
 
 
 def cmd_evaluate(args) -> dict:
-    check("max_eval_samples", args.max_eval_samples,
-          args.max_eval_samples is None or args.max_eval_samples >= 1, "must be an integer >= 1")
-    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args),
-                                  check_device(args.device),
+    results = evaluate_checkpoint(args.checkpoint, args.task, _data(args), args.device,
                                   not args.quiet, args.max_eval_samples, args.dtype)
     print(json.dumps(results, indent=2) if args.json else summarize(results))
     return results
@@ -143,7 +133,7 @@ def cmd_evaluate(args) -> dict:
 def cmd_quickstart(args) -> dict:
     from .train.pipeline import quickstart
     return quickstart(args.output_dir, sparsity=args.sparsity, resume=args.resume,
-                      device=check_device(args.device), progress=not args.quiet)
+                      device=args.device, progress=not args.quiet)
 
 
 def cmd_convert_release(args) -> str:
@@ -231,9 +221,7 @@ def _setup_logging(args) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status (2: bad input, 1: another failure,
-    130: interrupted). Errors are one line naming what is wrong; ``--debug`` adds the
-    traceback."""
+    """Run the command line; exit status 2: bad input, 1: another failure, 130: interrupted."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse's own errors (exit 2) and --help (exit 0)

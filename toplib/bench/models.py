@@ -1,5 +1,5 @@
-"""The models a benchmark times: a checkpoint or random weights, the dense Hugging Face
-baseline, and every variant optionally on prepacked oneDNN linears."""
+"""The models a benchmark times: a checkpoint or random weights, the dense baseline, and every
+variant optionally on prepacked oneDNN linears."""
 from __future__ import annotations
 
 import copy
@@ -19,15 +19,9 @@ BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
 def build_model(checkpoint: str | None = None, config: str | None = None,
                 tokenizer: str | None = None, prune: PruneConfig | None = None,
                 num_labels: int = 2, seed: int = 0):
-    """(ToPModel in eval mode, tokenizer): from a checkpoint, or random weights from a config.
-
-    Args:
-        checkpoint: toplib or plain Hugging Face checkpoint, a run directory (its
-            ``best/``) or a hub name; default: the offline MiniLM.
-        config: "bert-base" or a Hugging Face config name/path: random weights (seeded by
-            ``seed``), with ``tokenizer`` (default: the offline MiniLM's).
-        prune: pruning structure (None: the checkpoint's, or the defaults).
-    """
+    """(ToPModel in eval mode, tokenizer) from ``checkpoint`` (toplib or HF folder, run
+    directory, hub name; default: the offline MiniLM), or random weights seeded by ``seed``
+    from ``config`` ("bert-base" or an HF config). ``prune``: None keeps the checkpoint's."""
     if config is None and os.path.isdir(path := resolve_model_path(checkpoint)):
         return load_checkpoint(path, prune, num_labels=num_labels)[:2]
     if config is None:  # a hub name
@@ -44,18 +38,13 @@ def build_model(checkpoint: str | None = None, config: str | None = None,
 
 
 def dense_copy(top) -> torch.nn.Module:
-    """The unpatched Hugging Face classifier with SDPA attention on ``top``'s device, sharing
-    no state with ``top``."""
+    """The unpatched HF classifier (SDPA) on ``top``'s device, sharing no state with it."""
     return plain_classifier(top, "sdpa")
 
 
 class OneDNNLinear(torch.nn.Module):
-    """``nn.Linear`` on oneDNN with a prepacked weight (the kernel of PyTorch's inductor on CPU).
-
-    PyTorch's default fp32 GEMM (MKL) has a large fixed cost per call on AMD CPUs when a
-    matrix has few rows, which is what pruning produces; prepacked oneDNN weights cut it.
-    Same maths, float rounding aside.
-    """
+    """``nn.Linear`` on a prepacked oneDNN weight: PyTorch's default fp32 GEMM (MKL) has a large
+    fixed cost per call on AMD CPUs for the few-row matrices pruning leaves."""
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
@@ -73,9 +62,8 @@ def onednn_available() -> bool:
 
 
 def use_onednn(model: torch.nn.Module) -> torch.nn.Module:
-    """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place. Inference
-    only: no trainable linear weights remain and the state dict holds packed buffers, so
-    benchmark a copy (:func:`timed_copy` makes one)."""
+    """Swap every ``nn.Linear`` of ``model`` for :class:`OneDNNLinear`, in place (inference
+    only: the state dict then holds packed buffers; benchmark a copy)."""
     resolve_onednn(True)
     for name, child in model.named_children():
         setattr(model, name, OneDNNLinear(child) if isinstance(child, torch.nn.Linear)
@@ -101,17 +89,15 @@ def _device(top) -> str:
 
 
 def prepare_dense(top, onednn: bool | None = None, dtype=None) -> torch.nn.Module:
-    """The dense baseline of ``top`` (a copy) in ``dtype`` (None: ``top``'s), on oneDNN
-    linears when ``onednn`` resolves True (prepacked in that dtype)."""
+    """A dense copy of ``top`` in ``dtype`` (None: ``top``'s), on oneDNN if ``onednn`` resolves."""
     dense = dense_copy(top)
     dense.to(resolve_dtype(dtype, _device(top)) or dense.dtype)
     return use_onednn(dense) if resolve_onednn(onednn, _device(top)) else dense
 
 
 def timed_copy(top, onednn: bool | None = None, dtype=None):
-    """What the ToP variants time: what ``predict`` runs, the inference copy of ``top`` in
-    ``dtype`` (:func:`toplib.hf.precision.inference_copy`), on oneDNN linears when
-    ``onednn`` resolves True."""
+    """What the ToP variants time: the inference copy ``predict`` runs in ``dtype``, on oneDNN
+    linears if ``onednn`` resolves True."""
     top = inference_copy(top, dtype)
     if not resolve_onednn(onednn, _device(top)):
         return top

@@ -1,5 +1,4 @@
-"""Where the time goes: per-section timings of the dense loop and the dropping path
-(:class:`SectionTimer` is the ``timer`` of :func:`toplib.infer.prune_forward`)."""
+"""Where the time goes: per-section timings of the dense loop and the dropping path."""
 from __future__ import annotations
 
 import statistics
@@ -21,16 +20,14 @@ def synchronizer(device: torch.device):
 
 
 class SectionTimer:
-    """Accumulates time per named section of :func:`prune_forward` (CPU ops are synchronous).
-    Sections given ``rows`` (tokens computed, padding included) also keep one (rows, seconds)
-    sample per call, to fit time against work.
+    """Time per named section of :func:`prune_forward` (its ``timer``); sections given ``rows``
+    (tokens computed) also keep (rows, seconds) samples, to fit time against work.
 
-    Example:
-        >>> timer = SectionTimer()
-        >>> with timer("ffn", rows=8):
-        ...     pass
-        >>> sorted(timer.totals), timer.samples["ffn"][0][0]
-        (['ffn'], 8)
+    >>> timer = SectionTimer()
+    >>> with timer("ffn", rows=8):
+    ...     pass
+    >>> sorted(timer.totals), timer.samples["ffn"][0][0]
+    (['ffn'], 8)
     """
 
     def __init__(self, clock=time.perf_counter):
@@ -52,16 +49,10 @@ class SectionTimer:
 
 @torch.inference_mode()
 def profile_sections(top, batch: dict, repeats: int = PROFILE_REPEATS) -> dict:
-    """Milliseconds per section of toplib's dense loop and of the dropping path.
-
-    ``dense`` is :func:`prune_forward` with ``pruning=False`` (SDPA, real length): the
-    kernels of dense_dynamic. Passes alternate; each section reports its median. Sections
-    outside the FLOPs model (embeddings, importance, gather, gates, head) are overhead.
-    With one thread, sections are timed in process CPU time (equal to wall time on a quiet
-    machine, and robust to other jobs' load). ``ffn_fit`` fits FFN time per layer as
-    ``fixed + per_row * rows`` over every layer of both paths: ``fixed`` is the cost that
-    pruning tokens cannot remove (weights streamed from memory, per-call overhead).
-    """
+    """Median ms per section of the dense loop (``prune_forward(pruning=False)``, the kernels
+    of dense_dynamic) and the dropping path, passes alternating; process CPU time with one
+    thread. ``ffn_fit``: FFN time per layer as ``fixed + per_row * rows``, ``fixed`` what
+    pruning tokens cannot remove."""
     passes, kept, samples = {"dense": [], "drop": []}, {}, []
     clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     device = next(top.parameters()).device

@@ -1,4 +1,5 @@
-"""``toplib bench``: the command line, and the tables it prints."""
+"""``toplib bench``: the command line, and the report it prints: the timing rows of either
+engine as pandas tables (markdown where ``tabulate`` is installed)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +7,9 @@ import json
 import os
 import shlex
 import sys
+from importlib.util import find_spec
 
+import pandas as pd
 import torch
 
 from ..core.config import (
@@ -20,77 +23,90 @@ from ..core.config import (
 from ..data import get_task
 from ..hf import check_sequence_length
 from .models import build_model, prepare_dense
-from .timing import VARIANTS, BenchSettings, max_seq_length, run_benchmark
+from .timing import PAIRS, BenchSettings, max_seq_length, run_benchmark
 
 OVERHEAD_SECTIONS = ("embeddings", "gates", "importance", "gather", "head")
-ENGINES = ("torch", "onnxruntime")
+FIGURES = ("sparsity_real", "reduction_real", "reduction_padded", "speedup", "ratio_real",
+           "ratio_real_cpu", "speedup_vs_padded", "ratio_padded", "label_agreement", "load_before",
+           "load_after", "profile.ffn_fit.fixed_ms", "profile.ffn_fit.per_row_ms",
+           "profile.ffn_fit.dense_layer_ms")
+"""The figures of each batch row the report shows, as :func:`pandas.json_normalize` names them."""
 LIST_KNOBS = ("length", "sparsity", "batch_sizes")  # comma lists on the command line
 PRUNE_KNOBS = ("bin_num", "prune_location")
 
 
+def render(frame: pd.DataFrame) -> str:
+    """``frame`` as a markdown table if ``tabulate`` is installed, else as pandas' text."""
+    if find_spec("tabulate"):  # NaN as None: tabulate shows it as missingval
+        return frame.astype(object).where(frame.notna(), None).to_markdown(
+            index=False, floatfmt=".5g", missingval="-")
+    return frame.to_string(index=False, float_format="{:.5g}".format, na_rep="-")
+
+
 def format_report(results: dict) -> str:
-    """A readable table of one :func:`run_benchmark` result, with where the time goes."""
+    """One :func:`run_benchmark` result (either engine) as text: the model, inputs and
+    machine, then each of :func:`report_tables` under its title, as :func:`render` prints it."""
     s, m = results["settings"], results["model"]
+    engine = (f"onnxruntime {results['onnxruntime']} {results['quantize']}"
+              if "onnxruntime" in results else s.get("dtype", "float32"))
     lines = [f"{m['model_type']} {m['layers']}x{m['hidden']}, prune layers "
              f"{m['prune_location'][0]}..{m['prune_location'][-1]} | {s['task']} | length "
-             f"{s['length'] or 'as is'} | {results.get('device', 'CPU')} | {results['threads']} "
-             f"threads | {s.get('dtype', 'float32')}{' | oneDNN linears' if s['onednn'] else ''}"
-             f" | median of {s['runs']} runs"]
+             f"{s['length'] or 'as is'}, padded to {results['batches'][0]['max_seq_length']} | "
+             f"{results.get('device', 'CPU')} | {results['threads']} threads | {engine}"
+             f"{' | oneDNN linears' if s['onednn'] else ''} | median of {s['runs']} runs"]
     if "load_before" in results:  # results written before the machine was recorded lack it
         from ..viz.plots.speed import load_note  # lazy: matplotlib only where a report prints
         lines.append(load_note([results]))
     if results.get("cpu_flags"):  # which low-precision instructions the timings had
         lines.append("CPU: " + ", ".join(f"{k} {'yes' if v else 'no'}"
                                          for k, v in results["cpu_flags"].items()))
-    for row in results["batches"]:
-        lat = row["latency_ms"]
-        lines += ["", f"batch {row['batch_size']}: sparsity {row['sparsity_real']:.3f} (real "
-                      f"length); FLOPs reduction {row['reduction_real']:.2f}x real, "
-                      f"{row['reduction_padded']:.2f}x vs {row['max_seq_length']} padded; "
-                      f"load avg {row['loadavg_1min'][0]:.1f}",
-                  f"  {'variant':<14}{'latency ms':>12}{'ex/s':>10}{'speedup':>10}{'cpu ms':>12}"]
-        lines += [f"  {name:<14}{lat[name]:>12.2f}{row['throughput'][name]:>10.1f}"
-                  f"{lat['dense_dynamic'] / lat[name]:>9.2f}x{row['cpu_ms'][name]:>12.2f}"
-                  for name in VARIANTS if name in lat]
-        padded = (f"; {row['speedup_vs_padded']:.2f}x over dense_padded = "
-                  f"{row['ratio_padded']:.2f} of the padded one" if "ratio_padded" in row else "")
-        lines.append(f"  top_drop: {row['speedup_vs_dynamic']:.2f}x over dense_dynamic = "
-                     f"{row['ratio_real']:.2f} of the real FLOPs reduction (CPU time: "
-                     f"{row['ratio_real_cpu']:.2f}){padded}")
-        lines += _profile_lines(row["profile"])
+    for title, table in report_tables(results).items():
+        lines += ["", title, render(table)]
     return "\n".join(lines)
 
 
+def report_tables(results: dict) -> dict[str, pd.DataFrame]:
+    """{title: table} of one :func:`run_benchmark` result: the medians of every (batch size,
+    variant), the :data:`FIGURES` by batch size and (torch) where the time goes."""
+    dense = PAIRS[results.get("engine", "torch")][0]
+    timing = pd.DataFrame([dict(batch=b["batch_size"], variant=name, latency_ms=ms,
+                                cpu_ms=b["cpu_ms"][name], ex_per_s=b["throughput"][name],
+                                speedup=b["latency_ms"][dense] / ms)
+                           for b in results["batches"] for name, ms in b["latency_ms"].items()])
+    rows = pd.json_normalize(results["batches"]).set_index("batch_size")
+    rows["load_before"], rows["load_after"] = zip(*rows.pop("loadavg_1min"))
+    figures = rows[[c for c in FIGURES if c in rows]].T.add_prefix("batch ").rename_axis("figure")
+    tables = {f"latency per batch (ms, median); speedup over {dense}:": timing,
+              "by batch size: ratio = speedup / FLOPs reduction (_cpu: in CPU time); load: 1-min "
+              "average; ffn_fit: FFN ms per layer = fixed_ms + per_row_ms x tokens, fixed_ms "
+              "being what pruning tokens cannot remove:": figures.reset_index()}
+    if "profile" in results["batches"][0]:
+        tables["where the time goes (ms per forward, median; toplib loop, dense = no pruning; "
+               f"overhead outside the FLOPs model: {', '.join(OVERHEAD_SECTIONS)}):"] = pd.concat(
+            {b["batch_size"]: _profile(b["profile"]) for b in results["batches"]},
+            names=["batch", "section"]).reset_index()
+    return tables
+
+
+def _profile(profile: dict) -> pd.DataFrame:
+    """Sections by dense time: ms of each path, speed-up, FLOPs reduction; overhead, total."""
+    table = pd.DataFrame({"dense_ms": profile["dense"], "drop_ms": profile["drop"]}).fillna(0.0)
+    table = table.sort_values("dense_ms", ascending=False)
+    table["flops_reduction"] = pd.Series(profile["flops_reduction"])
+    table["speedup"] = (table["dense_ms"] / table["drop_ms"]).where(table["flops_reduction"] > 0)
+    overhead = table[table.index.isin(OVERHEAD_SECTIONS)].sum()
+    table.loc["total"] = table.sum()[["dense_ms", "drop_ms"]]
+    table.loc["overhead"] = overhead[["dense_ms", "drop_ms"]]
+    return table
+
+
 def benchmark_points(results: list[dict]) -> list[dict]:
-    """One flat row per (benchmark, batch size) of :func:`run_benchmark` dicts: mean real
-    length, measured sparsity, batch size, ToP's speed-ups over dense (padding removed, and
-    padded), the real-length FLOPs reduction, their ratio, the medians and the 1-min load
-    average before and after that batch was timed."""
+    """One flat row per (benchmark, batch size) of :func:`run_benchmark` results."""
     return [dict(length=b["mean_length"], sparsity=b["sparsity_real"], batch_size=b["batch_size"],
                  speedup_vs_dynamic=b["speedup_vs_dynamic"], speedup_vs_padded=b.get("speedup_vs_padded"),
                  reduction_real=b["reduction_real"], ratio_real=b["ratio_real"],
                  latency_ms=b["latency_ms"], load_1min=b["loadavg_1min"])
             for r in results for b in r["batches"]]
-
-
-def _profile_lines(profile: dict) -> list[str]:
-    dense, drop, flops = profile["dense"], profile["drop"], profile["flops_reduction"]
-    lines = ["  where the time goes (ms per forward, median; toplib loop, dense = no pruning):",
-             f"    {'section':<12}{'dense':>9}{'drop':>9}{'speedup':>9}{'FLOPs':>8}"]
-    for name in sorted(set(dense) | set(drop), key=lambda k: -dense.get(k, 0.0)):
-        d, p = dense.get(name, 0.0), drop.get(name, 0.0)
-        ratio = f"{d / p:.2f}x" if name in flops and p > 0 else "-"
-        lines.append(f"    {name:<12}{d:>9.2f}{p:>9.2f}{ratio:>9}"
-                     f"{(f'{flops[name]:.2f}x' if name in flops else '-'):>8}")
-    overhead, total = sum(drop.get(k, 0.0) for k in OVERHEAD_SECTIONS), sum(drop.values())
-    fit = profile["ffn_fit"]
-    lines += [f"    {'total':<12}{sum(dense.values()):>9.2f}{total:>9.2f}",
-              f"    overhead outside the FLOPs model: {overhead:.2f} ms "
-              f"({100 * overhead / total:.0f}% of drop); FFN time per layer = "
-              f"{max(fit['fixed_ms'], 0):.2f} ms fixed + {1e3 * fit['per_row_ms']:.1f} us/token "
-              f"(fixed: {max(100 * fit['fixed_ms'] / fit['dense_layer_ms'], 0):.0f}% of a dense "
-              f"layer's FFN, a cost that pruning tokens cannot remove)"]
-    return lines
 
 
 def register_cli(subparsers) -> None:
@@ -105,11 +121,6 @@ def register_cli(subparsers) -> None:
     add_knob_arguments(p, dataclasses.fields(BenchSettings), keep_defaults=True, as_text=LIST_KNOBS)
     structure = [f for f in dataclasses.fields(PruneConfig) if f.name in PRUNE_KNOBS]
     add_knob_arguments(p, structure, as_text=("prune_location",))  # default: the checkpoint's
-    p.add_argument("--engine", choices=ENGINES, default="torch",
-                   help="torch: the four PyTorch variants; onnxruntime: the exported "
-                        "token-dropping graph against onnxruntime's optimised dense BERT")
-    p.add_argument("--quantize", choices=["int8"],
-                   help="onnxruntime only: dynamic int8 quantization of both graphs")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, all cores)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--plot-dir", help="write latency plots here")
@@ -117,14 +128,15 @@ def register_cli(subparsers) -> None:
 
 
 def main(args) -> list[dict]:
-    """The ``bench`` subcommand: every (length, sparsity) pair, one table each. Every flag
-    is checked before a model is loaded, and the output paths before the (long) timing."""
+    """The ``bench`` subcommand, one table per (length, sparsity); every flag and output path
+    is checked before a model loads."""
     check("threads", args.threads, args.threads is None or args.threads >= 1,
           "must be an integer >= 1 (default: torch's, all cores)")
     if args.config and not args.sparsity:
         raise ValueError("--config builds random weights: give --sparsity")
-    sweep = _sweep(args)  # the device too
-    _check_engine(args)
+    sweep = _sweep(args)  # the device, and the engine's dtype, device and --quantize
+    check("plot_dir", args.plot_dir, args.plot_dir is None or args.engine == "torch",
+          "latency plots are drawn for --engine torch only")
     _check_outputs(args.json, args.plot_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,32 +152,14 @@ def main(args) -> list[dict]:
         check_sequence_length(max_seq_length(settings), top.config, "max_seq_length")
     torch.manual_seed(args.seed)
     top.to(sweep[0].device)
-    if args.engine == "onnxruntime":
-        from .ort import format_ort_report, run_ort_benchmark
-        run = lambda settings: run_ort_benchmark(settings, top, tok, args.quantize)  # noqa: E731
-        show = format_ort_report
-    else:
-        dense = prepare_dense(top, args.onednn, args.dtype)  # one dense copy for the sweep
-        run, show = (lambda settings: run_benchmark(settings, top, tok, dense)), format_report
+    # one dense copy for the sweep (onnxruntime exports its own)
+    dense = prepare_dense(top, args.onednn, args.dtype) if args.engine == "torch" else None
     all_results = []
     for settings in sweep:
-        all_results.append(run(settings))
-        print(show(all_results[-1]), "\n", flush=True)
-    _write_outputs(all_results, args.json, args.plot_dir if args.engine == "torch" else None)
+        all_results.append(run_benchmark(settings, top, tok, dense))
+        print(format_report(all_results[-1]), "\n", flush=True)
+    _write_outputs(all_results, args.json, args.plot_dir)
     return all_results
-
-
-def _check_engine(args) -> None:
-    """--quantize is onnxruntime's, which runs float32 graphs on the CPU."""
-    if args.engine == "onnxruntime":
-        check("dtype", args.dtype, args.dtype == "float32",
-              "float32 with --engine onnxruntime (use --quantize int8 for int8)")
-        check("device", args.device, args.device == "cpu", "cpu with --engine onnxruntime")
-        check("plot_dir", args.plot_dir, args.plot_dir is None,
-              "latency plots are drawn for --engine torch only")
-    else:
-        check("quantize", args.quantize, args.quantize is None,
-              "None with --engine torch (int8 is --engine onnxruntime --quantize int8)")
 
 
 def _sweep(args) -> list[BenchSettings]:
@@ -197,7 +191,8 @@ def _check_outputs(json_path: str | None, plot_dir: str | None) -> None:
 def _write_outputs(all_results: list[dict], json_path: str | None, plot_dir: str | None) -> None:
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"command": shlex.join(sys.argv), "results": all_results}, f, indent=1)
+            json.dump({"command": shlex.join(["toplib", *sys.argv[1:]]), "results": all_results},
+                      f, indent=1)
     if plot_dir:
         from ..viz.plots import plot_latency_vs_length, plot_latency_vs_sparsity
         os.makedirs(plot_dir, exist_ok=True)

@@ -1,20 +1,12 @@
-"""Latency benchmark: dense vs. masked ToP vs. token-dropping ToP, on real sentences.
-
-Four variants, timed in one process, interleaved round-robin (drift in clock speed or load
-hits all alike), median of ``runs`` rounds after ``warmup`` rounds:
-
-* ``dense_padded``: the Hugging Face model as users run it (SDPA), padded to max_seq_length.
-* ``dense_dynamic``: the same with padding removed (each batch padded to its longest).
-* ``top_masked``: ``ToPModel.forward`` on max_seq_length-padded inputs, as the release runs.
-* ``top_drop``: :func:`toplib.infer.prune_forward`, pruned tokens removed.
-
-FLOPs reductions (``toplib.flops``, on the tokens ``top_drop`` kept) are against the dense
-model at real length and at max_seq_length; ``ratio`` = measured speedup / FLOPs reduction.
-``toplib.bench.profile`` says where the time goes; ``toplib bench`` (``.report``) prints the
-tables and writes JSON.
+"""Latency benchmark on real sentences, median of ``runs`` interleaved rounds. Engine torch:
+``dense_padded`` (the HF model as users run it, padded to max_seq_length), ``dense_dynamic``
+(padding removed), ``top_masked`` (``ToPModel.forward``, padded, as the release runs) and
+``top_drop`` (``prune_forward``); engine onnxruntime: ``ort_dense`` against ``ort_drop``
+(:mod:`toplib.bench.ort`). ``ratio`` = speedup / FLOPs reduction (on the tokens dropped).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -25,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..core.config import check, check_positive_ints, is_finite, is_integer, knob
+from ..core.config import check, check_choice, check_positive_ints, is_finite, is_integer, knob
 from ..core.flops import flops_figures
 from ..data import encode, get_task, load_task_data, pad_examples, real_lengths
 from ..hf.precision import DTYPES, cpu_flags, resolve_dtype
@@ -36,12 +28,13 @@ from .profile import PROFILE_REPEATS, profile_sections, synchronizer
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("dense_padded", "dense_dynamic", "top_masked", "top_drop")
+PAIRS = {"torch": ("dense_dynamic", "top_drop"), "onnxruntime": ("ort_dense", "ort_drop")}
+"""Per engine: (dense baseline, toplib variant), the two ``speedup`` compares."""
 
 
 @dataclass
 class BenchSettings:
-    """What to time and on which inputs. None: ``length`` as is, ``sparsity`` the model's own
-    gates, ``onednn`` when the PyTorch build has it (on copies: the model is never modified)."""
+    """What to time, on which inputs. None: ``length`` as is, ``sparsity`` the model's gates."""
 
     task: str = knob("rotten_tomatoes", "task whose validation texts are timed")
     data_dir: str | None = knob(None, "data folder of the task (GLUE root, 20news folder)")
@@ -56,6 +49,9 @@ class BenchSettings:
     device: str = knob("cpu", "where to time: cpu or a CUDA device (timings synchronise it)")
     dtype: str = knob("float32", "dtype of every variant: float32, bfloat16 (float16: CUDA)")
     padded: bool = knob(True, "also time the padded variants (dense_padded, top_masked)")
+    engine: str = knob("torch", "torch (the PyTorch variants) or onnxruntime (the exported "
+                       "token-dropping graph against onnxruntime's optimised dense BERT)")
+    quantize: str | None = knob(None, "onnxruntime only: int8 (dynamic) quantizes both graphs")
 
     def __post_init__(self):
         sizes = tuple(self.batch_sizes) if isinstance(self.batch_sizes, (list, tuple, range)) else ()
@@ -76,6 +72,13 @@ class BenchSettings:
               "True, False or None")
         check("dtype", self.dtype, self.dtype in DTYPES, f"one of {', '.join(DTYPES)}")
         resolve_dtype(self.dtype, self.device)
+        check_choice(self, "engine", tuple(PAIRS))
+        ort = self.engine == "onnxruntime"  # float32 graphs on the CPU, int8 by --quantize
+        check("dtype", self.dtype, not ort or self.dtype == "float32",
+              "float32 with --engine onnxruntime (use --quantize int8 for int8)")
+        check("device", self.device, not ort or self.device == "cpu", "cpu with --engine onnxruntime")
+        check("quantize", self.quantize, self.quantize in ((None, "int8") if ort else (None,)),
+              "None, or 'int8' with --engine onnxruntime")
 
 
 def max_seq_length(settings: BenchSettings) -> int:
@@ -108,25 +111,10 @@ def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int,
     return [(to(pad_examples(c, pad_id, pad_to)), to(pad_examples(c, pad_id))) for c in chunks]
 
 
-def variant_fns(top, dense, padded: dict, dynamic: dict) -> dict:
-    """The four variants as zero-argument callables on one batch."""
-    args = (padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"))
-    return {"dense_padded": lambda: dense(**padded), "dense_dynamic": lambda: dense(**dynamic),
-            "top_masked": lambda: top(*args), "top_drop": lambda: prune_forward(top, *args)}
-
-
-def timed_variants(settings: BenchSettings) -> tuple[str, ...]:
-    """The variants ``settings`` times: all four, or without the padded ones."""
-    return VARIANTS if settings.padded else ("dense_dynamic", "top_drop")
-
-
 def round_robin(calls, runs: int, warmup: int, sync=lambda: None, progress: bool = True) -> dict:
-    """Seconds per call, {"wall": {name: [seconds]}, "cpu": {...}}: every round r runs each
-    zero-argument callable of ``calls(r)`` (a {name: callable} dict) once, in turn, so drift
-    in clock speed or load hits them all alike; ``sync`` waits for queued device work. CPU
-    time (of the process) leaves out time spent descheduled, so with one thread it shows
-    what the wall clock would on a quiet machine; with more it also counts threads spinning.
-    """
+    """{"wall": {name: [seconds]}, "cpu": {...}}: round r runs each callable of ``calls(r)``
+    once, in turn, so drift hits all alike. Process CPU time leaves out time descheduled
+    (with more than one thread it counts spinning too)."""
     times = {"wall": {}, "cpu": {}}
     for r in tqdm(range(warmup + runs), desc="rounds", leave=False, disable=not progress):
         for name, fn in calls(r).items():
@@ -145,7 +133,10 @@ def time_round_robin(batches, top, dense, runs: int, warmup: int,
                      names: tuple[str, ...] = VARIANTS) -> dict[str, dict]:
     """:func:`round_robin` of the variants ``names``; round r uses batch r mod len(batches)."""
     def calls(r):
-        fns = variant_fns(top, dense, *batches[r % len(batches)])
+        padded, dynamic = batches[r % len(batches)]
+        args = (padded["input_ids"], padded["attention_mask"], padded.get("token_type_ids"))
+        fns = {"dense_padded": lambda: dense(**padded), "dense_dynamic": lambda: dense(**dynamic),
+               "top_masked": lambda: top(*args), "top_drop": lambda: prune_forward(top, *args)}
         return {name: fns[name] for name in names}
 
     return round_robin(calls, runs, warmup, synchronizer(next(top.parameters()).device))
@@ -153,8 +144,7 @@ def time_round_robin(batches, top, dense, runs: int, warmup: int,
 
 @torch.inference_mode()
 def drop_flops(top, batches) -> dict:
-    """FLOPs figures (``toplib.core.flops.flops_figures``) of what top_drop computed, against
-    the dense model at real length and at the padded length."""
+    """``flops_figures`` of what top_drop computed, against dense at real and padded length."""
     kept = torch.cat([prune_forward(top, p["input_ids"], p["attention_mask"],
                                     p.get("token_type_ids")).kept.cpu() for p, _ in batches])
     lengths = torch.cat([p["attention_mask"].sum(-1).cpu() for p, _ in batches])
@@ -166,21 +156,17 @@ def drop_flops(top, batches) -> dict:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (what ``lscpu`` prints, from /proc/cpuinfo), else the platform's
-    processor or machine name: timings are only comparable on the same CPU."""
+    """The CPU's model name (/proc/cpuinfo), else the platform's: timings compare on one CPU."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+            return next(line.split(":", 1)[1].strip() for line in f
+                        if line.lower().startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def machine_load() -> dict:
-    """What else the machine is doing: the 1, 5 and 15 min load averages (runnable processes
-    competing for ``cpu_count`` cores). Latencies move with it; read them beside it."""
+    """The 1, 5 and 15 min load averages and ``cpu_count``: latencies move with them."""
     return {"loadavg": list(os.getloadavg()), "cpu_count": os.cpu_count()}
 
 
@@ -190,31 +176,36 @@ def _device_name(device: str) -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None) -> dict:
-    """Time the four variants of ``top`` (a ToPModel) at every batch size; a JSON-ready dict,
-    with the machine beside the timings (``cpu_model``, ``platform``, ``threads``, and the
-    load averages ``load_before`` and ``load_after`` the benchmark: :func:`machine_load`).
-    ``dense``: the dense baseline (default: ``prepare_dense(top, settings.onednn)``; pass one
-    to reuse it across calls). ``top`` itself is never modified beyond its gates
-    (``settings.sparsity``): oneDNN timings run on a copy."""
+def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None,
+                  workdir: str | None = None) -> dict:
+    """Time the variants of ``settings.engine`` at every batch size; a JSON-ready dict, the
+    machine and its load before and after beside the timings. ``dense``: a torch baseline to
+    reuse (default: ``prepare_dense``); ``workdir``: onnxruntime keeps its graphs there
+    (default: a temporary folder, and ``graphs`` is None). Only ``top``'s gates change
+    (``settings.sparsity``)."""
     pad_to = max_seq_length(settings)
     pad_id = top.config.pad_token_id or 0
     top.to(settings.device)
     encoded = benchmark_inputs(settings, tokenizer, max(settings.batch_sizes) * settings.runs)
     if settings.sparsity is not None:
         set_eval_sparsity(top, real_lengths(encoded), settings.sparsity)
-    dense = dense if dense is not None else prepare_dense(top, settings.onednn, settings.dtype)
-    # after set_eval_sparsity: the copies have its gates
-    timed = timed_copy(top, settings.onednn, settings.dtype)
-    onednn = resolve_onednn(settings.onednn, settings.device)
-    results = {"settings": dict(asdict(settings), onednn=onednn),
+    # after set_eval_sparsity: the copies and graphs have its gates
+    if settings.engine == "onnxruntime":
+        from .ort import ort_engine  # lazy: onnxruntime is optional
+        info, time_batches = ort_engine(top, settings, workdir)
+    else:
+        dense = dense if dense is not None else prepare_dense(top, settings.onednn, settings.dtype)
+        timed = timed_copy(top, settings.onednn, settings.dtype)
+        info, time_batches = {}, functools.partial(_batch_row, top, timed, dense, settings)
+    onednn = settings.engine == "torch" and resolve_onednn(settings.onednn, settings.device)
+    results = {"settings": dict(asdict(settings), onednn=onednn), "engine": settings.engine,
                "threads": torch.get_num_threads(), "device": _device_name(settings.device),
                "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "cpu_flags": cpu_flags(),
                "platform": platform.platform(), "load_before": machine_load(),
-               "model": _model_summary(top), "batches": []}
+               "model": _model_summary(top), **info, "batches": []}
     for bs in settings.batch_sizes:
         batches = make_batches(encoded, bs, settings.runs, pad_id, pad_to, settings.device)
-        results["batches"].append(_batch_row(top, timed, dense, batches, settings))
+        results["batches"].append(time_batches(batches))
     results["load_after"] = machine_load()
     return results
 
@@ -226,36 +217,35 @@ def _model_summary(top) -> dict:
             "prune_location": list(top.prune.prune_location), "bin_num": top.prune.bin_num}
 
 
-def timing_row(top, batches, times: dict, load: float, pair: tuple[str, str]) -> dict:
-    """What every benchmark row holds, from round-robin ``times`` (seconds, "wall" and
-    "cpu") of one batch size: medians in ms, throughput, the FLOPs figures of
-    :func:`drop_flops`, the 1-min load before (``load``) and after, and ``speedup`` and
-    ``ratio_real`` (/ the real FLOPs reduction, also in CPU time) of ``pair`` = (dense
-    variant, toplib variant)."""
+def timing_row(top, batches, time_fn, engine: str) -> dict:
+    """A benchmark row at one batch size from ``time_fn()``'s round-robin times: medians (ms),
+    throughput, :func:`drop_flops`, the 1-min load before and after, and ``speedup`` and
+    ``ratio_real`` (also in CPU time) of the ``engine``'s :data:`PAIRS`."""
+    load = machine_load()["loadavg"][0]  # other processes distort timings: keep the load
+    times = time_fn()
     bs = batches[0][0]["input_ids"].shape[0]
     row = {"batch_size": bs, "num_batches": len(batches), **drop_flops(top, batches),
            "loadavg_1min": [load, machine_load()["loadavg"][0]]}
     lat = row["latency_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["wall"].items()}
     cpu = row["cpu_ms"] = {k: 1e3 * statistics.median(v) for k, v in times["cpu"].items()}
     row["throughput"] = {k: bs * 1e3 / v for k, v in lat.items()}
-    dense, drop = pair
+    dense, drop = PAIRS[engine]
     row["speedup"] = lat[dense] / lat[drop]
     row["ratio_real"] = row["speedup"] / row["reduction_real"]
     row["ratio_real_cpu"] = cpu[dense] / cpu[drop] / row["reduction_real"]
     return row
 
 
-def _batch_row(top, timed, dense, batches, settings: BenchSettings) -> dict:
+def _batch_row(top, timed, dense, settings: BenchSettings, batches) -> dict:
     """Latency, throughput, speed-ups and their ratio to the FLOPs reduction at one batch size."""
-    load = machine_load()["loadavg"][0]  # other processes distort timings: keep the load
-    times = time_round_robin(batches, timed, dense, settings.runs, settings.warmup,
-                             timed_variants(settings))
-    row = timing_row(top, batches, times, load, ("dense_dynamic", "top_drop"))
-    lat, bs = row["latency_ms"], row["batch_size"]
+    names = VARIANTS if settings.padded else PAIRS["torch"]
+    row = timing_row(top, batches, lambda: time_round_robin(
+        batches, timed, dense, settings.runs, settings.warmup, names), "torch")
+    lat = row["latency_ms"]
     row["speedup_vs_dynamic"] = row["speedup"]
     if "dense_padded" in lat:
         row["speedup_vs_padded"] = lat["dense_padded"] / lat["top_drop"]
         row["ratio_padded"] = row["speedup_vs_padded"] / row["reduction_padded"]
     row["profile"] = profile_sections(timed, batches[0][1], min(PROFILE_REPEATS, settings.runs))
-    logger.info("batch %d: %s", bs, {k: round(v, 2) for k, v in lat.items()})
+    logger.info("batch %d: %s", row["batch_size"], {k: round(v, 2) for k, v in lat.items()})
     return row

@@ -1,8 +1,5 @@
-"""The pruning structure stored beside every ToP checkpoint, and the checks and parsers
-every configuration shares.
-
-Each field carries its help text as metadata (``help``, and ``paper``: the release's knob
-name); the command line is generated from it (:mod:`toplib.cli`).
+"""PruneConfig, stored beside every ToP checkpoint, and the checks and parsers every
+configuration shares. Field help (and the release's knob name) is metadata the CLI is built from.
 """
 from __future__ import annotations
 
@@ -27,9 +24,8 @@ def knob(default: Any, help: str, paper: str | None = None, **kwargs) -> Any:  #
 
 def add_knob_arguments(parser: argparse.ArgumentParser, fields, keep_defaults: bool = False,
                        as_text: Sequence[str] = ()) -> None:
-    """One ``--name`` (and ``--PAPER_NAME``) flag per knob field, its help the metadata's;
-    booleans get ``--x/--no-x``. Defaults are None (the caller fills them in) unless
-    ``keep_defaults``; fields in ``as_text`` take text (a comma list, '2-11')."""
+    """One ``--name`` (and ``--PAPER_NAME``) flag per knob field; booleans get ``--x/--no-x``.
+    Defaults are None unless ``keep_defaults``; fields in ``as_text`` take text ('2-11')."""
     for f in (f for f in fields if "help" in f.metadata):
         paper = f.metadata["paper"]
         flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{paper}"] if paper else [])
@@ -67,8 +63,7 @@ def is_finite(value) -> bool:
 
 
 def check_positive_ints(obj, names: Sequence[str], optional: bool = True) -> None:
-    """Every field in ``names`` is an integer >= 1 (or None when ``optional``); numpy
-    integers are stored as Python ones (the config is written as JSON)."""
+    """Every field in ``names`` is an integer >= 1 (or None if ``optional``), stored as int."""
     for name in names:
         value = getattr(obj, name)
         ok = (value is None and optional) or (is_integer(value) and value >= 1)
@@ -111,8 +106,7 @@ def check_device(device, name: str = "device") -> str:
 
 def parse_list(text: str | float | int | Sequence | None, cast: Callable = float,
                name: str = "value") -> list:
-    """'0.3,0.5, 0.7' -> [0.3, 0.5, 0.7]; a number -> [number]; a sequence -> cast items;
-    None/'' -> []."""
+    """'0.3,0.5' -> [0.3, 0.5]; a number -> [number]; a sequence -> cast items; None/'' -> []."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return []
     if not isinstance(text, str):
@@ -131,9 +125,8 @@ def parse_layers(text: str | Sequence[int] | None, name: str = "prune_location"
                  ) -> tuple[int, ...] | None:
     """'2-11' or '2,3,5' (or a sequence of integers) -> tuple of layers.
 
-    Example:
-        >>> parse_layers("2-4,7")
-        (2, 3, 4, 7)
+    >>> parse_layers("2-4,7")
+    (2, 3, 4, 7)
     """
     if text is None:
         return None
@@ -160,8 +153,6 @@ def _sorted_layers(layers, name: str) -> tuple[int, ...] | None:
 
 BIN_ROUNDINGS = ("exact", "release")
 IMPORTANCE_ROWS = ("alive", "all")
-"""Query rows a token's importance averages over: the alive ones (toplib) or every row of
-the (padded) sequence, padding and pruned tokens included (the release)."""
 
 
 @dataclass
@@ -197,11 +188,8 @@ class PruneConfig:
         check_choice(self, "bin_rounding", BIN_ROUNDINGS)
 
     def resolve(self, num_layers: int) -> "PruneConfig":
-        """Fill the depth-dependent defaults and check them against a model's depth.
-
-        Pruning starts at layer max(N/6, 2) (1 below 6 layers): 2..11 on 12 layers as the
-        release, 2..5 on 6, where also pruning layer 1's input costs 1.5 points.
-        """
+        """Fill the depth-dependent defaults and check them against a model's depth: pruning
+        starts at layer max(N/6, 2) (1 below 6 layers), so 2..11 on 12 layers as the release."""
         check("num_hidden_layers", num_layers, num_layers >= 2,
               "ToP prunes the inputs of layers 1..L-1, so the model needs at least 2 layers")
         first = max(1, min(2, num_layers // 3), num_layers // 6)

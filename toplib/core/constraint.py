@@ -1,8 +1,5 @@
-"""The FLOPs constraint as a Lagrangian (ToP Sec. 3.3; METHOD Sec. 4).
-
-``L_lag = lambda1 * (s - t) + lambda2 * (s - t)^2``: the gates descend it, the multipliers
-ascend it (their optimiser uses ``maximize=True``), so the pressure on the gates grows for
-as long as the expected sparsity ``s`` misses the warmed-up target ``t``.
+"""The FLOPs constraint as a Lagrangian (ToP Sec. 3.3): ``lambda1 (s - t) + lambda2 (s - t)^2``
+for expected sparsity ``s`` and warmed-up target ``t``; gates descend it, multipliers ascend it.
 """
 from __future__ import annotations
 
@@ -25,10 +22,8 @@ def warmup_progress(step: int, warmup_steps: int) -> float:
 class LagrangianConstraint(nn.Module):
     """Holds the two multipliers; call it with the expected and target sparsity.
 
-    Example:
-        >>> lag = LagrangianConstraint()
-        >>> lag(torch.tensor(0.2), 0.5)
-        tensor(0., grad_fn=<AddBackward0>)
+    >>> LagrangianConstraint()(torch.tensor(0.2), 0.5)
+    tensor(0., grad_fn=<AddBackward0>)
     """
 
     def __init__(self):
@@ -42,17 +37,13 @@ class LagrangianConstraint(nn.Module):
 
 
 def multiplier_optimizer(lagrangian: LagrangianConstraint, lr: float) -> torch.optim.Optimizer:
-    """AdamW that ASCENDS the Lagrangian in its multipliers (the release: learning rate
-    ``-REG_LEARNING_RATE``; here ``maximize=True``), without weight decay: while the
-    expected sparsity stays below the target, ``lambda_1`` falls and ``lambda_2`` rises,
-    so ``dL/ds = lambda_1 + 2 lambda_2 (s - t)`` grows more negative and descent on the
-    gates raises ``s``.
+    """AdamW that ascends the Lagrangian in its multipliers (``maximize=True``; the release:
+    learning rate ``-REG_LEARNING_RATE``), without weight decay. While s < t, lambda_1 falls
+    and lambda_2 rises, so descent on the gates raises s.
 
-    Example:
-        >>> lag = LagrangianConstraint()
-        >>> opt = multiplier_optimizer(lag, 0.1)
-        >>> lag(torch.tensor(0.2), 0.5).backward(); opt.step()
-        >>> round(lag.lambda_1.item(), 3), round(lag.lambda_2.item(), 3)
-        (-0.1, 0.1)
+    >>> lag = LagrangianConstraint(); opt = multiplier_optimizer(lag, 0.1)
+    >>> lag(torch.tensor(0.2), 0.5).backward(); opt.step()
+    >>> round(lag.lambda_1.item(), 3), round(lag.lambda_2.item(), 3)
+    (-0.1, 0.1)
     """
     return torch.optim.AdamW(lagrangian.parameters(), lr=lr, weight_decay=0.0, maximize=True)

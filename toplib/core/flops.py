@@ -1,16 +1,9 @@
-"""Analytic MACs of a BERT-style encoder as a function of the tokens each layer sees.
+"""Analytic MACs of a BERT-style encoder from the tokens each layer sees (METHOD Sec. 3).
 
-Per layer (METHOD Sec. 3), with ``t`` tokens in attention and ``t_ffn`` in the FFN::
-
-    3 t H^2 (Q, K, V) + A t^2 (H/A) (scores) + A t^2 (softmax) + A t^2 (H/A) (context)
-    + t H^2 (output projection) + 2 t_ffn H I (FFN)
-
-Layer l's FFN is counted at layer l+1's token count: the importance that prunes tokens
-for layer l+1 is known once layer l's attention is done, so the FFN can already skip them.
-
-Gate schedules for a target sparsity (benchmarks, baselines) close the ``closed[p]``
-lowest-ranked bins at prune location p; the tokens each layer keeps follow from the lengths
-alone (:func:`kept_counts`), so a schedule's FLOPs are exact before any forward pass.
+Per layer, ``t`` tokens in attention and ``t_ffn`` in the FFN: ``3 t H^2`` (Q, K, V) +
+``A t^2 (H/A)`` (scores) + ``A t^2`` (softmax) + ``A t^2 (H/A)`` (context) + ``t H^2``
+(output) + ``2 t_ffn H I`` (FFN). Layer l's FFN counts layer l+1's tokens: the importance
+that prunes them is known once layer l's attention is done.
 """
 from __future__ import annotations
 
@@ -46,13 +39,10 @@ MAC_TERMS = ("qkv", "scores", "softmax", "context", "output", "ffn")
 
 
 def layer_mac_terms(t, t_ffn, dims: EncoderDims) -> dict:
-    """MACs of one layer term by term (METHOD Sec. 3), keyed by :data:`MAC_TERMS`: Q, K, V
-    projections ``3 t H^2``; scores ``A t^2 (H/A)``; softmax ``A t^2``; context ``A t^2
-    (H/A)``; output projection ``t H^2``; FFN ``2 t_ffn H I``.
+    """MACs of one layer term by term (formulas: the module doc), keyed by :data:`MAC_TERMS`.
 
-    Example:
-        >>> layer_mac_terms(2, 1, EncoderDims(1, hidden=4, heads=2, intermediate=8))["scores"]
-        16
+    >>> layer_mac_terms(2, 1, EncoderDims(1, hidden=4, heads=2, intermediate=8))["scores"]
+    16
     """
     h, a, i = dims.hidden, dims.heads, dims.intermediate
     return {"qkv": 3 * t * h * h, "scores": a * t * t * (h // a), "softmax": a * t * t,
@@ -60,8 +50,7 @@ def layer_mac_terms(t, t_ffn, dims: EncoderDims) -> dict:
 
 
 def layer_macs(t: torch.Tensor, t_ffn: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
-    """MACs of one layer (the sum of :func:`layer_mac_terms`); ``t`` and ``t_ffn`` may be
-    fractional (expected) token counts."""
+    """MACs of one layer; ``t`` and ``t_ffn`` may be fractional (expected) token counts."""
     return sum(layer_mac_terms(t, t_ffn, dims).values())
 
 
@@ -71,13 +60,7 @@ def ffn_tokens(lengths: torch.Tensor) -> torch.Tensor:
 
 
 def encoder_macs(lengths: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
-    """MACs of the whole encoder per example.
-
-    Args:
-        lengths: (B, N) tokens entering each layer's attention.
-    Returns:
-        (B,) MACs; layer l's FFN runs on ``lengths[:, l + 1]`` (the last on its own).
-    """
+    """(B,) MACs of the encoder for (B, N) ``lengths``, the tokens entering each layer."""
     return layer_macs(lengths, ffn_tokens(lengths), dims).sum(-1)
 
 
@@ -90,13 +73,8 @@ def dense_macs(n: torch.Tensor, dims: EncoderDims) -> torch.Tensor:
 def expected_lengths(
     n: torch.Tensor, keep_ratios: torch.Tensor, prune_location: Sequence[int], num_layers: int
 ) -> torch.Tensor:
-    """Expected tokens entering each layer: ``(n - 1) * prod(rho up to l) + 1`` ([CLS] kept).
-
-    Args:
-        n: (B,) real lengths including [CLS]; keep_ratios: (P,) one per prune location.
-    Returns:
-        (B, N), differentiable in ``keep_ratios``.
-    """
+    """(B, N) expected tokens entering each layer, ``(n - 1) * prod(rho up to l) + 1`` ([CLS]
+    kept), for (B,) real lengths ``n`` and (P,) ``keep_ratios``; differentiable in these."""
     factors = [torch.ones((), dtype=keep_ratios.dtype, device=keep_ratios.device)] * num_layers
     for rho, loc in zip(keep_ratios, prune_location):
         factors[loc] = rho
@@ -106,16 +84,8 @@ def expected_lengths(
 
 @functools.lru_cache(maxsize=32)
 def bin_occupancy(max_tokens: int, bin_num: int) -> torch.Tensor:
-    """Share of ``m`` ranked tokens that falls in each rank bin, for m = 0 .. max_tokens.
-
-    Token of rank r sits in bin ``floor(r / m * bin_num)`` (``importance.rank_bin_table``),
-    so with fewer tokens than bins some bins are empty: with m = 20 and 25 bins, bins 4,
-    9, 14, 19 and 24 hold nobody, and closing them prunes nothing. Row 0 is uniform (no
-    token to prune either way).
-
-    Returns:
-        (max_tokens + 1, bin_num) float64, rows summing to 1.
-    """
+    """(max_tokens + 1, bin_num) float64: the share of ``m`` ranked tokens in each rank bin,
+    m = 0 .. max_tokens. With fewer tokens than bins some bins are empty; row 0 is uniform."""
     table = rank_bin_table(max_tokens, bin_num)  # (max_tokens + 1, max_tokens), bin_num = none
     counts = torch.zeros(max_tokens + 1, bin_num + 1, dtype=torch.float64)
     counts.scatter_add_(1, table, torch.ones_like(table, dtype=torch.float64))
@@ -126,20 +96,13 @@ def bin_occupancy(max_tokens: int, bin_num: int) -> torch.Tensor:
 
 def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
                             prune_location: Sequence[int], num_layers: int) -> torch.Tensor:
-    """Expected tokens entering each layer, counting which bins a length's ranks fill.
+    """(B, N) expected tokens entering each layer, counting the bins a length's ranks fill.
 
-    :func:`expected_lengths` assumes every bin holds ``1 / BIN_NUM`` of the tokens; that
-    holds for long inputs but not for short ones, where some bins are empty and
-    evaluation keeps more tokens than the gates promise. Here a prune layer with ``m``
-    candidates keeps ``m * (1 - (1 - occupancy(m) @ p_bins) * p_pruner)`` in expectation,
-    exactly for the first prune layer; later layers use the expected ``m`` (interpolating
-    the occupancy between the neighbouring whole counts).
-
-    Args:
-        n: (B,) real lengths including [CLS].
-        bin_keep: (P, bin_num) P(bin gate open); pruner_on: (P,) P(pruner on).
-    Returns:
-        (B, N), differentiable in ``bin_keep`` and ``pruner_on``.
+    :func:`expected_lengths` gives each bin 1 / BIN_NUM of the tokens, false for short inputs.
+    Here a prune layer with ``m`` candidates keeps ``m (1 - (1 - occupancy(m) @ p_bins)
+    p_pruner)``, exactly at the first prune layer; later ones interpolate at the expected m.
+    ``n``: (B,) real lengths with [CLS]; ``bin_keep``: (P, bin_num) P(bin open);
+    ``pruner_on``: (P,) P(pruner on). Differentiable in both.
     """
     dtype = bin_keep.dtype
     table = bin_occupancy(table_size(int(n.max()) - 1), bin_keep.shape[-1]).to(
@@ -163,10 +126,8 @@ def binned_expected_lengths(n: torch.Tensor, bin_keep: torch.Tensor, pruner_on: 
 def expected_tokens(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
                     prune_location: Sequence[int], num_layers: int,
                     binned: bool = True) -> torch.Tensor:
-    """(B, N) expected tokens entering each layer for (B,) real lengths, from (P, bin_num)
-    P(bin gate open) and (P,) P(pruner on). ``binned``: count the rank bins each length
-    fills (:func:`binned_expected_lengths`); False: the release's formula, every bin
-    holding 1 / BIN_NUM of the tokens (:func:`expected_lengths`)."""
+    """(B, N) expected tokens per layer: :func:`binned_expected_lengths`, or with
+    ``binned=False`` the release's :func:`expected_lengths`."""
     if binned:
         return binned_expected_lengths(lengths, bin_keep, pruner_on, prune_location, num_layers)
     keep_ratios = keep_rule(bin_keep.mean(-1, keepdim=True), pruner_on)[:, 0]  # as the gates
@@ -176,14 +137,9 @@ def expected_tokens(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: to
 def expected_sparsity(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: torch.Tensor,
                       prune_location: Sequence[int], dims: EncoderDims,
                       binned: bool = True, mean_of_ratios: bool = False) -> torch.Tensor:
-    """Differentiable expected FLOPs sparsity of (B,) real lengths, which the constraint
-    holds (tokens from :func:`expected_tokens`).
-
-    Args:
-        mean_of_ratios: the release's average, ``1 - mean_b(MACs_b / dense_b)``; False:
-            toplib's ratio of sums, ``1 - sum MACs / sum dense`` (FLOPs saved over a
-            dataset). Long examples weigh more in the second.
-    """
+    """Differentiable expected FLOPs sparsity of (B,) real lengths, which the constraint holds.
+    ``mean_of_ratios``: the release's ``1 - mean_b(MACs_b / dense_b)``; False: toplib's ratio
+    of sums, ``1 - sum MACs / sum dense`` (long examples weigh more)."""
     tokens = expected_tokens(lengths, bin_keep, pruner_on, prune_location, dims.num_layers,
                              binned)
     pruned, dense = encoder_macs(tokens, dims), dense_macs(lengths.to(tokens.dtype), dims)
@@ -193,21 +149,16 @@ def expected_sparsity(lengths: torch.Tensor, bin_keep: torch.Tensor, pruner_on: 
 def release_sparsity(lengths: torch.Tensor, z_bins: torch.Tensor, z_pruner: torch.Tensor,
                      prune_location: Sequence[int], dims: EncoderDims,
                      padded_length: int | None = None) -> dict:
-    """The sparsity the release reports and selects checkpoints by (``l0_module.py``
-    ``get_mac_and_constraint`` on the deterministic gates): its formula under 0/1 gates,
-    every bin assumed to hold 1 / BIN_NUM of the tokens, averaged as a mean of per-example
-    ratios, against each example's real length and, with ``padded_length``, padded.
+    """{"sparsity_release_real", "sparsity_release_padded" (with ``padded_length``)}: the
+    sparsity the release reports and selects by (``l0_module.py`` ``get_mac_and_constraint``),
+    under (P, bin_num) and (P,) 0/1 gates, each bin 1 / BIN_NUM of the tokens, as a mean of
+    per-example ratios at the (E,) real lengths.
 
-    Args:
-        lengths: (E,) real lengths; z_bins: (P, bin_num) 0/1; z_pruner: (P,) 0/1.
-    Returns:
-        {"sparsity_release_real": float, "sparsity_release_padded": float (if padded)}.
-    Example:
-        >>> dims = EncoderDims(num_layers=2, hidden=4, heads=1, intermediate=8)
-        >>> gates = torch.tensor([[1.0, 0.0]]), torch.tensor([1.0])  # half of layer 1 pruned
-        >>> round(release_sparsity(torch.tensor([9]), *gates, (1,), dims)
-        ...       ["sparsity_release_real"], 4)  # 1 - MACs(9, 5 tokens) / MACs(9, 9)
-        0.3381
+    >>> dims = EncoderDims(num_layers=2, hidden=4, heads=1, intermediate=8)
+    >>> gates = torch.tensor([[1.0, 0.0]]), torch.tensor([1.0])  # half of layer 1 pruned
+    >>> round(release_sparsity(torch.tensor([9]), *gates, (1,), dims)
+    ...       ["sparsity_release_real"], 4)  # 1 - MACs(9, 5 tokens) / MACs(9, 9)
+    0.3381
     """
     lengths = lengths.to(torch.float64)
     tokens = expected_tokens(lengths, z_bins.to(torch.float64), z_pruner.to(torch.float64),
@@ -232,10 +183,9 @@ def mean_ratio_sparsity(pruned: torch.Tensor, dense: torch.Tensor) -> torch.Tens
 
 def flops_figures(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,
                   padded_length: int | None = None) -> dict:
-    """FLOPs sparsity and reduction of (E, N) measured token counts against the dense
-    encoder at the (E,) real lengths and, with ``padded_length``, padded to it (the paper's
-    convention): sparsity_real, reduction_real, (sparsity_padded, reduction_padded),
-    keep_ratio (per layer: tokens entering it / real tokens) and mean_length."""
+    """FLOPs sparsity and reduction of (E, N) measured token counts against the dense encoder
+    at the (E,) real lengths and, with ``padded_length``, padded (the paper's convention);
+    also keep_ratio (per layer: tokens entering it / real tokens) and mean_length."""
     kept, lengths = kept.to(torch.float64), lengths.to(torch.float64)
     pruned = encoder_macs(kept, dims).sum()
     real = dense_macs(lengths, dims).sum()
@@ -257,23 +207,17 @@ def measured_sparsity(kept: torch.Tensor, lengths: torch.Tensor, dims: EncoderDi
 # ---- gate schedules for a FLOPs target (benchmarks, baselines) --------------------------
 def simulate_kept(lengths: torch.Tensor, closed: Sequence[int], prune_location: Sequence[int],
                   num_layers: int, bin_num: int, eps: float = 0.0) -> torch.Tensor:
-    """(E, N) tokens entering each layer (:func:`kept_counts`, ``eps`` its rank-to-bin
-    rounding) for (E,) real lengths when the ``closed[p]`` lowest-ranked bins close at
-    location p."""
+    """(E, N) tokens entering each layer for (E,) real lengths when the ``closed[p]``
+    lowest-ranked bins close at location p (``eps``: the rank-to-bin rounding)."""
     keep = schedule_gates(closed, bin_num)[0]  # pruners on where a bin closes
     return kept_counts(lengths, keep, prune_location, num_layers, bin_num, eps)
 
 
 def schedule_for_sparsity(lengths: torch.Tensor, dims: EncoderDims, prune_location: Sequence[int],
                           bin_num: int, target: float) -> tuple[list[int], float]:
-    """The schedule whose real-length FLOPs sparsity on ``lengths`` is closest to ``target``.
-
-    Every prune location closes its lowest-ranked bins, the same number everywhere up to
-    one bin (locations p < j close one more): ``t = k * P + j`` orders the schedules
-    monotonically in FLOPs, so bisection on t finds the closest one.
-
-    Returns:
-        (closed bins per prune location, the sparsity achieved on the (E,) ``lengths``).
+    """(closed bins per prune location, sparsity achieved): the schedule whose real-length
+    FLOPs sparsity on (E,) ``lengths`` is closest to ``target``. Each location closes its k
+    lowest bins, p < j one more: ``t = k * P + j`` orders schedules by FLOPs, so t is bisected.
     """
     check("sparsity", target, isinstance(target, (int, float)) and 0.0 <= target < 1.0,
           "a FLOPs sparsity lies in [0, 1)")

@@ -1,17 +1,12 @@
-"""Token importance and rank bins (ToP Sec. 3.1; METHOD Sec. 1-2).
+"""Token importance, rank bins and removing pruned tokens (ToP Sec. 3.1; METHOD Sec. 1-2).
 
-At inference, pruned tokens are removed from the hidden states (:func:`drop_tokens`); in
-training, those whose soft keep is exactly 0 (:func:`drop_zero_keeps`).
-With rank-bin gates the number of tokens a layer keeps depends only on how many are alive,
-so examples of equal length stay equal and examples of similar length stay similar: each
-example's survivors are gathered to the front and the batch re-padded to its longest
-survivor; every linear layer remains one batched GEMM. Packing all survivors into one
-(T, H) sequence would remove the remaining padding from the linear layers, but PyTorch has
-no variable-length attention kernel on CPU, so attention would need a per-example loop or
-a block-diagonal mask (B times the work).
+A layer's kept count depends only on how many tokens are alive, so examples of similar
+length stay similar: survivors are gathered to the front and the batch re-padded to its
+longest, so every linear stays one batched GEMM (packing them into one sequence would need a
+variable-length attention kernel, which PyTorch lacks on CPU).
 
-Conventions: ``alive`` is a (B, n) 0/1 float mask of tokens still in the sequence
-(padding and pruned tokens are 0); position 0 is [CLS], never ranked and never pruned.
+``alive``: (B, n) 0/1 mask of tokens still in the sequence; position 0 is [CLS], never
+ranked or pruned.
 """
 from __future__ import annotations
 
@@ -24,20 +19,13 @@ from .gates import keep_rule
 
 def token_importance(probs: torch.Tensor, alive: torch.Tensor,
                      rows: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention each token receives, averaged over heads and query rows.
+    """(B, n) attention each token receives, averaged over heads and query rows; 0 where not
+    ``alive`` (B, n). ``probs``: (B, A, n, n), rows are queries; ``rows``: (B, n) query rows
+    to average, default ``alive`` (the release's every row: ones).
 
-    Args:
-        probs: (B, A, n, n) attention probabilities of one layer (rows: queries).
-        alive: (B, n) tokens that took part in that layer.
-        rows: (B, n) query rows to average; default ``alive`` (toplib). The release
-            averages every row of the padded sequence, padding and pruned tokens included
-            (``PruneConfig.importance_rows = "all"``): pass ones.
-    Returns:
-        (B, n) importance; 0 where ``alive`` is 0.
-    Example:
-        >>> p = torch.softmax(torch.randn(2, 4, 6, 6), -1)
-        >>> token_importance(p, torch.ones(2, 6)).shape
-        torch.Size([2, 6])
+    >>> p = torch.softmax(torch.randn(2, 4, 6, 6), -1)
+    >>> token_importance(p, torch.ones(2, 6)).shape
+    torch.Size([2, 6])
     """
     dtype = score_dtype(probs.dtype)  # bf16 scores would tie where float32 ones rank
     alive = alive.to(dtype)
@@ -63,25 +51,15 @@ def score_dtype(dtype: torch.dtype) -> torch.dtype:
 
 RELEASE_BIN_EPS = 1e-6
 """The release bins ranks by ``floor(r / (m + 1e-6) * BIN_NUM)`` in float32
-(``modeling_bert.py``): below 32 tokens ``m + 1e-6`` rounds above ``m``, so some ranks
-with ``r * BIN_NUM / m`` a whole number fall one bin lower than ``floor(r / m * BIN_NUM)``
-puts them (at m = BIN_NUM = 25, 20 of 25 ranks, and the last bin is empty;
-``PruneConfig.bin_rounding = "release"``)."""
+(``modeling_bert.py``): below 32 tokens ``m + 1e-6`` rounds above ``m``, so some ranks fall
+one bin lower (``bin_rounding="release"``)."""
 
 
 def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int,
               eps: float = 0.0) -> torch.Tensor:
-    """Bin of each alive non-[CLS] token by descending importance.
-
-    ``b_j = floor(r_j / (m + eps) * bin_num)`` with ``r_j`` the 0-based rank among the
-    ``m`` alive tokens (excluding [CLS]). Bin 0 holds the most important tokens.
-
-    Args:
-        importance: (B, n); alive: (B, n); bin_num: BIN_NUM; eps: 0, or the release's
-            ``RELEASE_BIN_EPS``.
-    Returns:
-        (B, n) long bins; [CLS] and dead tokens get bin 0 (they are handled by ``alive``).
-    """
+    """(B, n) long bin of each alive non-[CLS] token, ``floor(r / (m + eps) * bin_num)``, r its
+    0-based descending rank among the m candidates (bin 0: most important; [CLS] and dead
+    tokens get 0), for (B, n) ``importance`` and ``alive``."""
     candidates = alive.bool().clone()
     candidates[:, 0] = False
     masked = importance.masked_fill(~candidates, float("-inf"))
@@ -95,13 +73,8 @@ def rank_bins(importance: torch.Tensor, alive: torch.Tensor, bin_num: int,
 def keep_mask(
     bins: torch.Tensor, alive: torch.Tensor, z_bins: torch.Tensor, z_pruner: torch.Tensor
 ) -> torch.Tensor:
-    """New alive mask after one prune layer: ``alive * (1 - (1 - z_bin[b]) * z_pruner)``.
-
-    Args:
-        bins: (B, n) long; alive: (B, n); z_bins: (bin_num,); z_pruner: () scalar gate.
-    Returns:
-        (B, n) mask, soft where the gates are soft; [CLS] keeps its ``alive`` value.
-    """
+    """(B, n) alive mask after one prune layer, ``alive * keep_rule(z_bins[bins], z_pruner)``
+    ([CLS] kept), for (B, n) ``bins`` and ``alive``, (bin_num,) ``z_bins``, () ``z_pruner``."""
     keep = keep_rule(z_bins[bins], z_pruner)
     keep = torch.cat([torch.ones_like(keep[:, :1]), keep[:, 1:]], dim=1)  # CLS always kept
     return alive * keep
@@ -115,16 +88,9 @@ def table_size(max_candidates: int) -> int:
 @functools.lru_cache(maxsize=16)
 def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch.float32,
                    device: str = "cpu", eps: float = 0.0) -> torch.Tensor:
-    """Bin of each rank for every candidate count: row m holds the bins of ranks 0..m-1.
-
-    Which bin a rank falls in depends only on how many tokens are alive, so kept counts
-    and expected FLOPs follow from lengths alone. Built with :func:`rank_bins` itself on a
-    synthetic ranking (in ``dtype``), so boundaries round exactly as in the model.
-
-    Returns:
-        (max_candidates + 1, max_candidates) long; entries at ranks >= m are ``bin_num``
-        (no bin), so a (bin_num + 1,) lookup with a trailing False/0 ignores them.
-    """
+    """(max_candidates + 1, max_candidates) long: row m holds the bins of ranks 0..m-1, then
+    ``bin_num`` (no bin: a (bin_num + 1,) lookup ending in False ignores it). Built with
+    :func:`rank_bins` in ``dtype``, so boundaries round as in the model."""
     m = torch.arange(max_candidates + 1)
     width = max_candidates + 1  # [CLS] + candidates
     alive = (torch.arange(width)[None, :] <= m[:, None]).to(dtype)
@@ -135,22 +101,13 @@ def rank_bin_table(max_candidates: int, bin_num: int, dtype: torch.dtype = torch
 
 def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, num_layers: int,
                 bin_num: int, eps: float = 0.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Tokens entering each layer under 0/1 gates, from the lengths alone (see
-    :func:`rank_bin_table`).
+    """(E, N) long tokens entering each layer under (P, bin_num) 0/1 ``keep_bins``, from the
+    (E,) real lengths ([CLS] included) alone. ``dtype``: what ranks are binned in
+    (:func:`score_dtype` of the model's; float32 and float64 round boundaries differently).
 
-    Args:
-        lengths: (E,) real lengths including [CLS].
-        keep_bins: (P, bin_num) 0/1, bin b kept at prune location p
-            (``1 - (1 - z_bins) * z_pruner`` of the deterministic gates).
-        prune_location: the P layers that receive pruned inputs.
-        dtype: the dtype ranks are binned in (:func:`score_dtype` of the model's): bin
-            boundaries round differently in float32 and float64.
-    Returns:
-        (E, N) long tokens entering each layer.
-    Example:
-        >>> keep = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # the lower half of the ranks closes
-        >>> kept_counts(torch.tensor([9]), keep, (1,), 2, 4).tolist()
-        [[9, 5]]
+    >>> keep = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # the lower half of the ranks closes
+    >>> kept_counts(torch.tensor([9]), keep, (1,), 2, 4).tolist()
+    [[9, 5]]
     """
     locations = {loc: p for p, loc in enumerate(prune_location)}
     table = rank_bin_table(table_size(int(lengths.max()) - 1), bin_num, dtype, eps=eps)
@@ -169,21 +126,12 @@ def kept_counts(lengths: torch.Tensor, keep_bins: torch.Tensor, prune_location, 
 # ---- removing pruned tokens (inference; training's exact zeros) -------------------------
 def drop_tokens(hidden, alive, scores, open_bins, bin_num: int, eps: float = 0.0,
                 counts: torch.Tensor | None = None):
-    """Prune by rank bins and gather the survivors to the front, re-padded.
+    """Prune by rank bins, survivors gathered to the front in their order and re-padded:
+    (hidden (B, m', H), alive (B, m') bool), m' the longest survivor.
 
-    A batch without padding (always so at batch 1) takes :func:`_drop_unpadded`. With
-    ``counts`` given (``toplib.infer`` plans them on the host from the lengths and the 0/1
-    gates, :func:`kept_counts`), nothing is read back from the device: no shape or
-    ``.item()`` waits for the kernels queued before it (on a GPU, a stall per layer).
-
-    Args:
-        hidden: (B, m, H); alive: (B, m) bool, or None when every position is a real
-            token; scores: (B, m) importance; open_bins: (bin_num,) bool, a tensor or a
-            tuple; bin_num: BIN_NUM; eps: as :func:`rank_bins`; counts: (B,) host tensor of
-            the tokens each example keeps, [CLS] included, when known in advance.
-    Returns:
-        (hidden (B, m', H), alive (B, m') bool) with m' the longest survivor; survivors
-        keep their order, so rank ties break as in the masked path.
+    ``hidden``: (B, m, H); ``alive``: (B, m) bool, None when all are real tokens; ``scores``:
+    (B, m); ``open_bins``: (bin_num,) bool tensor or tuple. Given ``counts``, the (B,) host
+    tensor of tokens each example keeps ([CLS] included), nothing is read back from the device.
     """
     if alive is None or (counts is None and bool(alive.all())):
         return _drop_unpadded(hidden, scores, open_bins, bin_num, eps)
@@ -201,14 +149,12 @@ def drop_tokens(hidden, alive, scores, open_bins, bin_num: int, eps: float = 0.0
 
 
 def survivors_first(keep: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, width) positions of the (B, m) bool ``keep`` tokens first, in their order (a
-    stable sort of the dropped flags), then dropped ones to fill the width."""
+    """(B, width) positions of the (B, m) bool ``keep`` tokens first, in order, then dropped ones."""
     return torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :width]
 
 
 def take_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """The rows ``order`` (B, m') of ``x`` (B, m, ...): whole rows copied by one
-    ``index_select`` on the flattened batch (~10x faster than gathering element-wise)."""
+    """Rows ``order`` (B, m') of ``x`` (B, m, ...), by one ``index_select`` on the flat batch."""
     batch, m = x.shape[:2]
     rows = (order + torch.arange(batch, device=order.device)[:, None] * m).reshape(-1)
     return x.reshape(batch * m, *x.shape[2:]).index_select(0, rows).view(*order.shape,
@@ -216,16 +162,10 @@ def take_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 
 
 def drop_zero_keeps(hidden: torch.Tensor, alive: torch.Tensor, positions: torch.Tensor):
-    """Training's exact token dropping: the tokens whose soft ``alive`` is exactly 0 leave
-    the (B, m, H) ``hidden`` states, the (B, m) ``alive`` mask and the (B, m) original
-    ``positions``, survivors gathered to the front in their order, re-padded (alive 0) to
-    the longest. Differentiable in ``hidden`` and ``alive``.
-
-    Exact: a token whose keep is 0 is no key of later attention, no query row of later
-    importance, not [CLS], so nothing downstream reads it and the masked path sends no
-    gradient back through it (to its hidden state or its gates). One read-back (the
-    longest survivor).
-    """
+    """Training's exact token dropping: tokens whose (B, m) soft ``alive`` is exactly 0 leave
+    ``hidden`` (B, m, H), ``alive`` and ``positions`` (B, m), survivors to the front,
+    re-padded (alive 0). Exact: nothing downstream reads such a token, and the masked path
+    sends it no gradient. Differentiable; one read-back (the longest survivor)."""
     kept = alive > 0
     order = survivors_first(kept, int(kept.sum(-1).max()))
     return take_rows(hidden, order), alive.gather(1, order), positions.gather(1, order)
@@ -246,8 +186,7 @@ def _cached_bins(open_bins: tuple, device: str) -> torch.Tensor:
 @functools.lru_cache(maxsize=1024)
 def _ranks_kept(m: int, open_bins: tuple, bin_num: int, eps: float = 0.0,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Ranks (0 = most important) whose bin is open among ``m`` candidates, on the host:
-    they depend on ``m`` and the gates alone, so each pair is worked out once."""
+    """Ranks (0 = most important) in open bins among ``m`` candidates, on the host, cached."""
     bins = rank_bin_table(table_size(m), bin_num, dtype, "cpu", eps)[m, :m]
     return torch.tensor(open_bins, dtype=torch.bool)[bins].nonzero().flatten()
 
@@ -260,12 +199,8 @@ def _ranks_on(m: int, open_bins: tuple, bin_num: int, eps: float, dtype: torch.d
 
 
 def _drop_unpadded(hidden, scores, open_bins, bin_num: int, eps: float = 0.0):
-    """:func:`drop_tokens` for a batch whose rows are all real tokens of equal length.
-
-    Then every row keeps the same ranks, so no masks are needed: rank, take the kept
-    ranks (known on the host), restore position order, copy the rows; half the general
-    path's small operations. Survivors stay in position order, as in the masked path.
-    """
+    """:func:`drop_tokens` for rows of real tokens only: every row keeps the same ranks (known
+    on the host), so no masks are needed; survivors stay in position order."""
     batch, n, h = hidden.shape
     if isinstance(open_bins, torch.Tensor):
         open_bins = tuple(open_bins.tolist())

@@ -1,13 +1,9 @@
-"""Ranking distillation (ToP Sec. 3.4; METHOD Sec. 5).
+"""Ranking distillation (ToP Sec. 3.4; METHOD Sec. 5) and ranking agreement.
 
-The student's early-layer importance is taught to order the teacher's TOPK tokens as the
-teacher's final layer does, with the LambdaLoss ARP-2 pairwise loss (Wang et al., 2018):
-``sum_{y_i > y_j} (y_i - y_j) * log2(1 + exp(-sigma (s_i - s_j)))``, divided by the list
-length squared.
-
-How well one token ranking agrees with another (the goal, measured): Kendall's tau-b over
-all pairs, and NDCG@k with graded relevance ``k, k-1, ..., 1`` for the reference's top-k
-tokens (the relevance of the ARP-2 loss).
+The student's early-layer importance learns the teacher's final-layer order of its TOPK
+tokens by LambdaLoss ARP-2 (Wang et al., 2018): ``sum_{y_i > y_j} (y_i - y_j) log2(1 +
+exp(-sigma (s_i - s_j)))`` / list length^2. Agreement: Kendall's tau-b, and NDCG@k with
+relevance ``k, ..., 1`` for the reference's top-k.
 """
 from __future__ import annotations
 
@@ -19,34 +15,29 @@ from .constraint import warmup_progress
 
 LN2 = math.log(2.0)
 RANK_SCORES = ("raw", "log", "scaled")
-"""What the loss sees of the student's importance ``s`` (a distribution over n tokens, so
-``s ~ 1/n``): ``raw`` (the release), ``log`` (log s: gaps are log-ratios, O(1)) or
-``scaled`` (s * n: mean 1). On raw scores every pair's logistic sits at ~ln 2 whatever
-the order (gaps ~1e-3), so the loss cannot fall, only its tiny gradient acts."""
+"""What the loss sees of the student's importance s (~1/n): ``raw`` (the release), ``log``
+(gaps become log-ratios, O(1)) or ``scaled`` (s * n). On raw scores every pair's logistic
+sits near ln 2 whatever the order (benchmarks/results/ablations/README.md)."""
 LOG_FLOOR = 1e-8  # log of an importance of 0 (never for an alive token; guards the log)
 RANK_WEIGHT_FLOOR = 0.01  # release: the rank loss keeps 1% of its weight after warm-up
 
 
 def rank_loss_weight(step: int, alpha: float, warmup_steps: int) -> float:
-    """Weight of the rank-distillation loss at ``step`` (METHOD Sec. 5):
-    ``DISTILL_RANK_LOSS_ALPHA * max(0.01, 1 - warmup progress)``, strongest at the start,
-    when the constraint begins to prune, and 1% of ``alpha`` once the warm-up is over.
+    """Weight of the rank loss at ``step``: ``alpha * max(0.01, 1 - warm-up progress)``.
 
-    Example:
-        >>> rank_loss_weight(50, 1e-3, 100), rank_loss_weight(500, 1e-3, 100)
-        (0.0005, 1e-05)
+    >>> rank_loss_weight(50, 1e-3, 100), rank_loss_weight(500, 1e-3, 100)
+    (0.0005, 1e-05)
     """
     return alpha * max(RANK_WEIGHT_FLOOR, 1 - warmup_progress(step, warmup_steps))
 
 
 def student_scores(importance: torch.Tensor, counts: torch.Tensor, how: str = "raw") -> torch.Tensor:
-    """The student's (B, n) importance as the ranking loss scores it (see ``RANK_SCORES``);
-    ``counts``: (B,) tokens ranked per example (``scaled`` multiplies by it).
+    """(B, n) importance as the loss scores it (:data:`RANK_SCORES`); ``counts``: (B,) tokens
+    ranked per example.
 
-    Example:
-        >>> s = torch.tensor([[0.0, 0.5, 0.25, 0.25]])
-        >>> student_scores(s, torch.tensor([3]), "scaled").tolist()
-        [[0.0, 1.5, 0.75, 0.75]]
+    >>> s = torch.tensor([[0.0, 0.5, 0.25, 0.25]])
+    >>> student_scores(s, torch.tensor([3]), "scaled").tolist()
+    [[0.0, 1.5, 0.75, 0.75]]
     """
     if how == "raw":
         return importance
@@ -61,17 +52,12 @@ def lambda_arp2_loss(
     scores: torch.Tensor, relevance: torch.Tensor, valid: torch.Tensor | None = None,
     sigma: float = 1.0
 ) -> torch.Tensor:
-    """ARP-2 LambdaLoss per list.
+    """(B,) ARP-2 LambdaLoss of (B, k) ``scores`` and graded ``relevance``, over the pairs with
+    ``relevance_i > relevance_j``; ``valid``: (B, k) 0/1 entries that exist.
 
-    Args:
-        scores: (B, k) predicted scores; relevance: (B, k) graded relevance (higher first).
-        valid: (B, k) optional 0/1 mask of list entries that exist.
-    Returns:
-        (B,) loss, summed over the ordered pairs with ``relevance_i > relevance_j``.
-    Example:
-        >>> rel = torch.tensor([[2.0, 1.0, 0.0]])
-        >>> bool(lambda_arp2_loss(rel, rel) < lambda_arp2_loss(-rel, rel))
-        True
+    >>> rel = torch.tensor([[2.0, 1.0, 0.0]])
+    >>> bool(lambda_arp2_loss(rel, rel) < lambda_arp2_loss(-rel, rel))
+    True
     """
     score_diff = scores[:, :, None] - scores[:, None, :]  # (B, k, k), s_i - s_j
     weight = (relevance[:, :, None] - relevance[:, None, :]).clamp_min(0)
@@ -82,14 +68,11 @@ def lambda_arp2_loss(
 
 
 def top_tokens(teacher: torch.Tensor, real: torch.Tensor, topk: int) -> torch.Tensor:
-    """(B, k) positions of each example's ``k = min(topk, n - 1)`` most important real
-    tokens under the (B, n) ``teacher`` importance, best first, [CLS] excluded; -1 past an
-    example's real tokens. What ranking distillation needs of the teacher, cached per
-    example by ``toplib.train.teacher``.
+    """(B, k) positions of each example's ``k = min(topk, n - 1)`` most important real tokens
+    under (B, n) ``teacher`` importance, best first, [CLS] excluded; -1 past the real ones.
 
-    Example:
-        >>> top_tokens(torch.tensor([[0.5, 0.1, 0.3, 0.2]]), torch.tensor([[1, 1, 1, 0]]), 3)
-        tensor([[ 2,  1, -1]])
+    >>> top_tokens(torch.tensor([[0.5, 0.1, 0.3, 0.2]]), torch.tensor([[1, 1, 1, 0]]), 3)
+    tensor([[ 2,  1, -1]])
     """
     real = real.bool().clone()
     real[:, 0] = False
@@ -103,22 +86,12 @@ def rank_distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, real: torch.Tensor, topk: int,
     score: str = "raw", sigma: float = 1.0, pad_lists: bool = False
 ) -> torch.Tensor:
-    """Loss teaching ``student`` importance the teacher's order of its top-k tokens.
+    """Mean over the batch of ARP-2 / k_b^2, teaching (B, n) ``student`` importance the
+    teacher's order of its top-k tokens (k_b = min(``topk``, the example's real tokens)).
 
-    Args:
-        student: (B, n) student importance of one layer.
-        teacher: (B, n) teacher final-layer importance (no gradient needed), or the
-            (B, >= k) long positions :func:`top_tokens` gives for it (a cache's).
-        real: (B, n) 0/1 real-token mask; [CLS] (position 0) is excluded here.
-        topk: TOPK, tokens per example taken from the teacher's ranking; an example with
-            fewer real tokens uses all of them.
-        score: how the student's importance is scored (:func:`student_scores`).
-        sigma: slope of the pairwise logistic (the release: 1).
-        pad_lists: the release's lists: an example with fewer than k tokens is padded with
-            relevance-0 entries scored 0, and every list is divided by k^2 (toplib: each
-            list holds the example's own tokens and is divided by its length squared).
-    Returns:
-        scalar, mean over the batch of ARP-2 / k_b^2.
+    ``teacher``: (B, n) final-layer importance, or its (B, >= k) :func:`top_tokens`;
+    ``real``: (B, n) 0/1, [CLS] excluded here. ``pad_lists``: the release's lists, short ones
+    padded with relevance-0 entries scored 0, every list divided by k^2.
     """
     k = max(1, min(topk, real.shape[1] - 1))
     top = top_tokens(teacher, real, k) if teacher.is_floating_point() else teacher[:, :k]
@@ -139,16 +112,12 @@ def rank_distillation_loss(
 
 # ---- ranking agreement ------------------------------------------------------------------
 def kendall_tau(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Kendall's tau-b between two scorings of the masked entries of each row.
+    """(B,) Kendall's tau-b between (B, n) scorings ``x`` and ``y`` of each row's ``mask``
+    entries; NaN where fewer than two untied entries exist.
 
-    Args:
-        x, y: (B, n) scores; mask: (B, n) bool, entries to compare.
-    Returns:
-        (B,) tau-b in [-1, 1]; NaN where fewer than two untied entries exist.
-    Example:
-        >>> t = torch.tensor([[1., 2., 3.]])
-        >>> kendall_tau(t, -t, torch.ones(1, 3, dtype=torch.bool)).item()
-        -1.0
+    >>> t = torch.tensor([[1., 2., 3.]])
+    >>> kendall_tau(t, -t, torch.ones(1, 3, dtype=torch.bool)).item()
+    -1.0
     """
     mask = mask.bool()
     n = x.shape[-1]
@@ -165,13 +134,8 @@ def kendall_tau(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def graded_relevance(teacher: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Relevance ``k_b, k_b - 1, ..., 1`` of the teacher's top-k masked entries, 0 elsewhere.
-
-    Args:
-        teacher: (B, n) teacher scores; mask: (B, n) bool; k: list length.
-    Returns:
-        (B, n) float; ``k_b = min(k, entries in the row)``.
-    """
+    """(B, n) relevance ``k_b, ..., 1`` of the (B, n) ``teacher``'s top-k masked entries, 0
+    elsewhere; ``k_b = min(k, entries in the row)``."""
     mask = mask.bool()
     k_eff = max(1, min(k, teacher.shape[-1]))
     top = teacher.masked_fill(~mask, float("-inf")).topk(k_eff, dim=-1).indices  # (B, k)
@@ -183,15 +147,8 @@ def graded_relevance(teacher: torch.Tensor, mask: torch.Tensor, k: int) -> torch
 
 def ndcg_at_k(scores: torch.Tensor, relevance: torch.Tensor, mask: torch.Tensor,
               k: int) -> torch.Tensor:
-    """NDCG@k of ranking the masked entries by ``scores`` (linear gains, log2 discount).
-
-    Ties in ``scores`` are broken by position (first wins).
-
-    Args:
-        scores: (B, n); relevance: (B, n) >= 0; mask: (B, n) bool; k: cut-off.
-    Returns:
-        (B,) in [0, 1]; NaN where a row has no relevant entry.
-    """
+    """(B,) NDCG@k of ranking the masked entries by (B, n) ``scores`` (linear gains, log2
+    discount, ties to the earlier position); NaN where a row has no relevant entry."""
     mask = mask.bool()
     k_eff = max(1, min(k, scores.shape[-1]))
     rel = relevance.double() * mask

@@ -1,5 +1,4 @@
-"""Tokenization and batching: encoded examples, dynamic-padding collator, loaders, and the
-encoded splits of one run (:func:`prepare_data`)."""
+"""Tokenization and batching: encoded examples, dynamic padding, loaders, a run's splits."""
 from __future__ import annotations
 
 import dataclasses
@@ -21,14 +20,11 @@ from .tasks import TaskSpec, get_task
 logger = logging.getLogger(__name__)
 
 PADDED_KEYS = (("input_ids", None), ("attention_mask", 0), ("token_type_ids", 0))
-"""Keys of an encoded example padded into a batch, with their fill (None: the pad token)."""
+"""Keys padded into a batch, with their fill (None: the pad token)."""
 
 
 def encode(data: TextData, tokenizer, max_length: int) -> list[dict]:
-    """Tokenize a split in one batched call of a Hugging Face tokenizer (fast ones are ~100x
-    quicker), truncated to `max_length` tokens (special tokens included), not padded: one dict
-    per example of input_ids, attention_mask, token_type_ids (if the tokenizer returns them)
-    and label."""
+    """Tokenize a split, truncated to ``max_length`` tokens (special ones included), unpadded."""
     check("max_length", max_length, is_integer(max_length) and max_length >= 2,
           "an integer >= 2 ([CLS] and [SEP] at least)")
     if len(data) == 0:
@@ -42,9 +38,7 @@ def encode(data: TextData, tokenizer, max_length: int) -> list[dict]:
 
 def pad_examples(examples: list[dict], pad_token_id: int,
                  width: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-pad encoded examples (lists or 1-D tensors) to ``width`` (default: the longest)
-    into (B, width) long tensors of the keys present; ``attention_mask`` is built from the
-    lengths when the examples carry none (1 for the real tokens, 0 for the padding)."""
+    """Right-pad examples into (B, width) long tensors (default: the longest), mask added if absent."""
     longest = max(len(e["input_ids"]) for e in examples)
     width = width or longest
     if longest > width:
@@ -63,8 +57,7 @@ def pad_examples(examples: list[dict], pad_token_id: int,
 
 
 class Collator:
-    """Pad encoded examples to the batch's longest (or to `pad_to`) and stack them as tensors;
-    their ``index`` (training examples' position in the split) comes along as (B,) long."""
+    """Pad examples to the batch's longest (or ``pad_to``) and stack them, ``index`` included."""
 
     def __init__(self, tokenizer, pad_to: int | None = None):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -85,10 +78,7 @@ LENGTH_GROUP_BATCHES = 50  # batches per length-sorted chunk when grouping by le
 
 def length_grouped_batches(lengths: list[int], batch_size: int,
                            generator: torch.Generator) -> list:
-    """Shuffled batches of indices whose examples have similar lengths (as Hugging Face's
-    ``group_by_length``): shuffled indices are cut into chunks of ``LENGTH_GROUP_BATCHES``
-    batches, sorted by length within each chunk, batched, and the batches shuffled again, so
-    batches stay random while padding to each batch's longest example wastes little."""
+    """Shuffled batches of similar-length indices (as Hugging Face's ``group_by_length``)."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
     chunk = batch_size * LENGTH_GROUP_BATCHES
     batches = []
@@ -100,8 +90,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int,
 
 def make_loader(encoded: list[dict], batch_size: int, tokenizer, shuffle: bool, seed: int = 0,
                 pad_to: int | None = None, group_by_length: bool = False) -> DataLoader:
-    """A DataLoader over encoded examples, its order reproducible from `seed`;
-    ``group_by_length`` (with ``shuffle``) batches examples of similar length together."""
+    """A DataLoader over encoded examples, its order reproducible from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     if shuffle and group_by_length:
         lengths = [len(e["input_ids"]) for e in encoded]
@@ -115,9 +104,7 @@ def make_loader(encoded: list[dict], batch_size: int, tokenizer, shuffle: bool, 
 
 
 def dataset_statistics(encoded: list[dict]) -> dict:
-    """Token-length and label statistics of encoded examples: n, mean_length, median_length,
-    p95_length, max_length (tokens, special tokens included) and label_counts (classes) or
-    label_mean/min/max (regression)."""
+    """Token-length (special tokens included) and label statistics of encoded examples."""
     lengths = np.array([len(e["input_ids"]) for e in encoded] or [0])
     labels = [e["label"] for e in encoded]
     stats = dict(n=len(encoded), mean_length=float(lengths.mean()),
@@ -157,23 +144,19 @@ class TaskData:
     max_seq_length: int
 
     def train_loader(self, config, tokenizer, epoch: int):
-        # A fresh seeded generator per epoch: the order of epoch e is reproducible on resume.
-        # The release pads training batches to max_seq_length too, then cuts them to their
-        # longest example (trainer.py: shortens_inputs): random batches, dynamic padding.
+        # A seeded generator per epoch: reproducible on resume. The release pads training
+        # batches, then cuts them to their longest (trainer.py: shortens_inputs).
         release = getattr(config, "pad_to_max_length", False)
         return make_loader(self.train, config.batch_size, tokenizer, shuffle=True,
                            seed=config.seed * 1000 + epoch, group_by_length=not release)
 
     @property
     def padded_length(self) -> int:
-        """The length of the padded FLOPs convention: the release's per task
-        (``MAX_SEQUENCE_LENGTH`` in its ``l0_module.py``, the task table's), whatever the
-        truncation; a custom task's truncation length."""
+        """Padded-FLOPs length: the release's per task (l0_module.py), custom tasks' truncation."""
         return self.max_seq_length if self.spec.name == "custom" else self.spec.max_seq_length
 
     def pad_to(self, config) -> int | None:
-        """Evaluation batches padded to max_seq_length (the release's ``pad_to_max_length``:
-        it matters where importance averages every query row), or to their longest."""
+        """max_seq_length under the release's ``pad_to_max_length``, else None (the longest)."""
         return self.max_seq_length if getattr(config, "pad_to_max_length", False) else None
 
     def steps_per_epoch(self, config) -> int:
@@ -187,8 +170,7 @@ class TaskData:
 
 def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
                  need_train: bool = True, label_names: list | None = None) -> TaskData:
-    """Load, subsample and tokenize a task's splits as ``config`` (a TrainConfig) asks;
-    ``label_names``: a custom task's classes as a checkpoint knows them."""
+    """Load, subsample and tokenize a task's splits as a TrainConfig asks."""
     files = DataFiles.of(files)
     splits = load_task_data(get_task(task).name, **dataclasses.asdict(files), seed=config.seed,
                             label_names=label_names)
@@ -213,7 +195,7 @@ def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
 
 
 def eval_subset(data: TextData, max_eval_samples: int | None) -> TextData:
-    """The validation examples a run evaluates on: the first ``max_eval_samples`` (all if None)."""
+    """The first ``max_eval_samples`` examples (all if None)."""
     if max_eval_samples and max_eval_samples < len(data):
         return data.select(range(max_eval_samples))
     return data
@@ -221,9 +203,7 @@ def eval_subset(data: TextData, max_eval_samples: int | None) -> TextData:
 
 def validation_labels(task: str, files: DataFiles | str | dict | None = None,
                       max_eval_samples: int | None = None, seed: int = 42) -> tuple[TaskSpec, list]:
-    """(spec, gold labels) of the first validation split, exactly as :func:`prepare_data`
-    evaluates it (same source, same subset), without tokenizing: e.g. for the chance score
-    (``toplib.data.chance_scores``) of a finished run."""
+    """(spec, gold labels) of the first validation split, as :func:`prepare_data` reads it."""
     splits = load_task_data(get_task(task).name, **dataclasses.asdict(DataFiles.of(files)),
                             seed=seed)
     spec = resolve_task(task, splits)

@@ -1,10 +1,4 @@
-"""Labels: raw values to class ids or floats; a custom task's classes, inferred from its
-training file or taken from a checkpoint; a checkpoint's label space against a task's.
-
-A label space is the dict ``toplib.hf.checkpoint.label_space`` builds from a model config:
-``{"problem_type": "regression" | "classification", "num_labels": n, "label_names": [...]
-or None}``.
-"""
+"""Labels: raw values to class ids or floats, custom tasks' classes, label-space checks."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +40,7 @@ def _is_number(value) -> bool:
 
 
 def label_key(value) -> str:
-    """The name a raw label goes by: integral numbers as integers (1 and 1.0: "1"), the rest
-    as text. Class names of a custom task (and of its checkpoints) are these keys."""
+    """A raw label's class name: integral numbers as integers (1 and 1.0: "1"), else text."""
     if _is_number(value) and float(value).is_integer():
         return str(int(value))
     return str(value)
@@ -56,18 +49,9 @@ def label_key(value) -> str:
 def infer_custom_labels(raw: dict[str, list], files: dict[str, str],
                         label_names: list | None = None
                         ) -> tuple[dict[str, list], tuple[str, ...] | None]:
-    """Labels of a custom task.
+    """({split: class ids or floats}, class names; None: a regression) of a custom task, by
+    ``label_names`` or the training file's sorted labels (any with a fraction: a regression).
 
-    With ``label_names`` (an existing checkpoint's classes) each raw label maps to its
-    name (:func:`label_key`). Else the training file decides (the validation file when
-    there is none): numbers with a fraction make a regression; otherwise its distinct
-    labels, sorted (numbers as numbers, names alphabetically), are the classes, and a
-    label of another file outside them is an error, as is a single class.
-
-    Args:
-        raw: {split: raw labels}; files: {split: its file}, for the messages.
-    Returns:
-        ({split: class ids or floats}, class names, None for a regression).
     Example:
         >>> infer_custom_labels({"train": [10, 2, 2]}, {"train": "t.csv"})
         ({'train': [1, 0, 0]}, ('2', '10'))
@@ -90,7 +74,7 @@ def infer_custom_labels(raw: dict[str, list], files: dict[str, str],
 
 def _map_to(classes: list[str], raw: dict[str, list], files: dict[str, str],
             source: str) -> dict[str, list[int]]:
-    """Class ids of every split's raw labels under ``classes`` (known from ``source``)."""
+    """Class ids of every split's raw labels under ``classes``."""
     ids = {name: i for i, name in enumerate(classes)}
     out = {}
     for split, values in raw.items():
@@ -104,13 +88,8 @@ def _map_to(classes: list[str], raw: dict[str, list], files: dict[str, str],
 
 
 def check_label_space(labels: dict | None, spec: TaskSpec, name: str) -> None:
-    """Raise a ValueError when a checkpoint's label space (see the module) is not the
-    task's: the names when both have them, else the number of labels and the problem type.
+    """Raise a ValueError when a checkpoint's label space (None: unchecked) is not the task's.
 
-    Args:
-        labels: the checkpoint's label space; None or {}: nothing to check.
-        spec: the task (a custom one as resolved from its data).
-        name: the checkpoint as the message names it, e.g. ``"teacher='runs/t'"``.
     Example:
         >>> from toplib.data import get_task
         >>> check_label_space({"problem_type": "regression", "num_labels": 1},

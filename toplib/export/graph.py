@@ -1,21 +1,10 @@
 """The token-dropping forward pass as plain tensor operations, for tracing to ONNX.
 
-:func:`toplib.infer.prune_forward` decides shapes on the host (``int(counts.max())``,
-``bool(alive.all())``, a cached rank table): a tracer would freeze every such number into the
-graph. :class:`DropGraph` computes the same thing with the shapes as data:
-
-* survivors are gathered by a TopK whose ``k`` is a 0-d tensor (the longest survivor), over a
-  key that puts kept tokens first in position order, so ONNX gets a TopK of dynamic width;
-* a token's rank among the alive non-[CLS] tokens is counted pairwise (tokens scoring
-  higher, plus equal scores at lower positions): the stable descending rank of
-  :func:`toplib.core.importance.rank_bins` without a sort, (B, m, m) comparisons, fewer
-  than one attention head's scores;
-* bins use rank_bins' float formula, ``floor(r / (m + eps) * bin_num)``, so boundaries round
-  as in the model; the open bins are a constant of the graph (``eval_keep_table``).
-
-Attention is Hugging Face's eager order (``q k^T * scaling + mask``, softmax, ``@ v``) with
-an additive padding mask, query, key and value in one GEMM (:func:`packed_qkv`). Inputs must
-be right-padded with [CLS] at position 0 (as ``prune_forward`` requires).
+:func:`toplib.infer.prune_forward` decides shapes on the host, which a tracer would freeze;
+:class:`DropGraph` keeps them as data: survivors are gathered by a TopK whose ``k`` is a 0-d
+tensor, ranks are counted pairwise (the stable descending rank of ``rank_bins`` without a
+sort) and binned by rank_bins' float formula; the open bins are graph constants. Attention
+follows Hugging Face's eager order. Inputs: right-padded, [CLS] at position 0.
 """
 from __future__ import annotations
 
@@ -29,13 +18,8 @@ from ..infer.engine import eval_keep_table
 
 
 def gather_kept(hidden: torch.Tensor, keep: torch.Tensor):
-    """Survivors of ``keep`` to the front, in position order, re-padded to the longest.
-
-    Args:
-        hidden: (B, m, H) or (B, m) (token ids); keep: (B, m) bool.
-    Returns:
-        (hidden (B, m', ...), alive (B, m') bool) with m' = the most survivors of a row.
-    """
+    """(hidden (B, m', ...), alive (B, m') bool): the survivors of (B, m) bool ``keep`` to the
+    front in position order, re-padded, for ``hidden`` (B, m, H) or (B, m) token ids."""
     positions = torch.ones_like(keep, dtype=torch.float32).cumsum(1) - 1  # (B, m) 0..m-1
     width = keep.shape[1]
     key = keep.float() * width - positions  # kept: (0, m], earlier first; dropped: <= 0
@@ -50,9 +34,8 @@ def gather_kept(hidden: torch.Tensor, keep: torch.Tensor):
 
 
 def importance(probs: torch.Tensor, alive: torch.Tensor, all_rows: bool) -> torch.Tensor:
-    """(B, m) attention received, averaged over heads and query rows (the alive ones, or all
-    present rows), x alive: :func:`toplib.core.importance.token_importance`, with the row
-    average as one batched product before the head mean ((B, A, 1, m), not (B, m, m))."""
+    """(B, m) :func:`toplib.core.importance.token_importance`, the row average taken first as
+    one batched product ((B, A, 1, m), not (B, m, m))."""
     alive = alive.to(probs.dtype)
     rows = torch.ones_like(alive) if all_rows else alive
     weights = rows / rows.sum(-1, keepdim=True).clamp_min(1.0)  # (B, m) query weights
@@ -62,8 +45,7 @@ def importance(probs: torch.Tensor, alive: torch.Tensor, all_rows: bool) -> torc
 
 def bin_keep(scores: torch.Tensor, alive: torch.Tensor, open_bins: torch.Tensor,
              bin_num: int, eps: float) -> torch.Tensor:
-    """(B, m) bool tokens kept at a prune location: alive and in an open rank bin, [CLS]
-    always (:func:`toplib.core.importance.rank_bins` and ``drop_tokens``)."""
+    """(B, m) bool tokens kept at a prune location: alive and in an open rank bin, [CLS] always."""
     positions = torch.ones_like(scores).cumsum(1)  # (B, m) 1..m
     first = positions == 1  # [CLS]
     candidates = alive & ~first
@@ -78,19 +60,17 @@ def bin_keep(scores: torch.Tensor, alive: torch.Tensor, open_bins: torch.Tensor,
 
 
 def packed_qkv(sa: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """One (3H, H) weight and (3H,) bias for a Hugging Face self-attention's query, key and
-    value, the query pre-multiplied by the score scaling: one GEMM instead of three (one
-    activation quantization in int8), and no pass over the (B, A, m, m) scores to scale
-    them (exact when the head size is a power of 4, as BERT-base's 64)."""
+    """(3H, H) weight and (3H,) bias stacking a self-attention's query, key and value, the query
+    pre-scaled by the score scaling: one GEMM, no pass over the scores to scale them (exact
+    when the head size is a power of 4, as BERT-base's 64)."""
     weight = torch.cat([sa.query.weight * sa.scaling, sa.key.weight, sa.value.weight])
     bias = torch.cat([sa.query.bias * sa.scaling, sa.key.bias, sa.value.bias])
     return weight.detach().clone(), bias.detach().clone()
 
 
 def attention(attn: nn.Module, qkv: tuple, hidden: torch.Tensor, bias: torch.Tensor):
-    """A Hugging Face attention block (``.self`` for its head size, ``.output``) in its eager
-    order, on ``qkv`` = :func:`packed_qkv`; returns (output (B, m, H), probabilities
-    (B, A, m, m))."""
+    """(output (B, m, H), probabilities (B, A, m, m)) of a Hugging Face attention block in its
+    eager order, on ``qkv`` = :func:`packed_qkv`."""
     b, m = hidden.shape[0], hidden.shape[1]
     heads = F.linear(hidden, *qkv).view(b, m, 3, -1, attn.self.attention_head_size)
     q, k, v = heads.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, A, m, d)
@@ -100,12 +80,8 @@ def attention(attn: nn.Module, qkv: tuple, hidden: torch.Tensor, bias: torch.Ten
 
 
 class DropGraph(nn.Module):
-    """A ToPModel's token-dropping forward pass with its evaluation gates as constants.
-
-    ``forward(input_ids, attention_mask[, token_type_ids])`` -> (logits (B, C), kept (B, N)
-    long real tokens entering each layer), as :func:`toplib.infer.prune_forward` gives.
-    ``pruning=False``: the same graph without prune locations (dense on real lengths).
-    """
+    """A ToPModel's token-dropping pass, its evaluation gates constants: ``forward`` gives
+    (logits (B, C), kept (B, N)) as ``prune_forward``; ``pruning=False``: no prune locations."""
 
     def __init__(self, top, pruning: bool = True):
         super().__init__()

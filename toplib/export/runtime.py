@@ -1,10 +1,5 @@
-"""Writing ONNX graphs of a ToPModel and running them in onnxruntime (CPU).
-
-Two graphs of one checkpoint: the token-dropping one (:class:`~toplib.export.graph.DropGraph`,
-the evaluation gates baked in) and the dense Hugging Face model, the baseline users would
-deploy. Both can go through onnxruntime's transformer optimizer (fused LayerNorm, GELU,
-SkipLayerNorm, attention where the pattern allows) and its dynamic int8 quantization, so
-pruning and int8 stack. onnx and onnxruntime are optional (``pip install -e .[export]``).
+"""ONNX graphs of a ToPModel (token-dropping, or the dense baseline) run in onnxruntime (CPU),
+optionally optimised and int8-quantized; onnx and onnxruntime: ``pip install -e .[export]``.
 """
 from __future__ import annotations
 
@@ -25,8 +20,7 @@ OPSETS = range(14, 21)
 """ONNX opsets the export accepts: from 14 (Softmax over the last axis only, as PyTorch's,
 since 13; TopK with a tensor k since 10) to 20, the newest the TorchScript exporter writes."""
 EXAMPLE_LENGTHS = (11, 7)
-"""Real lengths of the tracing example: padding in one row, so no shape is specialised to
-a full batch (the tests run other lengths and batch sizes)."""
+"""Real lengths of the tracing batch: one row padded, so no shape specialises to a full batch."""
 
 
 def require(module: str):
@@ -51,8 +45,7 @@ def check_onnx_path(path: str, name: str = "path") -> str:
 
 
 class _DenseLogits(torch.nn.Module):
-    """The plain Hugging Face classifier, logits only (eager attention: the pattern
-    onnxruntime's optimizer fuses into its Attention kernel)."""
+    """The plain HF classifier, logits only, eager (the attention onnxruntime's optimizer fuses)."""
 
     def __init__(self, top):
         super().__init__()
@@ -76,23 +69,10 @@ def example_inputs(top) -> tuple:
 
 def export_onnx(top, path: str, *, opset: int = 17, dense: bool = False,
                 optimize: bool = True, pruning: bool = True) -> str:
-    """Write an ONNX graph of a ToPModel (CPU, fp32, dynamic batch and sequence length).
-
-    Args:
-        top: a ToPModel; its evaluation gates become constants of the graph.
-        path: the ``.onnx`` file to write.
-        opset: ONNX opset, in :data:`OPSETS`.
-        dense: the plain Hugging Face classifier instead (outputs ``logits`` only): the
-            baseline a token-dropping graph is timed against.
-        optimize: run onnxruntime's transformer optimizer on the written graph.
-        pruning: False writes the token-dropping graph without prune locations.
-    Returns:
-        ``path``. The graph's inputs are int64 ``input_ids``, ``attention_mask`` (right-padded,
-        [CLS] first) and, except for RoBERTa, ``token_type_ids``; outputs ``logits`` (B, C)
-        and, for the token-dropping graph, ``kept`` (B, N): real tokens entering each layer.
-    Example:
-        >>> export_onnx(top, "model.onnx")  # doctest: +SKIP
-    """
+    """Write an ONNX graph of a float32 CPU ToPModel, its eval gates constants, batch and length
+    dynamic; returns ``path``. Inputs: int64 ``input_ids``, ``attention_mask`` (right-padded,
+    [CLS] first), ``token_type_ids`` (not RoBERTa); outputs ``logits`` (B, C) and, unless
+    ``dense`` (the plain HF classifier), ``kept`` (B, N). ``pruning=False``: no prune layers."""
     check("opset", opset, opset in OPSETS, f"an integer in {OPSETS.start}..{OPSETS.stop - 1}")
     weight = next(top.model.parameters())
     check("top", f"a {dtype_name(weight.dtype)} model on {weight.device}",
@@ -125,11 +105,9 @@ def optimize_graph(path: str, config, dst: str | None = None) -> str:
 
 
 def quantize_int8(src: str, dst: str, per_channel: bool = False) -> str:
-    """Dynamic int8 quantization (onnxruntime ``quantize_dynamic``, QInt8 weights; activations
-    quantized per call) of ``src`` into ``dst``; returns ``dst``. ``per_channel``: one weight
-    scale per output column (the quickstart MiniLM on all 1,066 rotten_tomatoes validation
-    examples, labels equal to fp32 PyTorch: token dropping 91.7% -> 93.1%, dense 91.6% ->
-    92.9%; accuracy 77.9 -> 79.7 and 78.8 -> 79.4 against fp32's 78.7; not timed)."""
+    """Dynamic int8 quantization of ``src`` into ``dst`` (onnxruntime ``quantize_dynamic``,
+    QInt8 weights); returns ``dst``. ``per_channel``: one weight scale per output column
+    (benchmarks/results/README.md)."""
     check("src", src, os.path.isfile(src), "give an existing .onnx file")
     dst = check_onnx_path(dst, "dst")
     check("dst", dst, os.path.abspath(dst) != os.path.abspath(src), "must differ from src")
@@ -151,18 +129,8 @@ class OrtOutput(NamedTuple):
 
 
 class OrtModel:
-    """An exported graph in an onnxruntime CPU session.
-
-    Args:
-        path: the ``.onnx`` file.
-        threads: intra-op threads (the benchmark's 2, or the cores to use).
-        spinning: let idle intra-op threads spin for work (onnxruntime's default). Off here:
-            on a machine shared with other processes spinning threads take each other's
-            cores (bert-base, int8, batch 1, 2 threads, load average 1.8 on 2 cores: dense
-            94 -> 52 ms, token dropping 57 -> 27 ms with it off).
-    Example:
-        >>> out = OrtModel("model.onnx", 2)(ids, mask, types)  # doctest: +SKIP
-    """
+    """An exported graph in an onnxruntime CPU session. ``spinning`` (onnxruntime's default) is
+    off here: on a shared machine, idle threads spinning for work take each other's cores."""
 
     def __init__(self, path: str, threads: int = 1, spinning: bool = False):
         check("path", path, os.path.isfile(path), "give an existing .onnx file")
@@ -196,8 +164,7 @@ class OrtModel:
 
 def ort_predict(model: OrtModel, examples: list[dict], batch_size: int = 64,
                 pad_id: int = 0) -> OrtOutput:
-    """:func:`toplib.infer.predict` in onnxruntime: longest first in batches of similar
-    length, results in the order of ``examples``."""
+    """:func:`toplib.infer.predict` in onnxruntime: batched by length, results in input order."""
     check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
           "an integer >= 1")
     batches, inverse = length_batches(examples, batch_size, pad_id)

@@ -1,5 +1,4 @@
-"""Everything that touches Hugging Face internals: the encoder patch (one loop and one
-attention for the masked and the token-dropping path), ToPModel, checkpoints, loading."""
+"""Hugging Face surgery: the encoder patch, ToPModel, checkpoints, loading."""
 from .checkpoint import CheckpointError, label_space, verify_checkpoint
 from .encoder import apply_patch
 from .loading import check_sequence_length, resolve_model_path

@@ -1,18 +1,6 @@
-"""Self-attention on a Hugging Face layer's weights, for the masked and the dropping path.
+"""Self-attention on a Hugging Face layer's weights, shared by the masked and the dropping path.
 
-Both paths of :mod:`toplib.hf.encoder` share one self-attention on the layer's own weights
-(:func:`self_attention`), which returns the token importance beside the output, so the
-(B, A, m, m) probabilities never leave it:
-
-* eager: ``softmax(q k^T * scaling + bias)``; the masked path in Hugging Face's operation
-  order (training reproduces its values and gradients bitwise), the dropping path a few
-  examples at a time, so each chunk's probabilities stay in cache between the softmax,
-  P @ V and the importance reduction (1.3-2x faster at 128-512 tokens than streaming the
-  whole tensor through memory three times);
-* fused: PyTorch's ``scaled_dot_product_attention`` (Hugging Face's "sdpa" kernel) for
-  layers whose probabilities nothing needs. Over the whole rotten_tomatoes and CoLA
-  validation sets (MiniLM, sparsity 0.5) logits stay within 1e-7 of eager attention, with
-  the same kept tokens.
+It returns token importance beside the output, so the (B, A, m, m) probabilities never leave it.
 """
 from __future__ import annotations
 
@@ -35,10 +23,8 @@ def no_section(name: str, rows: int | None = None):  # noqa: ARG001 (the timer p
 
 def padding_bias(alive: torch.Tensor, dtype: torch.dtype,
                  padded: bool | None = None) -> torch.Tensor | None:
-    """(B, m) mask (> 0: present) -> (B, 1, 1, m) additive attention bias (0 kept, min
-    dropped), or None when every position is present (one check for a bool mask: batch 1).
-    ``padded``: whether some position is absent, when the caller knows (no check, so
-    nothing is read back from a GPU)."""
+    """(B, m) mask (> 0: present) -> (B, 1, 1, m) additive bias, None when nothing is absent;
+    ``padded``: whether something is, if known (no device read-back)."""
     absent = ~alive if alive.dtype == torch.bool else alive <= 0
     if padded is None:
         padded = bool(absent.any())
@@ -46,9 +32,8 @@ def padding_bias(alive: torch.Tensor, dtype: torch.dtype,
 
 
 class Ranked(NamedTuple):
-    """Which tokens an attention block ranks: ``present`` (B, m) bool, the tokens that may
-    be ranked (and, by default, the query rows importance averages); ``all_rows``: average
-    every query row instead (the release: padding and pruned rows too)."""
+    """Tokens an attention block ranks: ``present`` (B, m) bool, also the query rows averaged
+    unless ``all_rows`` (the release: every row, padding and pruned ones too)."""
 
     present: torch.Tensor
     all_rows: bool = False
@@ -56,19 +41,14 @@ class Ranked(NamedTuple):
 
 def self_attention(attn, hidden, bias, ranked: Ranked | None = None, eager: bool = True,
                    whole: bool = True, section=no_section):
-    """One Hugging Face attention block (``layer.attention``: ``.self`` with query/key/value,
-    ``.output``) on (B, m, H) hidden states; ``section(name)`` is a timer context factory.
+    """One Hugging Face attention block (``layer.attention``) on (B, m, H) hidden states.
 
     Args:
-        bias: (B, 1, 1, m) additive mask or None (nothing masked).
-        ranked: if given (with ``eager``), also return each token's importance (attention
-            received, ToP Sec. 3.1) for the tokens and query rows it names.
-        eager: explicit probabilities instead of fused SDPA.
-        whole: the batch in one chunk (as Hugging Face), returning the (B, A, m, m)
-            probabilities; False: chunks of examples (the token-dropping path).
+        bias: (B, 1, 1, m) additive mask or None.
+        ranked: with ``eager``, also return token importance (ToP Sec. 3.1).
+        whole: one chunk, returning the (B, A, m, m) probabilities; False: chunks of examples.
     Returns:
-        (output (B, m, H) after the output projection and LayerNorm, importance (B, m) or
-        None, probabilities or None).
+        (output (B, m, H), importance (B, m) or None, probabilities or None).
     """
     sa = attn.self
     shape = (*hidden.shape[:2], -1, sa.attention_head_size)
@@ -96,9 +76,8 @@ def self_attention(attn, hidden, bias, ranked: Ranked | None = None, eager: bool
 
 def _eager_attention(qkv, bias, ranked: Ranked | None, scaling: float, dropout: float,
                      chunked: bool, section=no_section):
-    """Eager attention and importance on ``qkv`` = (q, k, v), each (B, A, m, d), a chunk of
-    examples at a time when ``chunked``. Returns (context (B, A, m, d), importance (B, m) or
-    None, probabilities of the last chunk)."""
+    """Eager attention on (q, k, v), each (B, A, m, d) -> (context (B, A, m, d), importance
+    (B, m) or None, the last chunk's probabilities)."""
     q, k, v = qkv
     b, a, m, _ = q.shape
     # chunks keep probabilities in a CPU core's cache; a GPU wants one launch for the batch
@@ -115,8 +94,8 @@ def _eager_attention(qkv, bias, ranked: Ranked | None, scaling: float, dropout: 
             contexts.append(torch.matmul(probs, v[rows]))
         if ranked is not None:
             with section("importance"):
-                if bias is None and chunked:  # nothing masked: a plain mean (1.8 -> 0.7 ms
-                    # a pass, bert-base, batch 1); the masked path keeps the release's formula
+                if bias is None and chunked:  # nothing masked: a plain mean is cheaper;
+                    # the masked path keeps the release's formula
                     scores.append(probs.mean(dim=(1, 2), dtype=score_dtype(probs.dtype)))
                 else:
                     alive = ranked.present[rows]
@@ -127,12 +106,8 @@ def _eager_attention(qkv, bias, ranked: Ranked | None, scaling: float, dropout: 
 
 
 def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
-    """softmax(q k^T * scaling + bias): in Hugging Face's operation order (bitwise its
-    values and gradients: the masked, training path), or ``fused``, where ``baddbmm``
-    applies the scaling and adds the mask inside the GEMM, so the (B, A, m, m) scores are
-    written once instead of three times: at 512 tokens that tensor is 12.6 MB per example
-    and layer, and memory traffic dominates.
-    """
+    """softmax(q k^T * scaling + bias) in Hugging Face's operation order, or ``fused``:
+    ``baddbmm`` scales and masks inside the GEMM, writing the (B, A, m, m) scores once."""
     if not fused:
         scores = torch.matmul(q, k.transpose(2, 3)) * scaling
         return F.softmax(scores if bias is None else scores + bias, dim=-1)
@@ -150,16 +125,9 @@ def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
 
 
 def fuse_qkv_(model: torch.nn.Module) -> torch.nn.Module:
-    """Give every self-attention of ``model`` one ``qkv`` projection (the query, key and
-    value weights stacked), in place; :func:`self_attention` uses it outside training.
-
-    One (H, 3H) GEMM instead of three reads the input once and makes one call: at batch 1
-    it takes 8% off a bert-base pass in bf16 (45.1 -> 41.6 ms, 128 tokens, sparsity 0.6,
-    2 threads). The query's rows carry the score scaling (``1/sqrt(head size)``), so no pass
-    over the (B, A, m, m) scores scales them (exact for power-of-4 head sizes, bert-base's
-    64; a rounding otherwise). For inference copies only (``toplib.hf.precision.inference_copy``): the
-    stacked weights are a copy, so training the model afterwards would leave them stale.
-    """
+    """Stack every self-attention's query, key and value into one ``qkv`` projection, in place
+    (benchmarks/results/README.md), the score scaling folded into the query rows (exact for power-of-4 head
+    sizes). For inference copies only: training would leave the stack stale."""
     for module in model.modules():
         parts = [getattr(module, name, None) for name in ("query", "key", "value")]
         if not all(isinstance(p, torch.nn.Linear) for p in parts):

@@ -1,14 +1,5 @@
-"""Checkpoint directories: written whole, checked file by file when read.
-
-A checkpoint is a directory: the Hugging Face model and tokenizer (``save_pretrained``),
-``toplib.json`` (:data:`META_FILE`: the pruning structure, the stage, the task, the
-configuration and the label space) and ``gates.pt`` (:data:`GATES_FILE`) beside them.
-
-Reading one, :func:`verify_checkpoint` first checks every file cheaply (the JSON files
-parse, the safetensors header covers its file, the gates fit the recorded structure), so a
-damaged checkpoint fails before anything large is loaded; the loads themselves run under
-:func:`reading`, which turns any failure into a :class:`CheckpointError` naming the file.
-"""
+"""Checkpoint directories (HF model and tokenizer, ``toplib.json``, ``gates.pt``): written
+whole, checked file by file before anything large loads."""
 from __future__ import annotations
 
 import contextlib
@@ -26,7 +17,7 @@ from .encoder import check_supported
 
 
 class CheckpointError(ValueError):
-    """A checkpoint folder misses a file or holds a corrupt one (the message names it)."""
+    """A checkpoint folder misses a file or holds a corrupt one."""
 
 
 META_FILE = "toplib.json"
@@ -36,15 +27,13 @@ SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.j
 WEIGHTS = (SAFETENSORS, SAFETENSORS_INDEX, "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"),
              ("sentencepiece.bpe.model",), ("spiece.model",))
-"""File sets of which a tokenizer needs one. Without any, ``AutoTokenizer`` builds one from
-``tokenizer_config.json`` alone that maps every word to [UNK]: wrong, silently."""
+"""A tokenizer needs one of these; without, ``AutoTokenizer`` silently maps every word to [UNK]."""
 HINT = "pass the output_dir of `toplib finetune`/`prune` or a saved classifier"
 
 
 @contextlib.contextmanager
 def atomic_directory(path: str):
-    """Yield a temporary directory that replaces ``path`` only if the block succeeds: on an
-    exception it is deleted, and the old ``path`` (if any) stays as it was."""
+    """Yield a temporary directory that replaces ``path`` only if the block succeeds."""
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -72,13 +61,7 @@ def checkpoint_path(path: str) -> str:
 @contextlib.contextmanager
 def reading(file: str, name: str = "checkpoint",
             advice: str = "restore it or retrain the checkpoint"):
-    """Run a load inside the block; any failure becomes a :class:`CheckpointError` that
-    names ``name`` (the parameter) and ``file``.
-
-    Example:
-        >>> with reading("ckpt/model.safetensors", "teacher"):  # doctest: +SKIP
-        ...     model = AutoModelForSequenceClassification.from_pretrained("ckpt")
-    """
+    """Turn any failure inside the block into a :class:`CheckpointError` naming ``file``."""
     try:
         yield
     except (CheckpointError, MemoryError):
@@ -95,8 +78,7 @@ def reading(file: str, name: str = "checkpoint",
 
 
 def size_mismatches(weights: str) -> list[str]:
-    """``'tensor: (weights shape) in the weights, (shape) by config.json'`` for every tensor
-    of a ``.safetensors`` file whose shape its folder's config.json does not give."""
+    """One line per tensor of a ``.safetensors`` file whose shape its config.json contradicts."""
     from safetensors import safe_open
     from transformers import AutoConfig, AutoModelForSequenceClassification
     if not weights.endswith(".safetensors"):
@@ -112,7 +94,7 @@ def size_mismatches(weights: str) -> list[str]:
 
 
 def read_json(path: str, name: str = "checkpoint") -> dict:
-    """A JSON object file; an error names ``name`` and the file when it is not one."""
+    """A JSON object file, or a CheckpointError."""
     try:
         with open(path, encoding="utf-8") as f:
             value = json.load(f)
@@ -132,18 +114,12 @@ def read_meta(path: str, name: str = "checkpoint") -> dict:
 
 
 def verify_checkpoint(path: str, name: str = "checkpoint", tokenizer: bool = True) -> dict:
-    """Check that ``path`` holds every file a checkpoint needs and that they are whole,
-    without loading the weights.
+    """Check that ``path`` holds every file a checkpoint needs, whole, without loading weights.
 
-    Args:
-        path: a checkpoint directory (a run directory: pass ``checkpoint_path(run)``).
-        name: the parameter named in errors ("teacher", "checkpoint").
-        tokenizer: also require the tokenizer's files.
     Returns:
-        its ``toplib.json`` meta ({} for a plain Hugging Face checkpoint) with ``labels``
-        (:func:`label_space`) always filled in from its config.json.
+        its ``toplib.json`` meta ({} for a plain HF checkpoint) with ``labels`` filled in.
     Raises:
-        CheckpointError: naming ``name``, the folder and the missing or corrupt file.
+        CheckpointError: naming the missing or corrupt file.
     """
     config = read_config(path, name)
     _check_weights(path, name)
@@ -166,8 +142,7 @@ def verify_checkpoint(path: str, name: str = "checkpoint", tokenizer: bool = Tru
 
 
 def read_config(path: str, name: str = "checkpoint"):
-    """The Hugging Face config of a model folder, after checking that the folder exists and
-    holds a parseable config.json of a model family toplib can patch."""
+    """The Hugging Face config of a model folder, checked to exist and be of a supported family."""
     if not os.path.exists(path):
         raise CheckpointError(f"{name}={path!r} does not exist; {HINT}")
     if not os.path.isdir(path):
@@ -186,13 +161,13 @@ def read_config(path: str, name: str = "checkpoint"):
 
 
 def weights_file(path: str) -> str | None:
-    """The weights file Hugging Face loads from a folder (first of :data:`WEIGHTS`), or None."""
+    """The first of :data:`WEIGHTS` in a folder, or None."""
     return next((os.path.join(path, f) for f in WEIGHTS if os.path.isfile(os.path.join(path, f))),
                 None)
 
 
 def _check_weights(path: str, name: str) -> None:
-    """A weights file is there; safetensors ones have a header that covers the file."""
+    """A weights file is there; safetensors headers cover their files."""
     found = weights_file(path)
     if found is None:
         raise CheckpointError(f"{name}={path!r} holds no weights file ({' or '.join(WEIGHTS)}); "
@@ -229,9 +204,8 @@ def saved_prune(meta: dict, path: str, name: str = "checkpoint") -> PruneConfig 
 
 
 def load_torch_file(path: str, name: str, advice: str, weights_only: bool = True):
-    """``torch.load`` of ``path`` on the CPU; a damaged file becomes a CheckpointError
-    naming ``name``, the file and ``advice`` (only the error's type: torch's texts suggest
-    weights_only=False, which would not help)."""
+    """``torch.load`` on the CPU; a damaged file becomes a CheckpointError (giving only the
+    error's type: torch's text suggests weights_only=False, which would not help)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except (OSError, MemoryError):
@@ -242,7 +216,7 @@ def load_torch_file(path: str, name: str, advice: str, weights_only: bool = True
 
 
 def load_gates(path: str, name: str = "checkpoint") -> dict:
-    """The state dict in ``path`` (a ``gates.pt``), or an error naming the file."""
+    """The state dict in a ``gates.pt``."""
     state = load_torch_file(path, name, "restore it or retrain the checkpoint")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: {path!r} is corrupt: not a state dict of tensors")
@@ -264,8 +238,7 @@ def check_gates(state: dict, gates: torch.nn.Module, path: str, name: str = "che
 
 
 def label_space(hf_config) -> dict:
-    """The label space of a model config: problem type, number of labels and their names
-    (None when the config holds only Hugging Face's placeholders LABEL_0, ...).
+    """Problem type, number of labels and their names (None for HF's placeholders LABEL_0, ...).
 
     Example:
         >>> from transformers import BertConfig

@@ -1,29 +1,15 @@
 """Model surgery: one encoder loop that prunes tokens, for training and for inference.
 
-:func:`apply_patch` swaps a Hugging Face encoder's class for one whose ``forward`` runs
-:func:`run_layers` when a :class:`TokenRun` is attached (a plain Hugging Face forward
-otherwise). Parameters keep their Hugging Face names, so ``save_pretrained`` /
-``from_pretrained`` work unchanged. The two paths differ only in what a prune location does
-to the tokens (``TokenRun.drop``):
+:func:`apply_patch` swaps the encoder's class for one that runs :func:`run_layers` when a
+:class:`TokenRun` is attached (plain Hugging Face otherwise); parameter names stay HF's.
+What a prune location does to the tokens:
 
-* masked (training, ``ToPModel.forward``): every position stays; after layer l-1's FFN the
-  hidden states are multiplied by the (soft) keep mask, so gates get gradients;
-* dropped (inference, ``toplib.infer.prune_forward``): pruned tokens are gathered out
-  between layer l-1's attention and its FFN. This is exact (and what ``toplib.core.flops``
-  counts): layer l's pruning importance is known once layer l-1's attention is done, and the
-  masked path zeroes a pruned token's FFN output before anyone reads it;
-* masked and compacted (training with ``TokenRun.compact``): the masked path, except that
-  tokens whose soft keep is exactly 0 (a closed bin's sample clamped at 0 under a pruner
-  that is on) are gathered out at the same place. In the masked path nothing downstream
-  reads such a token (it is no key, no importance row, not [CLS]), so no gradient flows
-  back through it either: with dropout off, loss and gradients equal the masked path's up
-  to float summation order (``tests/test_train_dropping.py``). Dropout draws depend on the
-  shapes, so with dropout the two are equal in distribution, not draw for draw. Importance
-  and the recorded masks are scattered back to the (B, n) input positions.
-
-Both paths share one self-attention on the layer's own weights
-(:func:`toplib.hf.attention.self_attention`), which returns the token importance beside
-the output, so the (B, A, m, m) probabilities never leave it.
+* masked (training): hidden states times the soft keep mask after layer l-1's FFN;
+* dropped (inference): pruned tokens are gathered out between layer l-1's attention and its
+  FFN, exactly, since the masked path zeroes their FFN output before anything reads it;
+* compacted (training, ``TokenRun.compact``): masked, but tokens whose keep is exactly 0 are
+  gathered out there; nothing reads them, so with dropout off loss and gradients equal the
+  masked path's (dropout draws depend on the shapes).
 """
 from __future__ import annotations
 
@@ -45,17 +31,11 @@ SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 class TokenRun:
     """One forward pass through the patched encoder: what to prune and what it recorded.
 
-    ``alive`` (B, n) holds the tokens entering the current layer: a float mask, soft where the
-    gates are (masked), or bool over the gathered survivors (``drop``). ``prune_at`` maps each
-    layer that receives pruned inputs to its gates: ``(z_bins (bin_num,), z_pruner ())`` when
-    masking, the (bin_num,) bool bins kept when dropping. After the pass ``alive_per_layer``
-    holds the (B, n) masks (masked) or (B,) counts (dropped) entering each layer, and
-    ``importance`` the (B, n) importance of every layer in ``record_layers``.
-
-    ``compact`` (masked only): gather out the tokens whose keep is exactly 0 (exact; not with
-    the release's training pass, which keeps pruned tokens as keys, nor with all-rows
-    importance, which averages their rows). ``positions`` (B, m) then maps the current
-    tokens to the input's.
+    ``alive`` (B, n): the tokens entering the current layer, a float (soft) mask when masking,
+    bool over the survivors when dropping. ``prune_at``: layer -> ``(z_bins (bin_num,),
+    z_pruner ())`` when masking, the (bin_num,) bool bins kept when dropping. Afterwards
+    ``alive_per_layer`` holds (B, n) masks or (B,) counts per layer, ``importance`` the (B, n)
+    scores of ``record_layers``.
     """
 
     alive: torch.Tensor
@@ -66,23 +46,20 @@ class TokenRun:
     record_layers: frozenset[int] = frozenset()
     random_ranking: bool = False  # rank tokens at random (a training-free baseline)
     importance_rows: str = "alive"  # query rows importance averages: alive or all (release)
-    # The release's masked pass. Training (release_training): a prune layer scales the
-    # hidden states by its soft keep x the previous binary decision, and attention masks
-    # padding (``real``) only. Evaluation (zero_pruned False): pruned tokens leave
-    # attention's keys but stay as queries, still updated, so their rows count in an
-    # all-rows importance.
+    # The release's masked pass. Training (release_training): soft keep x the previous binary
+    # decision, attention masks padding (``real``) only. Evaluation (zero_pruned False):
+    # pruned tokens leave the keys but stay as queries, so they count in all-rows importance.
     release_training: bool = False
     zero_pruned: bool = True
     real: torch.Tensor | None = None  # (B, n) real tokens
     fast_attention: bool = False  # fused SDPA where no importance is needed
-    # (B, N) host tensor of the tokens entering each layer, planned before a dropping pass
-    # (toplib.infer): no shape or padding check is then read back from the device
+    # (B, N) host tensor of tokens entering each layer, planned (toplib.infer): no read-back
     counts: torch.Tensor | None = None
     section: Callable = no_section
     alive_per_layer: list = field(default_factory=list)
     importance: dict[int, torch.Tensor] = field(default_factory=dict)
     hooks: frozenset[str] = frozenset()  # Hugging Face outputs being recorded
-    compact: bool = False
+    compact: bool = False  # gather out exact-0 keeps (masked toplib pass only)
     positions: torch.Tensor | None = None  # (B, m) input position of each current token
     width: int = 0  # n, the input's
 
@@ -105,8 +82,7 @@ class TokenRun:
         self.positions = torch.arange(self.width, device=self.alive.device).expand(batch, -1)
 
     def widen(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, m) values of the current tokens at their (B, n) input positions (0 for the
-        tokens gathered out); ``x`` itself when nothing was compacted."""
+        """(B, m) values of the current tokens -> (B, n) at their input positions (0 elsewhere)."""
         if self.positions is None:
             return x
         return x.new_zeros(len(x), self.width).scatter(1, self.positions, x)
@@ -163,23 +139,21 @@ def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, run: TokenRun) -> to
 
 
 def _planned_padding(counts: torch.Tensor | None, num_layers: int) -> list[bool | None]:
-    """Per layer, whether its inputs hold padding (examples enter it with different token
-    counts), from planned host ``counts``; None (look at the masks) when not planned."""
+    """Per layer, whether its inputs hold padding, from planned ``counts``; None: not planned."""
     if counts is None:
         return [None] * num_layers
     return (counts != counts[:1]).any(0).tolist()
 
 
 def _emit(module: nn.Module, args: tuple, output, wanted: bool) -> None:
-    """Hand ``output`` to the module's forward hooks, as calling it would: Hugging Face
-    records ``output_hidden_states`` / ``output_attentions`` with such hooks."""
+    """Hand ``output`` to the module's forward hooks, where HF records hidden states/attentions."""
     if wanted:
         for hook in module._forward_hooks.values():
             hook(module, args, output)
 
 
 def _recorded_outputs() -> frozenset[str]:
-    """Which outputs the Hugging Face forward now running records (hidden_states, ...)."""
+    """Outputs the running Hugging Face forward records (hidden_states, ...)."""
     try:
         from transformers.utils.output_capturing import _active_collector
     except ImportError:  # another transformers release: no recording to serve
@@ -213,8 +187,7 @@ def encoder_of(model: nn.Module) -> nn.Module:
 
 
 def apply_patch(model: nn.Module) -> nn.Module:
-    """Patch ``model`` in place so its encoder can prune tokens (twice is a no-op); returns
-    the model, switched to eager attention: the importance scores need the probabilities."""
+    """Patch ``model`` in place (idempotent) and switch it to eager attention."""
     check_supported(getattr(getattr(model, "config", None), "model_type", None))
     model.set_attn_implementation("eager")
     encoder = encoder_of(model)
@@ -225,9 +198,7 @@ def apply_patch(model: nn.Module) -> nn.Module:
 
 
 def classify(model, sequence: torch.Tensor) -> torch.Tensor:
-    """The classification head on a (B, 1, H) [CLS]-only sequence; exact, as both heads read
-    position 0 only (BERT: pooler on [CLS], then classifier; RoBERTa: ``classifier(features)``
-    takes ``features[:, 0]``)."""
+    """The classification head on a (B, 1, H) [CLS]-only sequence (both heads read position 0)."""
     if model.config.model_type == "roberta":
         return model.classifier(sequence)
     return model.classifier(model.dropout(model.base_model.pooler(sequence)))

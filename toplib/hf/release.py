@@ -1,10 +1,5 @@
 """Convert the authors' released ToP checkpoints (microsoft/Moonlit, ``ToP/``) to toplib ones.
-
-A release folder holds a BERT classifier and its gates: ``zs.pt`` (``{"token_z": (n, BIN_NUM),
-"pruner_z": (n,)}``) and/or ``l0_module.pt``, the whole pickled ``L0ModuleForMAC``. Loading
-that the usual way would run whatever it names, so an allow-list (:data:`ALLOWED_GLOBALS`)
-maps the release's classes to inert records and refuses every other global.
-"""
+Their pickled ``l0_module.pt`` is read through an allow-list (:data:`ALLOWED_GLOBALS`)."""
 from __future__ import annotations
 
 import _compat_pickle
@@ -33,8 +28,7 @@ HINT = "pass the folder of a released ToP checkpoint (config.json, weights, zs.p
 
 
 class _Record:
-    """Inert stand-in for the ``BertConfig`` the L0 module keeps: ``NEWOBJ`` makes one
-    without running any code, ``BUILD`` hands it the pickled ``__dict__`` (``state``)."""
+    """Inert stand-in for the L0 module's ``BertConfig``; ``BUILD`` hands it the pickled state."""
 
     state = None
 
@@ -54,14 +48,11 @@ ALLOWED_GLOBALS = {
     ("models.l0_module", "L0ModuleForMAC"): _L0Record,
     ("transformers.models.bert.configuration_bert", "BertConfig"): _Record,
 }
-"""(module, name) -> what a global in the release's pickled ``L0ModuleForMAC`` resolves to.
-Torch dtypes (``torch.float32``: ``config.torch_dtype``) pass too; torch itself maps storage
-names (``torch.FloatStorage``) to storage types before asking."""
+"""(module, name) -> what a global of the release's pickle resolves to; torch dtypes pass too."""
 
 
 def _release_pickle(path: str) -> types.ModuleType:
-    """A pickle module for ``torch.load(pickle_module=...)`` resolving only
-    :data:`ALLOWED_GLOBALS`; any other global is a CheckpointError naming ``path``."""
+    """A pickle module for ``torch.load`` resolving only :data:`ALLOWED_GLOBALS`."""
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module, name):
@@ -85,7 +76,7 @@ def _release_pickle(path: str) -> types.ModuleType:
 
 
 def _reading(path: str):
-    """Any failure of a load inside the block becomes a CheckpointError naming ``path``."""
+    """:func:`~toplib.hf.checkpoint.reading` for a release file."""
     return reading(path, "src", advice="download the release again")
 
 
@@ -96,7 +87,7 @@ def _check_folder(src: str) -> None:
 
 
 def _gates_file(src: str) -> str:
-    """``zs.pt`` when present (the gates as the release saved them), else ``l0_module.pt``."""
+    """``zs.pt`` when present, else ``l0_module.pt``."""
     for name in (ZS_FILE, L0_FILE):
         if os.path.isfile(os.path.join(src, name)):
             return os.path.join(src, name)
@@ -105,8 +96,7 @@ def _gates_file(src: str) -> str:
 
 
 def _log_alpha(state: dict, kind: str, path: str) -> torch.Tensor:
-    """The 'token' or 'pruner' log-alphas: ``z_logas[kind]``, where ``add_one_module`` puts
-    every type's parameter (also ``{kind}_loga``)."""
+    """The 'token' or 'pruner' log-alphas, ``z_logas[kind]``."""
     found = (state.get("z_logas") or {}).get(kind)
     if not isinstance(found, torch.Tensor):
         raise CheckpointError(f"src: {path!r} holds no {kind} log-alphas (z_logas[{kind!r}]): "
@@ -115,9 +105,8 @@ def _log_alpha(state: dict, kind: str, path: str) -> torch.Tensor:
 
 
 def _temperature_shift(temperature, path: str) -> float:
-    """toplib's rule is written for BETA; the module keeps its own temperature T. As
-    P(z > 0) = 1 - sigmoid(T c - a), c = log(x / (1 - x)), a + (BETA - T) c has the same P
-    at BETA, and a shift keeps the order in which gates close: the release's gates."""
+    """Log-alpha shift giving at BETA the P(z > 0) = 1 - sigmoid(T c - a), c = log(x / (1 - x)),
+    of the module's temperature T; a shift keeps the order in which gates close."""
     if not (is_finite(temperature) and temperature > 0):
         raise CheckpointError(f"src: {path!r} holds temperature={temperature!r}; expected > 0")
     x = -GAMMA / (ZETA - GAMMA)
@@ -148,7 +137,7 @@ def _gates_from_l0(path: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _gates_from_zs(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``zs.pt``: {"token_z": (n, BIN_NUM), "pruner_z": (n,)} as the release saved them."""
+    """``zs.pt``: {"token_z": (n, BIN_NUM), "pruner_z": (n,)}."""
     with _reading(path):
         zs = torch.load(path, map_location="cpu", weights_only=True)
     if not (isinstance(zs, dict) and all(isinstance(zs.get(k), torch.Tensor)
@@ -159,16 +148,9 @@ def _gates_from_zs(path: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def read_release_gates(src: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation gates of a release folder: ``zs.pt`` when present, else rebuilt from
-    ``l0_module.pt``'s log-alphas (read without running any of its code).
+    """The evaluation gates of a release folder: ``zs.pt``, else rebuilt from ``l0_module.pt``.
 
-    Args:
-        src: the release folder.
-    Returns:
-        (token_z (n, bin_num), pruner_z (n,)), float tensors of 0/1.
-    Raises:
-        CheckpointError: no folder or gates file, a damaged one, a foreign pickle global,
-            or gates of disagreeing shapes; the message names the file.
+    Returns (token_z (n, bin_num), pruner_z (n,)) of 0/1 floats; raises CheckpointError.
     """
     _check_folder(str(src))
     path = _gates_file(str(src))
@@ -184,7 +166,7 @@ def read_release_gates(src: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _read_config(src: str):
-    """The release's BERT config, after checking the folder and its config.json."""
+    """The release's BERT config."""
     _check_folder(src)
     path = os.path.join(src, "config.json")
     if not os.path.isfile(path):
@@ -201,8 +183,7 @@ def _read_config(src: str):
 
 
 def _load_weights(src: str, config) -> BertForSequenceClassification:
-    """The classifier with the release's weights; extra keys (the release's distillation
-    layer, old buffers) are ignored, a missing one is an error."""
+    """The classifier with the release's weights; extra keys are ignored, missing ones raise."""
     path = next((os.path.join(src, f) for f in WEIGHT_FILES
                  if os.path.isfile(os.path.join(src, f))), None)
     if path is None:
@@ -227,8 +208,7 @@ def _load_weights(src: str, config) -> BertForSequenceClassification:
 
 def _wrap(model: BertForSequenceClassification, token_z: torch.Tensor,
           pruner_z: torch.Tensor) -> ToPModel:
-    """A ToPModel pruning at the last n layers, ranking as the release does (attention
-    averaged over every query row), whose evaluation gates are exactly the release's."""
+    """A ToPModel pruning at the last n layers, ranking as the release, with its exact gates."""
     layers, n = model.config.num_hidden_layers, token_z.shape[0]
     prune = PruneConfig(prune_location=tuple(range(layers - n, layers)),
                         bin_num=int(token_z.shape[1]), importance_rows="all",
@@ -245,8 +225,7 @@ def _wrap(model: BertForSequenceClassification, token_z: torch.Tensor,
 
 
 def _release_task(src: str, config, task: str | None) -> str:
-    """``task``, else the config's ``finetuning_task`` (written by the release's run_glue;
-    transformers >= 5 drops the attribute when it loads a config), else a CheckpointError."""
+    """``task``, else the config's ``finetuning_task`` (dropped by transformers >= 5)."""
     task = task or getattr(config, "finetuning_task", None)
     if not task:
         raise CheckpointError(f"src: {os.path.join(src, 'config.json')!r} names no "
@@ -257,22 +236,11 @@ def _release_task(src: str, config, task: str | None) -> str:
 
 def convert_release(src: str, out: str, task: str | None = None,
                     overwrite: bool = False) -> str:
-    """Write a released ToP checkpoint as a toplib checkpoint (stage 'prune', evaluated
-    padded to 256 as the release) that ``ToPModel.from_pretrained`` and ``toplib evaluate``
-    load.
+    """Write a released ToP checkpoint as a toplib one (stage 'prune', evaluated padded to
+    256 as the release); returns the absolute path of ``out``.
 
-    Args:
-        src: the release folder (config.json, pytorch_model.bin or model.safetensors,
-            tokenizer files, zs.pt and/or l0_module.pt).
-        out: the checkpoint folder to write (atomically).
-        task: the task to record (default: the config's ``finetuning_task``, which
-            transformers >= 5 no longer keeps: then ``task`` is required).
-        overwrite: replace ``out`` when it exists and is not empty.
-    Returns:
-        the absolute path of ``out``.
-    Raises:
-        CheckpointError: a missing, damaged or inconsistent file of ``src``, named, or
-            no ``task`` given for a config without ``finetuning_task``.
+    ``task``: default the config's ``finetuning_task``, needed under transformers >= 5.
+    Raises CheckpointError for a missing, damaged or inconsistent file of ``src``.
     """
     src, out = str(src), str(out)
     config = _read_config(src)

@@ -1,14 +1,9 @@
 """Inference that removes pruned tokens, so later layers compute on fewer tokens.
 
-The masked path (``ToPModel.forward``) costs what the dense model does (training gathers
-out only the tokens whose sampled keep is exactly 0). Here the
-same encoder loop (:func:`toplib.hf.encoder.run_layers`), under the evaluation gates,
-gathers pruned tokens out (:func:`toplib.core.importance.drop_tokens`), and padding is
-never computed: the batch is trimmed to its longest real input, re-padded after every prune
-to its longest *survivor*. ``predict`` sorts by length, so padding waste stays small (slots
-computed per real token, MiniLM at sparsity 0.5, batch 32: rotten_tomatoes 1.02, CoLA 1.03,
-RTE 1.23; in input order 1.8, 1.6, 2.6). Results are within float rounding of the masked
-path.
+The encoder loop training uses (:func:`toplib.hf.encoder.run_layers`) gathers pruned tokens
+out under the evaluation gates, and padding is never computed: the batch is trimmed to its
+longest input and re-padded to its longest survivor after each prune; ``predict`` batches
+by length. Results are within float rounding of the masked path.
 """
 from __future__ import annotations
 
@@ -41,9 +36,8 @@ class DropOutput:
 
 
 def eval_keep_table(top, pruning: bool = True) -> dict[int, torch.Tensor]:
-    """{layer: the (bin_num,) bool bins kept} of a ToPModel under its eval gates; locations
-    that keep every token (pruner gate off, or every bin open) are left out.
-    ``pruning=False`` gives {} (the dense model)."""
+    """{layer: (bin_num,) bool bins kept} under the eval gates, leaving out locations that keep
+    every token; ``pruning=False``: {}."""
     return _keep_tables(top, pruning)[0]
 
 
@@ -82,10 +76,8 @@ def _planned_counts(length: int, plan: tuple, num_layers: int, bin_num: int,
 
 
 def plan_counts(top, lengths: torch.Tensor, pruning: bool = True) -> torch.Tensor:
-    """(B, N) host tensor of the tokens each input keeps entering each layer, under the
-    evaluation gates: they follow from the (B,) ``lengths`` and the 0/1 gates alone
-    (:func:`toplib.core.importance.kept_counts`), so a dropping pass knows every shape
-    before it starts and never waits on the device to learn one."""
+    """(B, N) host tensor of the tokens each input keeps per layer under the eval gates, from
+    the (B,) ``lengths`` alone: a dropping pass knows every shape before it starts."""
     plan, n = keep_plan(top, pruning), top.dims.num_layers
     dtype = score_dtype(top.model.dtype)  # what the pass ranks in: bins round alike
     return torch.tensor([_planned_counts(length, plan, n, top.prune.bin_num, top.prune.bin_eps,
@@ -102,22 +94,11 @@ def check_right_padded(mask: torch.Tensor) -> None:
 @torch.inference_mode()
 def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, pruning: bool = True,
                   fast_attention: bool = True, timer=None) -> DropOutput:
-    """Classify with pruned tokens removed from the computation (eval gates), in the
-    model's dtype (:func:`toplib.hf.precision.cast_model` gives a bf16 copy).
-
-    The attention mask is read back once, before the pass; every shape after it is
-    planned on the host (:func:`plan_counts`), so on a GPU no layer waits for the last.
-
-    Args:
-        top: a ToPModel in eval mode.
-        input_ids, attention_mask, token_type_ids: (B, n), right-padded, [CLS] first.
-        pruning: False runs the dense model on real lengths only (same kernels).
-        fast_attention: fused SDPA in layers whose probabilities nothing needs; False
-            uses eager attention everywhere, like the masked path.
-        timer: optional ``section(name, rows=None)`` context factory that attributes time
-            to sections (``toplib.bench.profile.SectionTimer``).
-    Returns:
-        :class:`DropOutput`; ``kept`` is the plan (on the host).
+    """Classify with pruned tokens removed (eval gates), in the model's dtype; inputs (B, n),
+    right-padded, [CLS] first. The mask is the one read-back: later shapes are planned on the
+    host. ``pruning=False``: dense on real lengths; ``fast_attention=False``: eager attention
+    everywhere; ``timer``: a ``section(name, rows=None)`` context factory (``SectionTimer``).
+    Raises RuntimeError in training mode.
     """
     if top.model.training:
         raise RuntimeError("prune_forward is inference only: call top.eval() first")
@@ -135,7 +116,7 @@ def prune_forward(top, input_ids, attention_mask, token_type_ids=None, *, prunin
     with section("embeddings"):
         hidden = top.model.base_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     # importance over "all" rows (the release) averages the rows still here: dropped tokens
-    # and padding are gone, unlike the release's masked evaluation (README: departures)
+    # and padding are gone, unlike the release's masked evaluation (docs/departures.md)
     run = TokenRun(alive=attention_mask.bool(), prune_at=table, bin_num=top.prune.bin_num,
                    drop=True, fast_attention=fast_attention, section=section, counts=counts,
                    importance_rows=top.prune.importance_rows, bin_eps=top.prune.bin_eps)
@@ -155,9 +136,7 @@ class Predictions:
 
 
 def length_batches(examples: list[dict], batch_size: int, pad_id: int):
-    """(padded batches of ``examples``, longest first, as a generator; the permutation that
-    puts their results back in input order). A batch of similar lengths wastes little
-    padding, in every layer."""
+    """(generator of padded batches, longest first; the permutation back to input order)."""
     order = torch.argsort(real_lengths(examples), descending=True, stable=True)
     ranked = [examples[j] for j in order.tolist()]
     batches = (pad_examples(ranked[start:start + batch_size], pad_id)
@@ -167,21 +146,10 @@ def length_batches(examples: list[dict], batch_size: int, pad_id: int):
 
 def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = False,
             dtype=None, **kwargs) -> Predictions:
-    """Run :func:`prune_forward` over encoded examples, batching inputs of similar length;
-    returns :class:`Predictions` in the order of ``examples``.
-
-    Args:
-        top: a ToPModel (put in eval mode here).
-        examples: dicts with ``input_ids`` (and optionally ``attention_mask``,
-            ``token_type_ids``), as ``toplib.data.encode`` returns.
-        batch_size: examples per forward pass.
-        dtype: compute in this dtype ("bfloat16", "float16" on CUDA, a torch dtype; None:
-            the model's). Another dtype than the model's runs on a cached inference copy
-            (:func:`toplib.hf.precision.cast_model`); logits come back in float32. For
-            float32 with the stacked query-key-value projection, pass
-            ``toplib.hf.precision.inference_copy(top)`` as ``top``.
-        kwargs: passed to :func:`prune_forward` (``pruning``, ``fast_attention``).
-    """
+    """:func:`prune_forward` over encoded examples in batches of similar length, in input
+    order. ``dtype`` ("bfloat16", "float16" on CUDA; None: the model's) runs on a cached
+    inference copy (:func:`toplib.hf.precision.cast_model`), float32 logits back; for the
+    float32 copy (stacked query-key-value), pass ``inference_copy(top)`` as ``top``."""
     check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
     check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
           "an integer >= 1")
@@ -199,10 +167,8 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
 
 # ---- gates for a target FLOPs sparsity (benchmarks, baselines, the explorer) ---------
 def set_eval_sparsity(top, lengths: torch.Tensor, target: float) -> float:
-    """Set a ToPModel's gates so the real-length FLOPs sparsity on (E,) ``lengths`` is closest
-    to ``target`` in [0, 1) (:func:`toplib.core.flops.schedule_for_sparsity`); returns the
-    sparsity achieved (as ``toplib.core.flops`` counts it). :func:`gates_for_sparsity` gives
-    the same gates without touching the model."""
+    """Set the gates so the real-length FLOPs sparsity on (E,) ``lengths`` is closest to
+    ``target`` in [0, 1); returns the sparsity achieved."""
     closed, achieved = schedule_for_sparsity(lengths, top.dims, top.prune.prune_location,
                                              top.prune.bin_num, target)
     top.gates.close_lowest_bins_(closed)

@@ -1,9 +1,5 @@
-"""Hyper-parameter grids: the ToP authors' grid, a small one, or a JSON file; checked whole
-before any trial trains.
-
-A grid maps knob names (``toplib.train.config.KNOBS``) to non-empty lists of values; its
-trials are the Cartesian product, in a fixed order (knobs as the grid lists them, values as
-each list gives them). Each trial trains in ``<output_dir>/trials/<trial_name>``.
+"""Hyper-parameter grids (the ToP authors', a small one, or a JSON file) and the trials' folder
+names. A grid is checked whole before Ray starts; Tune expands it (``tune.grid_search``).
 """
 from __future__ import annotations
 
@@ -17,38 +13,28 @@ from typing import Any, Mapping
 
 from ..train.config import KNOBS, build_train_config
 
-TRIALS_DIR = "trials"
 MAX_NAME = 120  # characters of a trial's folder name before it is shortened with a hash
 UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")  # what a folder name on any file system may hold
-
 # Li et al., KDD'23, section 5.1: the grid the authors searched for every task (72 trials).
 PAPER_GRID: dict[str, list] = {
     "learning_rate": [6e-5, 5e-5, 4e-5, 3e-5, 2e-5, 1e-5],
     "reg_learning_rate": [0.04, 0.02, 0.01],
     "distill_rank_loss_alpha": [1e-2, 1e-3, 1e-4, 1e-5],
 }
-GRIDS: dict[str, dict[str, list]] = {
-    "paper": PAPER_GRID,
-    "small": {"learning_rate": [5e-5, 3e-5], "reg_learning_rate": [0.04, 0.02]},
-}
-"""The named grids ``load_grid`` accepts besides a JSON file."""
+GRIDS = {"paper": PAPER_GRID,
+         "small": {"learning_rate": [5e-5, 3e-5], "reg_learning_rate": [0.04, 0.02]}}
+
 
 def load_grid(spec: str | Mapping[str, Any], task: str | None = None,
               preset: str | None = None, overrides: Mapping[str, Any] | None = None
               ) -> dict[str, list]:
-    """A checked grid from a name of :data:`GRIDS`, a JSON file or a mapping.
+    """A checked ``{knob: [values]}`` grid from a :data:`GRIDS` name, a JSON file or a mapping,
+    as JSON gives it back. With ``task``, every trial's ``build_train_config(task, preset,
+    {**overrides, **trial})`` must be valid.
 
-    Args:
-        spec: "paper", "small", the path of a JSON file ``{"knob": [values, ...]}``, or
-            such a mapping.
-        task, preset, overrides: when ``task`` is given, every trial's configuration is
-            built (``build_train_config(task, preset, {**overrides, **trial})``) and must
-            be valid.
-    Returns:
-        {knob: [values]} in the spec's order, values as JSON gives them back.
     Raises:
-        ValueError: naming ``grid``, the value and what is allowed (unknown knob, empty or
-            non-list values, repeated values, a trial that makes no valid configuration).
+        ValueError: naming ``grid``: an unknown knob, empty, non-list or repeated values, or a
+            trial that makes no valid configuration.
 
     Example:
         >>> load_grid("small")["learning_rate"]
@@ -57,20 +43,34 @@ def load_grid(spec: str | Mapping[str, Any], task: str | None = None,
         72
     """
     grid = _read(spec)
-    _check_shape(grid, spec)
+    if not grid:
+        raise _invalid(spec, "it is empty; allowed: a mapping of knob names to non-empty lists "
+                       "of values")
+    for name, values in grid.items():
+        if name not in KNOBS:
+            near = [f"did you mean {n!r}? " for n in difflib.get_close_matches(name, KNOBS, n=1)]
+            raise _invalid(spec, f"knob {name!r} is unknown; {''.join(near)}allowed: "
+                           f"{', '.join(KNOBS)}")
+        if not isinstance(values, list) or not values:
+            raise _invalid(spec, f"knob {name!r} has {values!r}; allowed: a non-empty list of "
+                           "values, e.g. [5e-05, 3e-05]")
+        repeated = [v for i, v in enumerate(values) if v in values[:i]]
+        if repeated:
+            raise _invalid(spec, f"knob {name!r} repeats {repeated[0]!r}; allowed: distinct "
+                           "values (each trial runs once)")
     if task is not None:
         build_train_config(task, preset, overrides)  # a bad preset or override names itself
         for hparams in trials(grid):
             try:
                 build_train_config(task, preset, {**(overrides or {}), **hparams})
             except (ValueError, TypeError) as err:
-                raise ValueError(f"grid={_shown(spec)} is invalid: the trial {trial_name(hparams)} "
-                                 f"makes no valid configuration ({err})") from None
+                raise _invalid(spec, f"the trial {trial_name(hparams)} makes no valid "
+                               f"configuration ({err})") from None
     return grid
 
 
-def _shown(spec) -> str:
-    return repr(spec) if isinstance(spec, str) else repr(dict(spec))
+def _invalid(spec, why: str) -> ValueError:
+    return ValueError(f"grid={spec!r} is invalid: {why}")
 
 
 def _read(spec) -> dict:
@@ -84,63 +84,43 @@ def _read(spec) -> dict:
             with open(spec) as f:
                 grid = json.load(f)
         except (OSError, ValueError) as err:
-            raise ValueError(f"grid={spec!r} is invalid: not a readable JSON file ({err})") from None
+            raise _invalid(spec, f"not a readable JSON file ({err})") from None
     else:
-        raise ValueError(f"grid={spec!r} is invalid: choose a named grid ({', '.join(GRIDS)}) "
-                         "or a JSON file mapping knob names to lists of values (no such file)")
+        raise _invalid(spec, f"choose a named grid ({', '.join(GRIDS)}) or a JSON file mapping "
+                       "knob names to lists of values (no such file)")
     if not isinstance(grid, dict):
-        raise ValueError(f"grid={spec!r} is invalid: it holds a {type(grid).__name__}, "
-                         "allowed: a mapping of knob names to lists of values")
+        raise _invalid(spec, f"it holds a {type(grid).__name__}, allowed: a mapping of knob "
+                       "names to lists of values")
     try:
         return json.loads(json.dumps(grid))
     except (TypeError, ValueError) as err:
-        raise ValueError(f"grid={_shown(spec)} is invalid: values must be JSON values "
-                         f"({err})") from None
-
-
-def _check_shape(grid: dict, spec) -> None:
-    """Known knobs, each with a non-empty list of distinct values."""
-    shown = _shown(spec)
-    if not grid:
-        raise ValueError(f"grid={shown} is invalid: it is empty; allowed: a mapping of knob "
-                         "names to non-empty lists of values")
-    for name, values in grid.items():
-        if name not in KNOBS:
-            near = difflib.get_close_matches(name, KNOBS, n=1)
-            hint = f"did you mean {near[0]!r}? " if near else ""
-            raise ValueError(f"grid={shown} is invalid: knob {name!r} is unknown; {hint}"
-                             f"allowed: {', '.join(KNOBS)}")
-        if not isinstance(values, list) or not values:
-            raise ValueError(f"grid={shown} is invalid: knob {name!r} has {values!r}; "
-                             "allowed: a non-empty list of values, e.g. [5e-05, 3e-05]")
-        repeated = [v for i, v in enumerate(values) if v in values[:i]]
-        if repeated:
-            raise ValueError(f"grid={shown} is invalid: knob {name!r} repeats {repeated[0]!r}; "
-                             "allowed: distinct values (each trial runs once)")
+        raise _invalid(spec, f"values must be JSON values ({err})") from None
 
 
 def trials(grid: Mapping[str, list]) -> list[dict]:
-    """Every combination of the grid, in a fixed order (the last knob varies fastest).
+    """Every combination of the grid, the last knob varying fastest: the table's order, and
+    the configurations checked before Ray starts (Tune runs the same set, from its own
+    ``tune.grid_search``).
 
     Example:
         >>> trials({"learning_rate": [5e-5, 3e-5], "topk": [10]})
         [{'learning_rate': 5e-05, 'topk': 10}, {'learning_rate': 3e-05, 'topk': 10}]
     """
-    names = list(grid)
-    return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 def trial_name(hparams: Mapping[str, Any]) -> str:
-    """A stable, file-system-safe name of a trial: ``knob=value`` pairs sorted by knob.
-
-    Names that need characters outside ``[A-Za-z0-9._=,+-]`` or run past ``MAX_NAME``
-    are cleaned and end in a hash of the exact values, so two trials never share one.
+    """A stable, file-system-safe name of a trial: ``knob=value`` pairs sorted by knob, values
+    as JSON writes them (floats exactly) and text bare. A name needing characters outside
+    ``[A-Za-z0-9._=,+-]`` or longer than ``MAX_NAME`` is cleaned and ends in a hash of the
+    exact values, so two trials never share one.
 
     Example:
         >>> trial_name({"reg_learning_rate": 0.04, "learning_rate": 5e-5})
         'learning_rate=5e-05,reg_learning_rate=0.04'
     """
-    name = ",".join(f"{k}={_text(hparams[k])}" for k in sorted(hparams))
+    name = ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+                    for k, v in sorted(hparams.items()))
     safe = UNSAFE.sub("_", name)
     if safe != name or len(safe) > MAX_NAME:
         digest = hashlib.sha1(json.dumps(dict(hparams), sort_keys=True).encode()).hexdigest()
@@ -148,20 +128,11 @@ def trial_name(hparams: Mapping[str, Any]) -> str:
     return safe
 
 
-def _text(value) -> str:
-    """A value as a name shows it: floats exactly (``repr``), booleans in JSON's words."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-
-
 def trial_dir(output_dir: str, hparams: Mapping[str, Any]) -> str:
-    """The run folder of a trial: ``<output_dir>/trials/<trial_name>`` (absolute).
+    """The absolute run folder of a trial.
 
     Example:
         >>> trial_dir("/runs/sweep", {"learning_rate": 5e-5})
         '/runs/sweep/trials/learning_rate=5e-05'
     """
-    return os.path.join(os.path.abspath(output_dir), TRIALS_DIR, trial_name(hparams))
+    return os.path.join(os.path.abspath(output_dir), "trials", trial_name(hparams))

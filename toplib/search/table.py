@@ -1,20 +1,16 @@
-"""The sweep's table, read from its trial folders: what each trial scored and pruned, and
-the winner the paper would pick.
-
-The run folders are the source of truth: an interrupted and resumed sweep, or one whose
-Ray Tune state was lost, gives the same table as an uninterrupted one. ``<output_dir>``
-holds ``sweep.json`` (what the sweep is: task, teacher, preset, overrides, grid),
-``trials/<trial_name>/`` (one pruning run each), ``trials.json`` and ``trials.md``.
+"""The sweep's records: ``sweep.json`` (what the sweep is), and its table, from Tune's
+(``ResultGrid.get_dataframe()``: each trial's last report) with the paper's pick of the
+winner, which Tune's ``get_best_result`` cannot make: the best score among the trials that
+met their sparsity target.
 """
 from __future__ import annotations
 
 import functools
 import json
-import math
 import os
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
-from ..core.config import check
+from ..core.config import check, is_finite
 from ..train.pipeline import SPARSITY_KEYS, format_cell, table_row
 from ..train.records import (
     RESULTS_FILE,
@@ -26,8 +22,7 @@ from ..train.records import (
 from ..train.rundir import saved_step
 from .grid import trial_dir, trial_name, trials
 
-SWEEP_FILE = "sweep.json"
-TABLE_JSON, TABLE_MD = "trials.json", "trials.md"
+SWEEP_FILE, TABLE_JSON, TABLE_MD = "sweep.json", "trials.json", "trials.md"
 DIRECTIONS = ("maximize", "minimize")
 ROW_KEYS = ("task", "metric", "target_sparsity", *SPARSITY_KEYS, "keep_ratio", "score",
             "teacher_score", "prune_time_s", "target_missed")
@@ -41,52 +36,39 @@ class BestRun(NamedTuple):
     run_id: str  # the trial's name (its folder under trials/)
     objective: float  # its score
     hyperparameters: dict  # its grid values
-    run_summary: Any = None  # the table of every trial (trial_table's rows)
+    run_summary: Any = None  # the table of every trial (trial_rows)
 
 
-def trial_table(output_dir: str, grid: Mapping[str, list] | None = None) -> list[dict]:
-    """One row per trial of the sweep in ``output_dir``, read from its run folder.
+def trial_rows(frame, output_dir: str, grid: dict) -> list[dict]:
+    """One row per trial, in grid order, from Tune's table ``frame``.
 
-    Args:
-        output_dir: the sweep's folder.
-        grid: the trials to list (default: the grid recorded in ``sweep.json``).
-    Returns:
-        rows in the grid's order: trial (name), hyperparameters, status ("finished",
-        "unfinished" or "not started"), the figures of ``ROW_KEYS`` (score, teacher_score,
-        sparsities, target_missed, prune_time_s: the wall time) and steps.
-
-    Example:
-        >>> rows = trial_table("runs/sweep-rte")  # doctest: +SKIP
-        >>> [r["status"] for r in rows]  # doctest: +SKIP
-        ['finished', 'finished', 'unfinished', 'not started']
+    Rows: trial, hyperparameters, status ("finished": its final report is in ``frame`` or
+    its run folder holds a finished run; else "unfinished" or "not started"), the
+    ``ROW_KEYS`` and steps.
     """
-    if grid is None:
-        saved = read_sweep(output_dir)
-        if saved is None:
-            raise FileNotFoundError(f"output_dir={output_dir!r} holds no sweep ({SWEEP_FILE} is "
-                                    "missing): run toplib sweep / hyperparameter_search there, "
-                                    "or pass grid")
-        grid = saved["grid"]
-    return [_trial_row(output_dir, hparams) for hparams in trials(grid)]
-
-
-def _trial_row(output_dir: str, hparams: dict) -> dict:
-    run_dir = trial_dir(output_dir, hparams)
-    row = {"trial": trial_name(hparams), "hyperparameters": dict(hparams)}
-    if os.path.exists(os.path.join(run_dir, RESULTS_FILE)):
-        return dict(row, status="finished", **table_row(run_dir),
-                    steps=read_results(run_dir)["steps"])
-    started = os.path.isdir(run_dir)
-    return dict(row, status="unfinished" if started else "not started",
-                **dict.fromkeys(ROW_KEYS), steps=saved_step(run_dir) if started else None)
+    frame = frame.astype(object).where(frame.notna(), None)  # NaN: a key this trial lacks
+    final = {r.get("trial"): r for r in frame.to_dict("records") if r.get("final")}
+    rows = []
+    for hparams in trials(grid):
+        name, run_dir = trial_name(hparams), trial_dir(output_dir, hparams)
+        row, report = {"trial": name, "hyperparameters": hparams}, final.get(name)
+        if report:
+            row.update(status="finished", **{k: report.get(k) for k in ROW_KEYS},
+                       steps=int(report["steps"]))  # pandas makes ints float beside NaN
+        elif os.path.exists(os.path.join(run_dir, RESULTS_FILE)):  # Tune never saw it finish
+            row.update(status="finished", **table_row(run_dir),
+                       steps=read_results(run_dir)["steps"])
+        else:
+            started = os.path.isdir(run_dir)
+            row.update(status="unfinished" if started else "not started",
+                       **dict.fromkeys(ROW_KEYS), steps=saved_step(run_dir) if started else None)
+        rows.append(row)
+    return rows
 
 
 def select_best(rows: list[dict], direction: str = "maximize") -> dict | None:
-    """The winner as the paper picks it: the best score among the finished trials whose
-    run met its sparsity target (``target_missed`` False); ties go to the earlier row.
-
-    Returns:
-        the winning row, or None when no finished trial met the target.
+    """The paper's winner: the best score among finished trials that met their sparsity target
+    (``target_missed`` False), ties to the earlier row; None when no trial did.
 
     Example:
         >>> rows = [dict(status="finished", score=0.9, target_missed=True),
@@ -96,38 +78,13 @@ def select_best(rows: list[dict], direction: str = "maximize") -> dict | None:
     """
     check("direction", direction, direction in DIRECTIONS, f"choose one of {DIRECTIONS}")
     eligible = [r for r in rows if r.get("status") == "finished"
-                and r.get("target_missed") is False and _is_number(r.get("score"))]
-    if not eligible:
-        return None
+                and r.get("target_missed") is False and is_finite(r.get("score"))]
     pick = max if direction == "maximize" else min
-    return pick(eligible, key=lambda r: r["score"])
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def best_run(rows: list[dict], direction: str = "maximize") -> BestRun | None:
-    """:func:`select_best` as a :class:`BestRun` (run_summary: ``rows``), or None.
-
-    Example:
-        >>> best_run([dict(trial="a", hyperparameters={}, status="finished", score=0.8,
-        ...                target_missed=False)]).run_id
-        'a'
-    """
-    best = select_best(rows, direction)
-    if best is None:
-        return None
-    return BestRun(best["trial"], best["score"], dict(best["hyperparameters"]), rows)
+    return pick(eligible, key=lambda r: r["score"]) if eligible else None
 
 
 def format_trials(rows: list[dict], direction: str = "maximize") -> str:
-    """A markdown table of the trials (scores x100, as the paper's tables), the winner of
-    :func:`select_best` marked in the last column.
-
-    Example:
-        >>> print(format_trials(trial_table("runs/sweep-rte")))  # doctest: +SKIP
-    """
+    """A markdown table of the trials (scores x100, as the paper's tables), the winner marked."""
     winner = select_best(rows, direction)
     knobs = list(dict.fromkeys(k for r in rows for k in r["hyperparameters"]))
     head = [*knobs, "Status", "Score", "Teacher score", "Sparsity real / target",
@@ -148,14 +105,9 @@ def format_trials(rows: list[dict], direction: str = "maximize") -> str:
 
 
 def write_trials(output_dir: str, rows: list[dict], direction: str = "maximize") -> None:
-    """Write ``trials.json`` ({direction, winner, trials}) and ``trials.md`` (the table and
-    the winner) in ``output_dir``, each whole.
-
-    Example:
-        >>> write_trials("runs/sweep-rte", trial_table("runs/sweep-rte"))  # doctest: +SKIP
-    """
+    """Write ``trials.json`` ({direction, winner, trials}) and ``trials.md`` in ``output_dir``."""
     winner = select_best(rows, direction)
-    name = None if winner is None else winner["trial"]
+    name = winner and winner["trial"]
     record = {"direction": direction, "winner": name, "trials": rows}
     write_atomic(os.path.join(output_dir, TABLE_JSON), json.dumps(record, indent=2))
     verdict = (f"Winner: {name}" if name else
@@ -164,49 +116,33 @@ def write_trials(output_dir: str, rows: list[dict], direction: str = "maximize")
                  + f"\n\n{verdict}\n")
 
 
-# ---- what the sweep is ------------------------------------------------------------------
-def read_sweep(output_dir: str) -> dict | None:
-    """The ``sweep.json`` record of the sweep in ``output_dir`` (None: there is none).
-
-    Example:
-        >>> read_sweep("runs/sweep-rte")["grid"]  # doctest: +SKIP
-        {'learning_rate': [5e-05, 3e-05], 'reg_learning_rate': [0.04, 0.02]}
-    """
-    path = os.path.join(output_dir, SWEEP_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return absolute_inputs(json.load(f), output_dir)
+def read_trials(output_dir: str) -> list[dict]:
+    """The rows :func:`write_trials` wrote in ``output_dir``."""
+    with open(os.path.join(output_dir, TABLE_JSON)) as f:
+        return json.load(f)["trials"]
 
 
 def open_sweep(output_dir: str, record: dict, resume: bool) -> None:
-    """Record the sweep in ``output_dir/sweep.json``, or check it is the one recorded there.
+    """Record the sweep in ``output_dir/sweep.json`` (input paths relative to it), or check it
+    is the one recorded there.
 
-    Args:
-        record: what the sweep is (task, teacher, preset, overrides, data, grid).
-        resume: continue the sweep already recorded (False: refuse to touch one).
     Raises:
-        ValueError: ``output_dir`` holds a sweep and ``resume`` is False (nothing is
-            overwritten), or it holds another sweep (its task, teacher, preset, overrides
-            or grid differ; named in the message).
-
-    Example:
-        >>> open_sweep("runs/sweep-rte", {"task": "rte", "grid": {"topk": [10, 20]}},
-        ...            resume=True)  # doctest: +SKIP
+        ValueError: ``output_dir`` holds a sweep and ``resume`` is False, or holds another
+            sweep (what differs is named).
     """
-    # as the file gives it back: tuples are lists, paths absolute
-    record = absolute_inputs(json.loads(json.dumps(relative_inputs(record, output_dir))),
-                             output_dir)
-    saved = read_sweep(output_dir)
-    if saved is not None and not resume:
+    path = os.path.join(output_dir, SWEEP_FILE)
+    text = json.dumps(relative_inputs(record, output_dir), indent=2)
+    if os.path.exists(path) and not resume:
         raise ValueError(f"output_dir={output_dir!r} already holds a sweep ({SWEEP_FILE}); "
                          "pass resume=True (drop --no-resume) to continue it, or choose "
                          "another output_dir")
-    diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in record.items()
-             if saved is not None and saved.get(k) != v]
-    if diffs:
-        raise ValueError(f"output_dir={output_dir!r} holds another sweep ({'; '.join(diffs)}); "
-                         "resume it with the same arguments or choose another output_dir")
+    if os.path.exists(path):
+        with open(path) as f:  # both as the file gives them: tuples are lists, paths absolute
+            saved, now = (absolute_inputs(json.loads(t), output_dir) for t in (f.read(), text))
+        diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v]
+        if diffs:
+            raise ValueError(f"output_dir={output_dir!r} holds another sweep "
+                             f"({'; '.join(diffs)}); resume it with the same arguments or "
+                             "choose another output_dir")
     os.makedirs(output_dir, exist_ok=True)
-    write_atomic(os.path.join(output_dir, SWEEP_FILE),
-                 json.dumps(relative_inputs(record, output_dir), indent=2))
+    write_atomic(path, text)

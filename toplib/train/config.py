@@ -1,9 +1,5 @@
-"""The knobs of a fine-tuning or pruning run (names follow the release: SPARSITY,
-LEARNING_RATE, REG_LEARNING_RATE, DISTILL_RANK_LOSS_ALPHA, TOPK, WARMUP_EPOCHS, EPOCHS).
-
-Each field's help is its metadata (the command line is generated from it). Per-task
-presets are data: ``PAPER_PRESETS`` (Table 7), ``STANDARD_PRESET`` (full data, about an
-hour a task on a CPU), ``QUICK_PRESET`` (minutes on a CPU).
+"""The knobs of a fine-tuning or pruning run (names follow the release's) and the per-task
+presets: ``PAPER_PRESETS`` (Table 7), ``STANDARD_PRESET``, ``QUICK_PRESET`` (docs/command_line.md).
 """
 from __future__ import annotations
 
@@ -56,7 +52,7 @@ class TrainConfig:
     eval_steps: int | None = knob(None, "evaluate every N steps (default: evals_per_epoch)")
     evals_per_epoch: int = knob(4, "evaluations per epoch when eval_steps is not given")
     sparsity_epsilon: float = knob(0.01, "best checkpoint needs sparsity >= target - epsilon")
-    # The switches below are toplib's departures from the release (README: departures).
+    # The switches below are toplib's departures from the release (docs/departures.md).
     constrain_measured: bool = knob(False, "constrain the evaluation gates' sparsity "
                                     "(straight-through); overshoots on the quick preset")
     binned_expectation: bool = knob(True, "expected FLOPs count the rank bins each length fills "
@@ -148,17 +144,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """A saved config; one saved before the training-speed knobs existed ran every
-        token through with the teacher live, and reads back so."""
+        """A saved config; one lacking the training-speed knobs reads back with them off."""
         return cls(**{**LEGACY_SPEED_KNOBS, **values})
 
 
 
 def config_differences(expected: Mapping, actual: Mapping, shared_only: bool = False) -> dict:
-    """``{key: (expected value, actual value)}`` where two configuration dicts (``to_dict()``
-    or a results.json's ``config``) differ, nested dicts flattened to ``prune.bin_num`` and
-    tuples read as the lists JSON gives back; a key one side lacks reads None, or is skipped
-    with ``shared_only``.
+    """``{key: (expected, actual)}`` where two config dicts differ, nested keys flattened
+    (``prune.bin_num``), tuples read as lists; a missing key reads None (skipped: ``shared_only``).
 
     Example:
         >>> config_differences({"seed": 1, "prune": {"bin_num": 25, "prune_location": (1, 2)}},
@@ -216,26 +209,19 @@ QUICK_PRESET: dict[str, Any] = dict(
     eval_steps=None, evals_per_epoch=4, fix_pruners_after_warmup=True,
 )
 
-# `standard`: full training data on a 2-core CPU, about an hour a task with 3 seeds (README:
-# results). The teacher follows the release's recipe (3 epochs for the large tasks, the
-# small ones 5 of its 10; lr 5e-5, the top of its 2e-5..5e-5). The pruning run is the
-# release's schedule at 1/STANDARD_SCALE: its per-task EPOCHS divided by 100 (at least
-# STANDARD_MIN_EPOCHS), the warm-up keeping its share of the run; its BIN_NUM, TOPK and
-# SPARSITY. SST-2 and 20news train on a capped subset.
+# `standard` (docs/command_line.md): full training data, the release's teacher recipe and
+# its pruning schedule at 1/STANDARD_SCALE (at least STANDARD_MIN_EPOCHS).
 STANDARD_SCALE = 100
 STANDARD_PRESET: dict[str, Any] = dict(
-    # REG_LEARNING_RATE above the grid's 0.04: in 2-epoch runs (156 to 630 steps) the
-    # constraint lagged its warm-up at 0.04 (MRPC ended at sparsity 0.605 for 0.67, STS-B
-    # at 0.57 for 0.70; README: results).
+    # REG_LEARNING_RATE above the grid's 0.04: at 0.04 the constraint lagged its warm-up in
+    # 2-epoch runs (results/standard/README.md).
     finetune_learning_rate=5e-5, learning_rate=5e-5, reg_learning_rate=0.1,
     distill_rank_loss_alpha=1e-3, batch_size=32, max_train_samples=None,
     max_eval_samples=None, eval_steps=None, evals_per_epoch=4, fix_pruners_after_warmup=True,
 )
 STANDARD_TRAIN_CAP = {"sst2": 10000, "20news": 10000}  # examples; the others train on all
-# On 6 layers the default prune layers 2..5 leave 0 and 1 dense, which caps real-length
-# sparsity near 0.66, under MRPC's 0.67 and STS-B's 0.70 (MRPC's run stalled at 0.50-0.60):
-# there the inputs of layers 1..5 are pruned, 5 of 6 layers as the release's 2..11 of 12
-# (sized for the 6-layer default model: with a deeper one, pass prune_location).
+# On 6 layers, pruning 2..5 caps real-length sparsity near 0.66, under MRPC's and STS-B's
+# targets: prune 1..5, as the release's 2..11 of 12 (for the 6-layer default model).
 STANDARD_TASK_KNOBS: dict[str, dict[str, Any]] = {
     "mrpc": dict(prune_location=(1, 2, 3, 4, 5)), "stsb": dict(prune_location=(1, 2, 3, 4, 5))}
 STANDARD_MIN_EPOCHS = 2.0
@@ -243,12 +229,12 @@ STANDARD_MIN_EPOCHS = 2.0
 PRESETS = ("paper", "standard", "quick")
 KNOB_FIELDS = tuple(f for cls in (TrainConfig, PruneConfig) for f in dataclasses.fields(cls)
                     if "help" in f.metadata)
-"""Every knob a preset, an override or a flag may set (TrainConfig's and PruneConfig's)."""
+"""Every knob a preset, an override or a flag may set."""
 KNOBS = tuple(f.name for f in KNOB_FIELDS)
 
 
 def preset_values(preset: str, task: str) -> dict[str, Any]:
-    """Flat knob values of a preset for a task (`paper` falls back to SST-2's row)."""
+    """Flat knob values of a preset for a task (``paper`` falls back to SST-2's row)."""
     check("preset", preset, preset in PRESETS, f"choose one of {', '.join(PRESETS)}")
     paper = dict(PAPER_PRESETS.get(task, PAPER_PRESETS["sst2"]))
     if preset == "paper":
@@ -259,7 +245,7 @@ def preset_values(preset: str, task: str) -> dict[str, Any]:
 
 
 def _standard_values(task: str, paper: dict[str, Any]) -> dict[str, Any]:
-    """The standard preset for a task: the release's schedule scaled by 1/STANDARD_SCALE."""
+    """The standard preset for a task."""
     epochs = max(paper["epochs"] / STANDARD_SCALE, STANDARD_MIN_EPOCHS)
     warmup = epochs * paper["warmup_epochs"] / paper["epochs"]
     return dict(STANDARD_PRESET, **paper) | dict(
@@ -272,8 +258,7 @@ def _standard_values(task: str, paper: dict[str, Any]) -> dict[str, Any]:
 def build_train_config(task: str, preset: str | None = None,
                        overrides: Mapping[str, Any] | None = None,
                        prune_overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """TrainConfig from defaults < preset < explicit overrides (None values are skipped);
-    PruneConfig's knobs may come in either mapping.
+    """TrainConfig from defaults < preset < overrides (None skipped; PruneConfig's knobs too).
 
     Example:
         >>> build_train_config("rte", "quick", {"bin_num": 10, "epochs": None}).prune.bin_num

@@ -1,16 +1,5 @@
-"""Evaluation: task metrics, FLOPs sparsity three ways, and kept tokens per layer.
-
-* measured, real length (``sparsity_real``): the tokens that actually enter each layer
-  under the deterministic gates, against each example at its real length, as a ratio of
-  sums (FLOPs saved over the dataset): what toplib's constraint and best/ hold;
-* measured, padded (``sparsity_padded``): the same tokens against every example padded to
-  max_seq_length (the convention of the paper's table);
-* the release's formula (``sparsity_release_real`` / ``_padded``): its expected MACs
-  under the 0/1 gates, every bin holding 1 / BIN_NUM of the tokens, as a mean of
-  per-example ratios: what the release reports and selects checkpoints by.
-
-All are always reported, labelled.
-"""
+"""Evaluation: task metrics, kept tokens per layer and FLOPs sparsity, reported three ways
+(docs/flops_sparsity.md)."""
 from __future__ import annotations
 
 import logging
@@ -47,10 +36,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalMode:
-    """How a model is evaluated: dense (``pruning=False``), under its own evaluation gates,
-    or under given ``gates`` = (z_bins, z_pruner), ranking by attention or at random (the
-    training-free baselines of ``toplib.viz.sweep``); ``dtype``: compute in bfloat16 (or
-    float16 on CUDA) on a cast copy (``toplib.hf.precision``), None: the model's dtype."""
+    """How a model is evaluated: dense, under its own evaluation gates or given ``gates`` =
+    (z_bins, z_pruner), ranking at random or not; ``dtype`` None: the model's own."""
 
     pruning: bool = True
     gates: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -64,14 +51,8 @@ PRUNED, DENSE = EvalMode(), EvalMode(pruning=False)
 @torch.no_grad()
 def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUNED,
                    device: torch.device | str = "cpu", progress: bool = True) -> dict:
-    """Evaluate a ToPModel (put in eval mode here) on one split's ``loader``
-    (``toplib.data.make_loader``), ``max_seq_length`` being the padded convention's length.
-
-    Returns:
-        the task metrics, ``score``, the FLOPs figures of ``toplib.core.flops.flops_figures``
-        (both conventions, ``keep_ratio`` per layer) and ``expected_sparsity`` (the gates'
-        training estimate).
-    """
+    """Task metrics, ``score``, FLOPs figures (both conventions, the release's) and
+    ``expected_sparsity`` of a ToPModel (put in eval mode) on one split."""
     model = cast_model(top.eval(), mode.dtype)  # top itself when dtype is None or its own
     logits, labels, kept, lengths = [], [], [], []
     for batch in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
@@ -105,7 +86,7 @@ def _release_figures(top, mode: EvalMode, lengths: torch.Tensor, max_seq_length:
 
 def evaluate_splits(top, loaders: dict, spec, max_seq_length: int, mode: EvalMode = PRUNED,
                     device="cpu", progress: bool = True) -> dict[str, dict]:
-    """``evaluate_model`` on every validation split (MNLI has two)."""
+    """``evaluate_model`` on every validation split."""
     return {name: evaluate_model(top, loader, spec, max_seq_length, mode, device, progress)
             for name, loader in loaders.items()}
 
@@ -116,15 +97,14 @@ def mean_score(results: dict[str, dict]) -> float:
 
 
 RELEASE_SELECTION = {"qqp": ("validation", "accuracy"), "mnli": ("validation_matched", "score")}
-"""(split, metric) by which the release picks best/ where it differs from toplib's mean
-primary score: QQP by accuracy (``trainer/trainer.py``), MNLI by matched
-(``run_glue_prune.py`` evaluates validation_matched only)."""
+"""(split, metric) by which the release picks best/ where it differs from toplib
+(``trainer/trainer.py``, ``run_glue_prune.py``)."""
 
 
 def split_summary(results: dict[str, dict], task: str | None = None,
                   select_by: str = "primary") -> dict:
-    """The first split's figures with the score averaged over every split, or, with
-    ``select_by="release"``, the score the release selects by (``RELEASE_SELECTION``)."""
+    """The first split's figures with the score averaged over the splits (``select_by=
+    "release"``: :data:`RELEASE_SELECTION`'s)."""
     summary = dict(results[next(iter(results))], score=mean_score(results))
     if select_by == "release" and task in RELEASE_SELECTION:
         split, metric = RELEASE_SELECTION[task]
@@ -143,22 +123,22 @@ def summarize(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def check_task(task: str, config: TrainConfig, hf_config, labels: dict | None = None,
+               name: str = "") -> None:
+    """Before any data is read: the task's sequence length must fit the model, and (but for a
+    custom task, whose labels come with its files) its labels the checkpoint's ``labels``."""
+    spec = get_task(task)
+    check_sequence_length(config.max_seq_length or spec.max_seq_length, hf_config)
+    if spec.name != "custom":
+        check_label_space(labels, spec, name)
+
+
 def evaluate_checkpoint(checkpoint: str, task: str | None = None,
                         data: DataFiles | str | None = None, device: str = "cpu",
                         progress: bool = True, max_eval_samples: int | None = None,
                         dtype: str | None = None) -> dict:
-    """Evaluate a saved teacher or ToP checkpoint (or a run's output directory).
-
-    The task defaults to the one the checkpoint was trained on, and its labels must be the
-    checkpoint's (a custom task's files are read with the checkpoint's label names); a
-    teacher (no trained gates) is evaluated dense. Every file, the labels and the sequence
-    length are checked before the weights load.
-
-    ``dtype``: "bfloat16" (or "float16" on CUDA) evaluates a cast copy; None: float32.
-
-    Returns:
-        {split: metrics} as :func:`evaluate_model` gives them.
-    """
+    """{split: metrics} of a saved teacher (dense) or ToP checkpoint, or a run directory;
+    ``task`` defaults to the checkpoint's, whose labels must match. ``dtype`` None: float32."""
     device = check_device(device)
     resolve_dtype(dtype, device)
     check("max_eval_samples", max_eval_samples, max_eval_samples is None or (
@@ -170,16 +150,15 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
         raise ValueError(f"task=None: checkpoint={checkpoint!r} records no task; pass --task")
     config = TrainConfig.from_dict(meta["config"]) if "config" in meta else TrainConfig()
     config.max_eval_samples = max_eval_samples
-    spec, labels, name = get_task(task), meta["labels"], f"checkpoint={checkpoint!r}"
-    check_sequence_length(config.max_seq_length or spec.max_seq_length,
-                          AutoConfig.from_pretrained(path))
-    if spec.name != "custom":  # a custom task's labels are known once its files are read
-        check_label_space(labels, spec, name)
-    tokenizer = load_tokenizer(path, "checkpoint")
+    labels, name = meta["labels"], f"checkpoint={checkpoint!r}"
+    hf_config = AutoConfig.from_pretrained(path)
+    check_task(task, config, hf_config, labels, name)
+    tokenizer = load_tokenizer(path, "checkpoint", hf_config)
     split_data = prepare_data(task, tokenizer, config, data, need_train=False,
                               label_names=labels["label_names"])
-    check_label_space(labels, split_data.spec, name)
-    top = ToPModel.from_pretrained(path, name="checkpoint").to(device).eval()
+    if split_data.spec.name == "custom":  # its labels are known once its files are read
+        check_label_space(labels, split_data.spec, name)
+    top = ToPModel.from_pretrained(path, name="checkpoint", meta=meta).to(device).eval()
     mode = EvalMode(pruning=meta.get("stage") == "prune", dtype=dtype)
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
                            split_data.padded_length, mode, device, progress)

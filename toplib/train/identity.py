@@ -1,10 +1,4 @@
-"""What a run is, and whether a resume continues the same run.
-
-:func:`run_identity` is saved with every checkpoint: the stage, the task, the model or
-teacher, the data (paths and a fingerprint of each file) and the configuration.
-:func:`check_same_run` compares it with a resumed call's and refuses a difference, listing
-it, unless the caller accepts it (never for ``STRUCTURE``).
-"""
+"""What a run is (saved with every checkpoint), and whether a resume continues the same run."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,11 +11,11 @@ from .config import TrainConfig, config_differences
 
 logger = logging.getLogger(__name__)
 STRUCTURE = ("stage", "task", "model", "teacher", "prune.bin_num", "prune.prune_location")
-"""What a resumed run can never change: the saved tensors would not fit (or mean) the rest."""
+"""What a resumed run can never change: the saved tensors would not fit the rest."""
 
 
 def run_identity(stage: str, task: str, source: dict, config: TrainConfig, data) -> dict:
-    """What a run is, as saved in its checkpoints and compared when it is resumed."""
+    """Stage, task, model or teacher, data (paths and fingerprints) and configuration."""
     files = {k: os.path.abspath(v) if k.endswith(("_dir", "_file")) and v else v
              for k, v in dataclasses.asdict(DataFiles.of(data)).items()}
     read = {k: v for k, v in files.items() if k.endswith("_file") and v and os.path.isfile(v)}
@@ -36,8 +30,7 @@ FINGERPRINT_CHUNK = 2**20  # bytes hashed at each end of a large file
 
 
 def file_fingerprint(path: str) -> str:
-    """``size:hash`` of a file's content (the whole file up to 2 MiB, else its first and
-    last MiB): a resumed run that reads changed data says so.
+    """``size:hash`` of a file's content (up to 2 MiB, else its first and last MiB).
 
     Example:
         >>> import tempfile
@@ -59,9 +52,8 @@ def file_fingerprint(path: str) -> str:
 
 
 def _flat(values: dict, prefix: str = "") -> dict:
-    """One level of names: the configuration's fields unprefixed, and taking precedence over
-    a run's derived entry of the same name (the meta's resolved ``max_seq_length`` is not
-    the configured one, None for the task's own)."""
+    """One level of names; config fields unprefixed, taking precedence over a derived entry
+    of the same name (the meta's resolved ``max_seq_length``)."""
     nested = ("config", "prune", "data")
     out = {prefix + key: value for key, value in values.items()
            if not (isinstance(value, dict) and key in nested)}
@@ -72,15 +64,14 @@ def _flat(values: dict, prefix: str = "") -> dict:
 
 
 def run_differences(saved: dict, identity: dict) -> list[str]:
-    """``'name: saved -> now'`` for every entry of ``identity`` that the saved meta holds
-    with another value (entries an older checkpoint does not record are not compared)."""
+    """``'name: saved -> now'`` for each entry both hold with different values."""
     differ = config_differences(_flat(saved), _flat(identity), shared_only=True)
     return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in differ.items()]
 
 
 def check_same_run(saved: dict, identity: dict, accept: bool, where: str) -> None:
-    """Refuse to resume a run with another configuration (``accept``: only log it, but
-    never for the pruning structure, the stage, the task or the model)."""
+    """Refuse to resume with another configuration (``accept``: only log it, never for
+    :data:`STRUCTURE`)."""
     diffs = run_differences(saved, identity)
     if not diffs:
         return

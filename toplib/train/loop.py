@@ -1,10 +1,5 @@
 """The training loop shared by both stages: train, evaluate, keep best and last, resume.
-
-The run folder (``best/``, ``last/``, ``history.jsonl``, ``results.json``) is described and
-kept safe by :mod:`toplib.train.rundir`; this loop writes ``last/`` whole (weights, gates,
-meta and ``trainer_state.pt`` in one swapped-in directory) and stops, naming the step and
-the quantity, when training stops being finite.
-"""
+The run folder is described in :mod:`toplib.train.rundir`."""
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +63,7 @@ class TrainState:
 
 @dataclass
 class StageRun:
-    """One stage on its data, writing to ``output_dir``; ``meta`` (completed with the
-    stage, task, config and length) goes into every checkpoint and ``results.json``."""
+    """One stage on its data; ``meta`` (completed here) goes into every checkpoint and results."""
 
     stage: object
     data: TaskData
@@ -88,8 +82,8 @@ class StageRun:
 
 
 def run_stage(run: StageRun, resume: bool) -> dict:
-    """Train, evaluate every ``eval_steps``, keep best and last; returns the results dict
-    (or ``{"interrupted_at": step}`` when ``options.stop_after`` cut it short)."""
+    """Train, evaluate, keep best and last; returns the results (``{"interrupted_at": step}``
+    when ``options.stop_after`` cut it short)."""
     config, opts, top = run.config, run.options, run.stage.top
     per_epoch, total = run.data.steps_per_epoch(config), run.stage.total_steps
     eval_steps = config.eval_steps or max(1, per_epoch // config.evals_per_epoch)
@@ -136,8 +130,8 @@ def _finite(step: int, quantity: str, value: torch.Tensor) -> None:
 
 
 def optimizer_step(stage, loss: torch.Tensor, step: int) -> None:
-    """Backward, clip, one step of every optimiser and scheduler; a non-finite loss,
-    gradient norm or multiplier/gate stops the run (the step is not taken)."""
+    """Backward, clip, step every optimiser and scheduler; raises NonFiniteError on a
+    non-finite loss, gradient norm or parameter."""
     _finite(step, "loss", loss)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(

@@ -1,11 +1,5 @@
-"""The two training stages the loop (``toplib.train.loop``) drives: ``FinetuneStage`` (the
-dense teacher) and ``PruneStage`` (ToP: logit distillation, or the task loss for
-regression, + the Lagrangian FLOPs constraint + ranking distillation, with optimisers for
-the weights, the gates (descent) and the multipliers (ascent)).
-
-A stage gives the loop its ``name``, ``total_steps``, whether it evaluates with
-``pruning``, which evaluations are ``eligible`` as best, ``loss`` per batch,
-``optimizers``/``schedulers``, extra ``modules()`` to checkpoint, and ``after_step``.
+"""The two stages the loop drives: ``FinetuneStage`` (the dense teacher) and ``PruneStage``
+(ToP: distillation + the Lagrangian FLOPs constraint + ranking distillation).
 """
 from __future__ import annotations
 
@@ -38,14 +32,12 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
 
 
 def autocast(config: TrainConfig, device: torch.device):
-    """The student's forward under ``config.dtype``: bfloat16 autocast runs the matrix
-    products in bf16; gates, importance (``core.importance.score_dtype``), losses and the
-    Lagrangian stay float32."""
+    """Autocast for ``config.dtype``; gates, importance, losses and the Lagrangian stay float32."""
     return torch.autocast(device.type, torch.bfloat16, enabled=config.dtype == "bfloat16")
 
 
 def planned_steps(epochs: float, steps_per_epoch: int, name: str) -> int:
-    """Training steps of ``epochs`` epochs (rounded); a named error when that is none."""
+    """Training steps of ``epochs`` epochs (rounded); a ValueError when that is none."""
     steps = int(round(epochs * steps_per_epoch))
     if steps < 1:
         raise ValueError(f"{name}={epochs!r} gives 0 training steps ({steps_per_epoch} steps "
@@ -88,14 +80,8 @@ class FinetuneStage:
 
 
 class PruneStage:
-    """ToP training against a frozen teacher (METHOD Sec. 4-6).
-
-    The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (toplib; ``accounting="release"``:
-    the release's formula, then sticky, :meth:`eligible`). ``targets``:
-    the teacher's per-example outputs (``toplib.train.teacher``), read instead of running
-    it on each batch (the batches then carry their examples' ``index``).
-    """
+    """ToP training against a frozen teacher (METHOD Sec. 4-6). ``targets``: the teacher's
+    cached outputs (``toplib.train.teacher``), read by each batch's ``index``."""
 
     name, pruning = "prune", True
     targets = None
@@ -185,8 +171,8 @@ class PruneStage:
 
     @torch.no_grad()
     def measured_sparsity(self, lengths: torch.Tensor) -> tuple[float, float]:
-        """Real-length sparsity of a batch under the evaluation gates, measured (exact, no
-        forward pass) and by the release's formula."""
+        """Real-length sparsity under the evaluation gates, measured (no forward pass) and
+        by the release's formula."""
         top, lengths = self.top, lengths.cpu()
         z_bins, z_pruner = (z.cpu() for z in top.gates(training=False))
         kept = kept_counts(lengths, keep_rule(z_bins, z_pruner), top.prune.prune_location,
@@ -195,9 +181,8 @@ class PruneStage:
         return measured_sparsity(kept, lengths, top.dims), release["sparsity_release_real"]
 
     def eligible(self, summary: dict, started: bool = False) -> bool:
-        """Whether an evaluation may become best/: its sparsity is at least target -
-        epsilon, measured (toplib), or by the release's formula, where, as in the
-        release's trainer, once one evaluation qualifies every later one does (sticky)."""
+        """Whether an evaluation may become best/: sparsity >= target - epsilon, measured, or
+        by the release's formula, sticky as in its trainer."""
         cfg = self.config
         if cfg.fixed_schedule is not None:  # the sparsity is what the schedule gives
             return True

@@ -23,15 +23,8 @@ SPARSITY_KEYS = ("sparsity_real", "reduction_real", "sparsity_padded", "reductio
 def train_task(task: str, output_dir: str, preset: str = "quick", model: str | None = None,
                data: DataFiles | str | None = None, overrides: dict | None = None,
                **options) -> dict:
-    """Fine-tune a teacher and prune it; return one row of the results table.
-
-    Runs go to ``output_dir/teacher`` and ``output_dir/top``; a finished stage is reused,
-    an interrupted one resumed.
-
-    Args:
-        overrides: knobs over the preset (e.g. ``{"sparsity": 0.5}``; None values skipped).
-        options: :class:`~toplib.train.loop.RunOptions` fields (device, progress, ...).
-    """
+    """Fine-tune a teacher and prune it (``output_dir/teacher``, ``/top``; finished stages
+    reused, interrupted ones resumed); returns one results-table row."""
     config = build_train_config(task, preset, overrides)
     teacher_dir, top_dir = os.path.join(output_dir, "teacher"), os.path.join(output_dir, "top")
     start = time.time()
@@ -54,11 +47,8 @@ def _resuming(options: dict, run_dir: str) -> dict:
 
 
 def table_row(top_dir: str) -> dict:
-    """One row of the paper-style table from a finished pruning run's directory.
-
-    When no evaluation met the target, the row holds the last evaluation and
-    ``target_missed=True``.
-    """
+    """One row of the paper-style table from a finished pruning run (``target_missed``: the
+    last evaluation's)."""
     results = read_results(top_dir)
     spec = get_task(results["task"])
     best = results["best"]
@@ -90,8 +80,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def format_cell(value, pattern: str, scale: float = 1.0, missing: str = "n/a") -> str:
-    """A table cell: ``pattern`` of ``value * scale``; ``missing`` for None or NaN (a run
-    that missed its target, a trial not finished).
+    """``pattern`` of ``value * scale``; ``missing`` for None or NaN.
 
     Example:
         >>> format_cell(0.8123, "{:.2f}", 100), format_cell(None, "{:.2f}")

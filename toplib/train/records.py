@@ -1,5 +1,4 @@
-"""The run's records: ``history.jsonl`` (one JSON line per logged step or evaluation,
-appended as training goes) and ``results.json`` (written whole when a run finishes)."""
+"""A run's records: ``history.jsonl`` (appended as training goes) and ``results.json``."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +12,7 @@ RESULTS_FILE = "results.json"
 
 
 def _records(path: str) -> list[dict]:
-    """The readable lines of a history file; a torn line (a write cut short) is dropped."""
+    """The readable lines of a history file; a torn line is dropped."""
     records, torn = [], 0
     with open(path) as f:
         for line in f:
@@ -63,15 +62,14 @@ def write_results(run_dir: str, results: dict) -> None:
 
 
 def relative_inputs(record: dict, folder: str) -> dict:
-    """``record`` with its input paths (teacher, model, data) relative to ``folder``, so
-    that a committed record names no machine's folders. Inputs never lie inside a run
-    folder, so each such path starts with ``..``; a hub name is left as it is."""
+    """``record`` with its input paths relative to ``folder`` (so each starts with ``..``),
+    so that a committed record names no machine's folders; hub names stay."""
     return _map_inputs(record, lambda p: os.path.relpath(os.path.abspath(p), folder)
                        if os.path.isabs(p) or os.path.exists(p) else p)
 
 
 def absolute_inputs(record: dict, folder: str) -> dict:
-    """The inverse of :func:`relative_inputs` (absolute paths, older records, pass)."""
+    """The inverse of :func:`relative_inputs`."""
     return _map_inputs(record, lambda p: os.path.normpath(os.path.join(
         os.path.abspath(folder), p)) if p.startswith(os.pardir + os.sep) else p)
 
@@ -89,9 +87,7 @@ def read_history(run_dir: str) -> list[dict]:
 
 
 def finished_run(output_dir: str, overwrite: bool = False) -> dict | None:
-    """The results of a finished run in ``output_dir``, or None (train it; ``overwrite``:
-    None whatever is there). Notebooks call ``finished_run(d) or finetune(..., d,
-    resume=True)``: re-running one reads a finished run back and resumes an interrupted one."""
+    """The results of a finished run in ``output_dir``, or None (always with ``overwrite``)."""
     if overwrite or not os.path.exists(os.path.join(output_dir, RESULTS_FILE)):
         return None
     logger.info("reusing the finished run in %s", output_dir)

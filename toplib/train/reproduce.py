@@ -1,11 +1,5 @@
 """The reproduction table: a teacher per task, ToP over several seeds, beside the paper.
-
-A task's folder holds ``teacher/`` and one pruning run per seed: ``top/`` for the first
-seed (the folder notebooks 02-06 read) and ``top-seed<N>/`` for the others. Every run is
-resumable and a finished one is reused, so :func:`train_seeds` can be rerun after an
-interruption. :func:`seed_row` reduces the runs to one row (mean and sample standard
-deviation over seeds); :func:`format_seed_table` prints it beside the release's own result.
-"""
+A task's folder holds ``teacher/``, ``top/`` (the first seed) and ``top-seed<N>/``."""
 from __future__ import annotations
 
 import json
@@ -35,7 +29,7 @@ PAPER_MODEL = "bert-base-uncased"
 
 
 def seed_dir(task_dir: str, seed: int, seeds: Sequence[int]) -> str:
-    """The pruning run of ``seed``: ``top`` for the first of ``seeds``, else ``top-seed<N>``.
+    """The pruning run folder of ``seed``.
 
     Example:
         >>> seed_dir("runs/cola", 43, [42, 43])
@@ -45,7 +39,7 @@ def seed_dir(task_dir: str, seed: int, seeds: Sequence[int]) -> str:
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """``seeds`` as a list of distinct integers, or a ValueError naming them."""
+    """``seeds`` as a list of distinct integers >= 0."""
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or not all(
             isinstance(s, int) and s >= 0 for s in seeds):
@@ -56,13 +50,8 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "standard",
                 data: DataFiles | str | None = None, overrides: dict | None = None,
                 **options) -> dict:
-    """Prune the finished teacher in ``task_dir/teacher`` once per seed, then return
-    :func:`seed_row`. Finished runs are reused and interrupted ones resumed.
-
-    Args:
-        overrides: knobs over the preset (None values skipped); ``seed`` is set per run.
-        options: :class:`~toplib.train.loop.RunOptions` fields (device, progress, ...).
-    """
+    """Prune the finished teacher in ``task_dir/teacher`` once per seed (finished runs
+    reused, interrupted ones resumed); returns :func:`seed_row`."""
     seeds = check_seeds(seeds)
     teacher = os.path.join(task_dir, "teacher")
     if finished_run(teacher) is None:
@@ -79,15 +68,8 @@ def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "s
 
 
 def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
-    """One row of the reproduction table from the finished seeds' runs in ``task_dir``.
-
-    Returns:
-        ``table_row`` fields averaged over the seeds found finished (``n_seeds`` of them;
-        ``seeds`` lists them), plus ``scores``, ``score_std``, ``drop`` and ``drop_std``
-        (teacher minus ToP, in the metric's units), ``targets_missed``, the model,
-        ``chance_score`` (:func:`run_chance_score`) and the paper's score and FLOPs
-        reduction for the task (None where it has none).
-    """
+    """One row of the reproduction table: ``table_row`` fields averaged over the finished
+    seeds, their spread, the drop (teacher minus ToP), the chance score and the paper's."""
     seeds = check_seeds(seeds)
     done = [s for s in seeds if _finished(seed_dir(task_dir, s, seeds))]
     if not done:
@@ -114,9 +96,8 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
 
 
 def run_chance_score(run_dir: str) -> float | None:
-    """The label-blind score (``toplib.data.chance_scores``, primary metric) on the validation
-    labels the run in ``run_dir`` was evaluated on: the data and ``max_eval_samples`` its
-    results.json records. None, with a warning, when that data cannot be read here."""
+    """The label-blind primary score on the validation labels a run was evaluated on; None,
+    with a warning, when that data cannot be read here."""
     results = read_results(run_dir)
     config = results.get("config", {})
     try:
@@ -137,7 +118,7 @@ def run_chance_score(run_dir: str) -> float | None:
 
 
 def _finished(run_dir: str) -> bool:
-    """Whether a run has finished (its results are read once, later, by table_row)."""
+    """Whether a run has finished."""
     return os.path.exists(os.path.join(run_dir, RESULTS_FILE))
 
 
@@ -151,19 +132,15 @@ def _model_name(task_dir: str) -> str:
 
 
 CHANCE_MARGIN = 0.02
-"""Closer to the chance score than this (2 points), or than two standard deviations over
-seeds, and a score is not told apart from a label-blind guess."""
+"""A score closer to chance than this, or than 2 sd over seeds, is not told apart from it."""
 
 
 def describe_row(row: dict) -> str:
-    """One sentence on a :func:`seed_row`: ToP's mean ± sd against the teacher, the chance
-    score and the paper, in points, the verdict on chance chosen by the numbers.
+    """One sentence on a :func:`seed_row` against teacher, chance and paper, in points.
 
     Example:
-        >>> describe_row(dict(task="rte", metric="accuracy", score=0.565, score_std=0.013,
-        ...     n_seeds=2, teacher_score=0.574, chance_score=0.527, paper_score=0.683,
-        ...     paper_model="bert-base-uncased", paper_reduction=7.71))[:62]
-        'rte (accuracy): ToP 56.50 ± 1.30 over 2 seed(s), teacher 57.40'
+        >>> describe_row(dict(task="rte", metric="accuracy", score=0.565, teacher_score=0.574))
+        'rte (accuracy): ToP 56.50 over 1 seed(s), teacher 57.40'
     """
     text = (f"{row['task']} ({row['metric']}): ToP {_pm(row['score'], row.get('score_std'))} "
             f"over {row.get('n_seeds', 1)} seed(s), teacher {_pts(row['teacher_score'])}")
@@ -185,9 +162,8 @@ RECORD_FILES = ("results.json", "history.jsonl")  # what a run's record is, weig
 
 
 def export_records(task_dir: str, dest: str) -> list[str]:
-    """Copy the records (no weights) of every finished run in ``task_dir`` (the teacher and
-    each seed) to ``dest``, in the same layout, so that :func:`seed_row` and the figures can
-    be regenerated from a committed folder. Returns the runs copied."""
+    """Copy the records (no weights) of every finished run in ``task_dir`` to ``dest``, same
+    layout; returns the runs copied."""
     copied = []
     for name in sorted(os.listdir(task_dir)):
         run = os.path.join(task_dir, name)
@@ -206,7 +182,7 @@ def _mean(values: list) -> float | None:
 
 
 def _std(values: list) -> float | None:
-    """Sample standard deviation; None for one value (no spread to report)."""
+    """Sample standard deviation; None for one value."""
     values = [v for v in values if v is not None and v == v]
     return statistics.stdev(values) if len(values) > 1 else None
 
@@ -248,8 +224,7 @@ def _pair(row: dict, first: str, second: str, pattern: str) -> str:
 
 
 def write_seed_table(rows: list[dict], output_dir: str, name: str = "results") -> str:
-    """Write ``<name>.json`` (the rows) and ``<name>.md`` (the table) into ``output_dir``;
-    returns the table. Small files, meant to be committed (weights stay in the runs)."""
+    """Write ``<name>.json`` (the rows) and ``<name>.md`` (the table); returns the table."""
     os.makedirs(output_dir, exist_ok=True)
     table = format_seed_table(rows)
     with open(os.path.join(output_dir, f"{name}.json"), "w") as f:

@@ -3,16 +3,9 @@
 ``output_dir`` holds::
 
     .toplib.lock    the PID of the run writing here (a dead holder's lock is taken over)
-    best/ last/     checkpoints, each written whole into a temporary sibling and swapped in;
-                    last/ also holds trainer_state.pt (optimisers, schedulers, RNG streams)
-    history.jsonl   one JSON line per logged step or evaluation
-    results.json    written when the run finishes
-    teacher_targets.pt  a pruning run's teacher outputs per example (toplib.train.teacher)
-    .replaced/      the run that ``overwrite`` replaces, kept until the new run's first
-                    checkpoint
-
-:func:`open_run` checks the folder before any model is loaded, takes the lock, removes what
-an interrupted write left behind and decides whether there is a run to resume.
+    best/ last/     whole checkpoints; last/ also holds trainer_state.pt
+    history.jsonl, results.json, teacher_targets.pt
+    .replaced/      the run ``overwrite`` replaces, kept until the new run's first checkpoint
 """
 from __future__ import annotations
 
@@ -48,15 +41,8 @@ class RunFolderBusy(RuntimeError):
 @contextlib.contextmanager
 def open_run(output_dir: str, options, identity: dict,
              checkpoint_bytes: int | None = None) -> Iterator[bool]:
-    """Check, lock and tidy ``output_dir`` for one run; yields True when it resumes one.
-
-    Args:
-        options: the run's :class:`~toplib.train.loop.RunOptions` (resume, overwrite,
-            accept_config_change).
-        identity: what the run is (stage, task, model or teacher, data, config); a resumed
-            run must match the saved one (see :func:`check_same_run`).
-        checkpoint_bytes: the expected size of one checkpoint, checked against free space.
-    """
+    """Check, lock and tidy ``output_dir`` before any model loads; yields True when it resumes
+    (``identity`` must then match the saved run's)."""
     check_output_dir(output_dir, checkpoint_bytes)
     check_inputs_outside(output_dir, identity)
     with _locked(output_dir):
@@ -66,8 +52,7 @@ def open_run(output_dir: str, options, identity: dict,
 
 
 def check_output_dir(output_dir: str, checkpoint_bytes: int | None = None) -> None:
-    """A named error unless ``output_dir`` can hold a run: a folder (or none yet) that this
-    process can write, on a file system with room for one checkpoint."""
+    """A ValueError unless ``output_dir`` is a writable folder (or none yet) with room."""
     path = os.path.abspath(output_dir)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"output_dir={output_dir!r} is a file; pass a folder (new or a run's)")
@@ -85,8 +70,7 @@ def check_output_dir(output_dir: str, checkpoint_bytes: int | None = None) -> No
 
 
 def check_inputs_outside(output_dir: str, identity: dict) -> None:
-    """A named error when an input of the run (its model or teacher, a data file or
-    folder) lies inside ``output_dir``, which a run may replace."""
+    """A ValueError when an input of the run lies inside ``output_dir``, which it may replace."""
     out = os.path.realpath(output_dir)
     inputs = {k: identity.get(k) for k in ("model", "teacher")}
     inputs.update((k, v) for k, v in identity.get("data", {}).items() if isinstance(v, str))
@@ -100,8 +84,7 @@ def check_inputs_outside(output_dir: str, identity: dict) -> None:
 
 
 def checkpoint_bytes(model_dir: str | None) -> int | None:
-    """About the size of one ``last/`` checkpoint of a model stored in ``model_dir``: the
-    weights, the optimiser's two moments and some room (None: not a local folder)."""
+    """About one ``last/`` checkpoint's bytes: weights, two optimiser moments (None: no folder)."""
     if model_dir is None or not os.path.isdir(model_dir):
         return None
     weights = sum(os.path.getsize(p) for pattern in ("*.safetensors", "*.bin")
@@ -111,7 +94,7 @@ def checkpoint_bytes(model_dir: str | None) -> int | None:
 
 @contextlib.contextmanager
 def _locked(output_dir: str) -> Iterator[None]:
-    """Hold ``output_dir/.toplib.lock`` inside the block (created with O_EXCL)."""
+    """Hold ``output_dir/.toplib.lock`` inside the block."""
     path = os.path.join(output_dir, LOCK_FILE)
     try:
         os.makedirs(output_dir, exist_ok=True)
@@ -169,8 +152,7 @@ def _alive(pid) -> bool:
 
 
 def _recover_swaps(output_dir: str) -> None:
-    """A kill between the two renames of a checkpoint swap leaves the previous checkpoint in
-    ``.<name>.old-*/ckpt`` and no ``<name>``: put it back."""
+    """Put back a checkpoint a kill left in ``.<name>.old-*/ckpt`` mid-swap."""
     for name in CHECKPOINTS:
         target = os.path.join(output_dir, name)
         for old in sorted(glob.glob(os.path.join(output_dir, f".{name}.old-*", "ckpt"))):
@@ -181,8 +163,7 @@ def _recover_swaps(output_dir: str) -> None:
 
 
 def remove_temporaries(output_dir: str) -> None:
-    """Remove what interrupted writes left in ``output_dir``: ``.tmp-`` and ``.old-``
-    siblings of checkpoints and files."""
+    """Remove the ``.tmp-`` and ``.old-`` entries interrupted writes left."""
     for entry in os.listdir(output_dir):
         if ".tmp-" in entry or ".old-" in entry:
             path = os.path.join(output_dir, entry)
@@ -193,10 +174,8 @@ def remove_temporaries(output_dir: str) -> None:
 def _prepare(output_dir: str, options, identity: dict) -> bool:
     """True: resume the saved run; False: start afresh in a folder emptied of old runs.
 
-    The folder's rules: toplib moves or deletes only what a run writes (``RUN_ENTRIES``);
-    a folder holding anything else is refused. ``resume`` deletes nothing but an attempt
-    that never saved a checkpoint, and brings back a run an interrupted ``overwrite`` had
-    put aside."""
+    Only :data:`RUN_ENTRIES` are moved or deleted; ``resume`` deletes only an attempt that
+    never saved a checkpoint, and restores a run an interrupted ``overwrite`` put aside."""
     saved = os.path.join(output_dir, "last")
     if options.resume and os.path.exists(os.path.join(saved, STATE_FILE)):
         meta = read_meta(saved)
@@ -228,7 +207,7 @@ def _prepare(output_dir: str, options, identity: dict) -> bool:
 
 
 def _refuse_foreign(output_dir: str, entries: list[str]) -> None:
-    """A named error when ``output_dir`` holds entries no toplib run writes."""
+    """A ValueError when ``output_dir`` holds entries no toplib run writes."""
     foreign = sorted(e for e in entries if e not in RUN_ENTRIES)
     if foreign:
         raise ValueError(f"output_dir={output_dir!r} holds files that no toplib run writes "
@@ -237,8 +216,7 @@ def _refuse_foreign(output_dir: str, entries: list[str]) -> None:
 
 
 def _restore_replaced(output_dir: str, entries: list[str]) -> None:
-    """Undo an ``overwrite`` interrupted before its first checkpoint: drop the new
-    attempt's entries and move the replaced run back."""
+    """Undo an ``overwrite`` interrupted before its first checkpoint."""
     aside = os.path.join(output_dir, REPLACED)
     _discard(output_dir, entries)
     for entry in os.listdir(aside):
@@ -255,8 +233,7 @@ def _discard(output_dir: str, entries: list[str]) -> None:
 
 
 def _move_aside(output_dir: str, entries: list[str]) -> None:
-    """Move the run being replaced into ``.replaced/`` (merged with what an earlier
-    interrupted overwrite moved there; on a name clash the older, moved entry is kept)."""
+    """Move the run being replaced into ``.replaced/`` (on a name clash the older one stays)."""
     aside = os.path.join(output_dir, REPLACED)
     os.makedirs(aside, exist_ok=True)
     for entry in entries:
@@ -269,7 +246,7 @@ def _move_aside(output_dir: str, entries: list[str]) -> None:
 
 
 def discard_replaced(output_dir: str) -> None:
-    """The new run has a checkpoint: the run it replaces goes."""
+    """Delete the replaced run once the new one has a checkpoint."""
     aside = os.path.join(output_dir, REPLACED)
     if os.path.isdir(aside):
         shutil.rmtree(aside)

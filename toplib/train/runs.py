@@ -1,9 +1,4 @@
-"""Training runs: teacher fine-tuning and ToP pruning, resumable, with whole checkpoints.
-
-Both check their inputs and the run folder (``toplib.train.rundir``) before loading a model,
-build a stage (``toplib.train.objectives``) and hand it to the one loop
-(``toplib.train.loop.run_stage``).
-"""
+"""Training runs: teacher fine-tuning and ToP pruning, inputs checked before a model loads."""
 from __future__ import annotations
 
 import os
@@ -14,16 +9,14 @@ from ..data import DataFiles, check_label_space, get_task, prepare_data
 from ..hf.model import (
     DEFAULT_MODEL,
     ToPModel,
-    check_model_type,
-    check_sequence_length,
     checkpoint_path,
-    load_checkpoint,
     load_classifier,
     load_tokenizer,
+    model_config,
     verify_checkpoint,
 )
 from .config import TrainConfig
-from .evaluate import DENSE, evaluate_splits, mean_score
+from .evaluate import DENSE, check_task, evaluate_splits, mean_score
 from .identity import run_identity
 from .loop import RunOptions, StageRun, run_stage, set_seed
 from .objectives import FinetuneStage, PruneStage, planned_steps
@@ -35,25 +28,18 @@ from .teacher import teacher_targets
 def finetune(task: str, output_dir: str, model: str | None = None,
              config: TrainConfig | None = None, data: DataFiles | str | None = None,
              **options) -> dict:
-    """Fine-tune the dense teacher; the best evaluation is kept in ``output_dir/best``.
-
-    Args:
-        model: hub name or local path (default: the offline MiniLM-L6).
-        data: a :class:`~toplib.data.DataFiles` or a ``data_dir`` (default: the task's own).
-        options: :class:`~toplib.train.loop.RunOptions` fields (resume, overwrite,
-            accept_config_change, device, callback, ...).
-    Returns:
-        The run's results (as ``results.json``).
-    """
+    """Fine-tune the dense teacher (``model`` None: the offline MiniLM-L6); returns the
+    run's results. ``options``: :class:`~toplib.train.loop.RunOptions` fields."""
     config, opts = config or TrainConfig(), RunOptions(**options)
-    model_path = check_model_type(model)
+    model_path, hf_config = model_config(model)
+    check_task(task, config, hf_config)
     identity = run_identity("finetune", task, {"model": model or DEFAULT_MODEL}, config, data)
     with open_run(output_dir, opts, identity, checkpoint_bytes(model_path)) as resuming:
         set_seed(config.seed)
-        tokenizer = load_tokenizer(model)
-        split_data = _prepare(task, tokenizer, config, data, model_path)
+        tokenizer = load_tokenizer(model_path, hf_config=hf_config)
+        split_data = prepare_data(task, tokenizer, config, data)
         planned_steps(config.finetune_epochs, split_data.steps_per_epoch(config), "finetune_epochs")
-        top = ToPModel(load_classifier(model, split_data.spec), config.prune).to(opts.device)
+        top = ToPModel(load_classifier(model_path, split_data.spec), config.prune).to(opts.device)
         stage = FinetuneStage(top, config, split_data.steps_per_epoch(config))
         return run_stage(StageRun(stage, split_data, tokenizer, output_dir, identity, opts),
                          resuming)
@@ -61,27 +47,26 @@ def finetune(task: str, output_dir: str, model: str | None = None,
 
 def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None = None,
           data: DataFiles | str | None = None, **options) -> dict:
-    """Train ToP from a fine-tuned teacher (its run directory or a saved classifier) towards
-    ``config.sparsity``; ``data`` and ``options`` as for :func:`finetune`.
-
-    The best checkpoint is chosen among evaluations whose measured real-length FLOPs
-    sparsity is at least ``sparsity - sparsity_epsilon`` (the release: its own formula, then
-    every later evaluation; ``accounting="release"``). The task's
-    labels must be the teacher's.
-    """
+    """Train ToP from a fine-tuned teacher (run directory or saved classifier) towards
+    ``config.sparsity``; best/ needs sparsity >= target - epsilon (``PruneStage.eligible``)."""
     config, opts = config or TrainConfig(), RunOptions(**options)
     teacher_dir = checkpoint_path(teacher)
-    meta = verify_checkpoint(teacher_dir, "teacher")
+    meta, name = verify_checkpoint(teacher_dir, "teacher"), f"teacher={teacher!r}"
     check_teacher(meta, teacher, task)
+    hf_config = AutoConfig.from_pretrained(teacher_dir)
+    check_task(task, config, hf_config, meta["labels"], name)
     identity = run_identity("prune", task, {"teacher": os.path.abspath(teacher_dir)}, config, data)
     with open_run(output_dir, opts, identity, checkpoint_bytes(teacher_dir)) as resuming:
         set_seed(config.seed)
-        tokenizer = load_tokenizer(teacher_dir, "teacher")
-        split_data = _prepare(task, tokenizer, config, data, teacher_dir,
-                              (meta["labels"], f"teacher={teacher!r}"))
+        tokenizer = load_tokenizer(teacher_dir, "teacher", hf_config)
+        split_data = prepare_data(task, tokenizer, config, data,
+                                  label_names=meta["labels"]["label_names"])
+        if split_data.spec.name == "custom":  # its labels are known once its files are read
+            check_label_space(meta["labels"], split_data.spec, name)
         planned_steps(config.epochs, split_data.steps_per_epoch(config), "epochs")
-        teacher_model, _, _ = load_checkpoint(teacher, device=opts.device, name="teacher")
-        top = ToPModel.from_pretrained(teacher_dir, prune=config.prune).to(opts.device)
+        teacher_model = ToPModel.from_pretrained(teacher_dir, name="teacher", meta=meta)
+        teacher_model = teacher_model.to(opts.device).eval()
+        top = ToPModel.from_pretrained(teacher_dir, config.prune, "teacher", meta).to(opts.device)
         stage = PruneStage(top, teacher_model, config, split_data.steps_per_epoch(config))
         if config.cache_teacher:
             stage.targets = teacher_targets(stage.teacher, split_data.train, tokenizer, config,
@@ -95,9 +80,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
 
 
 def check_teacher(meta: dict, teacher: str, task: str) -> None:
-    """A named error for a teacher that is not a dense model fine-tuned on ``task``: one
-    whose ``toplib.json`` records another task, or a pruned checkpoint (its gates would be
-    ignored: the teacher runs dense). A plain Hugging Face classifier records neither."""
+    """A ValueError for a pruned teacher or one fine-tuned on another task."""
     name = get_task(task).name
     if meta.get("stage") == "prune":
         raise ValueError(f"teacher={teacher!r} is a pruned checkpoint (stage 'prune'); the "
@@ -106,21 +89,3 @@ def check_teacher(meta: dict, teacher: str, task: str) -> None:
     if meta.get("task") not in (None, name):
         raise ValueError(f"teacher={teacher!r} was fine-tuned on task {meta['task']!r}, not "
                          f"{name!r}: fine-tune a teacher on {name!r} first")
-
-
-def _prepare(task: str, tokenizer, config: TrainConfig, data, model_dir: str,
-             labels: tuple[dict, str] | None = None):
-    """The task's data, after checking that its sequence length fits the model's position
-    embeddings and its labels are those of the checkpoint (``labels``: its label space and
-    the name to show), both before the data is read where they can be."""
-    spec = get_task(task)
-    check_sequence_length(config.max_seq_length or spec.max_seq_length,
-                          AutoConfig.from_pretrained(model_dir), "max_seq_length")
-    space, name = labels or ({}, "")
-    if space and spec.name != "custom":
-        check_label_space(space, spec, name)
-    split_data = prepare_data(task, tokenizer, config, data,
-                              label_names=space.get("label_names"))
-    if space:
-        check_label_space(space, split_data.spec, name)
-    return split_data

@@ -1,17 +1,6 @@
-"""The frozen teacher's outputs, computed once per pruning run (``TrainConfig.cache_teacher``).
-
-ToP asks two things of the teacher on every batch: its logits (logit distillation) and its
-final layer's top-k tokens (the ranking loss's targets, :func:`toplib.core.ranking.top_tokens`).
-Both are fixed per example, so one length-sorted, no-grad pass over the training examples
-before training gives them all, and ``output_dir/teacher_targets.pt`` keeps them for a
-resumed run. Memory: per example C floats and TOPK int16 positions, no attention maps.
-
-The file is keyed by what the targets depend on: the teacher's weights (a hash of its
-tensors) and config, the encoded training examples (so the data, tokenizer and
-``max_seq_length``), TOPK and the importance rows; a different key recomputes them. Each
-run folder (a sweep's trials too) computes its own. Equal to the live teacher's up to float
-summation order (a batch's padding changes it by ulps), so a near-tie of two tokens'
-importance may order them differently; the loss is otherwise the same.
+"""The frozen teacher's logits and final-layer top-k tokens, computed once per pruning run in
+one length-sorted pass and kept in ``output_dir/teacher_targets.pt`` (``cache_teacher``).
+Equal to the live teacher's up to float summation order, so near-tied tokens may swap.
 """
 from __future__ import annotations
 
@@ -34,8 +23,7 @@ FORMAT = 1
 
 @dataclass
 class TeacherTargets:
-    """Per training example: ``logits`` (E, C) float32 and ``top`` (E, K) int16 token
-    positions (best first, -1 past the example's tokens)."""
+    """``logits`` (E, C) float32 and ``top`` (E, K) int16 positions (best first, -1: none)."""
 
     logits: torch.Tensor
     top: torch.Tensor
@@ -50,8 +38,8 @@ class TeacherTargets:
 
 def teacher_targets(teacher, examples: list[dict], tokenizer, config, output_dir: str,
                     device: str = "cpu", progress: bool = True) -> TeacherTargets:
-    """The targets of ``examples`` (encoded, each with its ``index``): read from
-    ``output_dir``'s file when its key matches, else computed and saved there."""
+    """The targets of encoded ``examples``: read from ``output_dir`` when the key matches,
+    else computed and saved there."""
     key = targets_key(teacher, examples, config)
     path = os.path.join(output_dir, TARGETS_FILE)
     if os.path.exists(path):
@@ -69,8 +57,7 @@ def teacher_targets(teacher, examples: list[dict], tokenizer, config, output_dir
 @torch.no_grad()
 def compute_targets(teacher, examples: list[dict], tokenizer, config, device: str = "cpu",
                     progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (E, C), top (E, K)) of the teacher on every example, in ``index`` order, with
-    K = min(TOPK, longest - 1): one evaluation-mode pass in length-sorted batches."""
+    """(logits (E, C), top (E, K)) in ``index`` order, K = min(TOPK, longest - 1)."""
     was_training = teacher.training
     teacher.eval()
     last = teacher.dims.num_layers - 1
@@ -92,7 +79,8 @@ def compute_targets(teacher, examples: list[dict], tokenizer, config, device: st
 
 
 def targets_key(teacher, examples: list[dict], config) -> str:
-    """A hash of what the targets depend on (see the module's docstring)."""
+    """A hash of the teacher's weights and config, the encoded examples, TOPK and the
+    importance rows: what the targets depend on."""
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(teacher.state_dict().items()):
         digest.update(name.encode())

@@ -1,12 +1,5 @@
-"""Ranking agreement over seeds: does ranking distillation (ToP Sec. 3.4) make the layers
-that decide pruning rank tokens more like the teacher's final layer, by more than the
-spread between seeds?
-
-Each seed has a ToP run and a twin trained identically but for
-``distill_rank_loss_alpha=0``: the first seed's run is ``top_dir``, the others follow
-:func:`toplib.train.reproduce.seed_dir` (``<task_dir>/top-seed<N>``), and each twin is
-``<run>-norank`` (:func:`toplib.viz.analysis.train_without_rank_distillation`).
-"""
+"""Ranking agreement over seeds: does ranking distillation (ToP Sec. 3.4) make the pruning layers
+rank tokens more like the teacher's final layer, beyond the spread between seeds?"""
 from __future__ import annotations
 
 import os
@@ -19,10 +12,8 @@ MEASURES = ("kendall_tau", "ndcg")
 
 
 def seed_runs(top_dir: str, seeds: Sequence[int]) -> dict[int, tuple[str, str]]:
-    """{seed: (ToP run, its no-rank-distillation twin)}: ``top_dir`` for the first seed; for
-    the others :func:`toplib.train.reproduce.seed_dir` (``<task_dir>/top-seed<N>``) when
-    ``top_dir`` is a task's ``top/``, else ``<top_dir>-seed<N>`` (so that the seeds of
-    another configuration never share folders with those of ``top/``).
+    """{seed: (ToP run, its ``-norank`` twin)}: ``top_dir`` for the first seed, then ``seed_dir``
+    for a task's ``top/``, else ``<top_dir>-seed<N>``.
 
     Example:
         >>> seed_runs("runs/rte/top", [42, 43])[43]
@@ -45,10 +36,8 @@ def seed_runs(top_dir: str, seeds: Sequence[int]) -> dict[int, tuple[str, str]]:
 
 
 def check_runs(top_dir: str, seeds: Sequence[int]) -> None:
-    """Raise a ValueError naming the run and the fields when a finished run of
-    :func:`seed_runs` was not configured as ``top_dir`` with only its seed (and, for a twin,
-    ``distill_rank_loss_alpha=0``) changed; also when ``top_dir``'s own seed is not the
-    first of ``seeds``."""
+    """Raise a ValueError naming the run when a finished run of :func:`seed_runs` differs from
+    ``top_dir`` beyond its seed (and a twin's rank weight 0), or ``top_dir``'s seed is not first."""
     from ..train import finished_run, read_results
     from ..train.config import TrainConfig, config_differences
 
@@ -82,11 +71,7 @@ def missing_runs(top_dir: str, seeds: Sequence[int]) -> list[str]:
 
 def train_missing(top_dir: str, seeds: Sequence[int], data_dir: str | None = None,
                   device: str = "cpu", progress: bool = True) -> list[str]:
-    """Train every missing run of :func:`seed_runs`: each extra seed's ToP run as ``top_dir``
-    was configured with only the seed changed, and each run's no-rank-distillation twin.
-    Finished runs are checked (:func:`check_runs`) and reused, interrupted ones resumed.
-    Returns the runs trained.
-    """
+    """Train the missing runs of :func:`seed_runs` (finished ones checked, reused); returns them."""
     from .analysis import retrain, train_without_rank_distillation
     check_runs(top_dir, seeds)
     runs, todo = seed_runs(top_dir, seeds), set(missing_runs(top_dir, seeds))
@@ -100,13 +85,8 @@ def train_missing(top_dir: str, seeds: Sequence[int], data_dir: str | None = Non
 
 def seed_agreement(teacher, tokenizer, texts, top_dir: str, seeds: Sequence[int],
                    k: int = 10, max_length: int = 128) -> pd.DataFrame:
-    """:func:`toplib.viz.analysis.ranking_agreement` of every seed's ToP run and its twin,
-    and once of the dense teacher's own layers, against the teacher's final layer.
-
-    Returns:
-        One row per model, seed and layer: model (TOP, NORANK or TEACHER), seed (None for
-        the teacher), layer, kendall_tau, ndcg, decides_pruning, tokens.
-    """
+    """:func:`~toplib.viz.analysis.ranking_agreement` of every seed's ToP run and twin, and of the
+    dense teacher's own layers (model TOP, NORANK or TEACHER; seed None for the teacher)."""
     from ..hf import load_checkpoint
     from .analysis import ranking_agreement
     frames = [ranking_agreement(teacher, teacher, tokenizer, texts, k, False, max_length)
@@ -120,8 +100,7 @@ def seed_agreement(teacher, tokenizer, texts, top_dir: str, seeds: Sequence[int]
 
 
 def agreement_spread(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample standard deviation (NaN for a single seed) and number of seeds of each
-    measure, per model and layer, models in their order of appearance.
+    """Mean, sample sd (NaN for one seed) and seed count ``n`` of each measure per model and layer.
 
     Example:
         >>> df = pd.DataFrame({"model": ["a", "a"], "layer": [1, 1], "seed": [0, 1],
@@ -139,31 +118,3 @@ def agreement_spread(df: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows)
 
-
-def pruning_layer_gap(df: pd.DataFrame, measure: str = "kendall_tau") -> pd.DataFrame:
-    """At each layer whose ranking prunes, ToP minus its twin without rank distillation:
-    ``diff`` of the means over seeds, the ``spread`` (sd of ToP + sd of the twin: the
-    difference exceeds it when the mean ± sd bars do not overlap), ``exceeds``, ``ahead``,
-    the seeds where ToP beats its own twin (paired, same seed), ``behind`` where the twin
-    beats ToP and ``ties``, of ``n``, and the per-seed values (``top_seeds``,
-    ``norank_seeds``, in seed order); seeds where either value is NaN (undefined) are left
-    out. A layer without any row of one of the two models raises a ValueError naming it."""
-    deciding = df[df["decides_pruning"].astype(bool) & df["model"].isin([TOP, NORANK])]
-    rows = []
-    for layer, part in deciding.groupby("layer"):
-        wide = part.pivot(index="seed", columns="model", values=measure)
-        if not {TOP, NORANK} <= set(wide.columns):
-            raise ValueError(f"layer {layer}: no {measure} values of {TOP!r} and {NORANK!r} "
-                             "both; train the missing twins (train_missing)")
-        wide = wide.dropna()  # seeds where the measure is undefined for either (n may be 0)
-        sd = wide.std(ddof=1)
-        diff = wide[TOP].mean() - wide[NORANK].mean()
-        spread = sd[TOP] + sd[NORANK]  # NaN for one seed
-        rows.append({"layer": layer, "top": wide[TOP].mean(), "norank": wide[NORANK].mean(),
-                     "diff": diff, "spread": spread,
-                     "exceeds": bool(abs(diff) > spread) if spread == spread else None,
-                     "ahead": int((wide[TOP] > wide[NORANK]).sum()),
-                     "behind": int((wide[TOP] < wide[NORANK]).sum()),
-                     "ties": int((wide[TOP] == wide[NORANK]).sum()), "n": len(wide),
-                     "top_seeds": wide[TOP].tolist(), "norank_seeds": wide[NORANK].tolist()})
-    return pd.DataFrame(rows)

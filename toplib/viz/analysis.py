@@ -1,10 +1,5 @@
-"""What a trained ToP model does with tokens: kept-token matrices, ranking agreement with
-the teacher, and the most-pruned word types (the sparsity sweep is in ``toplib.viz.sweep``).
-
-Rankings are compared on the tokens alive at a layer, [CLS] excluded (it is never ranked),
-against the teacher's final-layer importance, the ranking ToP's rank distillation teaches
-(ToP Sec. 3.4), with the measures of :mod:`toplib.core.ranking`.
-"""
+"""What a trained ToP model does with tokens: kept-token matrices, ranking agreement with the
+teacher (on the tokens alive at a layer, [CLS] excluded) and the kind of each word type."""
 from __future__ import annotations
 
 import logging
@@ -33,9 +28,8 @@ NORANK_SUFFIX = "-norank"  # <run>-norank: the run's twin trained without rank d
 
 @dataclass
 class KeptTokens:
-    """Which tokens of one input enter each layer. tokens: the n real tokens (special tokens
-    included); kept: (N, n) bool, True where token j enters layer l; prediction: class id
-    (or value, regression); probabilities: softmax over classes ([] for regression)."""
+    """Tokens of one input entering each layer: ``kept`` (N, n) bool over the n real tokens;
+    ``probabilities`` is [] for regression."""
 
     tokens: list[str]
     kept: np.ndarray
@@ -63,11 +57,8 @@ def _batches(tokenizer, texts: Sequence[Text], max_length: int, batch_size: int)
 @torch.no_grad()
 def kept_tokens(top, tokenizer, texts: Sequence[Text], max_length: int = 128,
                 pruning: bool = True, gates=None, batch_size: int = 32) -> list[KeptTokens]:
-    """Kept/pruned tokens per layer of each text (a string or (str, str) pair), under the
-    evaluation gates; one KeptTokens per text, whose ``kept[:, 0]`` ([CLS]) is always True.
-    ``pruning=False`` runs the dense model (every token kept); ``gates``: (z_bins, z_pruner)
-    to use instead of the model's (a baseline).
-    """
+    """One KeptTokens per text (string or pair) under the evaluation gates; ``[CLS]`` always kept.
+    ``gates``: (z_bins, z_pruner) to use instead of the model's (a baseline)."""
     top.eval()
     out_list = []
     for enc in _batches(tokenizer, list(texts), max_length, batch_size):
@@ -89,20 +80,9 @@ def kept_tokens(top, tokenizer, texts: Sequence[Text], max_length: int = 128,
 @torch.no_grad()
 def ranking_agreement(model, teacher, tokenizer, texts: Sequence[Text], k: int = 10,
                       pruning: bool = True, max_length: int = 128) -> pd.DataFrame:
-    """Agreement of each layer's token ranking with the teacher's final-layer ranking.
-
-    At layer l, the model's importance (attention received in layer l, which decides
-    pruning for layer l + 1) is compared with the dense teacher's last-layer importance
-    on the tokens alive in layer l, [CLS] excluded.
-
-    Args:
-        model: ToPModel to assess (a teacher with ``pruning=False`` gives the attention
-            baseline); teacher: the dense reference ToPModel; k: cut-off of NDCG@k and
-            length of the graded list.
-    Returns:
-        DataFrame, one row per layer: layer, kendall_tau, ndcg (means over inputs),
-        decides_pruning (layer l + 1 is a prune location), tokens (mean alive).
-    """
+    """Per layer, Kendall tau and NDCG@k of the model's importance against the dense teacher's
+    final layer (ToP Sec. 3.4), on the tokens alive there; layer l's ranking prunes layer l + 1
+    (``decides_pruning``). A teacher with ``pruning=False`` gives the attention baseline."""
     model.eval()
     teacher.eval()
     n_layers = model.dims.num_layers
@@ -134,38 +114,8 @@ def _nanmean(parts: list[torch.Tensor]) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
-def prune_rates(kept: Sequence[KeptTokens], min_count: int = 5,
-                skip: Sequence[str] = ("[CLS]", "<s>")) -> pd.DataFrame:
-    """How often each token type is pruned before the last layer, among frequent types.
-
-    Args:
-        kept: KeptTokens of a set of inputs; min_count: keep types seen at least this often.
-        skip: tokens never pruned by construction.
-    Returns:
-        DataFrame (token, count, prune_rate: share of occurrences absent from the last layer,
-        mean_layers: mean number of layers an occurrence enters, kind: :func:`token_kind`),
-        sorted by prune_rate, highest first; ties: fewer mean_layers (pruned earlier), then
-        higher count, first.
-    """
-    counts, pruned, depth = defaultdict(int), defaultdict(int), defaultdict(int)
-    for item in kept:
-        for j, token in enumerate(item.tokens):
-            if token in skip:
-                continue
-            counts[token] += 1
-            pruned[token] += int(not item.kept[-1, j])
-            depth[token] += int(item.kept[:, j].sum())
-    rows = [{"token": t, "count": c, "prune_rate": pruned[t] / c, "mean_layers": depth[t] / c,
-             "kind": token_kind(t)} for t, c in counts.items() if c >= min_count]
-    df = pd.DataFrame(rows, columns=["token", "count", "prune_rate", "mean_layers", "kind"])
-    return df.sort_values(["prune_rate", "mean_layers", "count"], ascending=[False, True, False],
-                          ignore_index=True)
-
-
 def token_kind(token: str) -> str:
-    """"special" ([SEP], </s>, ...), "punctuation" (no letter or digit), "word piece" (a
-    WordPiece continuation, ``##...``), "stop word" (scikit-learn's English list) or
-    "content word".
+    """"special", "punctuation", "word piece", "stop word" (scikit-learn's) or "content word".
 
     Example:
         >>> [token_kind(t) for t in ("[SEP]", ",", "##ing", "the", "film")]
@@ -190,8 +140,7 @@ def validation_texts(task: str, data_dir: str | None = None, limit: int | None =
 
 def retrain(top_dir: str, output_dir: str, changes: dict, data_dir: str | None = None,
             device: str = "cpu", progress: bool = True) -> str:
-    """Train ToP again exactly as ``top_dir`` (a finished run: its ``results.json`` gives task,
-    teacher and config) was, but with ``changes`` to its config (e.g. ``{"seed": 43}``), into
+    """Train ToP again as the finished run ``top_dir`` was, with ``changes`` to its config, into
     ``output_dir`` (returned); a finished run there is reused, an interrupted one resumed."""
     results = read_results(top_dir)
     config = TrainConfig.from_dict(dict(results["config"], **changes))
@@ -204,27 +153,17 @@ def retrain(top_dir: str, output_dir: str, changes: dict, data_dir: str | None =
 def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
                                     data_dir: str | None = None, device: str = "cpu",
                                     progress: bool = True) -> str:
-    """Train ToP again as ``top_dir`` was, but with ``distill_rank_loss_alpha=0``: the
-    ablation of ToP Table 5. Returns the new run's directory, ``output_dir`` (default
-    ``<top_dir>-norank``); a finished run there is reused."""
+    """:func:`retrain` with ``distill_rank_loss_alpha=0`` (ToP Table 5); default: ``-norank``."""
     output_dir = output_dir or top_dir.rstrip("/\\") + NORANK_SUFFIX
     return retrain(top_dir, output_dir, {"distill_rank_loss_alpha": 0.0}, data_dir, device,
                    progress)
 
 
 def bin_occupancy_at(kept: torch.Tensor, prune_location: Sequence[int], bin_num: int) -> torch.Tensor:
-    """Share of each prune layer's candidates that falls in each rank bin, averaged over
-    examples: with m candidates, rank r sits in bin floor(r / m * BIN_NUM), so when m <
-    BIN_NUM some bins hold nobody, and the last bin (the least-attended tokens) is empty
-    for every m < BIN_NUM. A gate whose bin is empty gets no gradient from the task and
-    none from the binned expected FLOPs.
+    """(P, bin_num) share of each prune layer's candidates in each rank bin, averaged over examples.
 
-    Args:
-        kept: (E, N) tokens entering each layer (``evaluate``'s measured counts, or
-            ``toplib.core.importance.kept_counts``); prune layer l ranks the
-            ``kept[:, l - 1] - 1`` tokens that left layer l - 1's attention ([CLS] aside).
-    Returns:
-        (P, bin_num) float, rows summing to 1 (uniform would be 1 / BIN_NUM each).
+    ``kept``: (E, N) tokens entering each layer. Rank r of m falls in bin floor(r / m * BIN_NUM),
+    so for m < BIN_NUM some bins (always the last) are empty and their gates get no gradient.
     """
     table = bin_occupancy(int(kept.max()), bin_num)
     return torch.stack([table[(kept[:, loc - 1] - 1).clamp_min(0).long()].mean(0).float()

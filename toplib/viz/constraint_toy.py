@@ -1,13 +1,9 @@
-"""A toy run of ToP's FLOPs constraint (ToP Sec. 3.3; METHOD Sec. 4), for the method
-notebook: real gates, expected FLOPs, Lagrangian, warm-up and optimisers from
-:mod:`toplib.core`, on a toy task loss that prefers open gates, so the ascent of the
-multipliers and the descent of the gates can be watched step by step.
-"""
+"""A toy run of ToP's FLOPs constraint (ToP Sec. 3.3) for the method notebook: toplib's gates,
+expected FLOPs, Lagrangian and optimisers on a toy loss that prefers open gates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -38,21 +34,9 @@ class ToySettings:
 
 def toy_lagrangian_run(bin_mass: torch.Tensor, lengths: torch.Tensor, dims: EncoderDims,
                        prune_location, settings: ToySettings = ToySettings()) -> pd.DataFrame:
-    """Gates and multipliers of ToP's constraint on a toy objective, step by step.
+    """One row per step of ToP's constraint on the toy loss ``sum_p sum_b bin_mass[b] (1 - keep)``
+    (deterministic: ``keep`` from P(z > 0)); ``bin_mass``: (BIN_NUM,), ``lengths``: (E,).
 
-    The toy task loss prefers open gates: closing bin b at a prune layer costs the share
-    of attention ``bin_mass[b]`` its tokens hold, ``sum_p sum_b mass_b (1 - keep_pb)``
-    with ``keep`` :func:`~toplib.core.gates.keep_rule` of the gates' P(z > 0) (the
-    expectation, so the run is deterministic). The constraint is the library's:
-    :func:`~toplib.core.flops.expected_sparsity` of ``lengths``,
-    :class:`~toplib.core.constraint.LagrangianConstraint`, the warmed-up target, AdamW
-    descent on the gates, :func:`~toplib.core.constraint.multiplier_optimizer` ascent.
-
-    Args:
-        bin_mass: (BIN_NUM,) attention share of each rank bin; lengths: (E,) real lengths.
-    Returns:
-        one row per step: step, target, expected_sparsity, lambda_1, lambda_2, lagrangian,
-        task_loss, then ``pruner_<loc>`` and ``bins_<loc>`` (mean bin P(z > 0)) per layer.
     Example:
         >>> toy_lagrangian_run(torch.full((4,), .25), torch.tensor([9]), EncoderDims(2, 4, 2, 8),
         ...                    (1,), ToySettings(steps=3)).shape
@@ -90,66 +74,3 @@ def _gate_columns(p_bins: torch.Tensor, p_pruner: torch.Tensor, prune_location) 
         row[f"pruner_{loc}"] = p_pruner[p].item()
         row[f"bins_{loc}"] = p_bins[p].mean().item()
     return row
-
-
-def multipliers_while_unmet(run: pd.DataFrame) -> dict:
-    """How the multipliers moved on the steps where the expected sparsity was below the
-    target.
-
-    Args:
-        run: a :func:`toy_lagrangian_run` frame.
-    Returns:
-        {"unmet_steps", "pressure_rose", "lambda_2_rose"}: the number of steps with s < t
-        and the share of them after which ``-lambda_1`` (the pull towards more pruning)
-        and ``lambda_2`` were higher (None without such steps).
-    Example:
-        >>> run = pd.DataFrame({"expected_sparsity": [0.0, 0.1, 0.6], "target": [0.5] * 3,
-        ...                     "lambda_1": [0.0, -1.0, -2.0], "lambda_2": [0.0, 1.0, 2.0]})
-        >>> multipliers_while_unmet(run)["pressure_rose"]
-        1.0
-    """
-    unmet = (run["expected_sparsity"] < run["target"]).to_numpy()[:-1]  # the last: no next
-    pressure = -np.diff(run["lambda_1"].to_numpy())[unmet]
-    quadratic = np.diff(run["lambda_2"].to_numpy())[unmet]
-    if not unmet.any():
-        return {"unmet_steps": 0, "pressure_rose": None, "lambda_2_rose": None}
-    return {"unmet_steps": int(unmet.sum()), "pressure_rose": float((pressure > 0).mean()),
-            "lambda_2_rose": float((quadratic > 0).mean())}
-
-
-def overshoot(run: pd.DataFrame, target_column: str = "target") -> dict:
-    """Whether the expected sparsity went past the final target, and by how much.
-
-    Args:
-        run: rows in step order with ``step``, ``expected_sparsity`` and ``target_column``
-            (a :func:`toy_lagrangian_run` frame, or a run's training history with
-            ``target_column="target_sparsity"``).
-    Returns:
-        {"target", "peak", "peak_step", "by", "last"}: the final target, the largest
-        expected sparsity and its step, ``peak - target`` (> 0: overshot) and the last value.
-    Example:
-        >>> run = pd.DataFrame({"step": [0, 1, 2], "expected_sparsity": [0.1, 0.6, 0.5],
-        ...                     "target": [0.5] * 3})
-        >>> round(overshoot(run)["by"], 3), overshoot(run)["peak_step"]
-        (0.1, 1)
-    """
-    s = run["expected_sparsity"].to_numpy(dtype=float)
-    target, peak = float(run[target_column].iloc[-1]), int(np.argmax(s))
-    return {"target": target, "peak": float(s[peak]), "peak_step": int(run["step"].iloc[peak]),
-            "by": float(s[peak]) - target, "last": float(s[-1])}
-
-
-def bin_mass(table: pd.DataFrame, bin_num: int) -> torch.Tensor:
-    """(BIN_NUM,) share of a sentence's importance each rank bin holds (an
-    ``toplib.viz.method.importance_table``; [CLS] left out): 0 for bins nobody falls in.
-
-    Example:
-        >>> table = pd.DataFrame({"bin": [-1, 0, 2], "importance": [0.5, 0.3, 0.1]})
-        >>> [round(x, 2) for x in bin_mass(table, 4).tolist()]
-        [0.75, 0.0, 0.25, 0.0]
-    """
-    ranked = table[table["bin"] >= 0]
-    mass = torch.zeros(bin_num, dtype=torch.float64)
-    mass.index_add_(0, torch.tensor(ranked["bin"].to_numpy()),
-                    torch.tensor(ranked["importance"].to_numpy(), dtype=torch.float64))
-    return (mass / mass.sum()).float()

@@ -1,10 +1,8 @@
 """The token explorer of ``07_explorer``: which tokens survive each layer of a sentence.
 
-:func:`render_html` is a pure function ``(sentence, checkpoint, sparsity) -> HTML`` (models are
-loaded once and cached); :func:`explorer_app` wires it to ipywidgets. Stable hooks for tests and
-browsers: the widgets' descriptions ("Sentence", "Checkpoint", "Sparsity") and CSS classes
-(``toplib-sentence``, ``toplib-checkpoint``, ``toplib-sparsity``; the output ``toplib-kept``),
-and in the HTML ``toplib-layer`` rows of ``toplib-token-kept`` / ``toplib-token-pruned`` spans.
+Stable hooks for tests: the widgets' descriptions and CSS classes (``toplib-sentence``,
+``-checkpoint``, ``-sparsity``, output ``toplib-kept``), and the HTML's ``toplib-layer`` rows
+of ``toplib-token-kept`` / ``toplib-token-pruned`` spans.
 """
 from __future__ import annotations
 
@@ -36,9 +34,7 @@ CELL_STYLE = "padding:1px 8px 1px 0;white-space:nowrap;vertical-align:top;font-s
 
 
 def find_checkpoints(root: str) -> list[str]:
-    """Checkpoint directories under ``root`` (holding ``config.json`` and weights): ToP
-    checkpoints first, then teachers, each sorted by path; a run's ``best/`` is listed, its
-    ``last/`` skipped."""
+    """Checkpoint folders under ``root``: ToP ones, then teachers, by path; ``last/`` skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "last")
@@ -50,9 +46,7 @@ def find_checkpoints(root: str) -> list[str]:
 
 @functools.lru_cache(maxsize=8)
 def _load(path: str, prune_key: str | None = None):
-    """Cached (model, tokenizer, meta) of a checkpoint directory; with ``prune_key`` (the
-    JSON of a PruneConfig) the model gets that pruning structure. Nobody changes a cached
-    model's gates: baselines pass their own."""
+    """Cached (model, tokenizer, meta); never change a cached model's gates (baselines pass own)."""
     return load_checkpoint(path, PruneConfig(**json.loads(prune_key)) if prune_key else None)
 
 
@@ -90,14 +84,8 @@ def _sentence_sparsity(top, kt: KeptTokens) -> float:
 @torch.no_grad()
 def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5,
                 dtype: str | None = None) -> str:
-    """HTML of the tokens that survive each layer, for ToP and for the attention baseline.
-
-    ``checkpoint``: a ToP (or teacher) checkpoint or run directory; ``sparsity``: real-length
-    FLOPs sparsity of the attention baseline on this sentence; ``dtype``: "bfloat16" runs
-    both models in bf16 (``toplib.hf.precision``), None: float32. Returns a ``toplib-explorer``
-    div: the prediction, the FLOPs sparsity measured on the sentence, one row per layer for
-    the checkpoint and for the baseline (its teacher, top tokens by attention at that sparsity).
-    """
+    """HTML of the tokens surviving each layer, for the checkpoint and for the attention baseline
+    at real-length FLOPs ``sparsity`` (in [0, 1)) on this sentence; ``dtype`` None runs float32."""
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity={sparsity!r} is invalid: must lie in [0, 1)")
     resolve_dtype(dtype)
@@ -129,11 +117,7 @@ def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5,
 
 def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, sparsity: float = 0.5,
                  dtype: str = "float32"):
-    """The ipywidgets app: Text, Dropdown of ``checkpoints`` (see :func:`find_checkpoints`),
-    Sparsity slider and Precision dropdown (float32, bfloat16) -> HTML output; every widget
-    re-renders on change of its ``value`` (no button). Returns an ``ipywidgets.VBox``;
-    ``.children[-1]`` is the output HTML widget.
-    """
+    """The ipywidgets VBox (``.children[-1]``: the output); every widget re-renders on change."""
     dtype = dtype_name(resolve_dtype(dtype) or torch.float32)  # the dropdown holds names
     import ipywidgets as widgets
     if not checkpoints:
@@ -168,8 +152,7 @@ def explorer_app(checkpoints: list[str], sentence: str = DEFAULT_SENTENCE, spars
 
 
 def html_summary(page: str) -> dict:
-    """What :func:`render_html` showed: {"top": [kept per layer], "baseline": [...],
-    "tokens": tokens in the sentence}."""
+    """What :func:`render_html` showed: {"top": [kept per layer], "baseline": [...], "tokens"}."""
     out = {}
     for name in ("top", "baseline"):
         match = re.search(rf'<table class="toplib-layers toplib-{name}">(.*?)</table>', page)

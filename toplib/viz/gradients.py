@@ -1,18 +1,9 @@
 """How hard each term of the ToP loss pulls on the weights: gradient norms on real batches.
 
-A term's share of the loss *value* says little about what it does to the model. The
-release's rank loss scores raw importances (~1/n each, pairwise gaps ~1e-3), so every
-token pair's logistic sits at ~ln 2 whatever the order: the loss is large and flat, and its
-value, next to a small distillation loss, looks like a big share. What moves the weights is
-the gradient, so this module measures it: the norm of the gradient the student's trainable
-weights get from logit distillation and from the rank loss, on batches of the run's own
-training data, with the run's trained weights and gates.
-
-The losses are the stage's own (``toplib.train.objectives.PruneStage.loss``), not a copy:
-with the rank weight set to 0 the weights' gradient is the distillation term's alone (the
-Lagrangian depends on the gates and lengths, not on the weights), and with it set to 1 the
-difference is the rank loss's, since the loss is linear in that weight. Both passes draw the
-same gate samples and dropout masks (one seed).
+A loss value says little (benchmarks/results/ablations/README.md); the gradient moves the
+weights. The losses are ``PruneStage.loss`` itself: at rank weight 0 the weights' gradient is
+distillation's alone (the Lagrangian does not depend on the weights), and the loss is linear
+in that weight, so weight 1 minus weight 0 is the rank loss's.
 """
 from __future__ import annotations
 
@@ -30,8 +21,8 @@ from ..train.objectives import PruneStage
 
 
 def _weight_grads(stage: PruneStage, batch: dict, alpha: float, seed: int) -> list[torch.Tensor]:
-    """Gradients of ``stage.loss`` at step 0 with rank weight ``alpha``, w.r.t. the student's
-    trainable weights; the random draws fixed by ``seed`` and the global RNG left as it was."""
+    """Gradients of ``stage.loss`` w.r.t. the trainable weights at rank weight ``alpha``, draws
+    seeded by ``seed`` (the global RNG left as it was)."""
     config = stage.config
     stage.config = dataclasses.replace(config, distill_rank_loss_alpha=alpha)
     weights = [p for p in stage.top.model.parameters() if p.requires_grad]
@@ -52,18 +43,8 @@ def _norm(grads: list[torch.Tensor]) -> float:
 
 def term_gradient_norms(stage: PruneStage, batch: dict, seed: int = 0,
                         training: bool = True) -> dict:
-    """L2 norms (over every trainable weight of the student) of the gradients ``batch`` gives
-    from logit distillation (``fit``) and from the unweighted rank loss (``rank``), as the
-    stage's loss computes them: in training mode (sampled gates, dropout) unless
-    ``training`` is False (evaluation gates, no dropout).
-
-    Args:
-        stage: a PruneStage around the student and teacher to measure.
-        batch: a training batch (``TaskData.train_loader``), on the model's device.
-        seed: the draws of the gates and dropout, the same in both passes.
-    Returns:
-        {"fit": float, "rank": float}.
-    """
+    """{"fit", "rank"}: L2 norms of the weight gradients from logit distillation and from the
+    unweighted rank loss, the same gate and dropout draws (``seed``) in both passes."""
     stage.top.train(training)
     fit = _weight_grads(stage, batch, 0.0, seed)
     both = _weight_grads(stage, batch, 1.0, seed)
@@ -73,15 +54,9 @@ def term_gradient_norms(stage: PruneStage, batch: dict, seed: int = 0,
 
 def run_gradient_norms(top_dir: str, num_batches: int = 4, data_dir: str | None = None,
                        device: str = "cpu") -> dict:
-    """:func:`term_gradient_norms` of a finished ToP run (``best/``, against its teacher) on
-    the first ``num_batches`` batches of its first training epoch, with the run's
-    configuration; and what they make of its rank weight w = alpha * max(0.01, 1 - progress).
-
-    Returns:
-        dict of fit and rank (means over the batches), per_batch (the dicts),
-        alpha, rank_weight_first (alpha) and rank_weight_last (alpha / 100 after the
-        warm-up), and ratio_first / ratio_last: w * |grad rank| / |grad fit| at those weights.
-    """
+    """:func:`term_gradient_norms` of a finished ToP run on its first ``num_batches`` batches,
+    means and ``ratio_first``/``ratio_last``: w * |grad rank| / |grad fit| at the rank weight w
+    of the first and last step."""
     results = read_results(top_dir)
     config = TrainConfig.from_dict(results["config"])
     top, tokenizer, _ = load_checkpoint(top_dir, device=device)

@@ -1,165 +1,19 @@
-"""The numbers behind the training-curve observations, read from a run's history records
-(``toplib.train.read_history``): the best evaluation and whether the score fell after it,
-when the FLOPs constraint was met, what each term adds to the total loss, and each prune
-layer's keep ratio as the gates expect it and as evaluation measures it."""
+"""A run's history records as the training-curve figures and notebooks read them: the fit term
+it logged, and the configuration a reused run was trained with."""
 from __future__ import annotations
-
-import math
-from statistics import fmean
-from typing import Sequence
 
 FIT_KEYS = ("distill_loss", "task_loss")
 
 
-def _kind(history: list[dict], kind: str) -> list[dict]:
-    return [r for r in history if r.get("kind") == kind]
-
-
 def fit_key(history: list[dict]) -> str:
     """The fit term a run logged: ``distill_loss`` (ToP, classification) or ``task_loss``."""
-    return next((k for k in FIT_KEYS if any(k in r for r in _kind(history, "train"))), FIT_KEYS[1])
-
-
-def score_summary(history: list[dict], num_examples: int | None = None,
-                  metric: str | None = None) -> dict:
-    """The evaluations of a run in a few numbers.
-
-    Returns:
-        best_score/best_step (the first highest evaluation), first_/final_score and _step,
-        evaluations, drop_after_best (best minus final), standard_error (the binomial
-        ``sqrt(p (1 - p) / n)`` of the best score on ``num_examples`` examples when ``metric``
-        is "accuracy", a proportion; None otherwise: F1, Matthews or Pearson scores have no
-        such closed form), fit_loss_start/_end (mean training loss over the first / last
-        quarter of the logged steps).
-
-    Example:
-        >>> h = [{"kind": "eval", "step": s, "score": v} for s, v in ((1, .5), (2, .8), (3, .7))]
-        >>> score_summary(h)["best_step"], round(score_summary(h)["drop_after_best"], 2)
-        (2, 0.1)
-        >>> round(score_summary(h, 100, "accuracy")["standard_error"], 3), score_summary(h, 100, "f1")["standard_error"]
-        (0.04, None)
-    """
-    evals = _kind(history, "eval")
-    if not evals:
-        raise ValueError("history has no evaluation records (kind 'eval')")
-    best = max(evals, key=lambda r: r["score"])  # max keeps the first of equal scores
-    p = best["score"]
-    se = math.sqrt(p * (1 - p) / num_examples) \
-        if metric == "accuracy" and num_examples and 0 <= p <= 1 else None
-    key = fit_key(history)
-    fit = [r[key] for r in _kind(history, "train") if r.get(key) is not None]
-    quarter = max(1, len(fit) // 4)
-    return dict(best_score=p, best_step=best["step"], first_score=evals[0]["score"],
-                first_step=evals[0]["step"], final_score=evals[-1]["score"],
-                final_step=evals[-1]["step"], evaluations=len(evals),
-                drop_after_best=p - evals[-1]["score"], standard_error=se,
-                fit_loss_start=fmean(fit[:quarter]) if fit else None,
-                fit_loss_end=fmean(fit[-quarter:]) if fit else None)
-
-
-def constraint_met_step(history: list[dict], target: float, epsilon: float = 0.01) -> int | None:
-    """The first evaluation step whose measured sparsity reaches ``target - epsilon``."""
-    return next((r["step"] for r in _kind(history, "eval")
-                 if r.get("sparsity_real", 0.0) >= target - epsilon), None)
-
-
-def largest_overshoot(history: list[dict]) -> dict:
-    """The training record where the gates' expected sparsity most exceeds the warmed-up
-    target: ``step``, ``expected``, ``target`` and ``overshoot`` (expected - target)."""
-    train = [r for r in _kind(history, "train") if "expected_sparsity" in r]
-    if not train:
-        raise ValueError("history has no pruning training records")
-    worst = max(train, key=lambda r: r["expected_sparsity"] - r["target_sparsity"])
-    return dict(step=worst["step"], expected=worst["expected_sparsity"],
-                target=worst["target_sparsity"],
-                overshoot=worst["expected_sparsity"] - worst["target_sparsity"])
-
-
-def loss_terms(history: list[dict], since_step: int = 0) -> dict:
-    """Mean size of each term of the pruning loss over the training records from
-    ``since_step`` on: fit (distillation), lagrangian (signed) and abs_lagrangian, rank_loss,
-    rank_weight, weighted_rank (weight x rank loss), total; rank_weight_first/_last;
-    rank_loss_start/_end (means over the first / last quarter of the records); and
-    rank_share, the weighted rank term's share of fit + |Lagrangian| + weighted rank.
-    Raises a ValueError naming the key when a training record lacks one of the terms.
-
-    Example:
-        >>> h = [{"kind": "train", "step": 1, "distill_loss": 0.2, "lagrangian_loss": -0.1,
-        ...       "rank_loss": 3.0, "rank_weight": 1e-3, "loss": 0.103}]
-        >>> round(loss_terms(h)["rank_share"], 4)
-        0.0099
-    """
-    key = fit_key(history)
-    train = [r for r in _kind(history, "train") if r["step"] >= since_step and "rank_loss" in r]
-    if not train:
-        raise ValueError(f"no pruning training records from step {since_step} on")
-    for key_ in (key, "lagrangian_loss", "rank_weight", "loss"):
-        missing = [r["step"] for r in train if r.get(key_) is None]
-        if missing:
-            raise ValueError(f"training records without {key_!r} (steps {missing[:5]}...): "
-                             "this history was not logged by a ToP pruning run")
-    weights = [r["rank_weight"] for r in train]
-    terms = dict(fit=fmean(r[key] for r in train),
-                 lagrangian=fmean(r["lagrangian_loss"] for r in train),
-                 abs_lagrangian=fmean(abs(r["lagrangian_loss"]) for r in train),
-                 rank_loss=fmean(r["rank_loss"] for r in train), rank_weight=fmean(weights),
-                 weighted_rank=fmean(w * r["rank_loss"] for w, r in zip(weights, train)),
-                 total=fmean(r["loss"] for r in train),
-                 rank_weight_first=weights[0], rank_weight_last=weights[-1])
-    quarter = max(1, len(train) // 4)
-    terms["rank_loss_start"] = fmean(r["rank_loss"] for r in train[:quarter])
-    terms["rank_loss_end"] = fmean(r["rank_loss"] for r in train[-quarter:])
-    terms["rank_share"] = terms["weighted_rank"] / (
-        terms["fit"] + terms["abs_lagrangian"] + terms["weighted_rank"])
-    return terms
-
-
-def keep_ratios(history: list[dict], prune_location: Sequence[int], step: int | None = None) -> dict:
-    """Each prune layer's keep ratio at evaluation ``step`` (None: the last), expected and
-    measured on the same tokens: those the gates rank, i.e. without [CLS], which is never
-    pruned.
-
-    ``expected`` is the gates' rho (the last training record up to that step). ``measured`` is
-    the evaluation's ``(n_l - 1) / (n_{l-1} - 1)``, n_l the mean tokens per example entering
-    layer l (``keep_ratio[l] * mean_length``, [CLS] included); since every example keeps its
-    [CLS], subtracting 1 from the means is exact and the ratio pools all examples' ranked
-    tokens. ``cumulative`` is the measured share of the real tokens ([CLS] included) entering
-    each prune layer.
-
-    Returns:
-        dict of lists, one value per prune layer: layers, expected, measured, cumulative.
-    Raises:
-        ValueError: no such evaluation, an evaluation without ``mean_length``, a prune
-        location below 1 (it has no previous layer), or no training record with
-        ``expected_keep_ratio`` (a run without gates).
-    """
-    evals = [r for r in _kind(history, "eval") if step is None or r["step"] == step]
-    if not evals:
-        raise ValueError(f"no evaluation at step={step!r}")
-    ev = evals[-1]
-    bad = [loc for loc in prune_location if loc < 1]
-    if bad:
-        raise ValueError(f"prune_location {list(prune_location)} holds {bad}: a prune layer must be "
-                         ">= 1 (layer 0 has no previous layer to keep tokens of)")
-    if "mean_length" not in ev:
-        raise ValueError(f"the evaluation at step {ev['step']} has no mean_length")
-    train = [r for r in _kind(history, "train")
-             if r["step"] <= ev["step"] and r.get("expected_keep_ratio")]
-    if not train:
-        raise ValueError(f"no training record up to step {ev['step']} has expected_keep_ratio: "
-                         "the history is not a pruning run's, nothing to compare")
-    tokens = [ratio * ev["mean_length"] for ratio in ev["keep_ratio"]]  # [CLS] included
-    return dict(layers=list(prune_location), expected=list(train[-1]["expected_keep_ratio"]),
-                measured=[(tokens[loc] - 1) / (tokens[loc - 1] - 1) if tokens[loc - 1] > 1 else 0.0
-                          for loc in prune_location],
-                cumulative=[ev["keep_ratio"][loc] for loc in prune_location])
+    train = [r for r in history if r.get("kind") == "train"]
+    return next((k for k in FIT_KEYS if any(k in r for r in train)), FIT_KEYS[1])
 
 
 def reused_config(results: dict, requested, run_dir: str):
-    """The TrainConfig ``results`` (a run's results.json) was trained with, which every
-    observation about the run must use; prints a notice naming each knob where ``requested``
-    (the notebook's configuration) differs, with both values (keys the run did not record
-    are skipped: they predate them).
+    """The TrainConfig the run was trained with, printing a notice for each knob that differs
+    from ``requested``.
 
     Example:
         >>> from toplib.train import build_train_config

@@ -1,10 +1,5 @@
 """What the notebooks share: logging, tables, figure folders, announcements of long steps,
-per-task parameters, running notebooks and recorded metrics.
-
-Every notebook ends by writing its key metrics to ``<output_dir>/metrics.json`` with
-:func:`record_metrics`; tests and the ``08_reproduce`` driver read them back with
-:func:`read_metrics`. Nothing here draws or trains by itself.
-"""
+per-task parameters, running notebooks and the ``metrics.json`` each one writes last."""
 from __future__ import annotations
 
 import ast
@@ -18,12 +13,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 FIGURES_SUBDIR = "figures"
-"""An interactive run writes its figures to ``<output_dir>/figures``; only ``make figures``
-(``scripts/run_notebooks.py``) points ``figures_dir`` at the repository's figures/."""
 STEP_SECONDS = {"finetune": 1.35, "prune": 1.8}
-"""Seconds per optimiser step at batch 16, evaluations included, for MiniLM-L6 on a 2-core
-AMD EPYC with one torch thread (the quickstart's runs: teacher 338 s / 250 steps, ToP
-672 s / 375 steps). Announcements scale it by batch size; other machines differ."""
+"""Seconds per optimiser step at batch 16, evaluations included: MiniLM-L6 on a 2-core AMD EPYC,
+one torch thread (announcements scale it by batch size)."""
 REFERENCE_BATCH = 16
 
 METRICS_FILE = "metrics.json"
@@ -33,10 +25,8 @@ NOTEBOOK_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__f
 
 
 def setup_notebook(level: int = logging.WARNING) -> None:
-    """Readable notebook output: log lines at ``level`` (warnings by default; pass
-    ``logging.INFO`` to follow a run line by line), others' warnings only, and no Hugging
-    Face progress bars (loading/saving weights) between toplib's own. First refuses a
-    papermill parameter the notebook does not declare or of another type than its default."""
+    """Quiet notebook output (toplib logs at ``level``, no HF progress bars), after refusing
+    papermill parameters the notebook does not declare."""
     from transformers.utils import logging as hf_logging
     check_injected_parameters()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -45,10 +35,8 @@ def setup_notebook(level: int = logging.WARNING) -> None:
 
 
 def check_injected_parameters(cells: list[str] | None = None) -> None:
-    """Refuse what papermill injected (the cell after the parameters cell, headed
-    ``# Parameters``) that the parameters cell does not declare, or whose type is not its
-    default's (None is always allowed; an int is a float). ``cells``: the executed cells'
-    sources in order (default: this IPython session's ``In``)."""
+    """Refuse injected papermill parameters the parameters cell does not declare, or of another
+    type than its default (None always passes; an int is a float); ``cells`` default: ``In``."""
     if cells is None:
         from IPython import get_ipython
         shell = get_ipython()
@@ -71,8 +59,7 @@ def check_injected_parameters(cells: list[str] | None = None) -> None:
 
 
 def _assignments(source: str) -> dict[str, Any]:
-    """``name -> value`` of a cell's top-level ``name = literal`` lines (``...`` for a
-    value that is not a literal: any type goes)."""
+    """``name -> value`` of a cell's top-level ``name = literal`` lines (``...``: not a literal)."""
     out = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
@@ -96,8 +83,7 @@ def _same_kind(default: Any, value: Any) -> bool:
 
 
 def show_table(df, caption: str | None = None, precision: int = 3, index: bool = False):
-    """``df`` as an HTML table (a pandas Styler): numbers at ``precision`` decimals, missing
-    values as a dash, the index hidden unless ``index``. The last expression of a cell.
+    """``df`` as a pandas Styler: numbers at ``precision`` decimals, missing values as a dash.
 
     Example:
         >>> import pandas as pd
@@ -111,8 +97,7 @@ def show_table(df, caption: str | None = None, precision: int = 3, index: bool =
 
 
 def figure_dir(figures_dir: str | None, output_dir: str) -> str:
-    """Where a notebook saves its figures: ``figures_dir`` when given (``make figures``
-    passes the repository's figures/), else beside the run in ``<output_dir>/figures``.
+    """``figures_dir`` when given (``make figures`` passes the repository's), else beside the run.
 
     Example:
         >>> figure_dir(None, "runs/rte")
@@ -123,9 +108,8 @@ def figure_dir(figures_dir: str | None, output_dir: str) -> str:
 
 def announce(what: str, run_dir: str, config=None, kind: str = "prune",
              overwrite: bool = False) -> bool:
-    """Say what a long step will do before it starts: reuse the finished run in ``run_dir``
-    (unless ``overwrite``), or train ``config`` (a TrainConfig; ``kind`` "finetune" or
-    "prune") for about how many steps and minutes. Returns whether it will train.
+    """Say whether a long step reuses ``run_dir``'s finished run or trains (about how long);
+    returns whether it will train.
 
     Example:
         >>> announce("ToP at sparsity 0.5", "no/such/run")
@@ -169,9 +153,7 @@ def _clean(value: Any) -> Any:
 
 
 def record_metrics(metrics: dict, output_dir: str, notebook: str | None = None) -> str:
-    """Write a notebook's key metrics (a flat or nested dict of numbers, strings, lists) to
-    ``<output_dir>/metrics.json`` (strict JSON; ``output_dir`` is created if missing), with
-    the notebook's name under ``"notebook"``; returns the path written.
+    """Write ``metrics`` as strict JSON (NaN becomes null) to ``<output_dir>/metrics.json``.
 
     Example:
         >>> import tempfile
@@ -195,7 +177,7 @@ def read_metrics(output_dir: str) -> dict:
 
 
 def per_task_values(text: str | float | None, tasks: list[str]) -> dict[str, float | None]:
-    """Per-task overrides: None/'' -> preset (None), '0.5' -> all tasks, 'sst2:0.4,rte:0.6'.
+    """Per-task values: None/'' -> preset (None), '0.5' -> all tasks, 'sst2:0.4,rte:0.6'.
 
     Example:
         >>> per_task_values("sst2:0.4", ["sst2", "rte"])
@@ -215,8 +197,7 @@ def per_task_values(text: str | float | None, tasks: list[str]) -> dict[str, flo
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Command-line ``-p KEY=VALUE`` pairs as notebook parameters: a value that is a Python
-    literal ("0.5", "None", "True") becomes one, anything else stays a string.
+    """``-p KEY=VALUE`` pairs as parameters: Python literals become values, the rest stay strings.
 
     Example:
         >>> parse_overrides(["sparsity=0.5", "task=rte", "data_dir=None"])
@@ -242,12 +223,8 @@ def _literal(text: str) -> Any:
 def execute_notebook(name: str, output_path: str, parameters: dict,
                      kernel_name: str = "python3", cwd: str | None = None,
                      declared_only: bool = False) -> str:
-    """Execute ``notebooks/<name>.ipynb`` (e.g. name ``"02_finetune_teacher"``) with papermill,
-    ``parameters`` filling its ``parameters`` cell; the executed copy goes to ``output_path``
-    (returned). ``cwd``: the kernel's working directory (default: the notebooks folder, so
-    the notebooks' relative default paths resolve). ``declared_only``: pass only the
-    parameters that notebook declares (a driver's shared knobs, each where it applies).
-    """
+    """Execute ``notebooks/<name>.ipynb`` with papermill into ``output_path``; ``cwd`` defaults to
+    the notebooks folder; ``declared_only`` passes only the parameters the notebook declares."""
     import papermill  # lazy: only the driver notebook and tests execute notebooks
 
     path = os.path.join(NOTEBOOK_DIR, f"{name}.ipynb")

@@ -1,11 +1,5 @@
-"""A static report: the notebooks executed with papermill, exported to HTML, one index page.
-
-For readers who want figures to open or share rather than a Jupyter server: figures are
-embedded in the pages and MathJax is copied beside them (formulas typeset offline), so the
-folder can be zipped, mailed or served as is. ``make report`` builds it with
-``scripts/build_report.py``. A notebook that fails still gets its page (the traceback is in
-it) and is marked failed in the index.
-"""
+"""A static report: the notebooks executed with papermill, exported to HTML, one index page;
+figures embedded and MathJax copied beside them, so the folder works offline."""
 from __future__ import annotations
 
 import datetime
@@ -40,10 +34,6 @@ class ReportPage:
     error: str | None = None
     parameters: dict = field(default_factory=dict)
 
-    @property
-    def html_file(self) -> str:
-        return f"{self.name}.html"
-
 
 def notebook_names() -> list[str]:
     """The notebooks of the suite, in order."""
@@ -51,9 +41,7 @@ def notebook_names() -> list[str]:
 
 
 def execute_page(name: str, out_dir: str, parameters: dict) -> ReportPage:
-    """Execute one notebook into ``<out_dir>/executed/<name>.ipynb`` (only the parameters it
-    declares are passed) and return its :class:`ReportPage`; a failure is recorded, not
-    raised, so the rest of the suite still runs."""
+    """Execute one notebook into ``executed/``; a failure is recorded on the page, not raised."""
     page = ReportPage(name, parameters=parameters)
     start = time.monotonic()
     try:
@@ -70,9 +58,7 @@ def executed_path(out_dir: str, name: str) -> str:
 
 
 def export_page(page: ReportPage, out_dir: str) -> str:
-    """Write ``<out_dir>/<name>.html`` from the executed notebook (figures embedded); fill
-    the page's title and summary from its first cell, and its run time and failure from
-    papermill's record when the page has none; returns the path."""
+    """Write ``<out_dir>/<name>.html``, filling the page's title, summary, run time and failure."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -85,23 +71,17 @@ def export_page(page: ReportPage, out_dir: str) -> str:
     exporter = HTMLExporter(template_name=HTML_TEMPLATE, mathjax_url=mathjax_url(out_dir))
     body, _ = exporter.from_notebook_node(
         nb, resources={"metadata": {"name": page.title or page.name}})
-    path = os.path.join(out_dir, page.html_file)
+    path = os.path.join(out_dir, f"{page.name}.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(body)
     return path
 
 
 def mathjax_url(out_dir: str) -> str:
-    """Where the pages load MathJax from: a copy in ``<out_dir>/mathjax`` (from the
-    ``jupyter-server-mathjax`` package), so formulas typeset offline and in a zipped copy;
-    without that package, nbconvert's CDN default (formulas then need a network)."""
-    from nbconvert import HTMLExporter
-    try:
-        import jupyter_server_mathjax
-    except ImportError:
-        logger.warning("jupyter-server-mathjax is not installed: the report's formulas load "
-                       "MathJax from a CDN and show as LaTeX offline")
-        return HTMLExporter().mathjax_url
+    """The MathJax that jupyter-server-mathjax ships, copied to ``<out_dir>/mathjax``: formulas
+    typeset offline."""
+    import jupyter_server_mathjax
+
     target = os.path.join(out_dir, MATHJAX_SUBDIR)
     if not os.path.exists(os.path.join(target, "MathJax.js")):
         source = os.path.join(os.path.dirname(jupyter_server_mathjax.__file__), "static")
@@ -110,8 +90,7 @@ def mathjax_url(out_dir: str) -> str:
 
 
 def _title_and_summary(nb) -> tuple[str, str]:
-    """The H2 title of the first markdown cell and the paragraph after it (markdown stripped
-    of emphasis and code marks)."""
+    """The H2 title of the first markdown cell and the paragraph after it, marks stripped."""
     first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
     lines = first.strip().splitlines()
     title = lines[0].lstrip("#").strip() if lines else ""
@@ -124,16 +103,14 @@ def _title_and_summary(nb) -> tuple[str, str]:
 
 def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
                 machine: str = "") -> str:
-    """Write ``<out_dir>/index.html``: one entry per page (title, summary, run time, status)
-    and ``machine``, the computer it ran on (e.g. ``toplib.bench.cpu_model()``); returns
-    the path."""
-    items = "\n".join(_index_item(p) for p in pages)
+    """Write ``<out_dir>/index.html``: one entry per page, and ``machine``, where it ran."""
     failed = sum(p.error is not None for p in pages)
     status = f"{len(pages) - failed} of {len(pages)} notebooks ran" + (
         f"; {failed} failed" if failed else "")
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = INDEX_TEMPLATE.format(
-        status=html.escape(status), subtitle=html.escape(subtitle), items=items,
+        status=html.escape(status), subtitle=html.escape(subtitle),
+        items="\n".join(map(_index_item, pages)),
         machine=html.escape(f"{machine or 'this machine'}; {when}"))
     path = os.path.join(out_dir, INDEX_FILE)
     with open(path, "w", encoding="utf-8") as f:
@@ -144,18 +121,15 @@ def write_index(pages: list[ReportPage], out_dir: str, subtitle: str = "",
 def _index_item(page: ReportPage) -> str:
     state = (f'<span class="failed">failed: {html.escape(page.error)}</span>' if page.error
              else f"ran in {page.minutes:.1f} min")
-    return (f'<li><a href="{html.escape(page.html_file)}">{html.escape(page.title or page.name)}'
+    return (f'<li><a href="{html.escape(page.name)}.html">{html.escape(page.title or page.name)}'
             f'</a> <span class="meta">{state}</span><p>{html.escape(page.summary)}</p></li>')
 
 
 INDEX_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>toplib report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem;
-        color: #222; line-height: 1.45; }}
-li {{ margin-bottom: 1rem; }} a {{ font-weight: 600; }}
-.meta {{ color: #666; font-size: 0.9em; }} .failed {{ color: #b00020; }}
-p {{ margin: 0.2rem 0 0; }}
+<html lang="en"><head><meta charset="utf-8"><title>toplib report</title><style>
+body {{ font: 1rem/1.45 system-ui, sans-serif; max-width: 56rem; margin: 2rem auto;
+        padding: 0 1rem; }}
+li {{ margin-bottom: 1rem; }} .meta {{ color: #666; }} .failed {{ color: #b00020; }}
 </style></head><body>
 <h1>toplib: the notebooks, executed</h1>
 <p class="meta">{status}. {subtitle}</p>

@@ -1,12 +1,6 @@
-"""Score against FLOPs: ToP at several sparsity targets, and the training-free baselines at
-the FLOPs sparsity each ToP model actually measured.
-
-Both baselines prune a dense teacher with the same per-location bin schedule, chosen by
-:func:`toplib.infer.gates_for_sparsity` to hit the requested real-length FLOPs sparsity on
-the evaluation inputs: ``attention`` ranks tokens by the attention they receive (ToP's
-importance without training), ``random`` at random. The two therefore prune exactly the
-same number of tokens per layer and their measured FLOPs are equal.
-"""
+"""Score against FLOPs: ToP at several targets, and the training-free baselines (tokens ranked by
+attention, or at random) at the FLOPs sparsity each ToP model measured. Both baselines use one
+bin schedule (:func:`toplib.infer.gates_for_sparsity`), so their measured FLOPs are equal."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,14 +23,13 @@ logger = logging.getLogger(__name__)
 
 FLOPS_KEYS = SPARSITY_KEYS  # measured (real, padded) and the release's formula
 POINT_KEYS = ("score", *FLOPS_KEYS, "keep_ratio")
-"""What a point of the sweep records: the score (mean over splits), the first split's FLOPs."""
+"""What a sweep point records: the score (mean over splits), the first split's FLOPs."""
 
 
 @torch.no_grad()
 def evaluate_with_gates(top, loaders: dict, spec, max_seq_length: int, mode: EvalMode = PRUNED,
                         seed: int = 0, device: str = "cpu") -> dict:
-    """``toplib.train.evaluate.evaluate_splits`` of ``loaders`` ({split: DataLoader}) reduced
-    to a sweep point (``POINT_KEYS``); ``mode``: the gates and ranking (random: seeded by seed)."""
+    """``evaluate_splits`` reduced to a sweep point; random ranking is seeded by ``seed``."""
     torch.manual_seed(seed)
     summary = split_summary(evaluate_splits(top, loaders, spec, max_seq_length, mode, device,
                                             progress=False))
@@ -46,14 +39,8 @@ def evaluate_with_gates(top, loaders: dict, spec, max_seq_length: int, mode: Eva
 def baselines_at(teacher_dir: str, task: str, sparsities: Sequence[float], config: TrainConfig,
                  data: DataFiles | str | None = None, methods: Sequence[str] = BASELINES,
                  device: str = "cpu") -> list[dict]:
-    """Evaluate the dense teacher (``teacher_dir``: checkpoint or run directory) and the
-    baselines at each of ``sparsities`` (real-length FLOPs sparsities to match, e.g. ToP's
-    measured ones); ``config`` gives the pruning structure (``config.prune``), the evaluation
-    subset and the seed of random ranking.
-
-    Returns one dict per (method, sparsity), plus the teacher's (method "teacher"): method,
-    requested, score and the measured FLOPs figures.
-    """
+    """The dense teacher and each baseline at each real-length FLOPs sparsity in ``sparsities``:
+    one row per (method, sparsity) plus the teacher's."""
     if set(methods) - set(BASELINES):
         raise ValueError(f"methods={list(methods)!r} is invalid: choose among {BASELINES}")
     top, tokenizer, _ = load_checkpoint(teacher_dir, config.prune, device, name="teacher_dir")
@@ -76,17 +63,8 @@ def baselines_at(teacher_dir: str, task: str, sparsities: Sequence[float], confi
 def sparsity_sweep(task: str, teacher_dir: str, output_dir: str, targets: Sequence[float],
                    config: TrainConfig | None = None, data: DataFiles | str | None = None,
                    **options) -> pd.DataFrame:
-    """ToP at each target (one run each, reused when finished) and baselines at its FLOPs.
-
-    Args:
-        targets: SPARSITY values; run ``t`` goes to ``output_dir/top-<t>``.
-        config: every other knob (``sparsity`` is set per target).
-        options: :class:`~toplib.train.loop.RunOptions` fields (device, progress).
-    Returns:
-        DataFrame: method ("ToP", "attention", "random", "teacher"), target (the ToP
-        target a baseline is matched to; 0 for the teacher), requested, score,
-        sparsity_real, reduction_real, sparsity_padded, reduction_padded, target_missed.
-    """
+    """ToP at each target (``output_dir/top-<t>``, reused when finished) and the baselines at its
+    measured FLOPs; ``target`` of a baseline row is the ToP target it is matched to (0: teacher)."""
     config, rows = config or TrainConfig(), []
     for target in targets:
         run_dir = os.path.join(output_dir, f"top-{target:g}")

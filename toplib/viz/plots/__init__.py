@@ -1,6 +1,4 @@
-"""Figures. Every ``plot_*`` function returns a matplotlib Figure (seaborn style), so
-notebooks, scripts and tests draw the same thing; :func:`save_figure` writes PNG + SVG and,
-in a notebook, shows the figure with alt text (``output.py``)."""
+"""Figures: every ``plot_*`` returns a matplotlib Figure; :func:`save_figure` writes PNG + SVG."""
 from __future__ import annotations
 
 from .ablation import plot_ablation, plot_constraint_tracking, plot_gates_vs_rank

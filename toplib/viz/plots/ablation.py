@@ -1,5 +1,4 @@
-"""Seeded comparisons (``benchmarks/ablations.py``), what the gates learn, and how the
-constraint follows its warmed-up target."""
+"""Seeded comparisons (``benchmarks/ablations.py``), learned gates and constraint tracking."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -8,9 +7,7 @@ import seaborn as sns
 
 
 def plot_ablation(table: list[dict], metrics=("drop", "kendall_tau", "ndcg10")):
-    """One panel per metric, a group of bars per task, one bar per arm: the mean over seeds
-    with the standard deviation as an error bar (``summarize`` rows of
-    ``benchmarks/ablations.py``: each metric a (mean, sd) pair)."""
+    """Mean ± sd over seeds per metric, task and arm (``summarize`` rows of ``ablations.py``)."""
     sns.set_theme(style="whitegrid", context="notebook")
     labels = {"drop": "score - teacher (points)", "kendall_tau": "Kendall tau vs teacher",
               "ndcg10": "NDCG@10 vs teacher", "sparsity_real": "sparsity, measured real"}
@@ -36,17 +33,8 @@ def plot_ablation(table: list[dict], metrics=("drop", "kendall_tau", "ndcg10")):
 
 
 def plot_gates_vs_rank(p_open: np.ndarray, occupancy: np.ndarray, prune_location, title: str):
-    """What the bin gates learn against where the tokens are: per prune layer, P(gate
-    open) of each rank bin (mean and spread over seeds) and the share of that layer's
-    tokens the bin holds, relative to a uniform 1 / BIN_NUM.
-
-    Each panel names the least-attended bin's P(open) and share of the tokens, the bin
-    the README discusses; the legend sits above the panels, off the data.
-
-    Args:
-        p_open: (S, P, bin_num) P(z > 0) of S trained runs; occupancy: (P, bin_num)
-            (``toplib.viz.analysis.bin_occupancy_at``).
-    """
+    """Per prune layer, P(gate open) per rank bin (over seeds) beside the bin's relative share of
+    tokens; ``p_open``: (S, P, bin_num), ``occupancy``: (P, bin_num)."""
     sns.set_theme(style="whitegrid", context="notebook")
     p_open, occupancy = np.asarray(p_open), np.asarray(occupancy)
     n_layers, bin_num = occupancy.shape
@@ -75,9 +63,7 @@ def plot_gates_vs_rank(p_open: np.ndarray, occupancy: np.ndarray, prune_location
 
 
 def plot_constraint_tracking(histories: list[list[dict]], title: str):
-    """Sparsity under the evaluation gates (per logged batch) against the warmed-up target,
-    and the multiplier lambda_1, for several seeds of one arm: how far the constraint
-    overshoots the target while it warms up."""
+    """Evaluation-gate sparsity against the warmed-up target, and lambda_1, over seeds."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (s_ax, l_ax) = plt.subplots(1, 2, figsize=(10.5, 3.6))
     colors = sns.color_palette("deep", len(histories) + 1)

@@ -1,6 +1,4 @@
-"""The method notebook's figures (``01_how_top_works``): one sentence's attention and
-importance, its rank bins, hard-concrete gates, the learned gates, MACs term by term, the
-toy constraint run and the ranking loss."""
+"""The method notebook's figures (``01_how_top_works``)."""
 from __future__ import annotations
 
 import textwrap
@@ -27,8 +25,7 @@ TERM_COLORS = dict(zip(MAC_TERMS, sns.color_palette("deep", len(MAC_TERMS))))
 
 def plot_attention_importance(tokens: list[str], attention: np.ndarray, importance: np.ndarray,
                               title: str):
-    """Top: the (n, n) head-averaged attention map, queries as rows; bottom: each token's
-    importance, the mean of its column (ToP Sec. 3.1), on the same x axis."""
+    """The (n, n) head-averaged attention map above each token's importance, its column mean."""
     sns.set_theme(style="white", context="notebook")
     n = len(tokens)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(0.28 * n + 2.5, 0.28 * n + 3.6),
@@ -44,11 +41,7 @@ def plot_attention_importance(tokens: list[str], attention: np.ndarray, importan
 
 
 def plot_rank_bins(table, bin_num: int, title: str):
-    """Ranked tokens (an ``importance_table``, [CLS] left out) as bars by rank, coloured by
-    rank bin, with dashed lines between the last rank of one bin and the first of the next
-    and each bin's number above its tokens. Lines and numbers come from the table's own
-    ``bin`` column, as the colours do, so a bin's label sits over its bars whatever the
-    rounding; a bin no rank falls in (m < BIN_NUM) has neither."""
+    """Ranked tokens as bars coloured by rank bin, bins labelled from the table's ``bin`` column."""
     sns.set_theme(style="whitegrid", context="notebook")
     ranked = table[table["rank"] >= 0].sort_values("rank")
     m, ranks, bins = len(ranked), ranked["rank"].to_numpy(), ranked["bin"].to_numpy()
@@ -71,10 +64,7 @@ def plot_rank_bins(table, bin_num: int, title: str):
 
 
 def plot_hard_concrete(log_alphas, samples: int = 20000, seed: int = 0):
-    """Three panels for a few log-alphas: the density of a hard-concrete gate on (0, 1)
-    (curves) over the samples that fell there (steps); the point masses P(z = 0) = Q(0)
-    and P(z = 1) = 1 - Q(1) (bars) with the sampled shares (dots); P(z > 0) and P(z = 1)
-    against log-alpha, the release's clamp range shaded."""
+    """Hard-concrete gates for a few log-alphas: density, point masses and P(z > 0) by log-alpha."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4),
                                               gridspec_kw={"width_ratios": [1.2, 0.9, 1]})
@@ -112,11 +102,8 @@ def plot_hard_concrete(log_alphas, samples: int = 20000, seed: int = 0):
 
 
 def plot_gate_heatmap(gates, closed: np.ndarray, occupancy: np.ndarray, title: str):
-    """Left: P(z > 0) of every bin gate (a ``gate_table``: rows prune layers), crossed where
-    evaluation closes the gate (``closed``, (P, BIN_NUM) bool: ``closed_bin_gates``, the
-    rule of ``deterministic_gates``, which may close a gate with P > 0.5); right: the share
-    of each layer's tokens in each bin relative to 1 / BIN_NUM (0: nobody there, so that
-    gate gets no gradient)."""
+    """P(z > 0) of every bin gate, crossed where evaluation closes it (even with P > 0.5), beside
+    each bin's relative share of tokens (0: the gate gets no gradient)."""
     sns.set_theme(style="white", context="notebook")
     bins = [c for c in gates.columns if isinstance(c, (int, np.integer))]
     p_open = gates[bins].to_numpy(dtype=float)
@@ -143,8 +130,7 @@ def plot_gate_heatmap(gates, closed: np.ndarray, occupancy: np.ndarray, title: s
 
 
 def plot_mac_terms(dense, pruned, title: str):
-    """MACs of each layer, stacked by term (two ``mac_terms`` tables): dense (left bar)
-    and pruned (right bar) per layer, tokens entering each layer written on top."""
+    """MACs per layer stacked by term, dense and pruned bars, tokens on top."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(10, 4.2))
     x = np.arange(len(dense))
@@ -166,8 +152,7 @@ def plot_mac_terms(dense, pruned, title: str):
 
 
 def plot_toy_lagrangian(run, title: str):
-    """The toy constraint run (``toy_lagrangian_run``): expected sparsity vs the warmed-up
-    target, the multipliers, and the gates' P(z > 0) (pruner and mean bin) per layer."""
+    """The toy constraint run: sparsity vs target, the multipliers, and the gates' P(z > 0)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 3, figsize=(16.5, 3.8))
     axes[0].plot(run["step"], run["expected_sparsity"], label="expected sparsity s")
@@ -195,9 +180,7 @@ def plot_toy_lagrangian(run, title: str):
 
 
 def plot_lambda_loss(losses, schedule, title: str, logged=None):
-    """Left: LambdaLoss of student rankings (a ``lambda_loss_orders`` table), one group per
-    score; right: the rank-loss weight over a run's steps, ``logged`` (step, rank_weight)
-    points of its history on top."""
+    """LambdaLoss of student rankings per score, beside the rank-loss weight over a run."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
     columns = [c for c in losses.columns if c.startswith("loss")]
@@ -225,9 +208,7 @@ def plot_lambda_loss(losses, schedule, title: str, logged=None):
 
 def plot_masked_vs_dropped(dense, pruned, title: str, timings=None,
                            timing_title: str = "measured on this machine"):
-    """MACs per layer when pruned tokens are masked (every layer computes on all n tokens:
-    the dense count) vs dropped; with ``timings`` ({variant: ms}), a second panel of them
-    titled ``timing_title`` (say what was timed, and on what load; wrapped to fit)."""
+    """MACs per layer with pruned tokens masked (= dense) vs dropped; optional ``timings`` (ms)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2 if timings else 1, figsize=(11 if timings else 6, 3.8),
                              squeeze=False)

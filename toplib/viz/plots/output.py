@@ -1,12 +1,5 @@
-"""Where figures go: PNG + SVG files, and a notebook's output, each with alt text.
-
-A matplotlib figure shown by the inline backend is a bare ``image/png``; JupyterLab draws it
-without an ``alt`` and nbconvert warns "Alternative text is missing". Here a figure is shown
-as a bundle whose ``text/html`` is an ``<img>`` with alt text (what JupyterLab and nbconvert
-render first), the ``image/png`` beside it for front ends without HTML, and the same text as
-``text/plain``. The alt text is written from the figure itself (its titles and axis labels),
-so no caller can forget it and no caller has to repeat what the figure says.
-"""
+"""Where figures go: PNG + SVG files and a notebook's output, each with alt text written from
+the figure's titles and labels (an ``<img alt>`` bundle: the inline backend's bare PNG has none)."""
 from __future__ import annotations
 
 import base64
@@ -22,8 +15,7 @@ SCREEN_DPI = 100  # a notebook's figures, as the inline backend draws them
 
 
 def figure_alt_text(fig, name: str | None = None) -> str:
-    """A one-paragraph description of ``fig`` from what it draws: the figure's title, then
-    each panel's title and axis labels (legend-only and empty axes skipped).
+    """A description of ``fig`` from its title and each panel's title and axis labels.
 
     Example:
         >>> fig, ax = plt.subplots()
@@ -48,8 +40,7 @@ def figure_alt_text(fig, name: str | None = None) -> str:
 
 
 def figure_bundle(fig, alt: str, dpi: int = SCREEN_DPI) -> dict:
-    """The display bundle of ``fig``: ``text/html`` (an ``<img>`` with ``alt``), ``image/png``
-    (base64, the same picture) and ``text/plain`` (``alt``)."""
+    """``fig``'s display bundle: an ``<img>`` with ``alt`` as HTML, the PNG, and ``alt`` as text."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     png = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -68,9 +59,7 @@ def _in_kernel() -> bool:
 
 
 def show_figure(fig, alt: str | None = None, handle=None):
-    """In a notebook: show ``fig`` with alt text (default: :func:`figure_alt_text`) and close
-    it, so the inline backend does not show it a second time without; ``handle`` (from an
-    earlier call) redraws in place. Returns the display handle, or None outside a kernel."""
+    """In a notebook, show ``fig`` with alt text and close it (else shown twice); None elsewhere."""
     if not _in_kernel():
         return None
     from IPython.display import display
@@ -84,10 +73,8 @@ def show_figure(fig, alt: str | None = None, handle=None):
 
 def save_figure(fig, name: str, directory: str = "figures", formats=FIGURE_FORMATS,
                 dpi: int = 150, alt: str | None = None) -> list[str]:
-    """Write ``fig`` as ``<directory>/<name>.png`` and ``.svg`` (vector), its alt text
-    (``alt``, default :func:`figure_alt_text`) in each file's description, and in a notebook
-    show it with that alt text (:func:`show_figure`); returns the paths. The SVG carries no
-    date and a fixed id salt, so re-running with fixed seeds rewrites identical files."""
+    """Write ``<directory>/<name>.png`` and ``.svg`` with alt text and show the figure; the SVG has
+    no date and a fixed id salt, so fixed seeds rewrite identical files."""
     alt = alt or figure_alt_text(fig, name)
     os.makedirs(directory, exist_ok=True)
     paths = []

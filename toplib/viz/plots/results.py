@@ -21,12 +21,8 @@ NO_PAPER = "no paper result for this task"  # the paper's Table 2 has GLUE tasks
 
 def plot_sparsity_accuracy(df, metric: str = "accuracy", chance: float | None = None,
                            task: str | None = None):
-    """Score against FLOPs reduction, ToP vs. baselines vs. teacher, of a
-    ``toplib.viz.sweep.sparsity_sweep`` frame (method, score, reduction_real, reduction_padded,
-    sparsity_release_padded); ``metric`` (the task's primary one) names the y axis and the
-    title, with ``task``; ``chance`` (``toplib.data.chance_scores``) draws the chance line. A
-    panel per convention: reduction at real length, measured against padded inputs (the
-    paper's convention), and by the release's formula (padded) when the frame has it."""
+    """Score against FLOPs reduction of a ``sparsity_sweep`` frame, one panel per convention (real
+    length; padded, the paper's; the release's formula, when the frame has it)."""
     sns.set_theme(style="whitegrid", context="notebook")
     panels = [("reduction_real", "FLOPs reduction (x), real length"),
               ("reduction_padded", "FLOPs reduction (x), measured against\ninputs padded to "
@@ -69,8 +65,7 @@ def _score_label(row: dict) -> str:
 
 
 def _reference_lines(ax, row: dict) -> None:
-    """The chance line and the paper's value (another model, named) on a score axis in
-    points, each labelled at the axis' right edge with its value."""
+    """The chance line and the paper's value (another model, named), labelled at the right edge."""
     refs = [(row.get("chance_score"), CHANCE_STYLE, CHANCE_LABEL, "chance {:.1f}")]
     if row.get("paper_score") is not None:
         model = row.get("paper_model") or "the paper's model"
@@ -108,11 +103,8 @@ def _figure_legend(fig, axes, **where) -> None:
 
 
 def plot_reproduction(rows: list[dict]):
-    """Per task (``rows``: ``toplib.train.reproduce.seed_row`` dicts, or ``table_row`` ones),
-    a panel on the task's own metric (points): the dense teacher, ToP's seeds with their mean ±
-    sd, the chance line (``chance_score``) and the paper's bert-base-uncased value; below, one
-    panel of FLOPs sparsity three ways: measured at real length, measured against padded
-    inputs (the paper's convention), the release's formula (padded), with the paper's."""
+    """Per task, the teacher and ToP's seeds against chance and the paper; below, FLOPs sparsity
+    three ways."""
     sns.set_theme(style="whitegrid", context="notebook")
     colors = sns.color_palette("deep", 4)
     fig = plt.figure(figsize=(max(9.0, 2.7 * len(rows) + 1.5), 8.0))
@@ -158,10 +150,8 @@ def _sparsity_panel(ax, rows: list[dict], colors) -> None:
 
 
 def plot_seed_results(rows: list[dict]):
-    """Score (points) against measured real-length FLOPs sparsity, one panel and axis per
-    task, of ``toplib.train.reproduce.seed_row`` rows: each seed a dot, their mean ± sd as
-    error bars, the dense teacher at sparsity 0, the target as a dotted line, the chance line
-    and the paper's bert-base-uncased value (at its own, padded, FLOPs: not on this x axis)."""
+    """Score against real-length FLOPs sparsity per task: seeds, mean ± sd, teacher, target, chance
+    and the paper's value (at its own padded FLOPs, not on this axis)."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows) + 0.6, 4.3), squeeze=False)
     colors = sns.color_palette("deep", 4)

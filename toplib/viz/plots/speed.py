@@ -1,5 +1,4 @@
-"""Speed figures, from the dicts :func:`toplib.bench.run_benchmark` returns (or the
-``results`` list of a ``toplib bench --json`` file)."""
+"""Speed figures from :func:`toplib.bench.run_benchmark` dicts."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -22,10 +21,7 @@ def _rows(results: list[dict]) -> list[dict]:
 
 
 def load_note(results: list[dict]) -> str:
-    """Where and under what load ``results`` (``run_benchmark`` dicts) were timed: the CPU
-    model, torch threads, cores, and the 1-min load average before the first and after the
-    last benchmark (with its range over all of them). Latencies move with the load; ratios
-    measured in one run share it.
+    """The CPU, threads, cores and 1-min load average before and after ``results`` were timed.
 
     Example:
         >>> r = {"cpu_model": "AMD EPYC", "threads": 1, "cpu_count": 2,
@@ -87,22 +83,17 @@ def _plot_latency(results: list[dict], x: str, xlabel: str, log_x: bool):
 
 
 def plot_latency_vs_length(results: list[dict]):
-    """Latency of the four variants against the inputs' real length, one panel per batch size
-    (``run_benchmark`` dicts at several ``--length`` values)."""
+    """Latency of the four variants against real input length, one panel per batch size."""
     return _plot_latency(results, "length", "real tokens per input", log_x=True)
 
 
 def plot_latency_vs_sparsity(results: list[dict]):
-    """As :func:`plot_latency_vs_length`, against the measured real-length FLOPs sparsity
-    (``run_benchmark`` dicts at several ``--sparsity`` values)."""
+    """As :func:`plot_latency_vs_length`, against the measured real-length FLOPs sparsity."""
     return _plot_latency(results, "sparsity", "FLOPs sparsity (real length)", log_x=False)
 
 
 def plot_flops_vs_latency(results: list[dict], variants=("top_drop", "top_masked")):
-    """Measured latency against FLOPs, both relative to the dense model at real length, of
-    ``toplib.bench.run_benchmark`` dicts (several lengths or sparsities): x = ToP FLOPs / dense
-    FLOPs, y = ToP latency / dense latency (padding removed); the diagonal is a speed-up
-    exactly proportional to FLOPs."""
+    """ToP / dense latency against ToP / dense FLOPs; on the diagonal latency follows FLOPs."""
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(8.2, 4.4))
     sizes = sorted({b["batch_size"] for r in results for b in r["batches"]})

@@ -9,9 +9,7 @@ from matplotlib.patches import Patch
 
 
 def plot_kept_tokens(kept: list, titles: list[str] | None = None, max_tokens: int = 48):
-    """Heatmaps of kept (green) and pruned (grey) tokens, tokens x layers, one per input
-    (``kept``: ``toplib.viz.analysis.KeptTokens`` items, ``titles`` one per item); inputs
-    longer than ``max_tokens`` are cut for readability."""
+    """Kept (green) and pruned (grey) tokens x layers, one heatmap per KeptTokens."""
     sns.set_theme(style="white", context="notebook")
     n = min(max(len(k.tokens) for k in kept), max_tokens)
     fig, axes = plt.subplots(1, len(kept), figsize=(2.9 * len(kept) + 0.6, 0.22 * n + 1.6),
@@ -39,16 +37,8 @@ def plot_kept_tokens(kept: list, titles: list[str] | None = None, max_tokens: in
 
 
 def plot_ranking_agreement(df, k: int = 10, task: str | None = None):
-    """Kendall tau and NDCG@k of each layer's ranking against the teacher's final layer:
-    the mean over seeds with a +-1 sd band and error bars, and each seed's value as a dot.
-
-    Args:
-        df: ``toplib.viz.analysis.ranking_agreement`` frames concatenated with ``model``
-            and ``seed`` columns (``toplib.viz.agreement.seed_agreement``); a model seen
-            once (the dense teacher) is drawn without a band. Layers whose ranking decides
-            pruning are shaded.
-        k: the cut-off of NDCG@k; task: named in the title.
-    """
+    """Kendall tau and NDCG@k per layer against the teacher's final layer, mean ± sd over seeds
+    (``seed_agreement``'s frame), layers whose ranking prunes shaded."""
     from ..agreement import agreement_spread
     sns.set_theme(style="whitegrid", context="notebook")
     stats = agreement_spread(df)
@@ -78,7 +68,7 @@ def plot_ranking_agreement(df, k: int = 10, task: str | None = None):
 
 
 def _agreement_lines(ax, stats, raw, column: str, color, offset: float) -> None:
-    """One model: the per-layer mean (line), +-1 sd (band and error bars), seeds (dots)."""
+    """One model: the per-layer mean (line), ±1 sd (band and error bars), seeds (dots)."""
     x = stats["layer"] + offset
     mean, sd = stats[f"{column}_mean"], stats[f"{column}_sd"].fillna(0.0)
     n = int(stats["n"].max())
@@ -96,12 +86,9 @@ KIND_COLORS = {"content word": 0, "stop word": 1, "punctuation": 2, "word piece"
 
 
 def plot_prune_rates(df, top_n: int = 20, task: str | None = None, least_n: int = 0):
-    """The most-pruned token types (``toplib.viz.analysis.prune_rates``) and, below a line,
-    the ``least_n`` least pruned, two panels sharing rows. Left: share of occurrences pruned
-    before the last layer, coloured by the type's ``kind`` when given, with the rate over
-    all of ``df`` dashed; right: mean number of layers an occurrence enters (lower = pruned
-    earlier). Row labels give each type's count; ``task`` is named in the title.
-    """
+    """The most-pruned token types and, below a line, the ``least_n`` least pruned: share pruned
+    by kind, beside the mean layers entered. ``df``: one row per type, most pruned first, with
+    token, count, prune_rate, mean_layers and kind (``toplib.viz.analysis.token_kind``)."""
     sns.set_theme(style="whitegrid", context="notebook")
     least = df.iloc[max(top_n, len(df) - least_n):] if least_n else df.iloc[:0]
     part = pd.concat([df.head(top_n), least])

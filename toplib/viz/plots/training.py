@@ -21,8 +21,7 @@ def _smoothed(values: list, window: int = SMOOTHING) -> list:
 
 
 def _series(records: list[dict], kind: str, key: str, keep=lambda value: value is not None):
-    """Steps and values of ``key`` in the ``kind`` records where ``keep(value)``; list values
-    with ``keep=bool`` give a (steps, width) matrix (e.g. keep ratios)."""
+    """Steps and values of ``key`` in ``kind`` records where ``keep(value)`` (lists: a matrix)."""
     pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and keep(r.get(key))]
     return [p[0] for p in pts], [p[1] for p in pts]
 
@@ -36,8 +35,7 @@ def weighted_rank_series(history: list[dict]) -> tuple[list, list]:
 
 
 def run_title(task: str | None, pruning: bool) -> tuple[str, str]:
-    """(suptitle, metric) of a run's figure: the stage, the task and its primary metric
-    (``toplib.data.get_task(task).metrics[0]``, the score evaluations report)."""
+    """(suptitle, metric): the stage, the task and its primary metric (what evaluations report)."""
     stage = "ToP pruning" if pruning else "teacher fine-tuning"
     if task is None:
         return stage, "score"
@@ -48,21 +46,9 @@ def run_title(task: str | None, pruning: bool) -> tuple[str, str]:
 
 def plot_training_curves(history: list[dict], prune_location=None, task: str | None = None,
                          best_step: int | None = None):
-    """Curves of a training run from its history records (``history.jsonl`` or a callback).
-
-    Pruning runs get nine panels: fit loss (distillation or task), Lagrangian term,
-    ranking-distillation loss beside its weight, the three terms of the total loss (log
-    scale), expected vs target (warmed-up) vs measured sparsity, the multipliers lambda_1
-    and lambda_2, the expected keep ratio of each prune layer (conditional: kept / ranked
-    tokens entering it, [CLS] excluded), the measured share of each sentence's real tokens entering each layer
-    (cumulative), and the evaluation score. Fine-tuning runs get loss and score.
-
-    Args:
-        history: records with ``kind`` "train" / "eval" and ``step``.
-        prune_location: layers of the expected keep-ratio curves (labels only).
-        task: names the task and its metric in the titles (None: "score").
-        best_step: the evaluation kept as best/, marked on the score panel.
-    """
+    """Curves of a run from its history: loss and score, and for a pruning run also the Lagrangian,
+    rank loss and weight, loss terms, sparsity, multipliers and keep ratios (expected per ranked
+    token, measured per real token)."""
     sns.set_theme(style="whitegrid", context="notebook")
     pruning = any("expected_sparsity" in r for r in history if r.get("kind") == "train")
     title, metric = run_title(task, pruning)
@@ -199,9 +185,7 @@ def _keep_lines(ax, steps, matrix, layers, title, ylabel, marker=None):
 
 
 class LiveTrainingPlot:
-    """A ``callback`` for ``toplib.train.prune``/``finetune`` that redraws the curves in place
-    (an IPython display handle) at every evaluation when ``live`` is True; records are
-    collected in any case (``.records``). ``task`` names the task and metric in the titles."""
+    """A training callback collecting ``records``; when ``live``, redraws at each evaluation."""
 
     def __init__(self, live: bool = True, prune_location=None, task: str | None = None):
         self.live, self.prune_location, self.task = live, prune_location, task
