@@ -136,5 +136,12 @@ def test_cli_switches_override_the_preset(flags, want):
                                       "o", "--preset", "quick", "--no-binned-expectation", *flags])
     config = _train_config(args)
     assert config.fix_pruners_after_warmup is want
-    assert config.binned_expectation is False and config.constrain_measured is False
+    assert config.binned_expectation is False
     assert TrainConfig().fix_pruners_after_warmup is False  # the release's behaviour by default
+
+
+def test_a_saved_config_of_a_removed_option_reads_back_only_at_its_old_default():
+    saved = dict(TrainConfig().to_dict(), constrain_measured=False, fix_gates_epochs=0.0)
+    assert TrainConfig.from_dict(saved) == TrainConfig()
+    with pytest.raises(ValueError, match=r"fix_gates_epochs=1\.0 is invalid: this option was removed"):
+        TrainConfig.from_dict(dict(saved, fix_gates_epochs=1.0))

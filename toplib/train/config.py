@@ -28,6 +28,7 @@ SELECT_BY = ("primary", "release")
 TRAINING_FORWARDS = ("toplib", "release")
 TRAIN_DTYPES = ("float32", "bfloat16")
 LEGACY_SPEED_KNOBS = dict(drop_tokens=False, cache_teacher=False, dtype="float32")
+REMOVED_KNOBS = dict(constrain_measured=False, fix_gates_epochs=0.0)  # saved by older runs
 
 
 @dataclass
@@ -53,13 +54,10 @@ class TrainConfig:
     evals_per_epoch: int = knob(4, "evaluations per epoch when eval_steps is not given")
     sparsity_epsilon: float = knob(0.01, "best checkpoint needs sparsity >= target - epsilon")
     # The switches below are toplib's departures from the release (docs/departures.md).
-    constrain_measured: bool = knob(False, "constrain the evaluation gates' sparsity "
-                                    "(straight-through); overshoots on the quick preset")
     binned_expectation: bool = knob(True, "expected FLOPs count the rank bins each length fills "
                                     "(off: the release's formula)")
     fix_pruners_after_warmup: bool = knob(False, "fix pruner gates on once the target has "
                                           "warmed up (off: the release)")
-    fix_gates_epochs: float = knob(0.0, "train the last N epochs on the fixed evaluation gates")
     accounting: str = knob("measured", "sparsity the constraint and best/ hold: measured "
                            "(tokens counted, ratio of sums) or release (its formula, epsilon "
                            "0, sticky)")
@@ -100,12 +98,9 @@ class TrainConfig:
               "must be a PruneConfig (or a dict of its fields)")
         check_finite(self, ("sparsity",), lambda x: 0.0 <= x < 1.0, "in [0, 1) (SPARSITY)")
         check_finite(self, POSITIVE_FLOATS, lambda x: x > 0, "> 0")
-        check_finite(self, ("distill_rank_loss_alpha", "warmup_epochs", "fix_gates_epochs",
-                            "weight_decay"),
+        check_finite(self, ("distill_rank_loss_alpha", "warmup_epochs", "weight_decay"),
                      lambda x: x >= 0, ">= 0")
         check_finite(self, ("sparsity_epsilon",), lambda x: 0 <= x < 1, "in [0, 1)")
-        check("fix_gates_epochs", self.fix_gates_epochs, self.fix_gates_epochs < self.epochs,
-              f"must be below epochs={self.epochs} (the gates need epochs to learn)")
         check_positive_ints(self, ("topk", "evals_per_epoch", "batch_size", "eval_batch_size"),
                             optional=False)
         check_positive_ints(self, ("max_seq_length", "eval_steps", "max_train_samples",
@@ -144,7 +139,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """A saved config; one lacking the training-speed knobs reads back with them off."""
+        """A saved config; one lacking the training-speed knobs reads back with them off, and
+        one of a removed option reads back only at that option's old default."""
+        values = dict(values)
+        for name, default in REMOVED_KNOBS.items():
+            check(name, values.get(name, default), values.pop(name, default) == default,
+                  f"this option was removed (it did not help: docs/departures.md); only "
+                  f"{default!r} reads back")
         return cls(**{**LEGACY_SPEED_KNOBS, **values})
 
 

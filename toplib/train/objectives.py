@@ -91,7 +91,6 @@ class PruneStage:
         self.total_steps = total = planned_steps(config.epochs, steps_per_epoch, "epochs")
         self.lagrangian = LagrangianConstraint()
         self.warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-        self.fix_gates_step = total - int(round(config.fix_gates_epochs * steps_per_epoch))
         self.regression = top.config.problem_type == "regression"
         top.release_forward = config.training_forward == "release"
         top.drop_pruned = config.drop_tokens
@@ -123,8 +122,6 @@ class PruneStage:
         cfg, top = self.config, self.top
         if cfg.fix_pruners_after_warmup and 0 < self.warmup_steps <= step:
             top.gates.fix_pruners_()  # every step: a pruner that turns on later is fixed too
-        if cfg.fix_gates_epochs > 0 and step >= self.fix_gates_step and not top.gates.bins_fixed:
-            top.gates.fix_all_()
         ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
         last = top.dims.num_layers - 1
         if self.targets is not None:
@@ -146,11 +143,7 @@ class PruneStage:
         expected = top.expected_sparsity(lengths, cfg.binned_expectation and not release,
                                          mean_of_ratios=release)
         measured, release_figure = self.measured_sparsity(lengths)
-        # Straight-through: the constraint holds what evaluation measures (the pruner gate on
-        # or off, whole tokens per bin), with the gradient of the smooth expectation.
-        evaluated = release_figure if release else measured
-        held = expected + (evaluated - expected).detach() if cfg.constrain_measured else expected
-        lag = self.lagrangian(held, target) if cfg.fixed_schedule is None else held * 0
+        lag = self.lagrangian(expected, target) if cfg.fixed_schedule is None else expected * 0
         rank = sum(rank_distillation_loss(out.importance[layer].float(), teacher_top, mask,
                                           cfg.topk, cfg.rank_score, cfg.rank_sigma,
                                           cfg.rank_pad_lists)
