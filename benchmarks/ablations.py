@@ -130,8 +130,9 @@ def run_dir(task: str, arm: str, seed: int) -> str:
     return os.path.join(RUNS, task, arm, f"seed{seed}")
 
 
-def train_one(task: str, arm: str, seed: int) -> None:
-    """One pruning run (the teacher first, if missing); a finished run is left alone."""
+def train_one(task: str, arm: str, seed: int) -> bool:
+    """One pruning run (the teacher first, if missing); a finished run is left alone.
+    Returns whether the run trained now."""
     from toplib.train.config import build_train_config
     from toplib.train.records import finished_run
     from toplib.train.runs import finetune, prune
@@ -143,9 +144,11 @@ def train_one(task: str, arm: str, seed: int) -> None:
     out = run_dir(task, arm, seed)
     if seed >= 0 and "schedule_of" in ARMS[arm]:
         train_one(task, ARMS[arm]["schedule_of"], seed)
-    if seed >= 0 and finished_run(out) is None:
-        prune(task, teacher, out, arm_config(task, arm, seed), data_dir(task),
-              resume=os.path.isdir(out), progress=False)
+    if seed < 0 or finished_run(out) is not None:
+        return False
+    prune(task, teacher, out, arm_config(task, arm, seed), data_dir(task),
+          resume=os.path.isdir(out), progress=False)
+    return True
 
 
 def collect_one(task: str, arm: str, seed: int) -> dict:
@@ -417,8 +420,10 @@ def main(argv=None) -> None:
     if args.command == "one":
         import torch
         torch.set_num_threads(1)
-        train_one(args.task, args.arm, args.seed)
-        if args.seed >= 0:
+        trained = train_one(args.task, args.arm, args.seed)
+        # a finished run keeps its record: `collect --force` evaluates it again
+        if args.seed >= 0 and (trained or not os.path.exists(row_path(args.task, args.arm,
+                                                                      args.seed))):
             write_row(args.task, args.arm, args.seed)
     elif args.command == "run":
         with ThreadPoolExecutor(args.jobs) as pool:
