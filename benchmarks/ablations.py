@@ -76,7 +76,7 @@ ARMS: dict[str, dict] = {
                     schedule_of="std_x3"),
 }
 BUDGET_TASKS = ("stsb", "mrpc", "sst2")  # two failures of the standard table, one success
-BASELINE_TASKS = ("rotten_tomatoes", "sst2", "mrpc")
+BASELINE_TASKS = ("mrpc", "rotten_tomatoes", "sst2")
 RETARGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # sparsities a trained ToP model's gates are reset to
 PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "quick"), ("rotten_tomatoes", "quick_bf16"),
@@ -87,9 +87,10 @@ PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     ("rotten_tomatoes", "no_fix_pruners"), ("rotten_tomatoes", "release_rows"),
     ("sst2", "release_rows_065"), ("rotten_tomatoes", "release_accounting"),
     *[(task, arm) for arm in ("std_x1", "std_x3") for task in BUDGET_TASKS],
-    ("stsb", "std_x10"), ("mrpc", "std_x10"),  # the failures first
-    ("stsb", "std_x3_from2"), ("mrpc", "std_x3_from2"), ("sst2", "std_x3_from1"),
+    # the baselines first (the cheapest pair task first), then the failures at 10x
     *[(task, arm) for task in BASELINE_TASKS for arm in ("std_x3", "norank_x3", "topk_x3")],
+    ("stsb", "std_x10"), ("mrpc", "std_x10"),
+    ("stsb", "std_x3_from2"), ("mrpc", "std_x3_from2"), ("sst2", "std_x3_from1"),
     *[(task, arm) for task in ("stsb", "mrpc") for arm in ("std_x3_s030", "std_x3_s050")],
     ("sst2", "std_x10"),
 ]
@@ -115,15 +116,20 @@ def arm_config(task: str, arm: str, seed: int):
     """The TrainConfig of one run: the arm's preset, its overrides, its budget."""
     from toplib.train.config import build_train_config, preset_values
     knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget", "schedule_of")}
-    if "schedule_of" in ARMS[arm]:  # the closed bins per layer of that arm's run, same seed
-        from toplib.hf.model import ToPModel
-        learned = os.path.join(run_dir(task, ARMS[arm]["schedule_of"], seed), "best")
-        knobs["fixed_schedule"] = ToPModel.from_pretrained(learned).gates.closed_counts()
+    if "schedule_of" in ARMS[arm]:
+        knobs["fixed_schedule"] = learned_schedule(task, ARMS[arm]["schedule_of"], seed)
     preset, budget = preset_of(arm), ARMS[arm].get("budget", 1)
     if budget != 1:
         base = preset_values(preset, task)
         knobs.update(epochs=base["epochs"] * budget, warmup_epochs=base["warmup_epochs"] * budget)
     return build_train_config(task, preset, dict(knobs, seed=seed))
+
+
+def learned_schedule(task: str, arm: str, seed: int) -> list[int]:
+    """Closed bins per prune location of ``arm``'s run at ``seed``, read from its record
+    (the gates its best/ checkpoint evaluates with: RankBinGates.closed_counts)."""
+    with open(row_path(task, arm, seed)) as f:
+        return [int(len(keep) - sum(keep)) for keep in json.load(f)["gates"]["keep_bins"]]
 
 
 def run_dir(task: str, arm: str, seed: int) -> str:
@@ -142,8 +148,10 @@ def train_one(task: str, arm: str, seed: int) -> bool:
         finetune(task, teacher, config=build_train_config(task, preset_of(arm)),
                  data=data_dir(task), resume=os.path.isdir(teacher), progress=False)
     out = run_dir(task, arm, seed)
-    if seed >= 0 and "schedule_of" in ARMS[arm]:
-        train_one(task, ARMS[arm]["schedule_of"], seed)
+    source = ARMS[arm].get("schedule_of")
+    if seed >= 0 and source and not os.path.exists(row_path(task, source, seed)):
+        if train_one(task, source, seed) or finished_run(run_dir(task, source, seed)):
+            write_row(task, source, seed)
     if seed < 0 or finished_run(out) is not None:
         return False
     prune(task, teacher, out, arm_config(task, arm, seed), data_dir(task),
@@ -241,11 +249,13 @@ def write_row(task: str, arm: str, seed: int) -> None:
           f"sparsity {row['evaluation']['sparsity_real']:.3f}", flush=True)
 
 
-def jobs(only: str | None = None) -> list[tuple[str, str, int]]:
-    """(task, arm, seed) of the plan, or of the arms and tasks in the comma list ``only``."""
+def jobs(only: str | None = None, recorded: bool = True) -> list[tuple[str, str, int]]:
+    """(task, arm, seed) of the plan, or of the arms, tasks and task/arm pairs in the comma
+    list ``only``; with ``recorded`` False, only those without a record yet."""
     names = set(only.split(",")) if only else None
     return [(task, arm, seed) for task, arm in PLAN for seed in SEEDS
-            if names is None or arm in names or task in names]
+            if (names is None or {arm, task, f"{task}/{arm}"} & names)
+            and (recorded or not os.path.exists(row_path(task, arm, seed)))]
 
 
 def _spawn(job: tuple[str, str, int]) -> int:
@@ -261,11 +271,34 @@ def _spawn(job: tuple[str, str, int]) -> int:
     return code
 
 
-def teacher_jobs(runs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """One teacher job per (task, preset) the runs need, so that no two runs of a task
-    train its teacher at once."""
-    first = {(task, preset_of(arm)): arm for task, arm, _ in reversed(runs)}
-    return [(task, arm, -1) for (task, _), arm in first.items()]
+def queued(runs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """The runs in order, with one teacher job (seed -1) per (task, preset) queued where the
+    previous task first runs: one worker trains the next teacher while the others run seeds."""
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    for i, (task, arm, _) in enumerate(runs):
+        first.setdefault((task, preset_of(arm)), (i, arm))
+    keys, queue = list(first), list(runs)
+    for k in reversed(range(len(keys))):
+        queue.insert(first[keys[k - 1]][0] if k else 0, (keys[k][0], first[keys[k]][1], -1))
+    return queue
+
+
+def run_all(runs: list[tuple[str, str, int]], workers: int) -> int:
+    """Every run in a pool of one-thread workers; a run waits for its teacher job."""
+    teachers: dict = {}
+
+    def after_teacher(job):
+        if job[2] >= 0:
+            teachers[job[0], preset_of(job[1])].result()
+        return _spawn(job)
+
+    with ThreadPoolExecutor(workers) as pool:
+        futures = []
+        for job in queued(runs):
+            futures.append(pool.submit(after_teacher, job))
+            if job[2] < 0:
+                teachers[job[0], preset_of(job[1])] = futures[-1]
+        return max((f.result() for f in futures), default=0)
 
 
 def _stat(values) -> tuple[float, float]:
@@ -406,13 +439,13 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
     run.add_argument("--jobs", type=int, default=2)
-    run.add_argument("--only", help="arms or tasks, comma-separated")
+    run.add_argument("--only", help="arms, tasks or task/arm pairs, comma-separated")
     one = sub.add_parser("one")
     one.add_argument("task")
     one.add_argument("arm", choices=sorted(ARMS))
     one.add_argument("seed", type=int, help="-1: the arm's teacher only")
     col = sub.add_parser("collect")
-    col.add_argument("--only", help="arms or tasks, comma-separated")
+    col.add_argument("--only", help="arms, tasks or task/arm pairs, comma-separated")
     col.add_argument("--force", action="store_true", help="collect runs already collected too")
     sub.add_parser("table")
     sub.add_parser("figures")
@@ -426,10 +459,7 @@ def main(argv=None) -> None:
                                                                       args.seed))):
             write_row(args.task, args.arm, args.seed)
     elif args.command == "run":
-        with ThreadPoolExecutor(args.jobs) as pool:
-            runs = jobs(args.only)
-            codes = list(pool.map(_spawn, teacher_jobs(runs))) + list(pool.map(_spawn, runs))
-        sys.exit(max(codes, default=0))
+        sys.exit(run_all(jobs(args.only, recorded=False), args.jobs))  # a record stands for its run
     elif args.command == "collect":
         from toplib.train.records import finished_run
         for task, arm, seed in jobs(args.only):
