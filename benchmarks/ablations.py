@@ -114,14 +114,16 @@ def teacher_dir(task: str, preset: str = "quick") -> str:
 
 def arm_config(task: str, arm: str, seed: int):
     """The TrainConfig of one run: the arm's preset, its overrides, its budget."""
-    from toplib.train.config import build_train_config, preset_values
+    from toplib.train.config import STANDARD_BUDGET, build_train_config, preset_values
     knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget", "schedule_of")}
     if "schedule_of" in ARMS[arm]:
         knobs["fixed_schedule"] = learned_schedule(task, ARMS[arm]["schedule_of"], seed)
-    preset, budget = preset_of(arm), ARMS[arm].get("budget", 1)
-    if budget != 1:
+    preset = preset_of(arm)
+    # a budget is a multiple of the 1x schedule: the standard preset is STANDARD_BUDGET's
+    scale = ARMS[arm].get("budget", 1) / (STANDARD_BUDGET if preset == "standard" else 1)
+    if scale != 1:
         base = preset_values(preset, task)
-        knobs.update(epochs=base["epochs"] * budget, warmup_epochs=base["warmup_epochs"] * budget)
+        knobs.update(epochs=base["epochs"] * scale, warmup_epochs=base["warmup_epochs"] * scale)
     return build_train_config(task, preset, dict(knobs, seed=seed))
 
 
