@@ -224,16 +224,6 @@ def _wrap(model: BertForSequenceClassification, token_z: torch.Tensor,
     return top
 
 
-def _release_task(src: str, config, task: str | None) -> str:
-    """``task``, else the config's ``finetuning_task`` (dropped by transformers >= 5)."""
-    task = task or getattr(config, "finetuning_task", None)
-    if not task:
-        raise CheckpointError(f"src: {os.path.join(src, 'config.json')!r} names no "
-                              "finetuning_task (transformers >= 5 does not keep it); pass the "
-                              "task: task=... (--task), e.g. --task sst2")
-    return task
-
-
 def convert_release(src: str, out: str, task: str | None = None,
                     overwrite: bool = False) -> str:
     """Write a released ToP checkpoint as a toplib one (stage 'prune', evaluated padded to
@@ -244,7 +234,11 @@ def convert_release(src: str, out: str, task: str | None = None,
     """
     src, out = str(src), str(out)
     config = _read_config(src)
-    task = _release_task(src, config, task)
+    task = task or getattr(config, "finetuning_task", None)
+    if not task:
+        raise CheckpointError(f"src: {os.path.join(src, 'config.json')!r} names no "
+                              "finetuning_task (transformers >= 5 does not keep it); pass the "
+                              "task: task=... (--task), e.g. --task sst2")
     token_z, pruner_z = read_release_gates(src)
     n, layers = token_z.shape[0], config.num_hidden_layers
     if n > layers - 1:  # layer 0's input is never pruned
