@@ -159,9 +159,9 @@ def read_config(path: str, name: str = "checkpoint"):
         return AutoConfig.from_pretrained(path)
 
 
-def weights_file(path: str) -> str | None:
-    """The first of :data:`WEIGHTS` in a folder, or None."""
-    return next((os.path.join(path, f) for f in WEIGHTS if os.path.isfile(os.path.join(path, f))),
+def weights_file(path: str, names: tuple[str, ...] = WEIGHTS) -> str | None:
+    """The first of ``names`` (:data:`WEIGHTS`) in a folder, or None."""
+    return next((os.path.join(path, f) for f in names if os.path.isfile(os.path.join(path, f))),
                 None)
 
 
