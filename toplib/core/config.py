@@ -174,16 +174,12 @@ class PruneConfig:
         "padding and pruned rows too)")
 
     def __post_init__(self):
-        check("bin_num", self.bin_num, is_integer(self.bin_num) and self.bin_num >= 1,
-              "BIN_NUM must be an integer >= 1")
+        check_positive_ints(self, ("bin_num",), optional=False)
         check_finite(self, ("droprate_init",), lambda x: 0.0 < x < 1.0, "in (0, 1)")
-        self.bin_num = int(self.bin_num)
         self.prune_location = _sorted_layers(self.prune_location, "prune_location")
-        if self.prune_location is not None:
-            check("prune_location", self.prune_location, len(self.prune_location) > 0,
-                  "give at least one layer")
-        self.rank_distill_layers = _sorted_layers(self.rank_distill_layers,
-                                          "rank_distill_layers")
+        check("prune_location", self.prune_location, self.prune_location != (),
+              "give at least one layer")
+        self.rank_distill_layers = _sorted_layers(self.rank_distill_layers, "rank_distill_layers")
         check_choice(self, "importance_rows", IMPORTANCE_ROWS)
         check_choice(self, "bin_rounding", BIN_ROUNDINGS)
 

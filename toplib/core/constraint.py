@@ -7,16 +7,14 @@ import torch
 from torch import nn
 
 
-def warmup_target(step: int, sparsity: float, warmup_steps: int) -> float:
-    """Linearly warmed-up target: ``SPARSITY * min(1, step / warmup_steps)``."""
-    if warmup_steps <= 0:
-        return sparsity
-    return sparsity * min(1.0, step / warmup_steps)
-
-
 def warmup_progress(step: int, warmup_steps: int) -> float:
     """Fraction of the warm-up done, in [0, 1]."""
     return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+
+def warmup_target(step: int, sparsity: float, warmup_steps: int) -> float:
+    """Linearly warmed-up target: ``SPARSITY * min(1, step / warmup_steps)``."""
+    return sparsity * warmup_progress(step, warmup_steps)
 
 
 class LagrangianConstraint(nn.Module):

@@ -141,12 +141,10 @@ class RankBinGates(nn.Module):
         """Return (z_bins (P, bin_num), z_pruner (P,)): sampled in training, 0/1 otherwise."""
         training = self.training if training is None else training
         if training:
-            z_bins = sample_hard_concrete(self.bin_log_alpha)
-            z_pruner = straight_through(sample_hard_concrete(self.pruner_log_alpha))
-            return z_bins, z_pruner
-        z_bins = deterministic_gates(self.bin_log_alpha)
-        z_pruner = deterministic_gates(self.pruner_log_alpha[:, None])[:, 0]
-        return z_bins, z_pruner
+            z_bins = sample_hard_concrete(self.bin_log_alpha)  # drawn before the pruners'
+            return z_bins, straight_through(sample_hard_concrete(self.pruner_log_alpha))
+        z_pruner = deterministic_gates(self.pruner_log_alpha[:, None])[:, 0]  # a row per pruner
+        return deterministic_gates(self.bin_log_alpha), z_pruner
 
     def expected_keep_ratio(self) -> torch.Tensor:
         """(P,) expected keep ratio of each prune layer, differentiable."""
@@ -173,7 +171,7 @@ class RankBinGates(nn.Module):
         still off keeps learning (fixed off, the target could fall out of reach). Idempotent;
         a gate at ``FIXED_LOG_ALPHA`` (as saved) counts as fixed, so a resumed run keeps it.
         """
-        on = deterministic_gates(self.pruner_log_alpha[:, None])[:, 0] > 0
+        on = self(training=False)[1] > 0
         fixed = self._pruner_fixed_on | on | (self.pruner_log_alpha >= FIXED_LOG_ALPHA)
         self._pruner_fixed_on.copy_(fixed)
         self.pruner_log_alpha.masked_fill_(fixed, FIXED_LOG_ALPHA)
@@ -182,9 +180,8 @@ class RankBinGates(nn.Module):
     @torch.no_grad()
     def fix_all_(self) -> None:
         """Fix every gate at its evaluation value, so only the weights learn. Idempotent."""
-        pruners_on = deterministic_gates(self.pruner_log_alpha[:, None])[:, 0]
-        for param, on in ((self.pruner_log_alpha, pruners_on),
-                          (self.bin_log_alpha, deterministic_gates(self.bin_log_alpha))):
+        z_bins, z_pruner = self(training=False)
+        for param, on in ((self.pruner_log_alpha, z_pruner), (self.bin_log_alpha, z_bins)):
             param.copy_(torch.where(on > 0, FIXED_LOG_ALPHA, -FIXED_LOG_ALPHA))
             param.requires_grad_(False)
 

@@ -156,6 +156,8 @@ def survivors_first(keep: torch.Tensor, width: int) -> torch.Tensor:
 def take_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """Rows ``order`` (B, m') of ``x`` (B, m, ...), by one ``index_select`` on the flat batch."""
     batch, m = x.shape[:2]
+    if batch == 1:  # no row offsets to add: one kernel fewer per prune layer
+        return x[0].index_select(0, order[0])[None]
     rows = (order + torch.arange(batch, device=order.device)[:, None] * m).reshape(-1)
     return x.reshape(batch * m, *x.shape[2:]).index_select(0, rows).view(*order.shape,
                                                                          *x.shape[2:])
@@ -184,35 +186,23 @@ def _cached_bins(open_bins: tuple, device: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=1024)
-def _ranks_kept(m: int, open_bins: tuple, bin_num: int, eps: float = 0.0,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Ranks (0 = most important) in open bins among ``m`` candidates, on the host, cached."""
+def _ranks_kept(m: int, open_bins: tuple, bin_num: int, eps: float, dtype: torch.dtype,
+                device: str) -> torch.Tensor:
+    """Ranks (0 = most important) in open bins among ``m`` candidates, on ``device``, cached:
+    found on the host, copied there once."""
     bins = rank_bin_table(table_size(m), bin_num, dtype, "cpu", eps)[m, :m]
-    return torch.tensor(open_bins, dtype=torch.bool)[bins].nonzero().flatten()
-
-
-@functools.lru_cache(maxsize=1024)
-def _ranks_on(m: int, open_bins: tuple, bin_num: int, eps: float, dtype: torch.dtype,
-              device: str) -> torch.Tensor:
-    """:func:`_ranks_kept` on ``device``, copied there once."""
-    return _ranks_kept(m, open_bins, bin_num, eps, dtype).to(device)
+    return torch.tensor(open_bins, dtype=torch.bool)[bins].nonzero().flatten().to(device)
 
 
 def _drop_unpadded(hidden, scores, open_bins, bin_num: int, eps: float = 0.0):
     """:func:`drop_tokens` for rows of real tokens only: every row keeps the same ranks (known
     on the host), so no masks are needed; survivors stay in position order."""
-    batch, n, h = hidden.shape
+    batch, n = hidden.shape[:2]
     if isinstance(open_bins, torch.Tensor):
         open_bins = tuple(open_bins.tolist())
-    ranks = _ranks_on(n - 1, open_bins, bin_num, eps, scores.dtype, str(scores.device))
+    ranks = _ranks_kept(n - 1, open_bins, bin_num, eps, scores.dtype, str(scores.device))
     order = scores[:, 1:].argsort(dim=1, descending=True, stable=True)
     kept = order[:, ranks].sort(dim=1).values + 1
     rows = torch.cat([kept.new_zeros(batch, 1), kept], dim=1)  # [CLS] first
-    width = rows.shape[1]
-    if batch == 1:
-        hidden = hidden[0].index_select(0, rows[0])[None]
-    else:
-        rows = rows + torch.arange(batch, device=rows.device)[:, None] * n
-        flat = hidden.reshape(batch * n, h).index_select(0, rows.reshape(-1))
-        hidden = flat.view(batch, width, h)
-    return hidden, torch.ones(batch, width, dtype=torch.bool, device=hidden.device)
+    hidden = take_rows(hidden, rows)
+    return hidden, torch.ones(batch, rows.shape[1], dtype=torch.bool, device=hidden.device)

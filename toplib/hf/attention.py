@@ -122,8 +122,6 @@ def _eager_probs(q, k, bias, scaling: float, fused: bool) -> torch.Tensor:
     return F.softmax(scores, dim=-1).view(b, a, m, m)
 
 
-
-
 def fuse_qkv_(model: torch.nn.Module) -> torch.nn.Module:
     """Stack every self-attention's query, key and value into one ``qkv`` projection, in place
     (benchmarks/results/README.md), the score scaling folded into the query rows (exact for power-of-4 head

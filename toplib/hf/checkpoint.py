@@ -9,7 +9,8 @@ import shutil
 import tempfile
 
 import torch
-from transformers import AutoConfig
+from safetensors import safe_open  # a dependency of transformers
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ..core.config import PruneConfig
 from ..core.gates import RankBinGates
@@ -79,8 +80,6 @@ def reading(file: str, name: str = "checkpoint",
 
 def size_mismatches(weights: str) -> list[str]:
     """One line per tensor of a ``.safetensors`` file whose shape its config.json contradicts."""
-    from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForSequenceClassification
     if not weights.endswith(".safetensors"):
         return []
     with torch.device("meta"):  # shapes only, nothing allocated
@@ -160,9 +159,9 @@ def read_config(path: str, name: str = "checkpoint"):
         return AutoConfig.from_pretrained(path)
 
 
-def weights_file(path: str) -> str | None:
-    """The first of :data:`WEIGHTS` in a folder, or None."""
-    return next((os.path.join(path, f) for f in WEIGHTS if os.path.isfile(os.path.join(path, f))),
+def weights_file(path: str, names: tuple[str, ...] = WEIGHTS) -> str | None:
+    """The first of ``names`` (:data:`WEIGHTS`) in a folder, or None."""
+    return next((os.path.join(path, f) for f in names if os.path.isfile(os.path.join(path, f))),
                 None)
 
 
@@ -176,7 +175,6 @@ def _check_weights(path: str, name: str) -> None:
     if found.endswith(SAFETENSORS_INDEX):
         index = read_json(os.path.join(path, SAFETENSORS_INDEX), name)
         shards = sorted(set(index.get("weight_map", {}).values()))
-    from safetensors import safe_open  # a dependency of transformers
     for shard in shards:
         file = os.path.join(path, shard)
         if not os.path.isfile(file):

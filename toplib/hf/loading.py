@@ -72,17 +72,8 @@ def check_model_type(model: str | None, name: str = "model") -> str:
     return model_config(model, name)[0]
 
 
-def max_positions(hf_config) -> int:
-    """The longest input (tokens, special ones included) the position embeddings hold."""
-    offset = 0
-    if hf_config.model_type in POSITION_OFFSET_TYPES:
-        pad = hf_config.pad_token_id
-        offset = (1 if pad is None else pad) + 1
-    return hf_config.max_position_embeddings - offset
-
-
 def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") -> None:
-    """``length`` must lie in [2, :func:`max_positions`].
+    """``length`` (special tokens included) must fit the position embeddings.
 
     Example:
         >>> from transformers import BertConfig
@@ -90,7 +81,10 @@ def check_sequence_length(length: int, hf_config, name: str = "max_seq_length") 
         Traceback (most recent call last):
         ValueError: max_seq_length=1024 is invalid: allowed 2..512 ...
     """
-    limit = max_positions(hf_config)
+    limit = hf_config.max_position_embeddings
+    if hf_config.model_type in POSITION_OFFSET_TYPES:
+        pad = hf_config.pad_token_id
+        limit -= (1 if pad is None else pad) + 1
     ok = isinstance(length, int) and not isinstance(length, bool) and 2 <= length <= limit
     check(name, length, ok, f"allowed 2..{limit} (the {hf_config.model_type} model embeds "
           f"{hf_config.max_position_embeddings} positions, max_position_embeddings"

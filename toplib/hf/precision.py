@@ -35,11 +35,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def model_dtype(top) -> torch.dtype:
-    """The dtype of a ToPModel's HF weights (gates stay float32)."""
-    return top.model.dtype
-
-
 def _copy_key(top) -> tuple:
     """Changes when a weight or buffer is replaced or updated in place, or the pruning structure
     or config changes. Writes through ``.data`` bump no version: they are not seen."""
@@ -51,7 +46,7 @@ def _copy_key(top) -> tuple:
 def cast_model(top, dtype) -> torch.nn.Module:
     """``top`` itself if it computes in ``dtype`` (or ``dtype`` is None), else an inference copy."""
     dtype = resolve_dtype(dtype, str(next(top.parameters()).device))
-    if dtype is None or dtype == model_dtype(top):
+    if dtype is None or dtype == top.model.dtype:  # the HF weights' (gates stay float32)
         return top
     return inference_copy(top, dtype)
 
@@ -59,7 +54,7 @@ def cast_model(top, dtype) -> torch.nn.Module:
 def inference_copy(top, dtype=None) -> torch.nn.Module:
     """An eval-mode copy of ``top`` in ``dtype`` (None: its own), query-key-value stacked,
     cached on ``top`` per dtype until its weights change."""
-    dtype = resolve_dtype(dtype, str(next(top.parameters()).device)) or model_dtype(top)
+    dtype = resolve_dtype(dtype, str(next(top.parameters()).device)) or top.model.dtype
     key = _copy_key(top)
     cache = {d: entry for d, entry in top.__dict__.pop("_toplib_casts", {}).items()
              if entry[0] == key}  # stale copies are freed before a new one is made

@@ -11,11 +11,12 @@ import pickle
 import types
 
 import torch
+from safetensors.torch import load_file  # a dependency of transformers
 from transformers import AutoConfig, BertForSequenceClassification
 
 from ..core.config import PruneConfig, is_finite
 from ..core.gates import BETA, GAMMA, GATE_CLOSED, GATE_OPEN, ZETA, deterministic_gates
-from .checkpoint import CheckpointError, read_json, reading, verify_checkpoint
+from .checkpoint import CheckpointError, read_json, reading, verify_checkpoint, weights_file
 from .loading import load_tokenizer
 from .model import ToPModel
 
@@ -88,11 +89,11 @@ def _check_folder(src: str) -> None:
 
 def _gates_file(src: str) -> str:
     """``zs.pt`` when present, else ``l0_module.pt``."""
-    for name in (ZS_FILE, L0_FILE):
-        if os.path.isfile(os.path.join(src, name)):
-            return os.path.join(src, name)
-    raise CheckpointError(f"src={src!r} holds no gates: neither {ZS_FILE} nor {L0_FILE} "
-                          f"(found {sorted(os.listdir(src))[:8]}); {HINT}")
+    found = weights_file(src, (ZS_FILE, L0_FILE))
+    if found is None:
+        raise CheckpointError(f"src={src!r} holds no gates: neither {ZS_FILE} nor {L0_FILE} "
+                              f"(found {sorted(os.listdir(src))[:8]}); {HINT}")
+    return found
 
 
 def _log_alpha(state: dict, kind: str, path: str) -> torch.Tensor:
@@ -184,14 +185,12 @@ def _read_config(src: str):
 
 def _load_weights(src: str, config) -> BertForSequenceClassification:
     """The classifier with the release's weights; extra keys are ignored, missing ones raise."""
-    path = next((os.path.join(src, f) for f in WEIGHT_FILES
-                 if os.path.isfile(os.path.join(src, f))), None)
+    path = weights_file(src, WEIGHT_FILES)
     if path is None:
         raise CheckpointError(f"src={src!r} holds no weights ({' or '.join(WEIGHT_FILES)}); "
                               f"found {sorted(os.listdir(src))[:8]}")
     with _reading(path):
         if path.endswith(".safetensors"):
-            from safetensors.torch import load_file  # a dependency of transformers
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -224,16 +223,6 @@ def _wrap(model: BertForSequenceClassification, token_z: torch.Tensor,
     return top
 
 
-def _release_task(src: str, config, task: str | None) -> str:
-    """``task``, else the config's ``finetuning_task`` (dropped by transformers >= 5)."""
-    task = task or getattr(config, "finetuning_task", None)
-    if not task:
-        raise CheckpointError(f"src: {os.path.join(src, 'config.json')!r} names no "
-                              "finetuning_task (transformers >= 5 does not keep it); pass the "
-                              "task: task=... (--task), e.g. --task sst2")
-    return task
-
-
 def convert_release(src: str, out: str, task: str | None = None,
                     overwrite: bool = False) -> str:
     """Write a released ToP checkpoint as a toplib one (stage 'prune', evaluated padded to
@@ -244,7 +233,11 @@ def convert_release(src: str, out: str, task: str | None = None,
     """
     src, out = str(src), str(out)
     config = _read_config(src)
-    task = _release_task(src, config, task)
+    task = task or getattr(config, "finetuning_task", None)
+    if not task:
+        raise CheckpointError(f"src: {os.path.join(src, 'config.json')!r} names no "
+                              "finetuning_task (transformers >= 5 does not keep it); pass the "
+                              "task: task=... (--task), e.g. --task sst2")
     token_z, pruner_z = read_release_gates(src)
     n, layers = token_z.shape[0], config.num_hidden_layers
     if n > layers - 1:  # layer 0's input is never pruned
