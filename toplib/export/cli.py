@@ -2,7 +2,6 @@
 the PyTorch path on the task's validation examples."""
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -12,10 +11,7 @@ from ..data import encode, get_task, load_task_data, real_lengths
 from ..hf.checkpoint import checkpoint_path, verify_checkpoint
 from ..hf.model import load_checkpoint
 from ..infer import predict, set_eval_sparsity
-from .runtime import OPSETS, OrtModel, check_onnx_path, export_onnx, ort_predict, quantize_int8
-
-logger = logging.getLogger(__name__)
-QUANTIZE = ("int8",)
+from .runtime import OPSETS, OrtModel, check_output_file, export_onnx, ort_predict, quantize_int8
 
 
 def register_cli(subparsers) -> None:
@@ -25,7 +21,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("output", help="the .onnx file to write")
     p.add_argument("--dense", action="store_true",
                    help="the plain Hugging Face model instead (the onnxruntime baseline)")
-    p.add_argument("--quantize", choices=QUANTIZE,
+    p.add_argument("--quantize", choices=["int8"],
                    help="onnxruntime dynamic quantization of the weights")
     p.add_argument("--sparsity", type=float,
                    help="set the gates to this real-length FLOPs sparsity on --task's "
@@ -43,7 +39,7 @@ def register_cli(subparsers) -> None:
 def check_args(args) -> tuple[str, dict, str | None]:
     """Check every flag before anything loads; returns (checkpoint folder, its meta, task or
     None)."""
-    check_onnx_path(args.output, "output")
+    check_output_file(args.output, "output")
     check("opset", args.opset, args.opset in OPSETS,
           f"an integer in {OPSETS.start}..{OPSETS.stop - 1}")
     check("check", args.check, args.check >= 0, "an integer >= 0 (examples to compare)")
