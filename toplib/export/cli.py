@@ -3,7 +3,6 @@ the PyTorch path on the task's validation examples."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 from ..core.config import check, is_finite
@@ -75,15 +74,12 @@ def main(args) -> dict:
     if args.sparsity is not None:
         achieved = set_eval_sparsity(top, real_lengths(examples), args.sparsity)
         print(f"gates set to sparsity {achieved:.3f} on {task}'s validation lengths")
-    workdir = tempfile.mkdtemp(prefix="toplib-export-")
-    try:
-        fp32 = os.path.join(workdir, "fp32.onnx") if args.quantize else args.output
+    with tempfile.TemporaryDirectory(prefix="toplib-export-", ignore_cleanup_errors=True) as tmp:
+        fp32 = os.path.join(tmp, "fp32.onnx") if args.quantize else args.output
         export_onnx(top, fp32, opset=args.opset, dense=args.dense,
                     optimize=not args.no_optimize)
         if args.quantize:
             quantize_int8(fp32, args.output)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {args.output} ({'dense' if args.dense else 'token dropping'}, "
           f"{args.quantize or 'fp32'})")
     result = {"output": args.output}
