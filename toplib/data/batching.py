@@ -181,9 +181,7 @@ def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
         if "train" not in splits:
             raise ValueError(f"task={task!r}: no training split found in "
                              f"data_dir={files.data_dir!r}")
-        data = splits["train"]
-        if config.max_train_samples:
-            data = data.subset(config.max_train_samples, seed=config.seed)
+        data = splits["train"].subset(config.max_train_samples, seed=config.seed)
         train = [dict(e, index=i) for i, e in enumerate(encode(data, tokenizer, max_len))]
     validation = {name: encode(splits[name].head(config.max_eval_samples), tokenizer, max_len)
                   for name in spec.validation_splits if name in splits}

@@ -33,9 +33,9 @@ class TextData:
         """The first ``n`` examples (all if None)."""
         return self if not n or n >= len(self) else self.select(range(n))
 
-    def subset(self, n: int, seed: int) -> "TextData":
-        """A seeded random subset of ``n`` examples in their original order."""
-        if n >= len(self):
+    def subset(self, n: int | None, seed: int) -> "TextData":
+        """A seeded random subset of ``n`` examples (all if None) in their original order."""
+        if not n or n >= len(self):
             return self
         picked = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
         return self.select(sorted(picked.tolist()))
