@@ -15,8 +15,6 @@ import torch
 from ..export import OrtModel, export_onnx, quantize_int8, require
 from .timing import PAIRS, BenchSettings, round_robin, timing_row
 
-ORT_VARIANTS = PAIRS["onnxruntime"]
-
 
 def ort_engine(top, settings: BenchSettings, workdir: str | None = None):
     """(fields for the results, batches -> row): sessions of ``top``'s dense and dropping
@@ -27,7 +25,7 @@ def ort_engine(top, settings: BenchSettings, workdir: str | None = None):
         folder = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="toplib-"))
         os.makedirs(folder, exist_ok=True)
         paths = {name: export_onnx(top, os.path.join(folder, name.removeprefix("ort_") + ".onnx"),
-                                   dense=name == "ort_dense") for name in ORT_VARIANTS}
+                                   dense=name == "ort_dense") for name in PAIRS["onnxruntime"]}
         if settings.quantize == "int8":
             paths = {k: quantize_int8(p, p.replace(".onnx", "-int8.onnx")) for k, p in paths.items()}
         models = {name: OrtModel(path, threads) for name, path in paths.items()}

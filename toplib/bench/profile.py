@@ -70,10 +70,9 @@ def profile_sections(top, batch: dict, repeats: int = PROFILE_REPEATS) -> dict:
     out = {name: {k: 1e3 * statistics.median(t.get(k, 0.0) for t in totals)
                   for k in set().union(*totals)} for name, totals in passes.items()}
     out["flops_reduction"] = _section_flops_reduction(top.dims, kept["dense"], kept["drop"])
-    rows = torch.tensor([float(r) for r, _ in samples])
-    secs = torch.tensor([1e3 * s for _, s in samples])
+    rows, secs = torch.tensor(samples, dtype=torch.float64).T  # each FFN call's (rows, s)
     design = torch.stack([torch.ones_like(rows), rows], dim=1)
-    fixed, per_row = torch.linalg.lstsq(design, secs[:, None]).solution[:, 0].tolist()
+    fixed, per_row = torch.linalg.lstsq(design, 1e3 * secs[:, None]).solution[:, 0].tolist()
     out["ffn_fit"] = {"fixed_ms": fixed, "per_row_ms": per_row,
                       "dense_layer_ms": fixed + per_row * float(rows.max())}
     return out

@@ -21,6 +21,7 @@ from ..core.config import (
     parse_list,
 )
 from ..data import get_task
+from ..export.runtime import check_output_file
 from ..hf import check_sequence_length
 from .models import build_model, prepare_dense
 from .timing import PAIRS, BenchSettings, max_seq_length, run_benchmark
@@ -176,10 +177,7 @@ def _sweep(args) -> list[BenchSettings]:
 def _check_outputs(json_path: str | None, plot_dir: str | None) -> None:
     """--json's folder must exist and take files; --plot-dir must be (or become) a folder."""
     if json_path:
-        folder = os.path.dirname(os.path.abspath(json_path))
-        check("json", json_path, not os.path.isdir(json_path), "give a file name, not a folder")
-        check("json", json_path, os.path.isdir(folder) and os.access(folder, os.W_OK),
-              f"its folder {folder!r} must exist and be writable")
+        check_output_file(json_path, "json", suffix="")
     if plot_dir:
         existing = plot_dir
         while not os.path.exists(existing):  # the deepest part that exists must be a folder

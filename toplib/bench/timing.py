@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..core.config import check, check_choice, check_positive_ints, is_finite, is_integer, knob
 from ..core.flops import flops_figures
-from ..data import encode, get_task, load_task_data, pad_examples, real_lengths
+from ..data import encode, get_task, load_task_data, pad_examples, real_lengths, to_device
 from ..hf.precision import DTYPES, cpu_flags, resolve_dtype
 from ..infer import prune_forward, set_eval_sparsity
 from .models import prepare_dense, resolve_onednn, timed_copy
@@ -107,8 +107,8 @@ def make_batches(encoded: list[dict], batch_size: int, rounds: int, pad_id: int,
     """Distinct batches (at most ``rounds``), each as (padded to ``pad_to``, dynamic) pair."""
     chunks = [[encoded[(i * batch_size + j) % len(encoded)] for j in range(batch_size)]
               for i in range(max(1, min(rounds, len(encoded) // batch_size)))]
-    to = lambda batch: {k: v.to(device) for k, v in batch.items()}  # noqa: E731
-    return [(to(pad_examples(c, pad_id, pad_to)), to(pad_examples(c, pad_id))) for c in chunks]
+    return [(to_device(pad_examples(c, pad_id, pad_to), device),
+             to_device(pad_examples(c, pad_id), device)) for c in chunks]
 
 
 def round_robin(calls, runs: int, warmup: int, sync=lambda: None, progress: bool = True) -> dict:

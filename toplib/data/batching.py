@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from ..core.config import check, is_integer
 from .sources import DataFiles, load_task_data, resolve_task
 from .tables import TextData
-from .tasks import TaskSpec, get_task
+from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
                  need_train: bool = True, label_names: list | None = None) -> TaskData:
     """Load, subsample and tokenize a task's splits as a TrainConfig asks."""
     files = DataFiles.of(files)
-    splits = load_task_data(get_task(task).name, **dataclasses.asdict(files), seed=config.seed,
+    splits = load_task_data(task, **dataclasses.asdict(files), seed=config.seed,
                             label_names=label_names)
     spec = resolve_task(task, splits)  # a custom task's labels and metrics come from its data
     max_len = config.max_seq_length or spec.max_seq_length
@@ -181,34 +181,22 @@ def prepare_data(task: str, tokenizer, config, files: DataFiles | None = None,
         if "train" not in splits:
             raise ValueError(f"task={task!r}: no training split found in "
                              f"data_dir={files.data_dir!r}")
-        data = splits["train"]
-        if config.max_train_samples:
-            data = data.subset(config.max_train_samples, seed=config.seed)
+        data = splits["train"].subset(config.max_train_samples, seed=config.seed)
         train = [dict(e, index=i) for i, e in enumerate(encode(data, tokenizer, max_len))]
-    validation = {}
-    for name in [s for s in spec.validation_splits if s in splits]:
-        validation[name] = encode(eval_subset(splits[name], config.max_eval_samples), tokenizer,
-                                  max_len)
+    validation = {name: encode(splits[name].head(config.max_eval_samples), tokenizer, max_len)
+                  for name in spec.validation_splits if name in splits}
     logger.info("task %s: %s train, %s", spec.name, len(train) if train else 0,
                 {k: len(v) for k, v in validation.items()})
     return TaskData(spec=spec, train=train, validation=validation, max_seq_length=max_len)
 
 
-def eval_subset(data: TextData, max_eval_samples: int | None) -> TextData:
-    """The first ``max_eval_samples`` examples (all if None)."""
-    if max_eval_samples and max_eval_samples < len(data):
-        return data.select(range(max_eval_samples))
-    return data
-
-
 def validation_labels(task: str, files: DataFiles | str | dict | None = None,
                       max_eval_samples: int | None = None, seed: int = 42) -> tuple[TaskSpec, list]:
     """(spec, gold labels) of the first validation split, as :func:`prepare_data` reads it."""
-    splits = load_task_data(get_task(task).name, **dataclasses.asdict(DataFiles.of(files)),
-                            seed=seed)
+    splits = load_task_data(task, **dataclasses.asdict(DataFiles.of(files)), seed=seed)
     spec = resolve_task(task, splits)
     name = next((s for s in spec.validation_splits if s in splits), None)
     if name is None:
         raise ValueError(f"task={task!r}: no validation split among {sorted(splits)} "
                          f"(expected one of {list(spec.validation_splits)})")
-    return spec, eval_subset(splits[name], max_eval_samples).labels
+    return spec, splits[name].head(max_eval_samples).labels

@@ -14,10 +14,6 @@ from .tasks import TaskSpec, get_task
 logger = logging.getLogger(__name__)
 
 
-def _spec(task: TaskSpec | str) -> TaskSpec:
-    return task if isinstance(task, TaskSpec) else get_task(task)
-
-
 def _correlation(fn, predictions: np.ndarray, labels: np.ndarray) -> float:
     """Pearson/Spearman; 0.0 for a constant input, so that model selection never meets NaN."""
     if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
@@ -45,7 +41,7 @@ def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
         >>> compute_metrics("sst2", np.array([[2.0, 0.1], [0.0, 1.0]]), np.array([0, 0]))
         {'accuracy': 0.5}
     """
-    spec = _spec(task)
+    spec = get_task(task)
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     if spec.is_regression:
         predictions, labels = predictions.reshape(-1).astype(float), labels.astype(float)
@@ -68,28 +64,23 @@ def chance_scores(task: TaskSpec | str, labels) -> dict[str, float]:
         >>> chance_scores("mrpc", [1, 1, 0, 1])
         {'f1': 0.8571428571428571, 'accuracy': 0.75}
     """
-    spec, labels = _spec(task), np.asarray(labels)
+    spec, labels = get_task(task), np.asarray(labels)
     if labels.size == 0:
         raise ValueError(f"labels is empty: the chance score of task {spec.name!r} needs labels")
-    out = {}
-    for name in spec.metrics:
-        if name in UNCORRELATED:
-            out[name] = 0.0
-            continue
-        values, counts = np.unique(labels, return_counts=True)
-        guess = 1 if name == "f1" else values[counts.argmax()]  # ties: the smallest class id
-        out[name] = _METRICS[name](np.full_like(labels, guess), labels)
-    return out
+    values, counts = np.unique(labels, return_counts=True)
+    majority = values[counts.argmax()]  # ties: the smallest class id
+    return {name: 0.0 if name in UNCORRELATED else _METRICS[name](
+        np.full_like(labels, 1 if name == "f1" else majority), labels) for name in spec.metrics}
 
 
 def primary_metric(task: TaskSpec | str) -> str:
     """The metric that ranks checkpoints (the first of ``task.metrics``)."""
-    return _spec(task).metrics[0]
+    return get_task(task).metrics[0]
 
 
 def score(task: TaskSpec | str, metrics: dict[str, float]) -> float:
     """The primary metric's value from a `compute_metrics` result."""
     if (name := primary_metric(task)) not in metrics:
         raise ValueError(f"metrics={metrics!r} lacks the primary metric {name!r} of task "
-                         f"{_spec(task).name!r}")
+                         f"{get_task(task).name!r}")
     return float(metrics[name])

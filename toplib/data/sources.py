@@ -210,8 +210,6 @@ def load_task_data(task: str, data_dir: str | None = None, train_file: str | Non
                          "columns")
     if files:
         out = _from_files(spec, files, seed, text_columns, label_names)
-        if spec.name == "mnli":
-            out["validation_matched"] = out["validation"]
     elif data_dir is not None and spec.name in _LAYOUTS:
         out = _from_dir(spec, data_dir)
     elif spec.name == "custom":
@@ -223,7 +221,8 @@ def load_task_data(task: str, data_dir: str | None = None, train_file: str | Non
         out = _rotten_tomatoes(spec)
     else:
         out = _from_hub(spec)
-    if spec.name == "mnli" and "validation_matched" in out:
-        out["validation"] = out["validation_matched"]
+    matched = out.get("validation_matched", out.get("validation"))
+    if spec.name == "mnli" and matched is not None:  # two names of one split
+        out["validation"] = out["validation_matched"] = matched
     logger.info("task %s: %s", spec.name, {k: len(v) for k, v in out.items()})
     return out

@@ -29,9 +29,13 @@ class TextData:
         return TextData([self.texts[i] for i in indices], [self.labels[i] for i in indices],
                         self.label_names)
 
-    def subset(self, n: int, seed: int) -> "TextData":
-        """A seeded random subset of ``n`` examples in their original order."""
-        if n >= len(self):
+    def head(self, n: int | None) -> "TextData":
+        """The first ``n`` examples (all if None)."""
+        return self if not n or n >= len(self) else self.select(range(n))
+
+    def subset(self, n: int | None, seed: int) -> "TextData":
+        """A seeded random subset of ``n`` examples (all if None) in their original order."""
+        if not n or n >= len(self):
             return self
         picked = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
         return self.select(sorted(picked.tolist()))
@@ -43,8 +47,9 @@ def read_table(path: str, param: str, header: bool = True,
     name = path.lower().removesuffix(".gz").removesuffix(".bz2")
     try:
         if name.endswith((".json", ".jsonl")):
-            lines = name.endswith(".jsonl") or not _starts_with(path, "[")
-            df = pd.read_json(path, lines=lines, dtype=False)
+            with open(path, encoding="utf-8-sig") as f:  # a list of rows, else one per line
+                listed = not name.endswith(".jsonl") and f.read(64).lstrip().startswith("[")
+            df = pd.read_json(path, lines=not listed, dtype=False)
         else:
             tsv = name.endswith(".tsv")
             if quoting is None:  # .tsv follows GLUE (literal quotes), .csv standard quoting
@@ -60,11 +65,6 @@ def read_table(path: str, param: str, header: bool = True,
     if len(df) == 0:
         raise ValueError(f"{param}={path!r} is empty: expected a header row and data rows")
     return df
-
-
-def _starts_with(path: str, char: str) -> bool:
-    with open(path, encoding="utf-8-sig") as f:
-        return f.read(64).lstrip().startswith(char)
 
 
 def require_columns(df: pd.DataFrame, columns, param: str, path: str) -> None:

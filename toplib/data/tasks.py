@@ -56,8 +56,11 @@ def normalize_name(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def get_task(name: str) -> TaskSpec:
-    """Look up a task by name or alias; case, '-' and '_' are ignored ("SST-2", "sts-b")."""
+def get_task(name: "str | TaskSpec") -> TaskSpec:
+    """Look up a task by name or alias; case, '-' and '_' are ignored ("SST-2", "sts-b"); a
+    TaskSpec is returned as it is."""
+    if isinstance(name, TaskSpec):
+        return name
     lookup = {normalize_name(k): k for k in TASKS} | _ALIASES
     if (key := lookup.get(normalize_name(str(name)))) is None:
         raise ValueError(f"task={name!r} is unknown; allowed: {', '.join(TASKS)} "

@@ -5,7 +5,6 @@ from .runtime import (
     OrtModel,
     OrtOutput,
     export_onnx,
-    optimize_graph,
     ort_predict,
     quantize_int8,
     require,

@@ -2,9 +2,7 @@
 the PyTorch path on the task's validation examples."""
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import tempfile
 
 from ..core.config import check, is_finite
@@ -12,10 +10,7 @@ from ..data import encode, get_task, load_task_data, real_lengths
 from ..hf.checkpoint import checkpoint_path, verify_checkpoint
 from ..hf.model import load_checkpoint
 from ..infer import predict, set_eval_sparsity
-from .runtime import OPSETS, OrtModel, check_onnx_path, export_onnx, ort_predict, quantize_int8
-
-logger = logging.getLogger(__name__)
-QUANTIZE = ("int8",)
+from .runtime import OPSETS, OrtModel, check_output_file, export_onnx, ort_predict, quantize_int8
 
 
 def register_cli(subparsers) -> None:
@@ -25,7 +20,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("output", help="the .onnx file to write")
     p.add_argument("--dense", action="store_true",
                    help="the plain Hugging Face model instead (the onnxruntime baseline)")
-    p.add_argument("--quantize", choices=QUANTIZE,
+    p.add_argument("--quantize", choices=["int8"],
                    help="onnxruntime dynamic quantization of the weights")
     p.add_argument("--sparsity", type=float,
                    help="set the gates to this real-length FLOPs sparsity on --task's "
@@ -43,7 +38,7 @@ def register_cli(subparsers) -> None:
 def check_args(args) -> tuple[str, dict, str | None]:
     """Check every flag before anything loads; returns (checkpoint folder, its meta, task or
     None)."""
-    check_onnx_path(args.output, "output")
+    check_output_file(args.output, "output")
     check("opset", args.opset, args.opset in OPSETS,
           f"an integer in {OPSETS.start}..{OPSETS.stop - 1}")
     check("check", args.check, args.check >= 0, "an integer >= 0 (examples to compare)")
@@ -79,15 +74,12 @@ def main(args) -> dict:
     if args.sparsity is not None:
         achieved = set_eval_sparsity(top, real_lengths(examples), args.sparsity)
         print(f"gates set to sparsity {achieved:.3f} on {task}'s validation lengths")
-    workdir = tempfile.mkdtemp(prefix="toplib-export-")
-    try:
-        fp32 = os.path.join(workdir, "fp32.onnx") if args.quantize else args.output
+    with tempfile.TemporaryDirectory(prefix="toplib-export-", ignore_cleanup_errors=True) as tmp:
+        fp32 = os.path.join(tmp, "fp32.onnx") if args.quantize else args.output
         export_onnx(top, fp32, opset=args.opset, dense=args.dense,
                     optimize=not args.no_optimize)
         if args.quantize:
             quantize_int8(fp32, args.output)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {args.output} ({'dense' if args.dense else 'token dropping'}, "
           f"{args.quantize or 'fp32'})")
     result = {"output": args.output}

@@ -32,12 +32,12 @@ def require(module: str):
                           "pip install -e .[export]") from err
 
 
-def check_onnx_path(path: str, name: str = "path") -> str:
-    """``path`` as a writable .onnx file name, or a ValueError naming ``name``."""
+def check_output_file(path: str, name: str = "path", suffix: str = ".onnx") -> str:
+    """``path`` as a writable file name ending in ``suffix``, or a ValueError naming ``name``."""
     path = os.fspath(path)
-    check(name, path, not os.path.isdir(path), "it is a folder: give a file name ending in "
-          ".onnx (inside it, e.g. model.onnx)")
-    check(name, path, path.endswith(".onnx"), "give a file name ending in .onnx")
+    wanted = f"give a file name ending in {suffix}" if suffix else "give a file name"
+    check(name, path, not os.path.isdir(path), f"it is a folder: {wanted}")
+    check(name, path, path.endswith(suffix), wanted)
     folder = os.path.dirname(os.path.abspath(path))
     check(name, path, os.path.isdir(folder) and os.access(folder, os.W_OK),
           f"its folder {folder!r} must exist and be writable")
@@ -78,7 +78,7 @@ def export_onnx(top, path: str, *, opset: int = 17, dense: bool = False,
     check("top", f"a {dtype_name(weight.dtype)} model on {weight.device}",
           weight.dtype == torch.float32 and weight.device.type == "cpu",
           "a float32 model on the CPU (top.float().cpu(); int8: quantize_int8 on the graph)")
-    path = check_onnx_path(path)
+    path = check_output_file(path)
     require("onnx")
     module = (_DenseLogits(top) if dense else DropGraph(top, pruning)).eval()
     inputs = example_inputs(top)
@@ -88,20 +88,12 @@ def export_onnx(top, path: str, *, opset: int = 17, dense: bool = False,
     with torch.no_grad():
         torch.onnx.export(module, inputs, path, input_names=names, output_names=outputs,
                           dynamic_axes=axes, opset_version=opset, dynamo=False)
-    if optimize:
-        optimize_graph(path, top.config)
+    if optimize:  # onnxruntime's transformer optimizer, in place
+        require("onnxruntime")
+        from onnxruntime.transformers.optimizer import optimize_model
+        optimize_model(path, model_type="bert", num_heads=top.config.num_attention_heads,
+                       hidden_size=top.config.hidden_size, opt_level=0).save_model_to_file(path)
     return path
-
-
-def optimize_graph(path: str, config, dst: str | None = None) -> str:
-    """onnxruntime's transformer optimizer (``model_type="bert"``) on ``path``, in place or
-    into ``dst``; returns the path written."""
-    require("onnxruntime")
-    from onnxruntime.transformers.optimizer import optimize_model
-    optimized = optimize_model(path, model_type="bert", num_heads=config.num_attention_heads,
-                               hidden_size=config.hidden_size, opt_level=0)
-    optimized.save_model_to_file(dst or path)
-    return dst or path
 
 
 def quantize_int8(src: str, dst: str, per_channel: bool = False) -> str:
@@ -109,7 +101,7 @@ def quantize_int8(src: str, dst: str, per_channel: bool = False) -> str:
     QInt8 weights); returns ``dst``. ``per_channel``: one weight scale per output column
     (benchmarks/results/README.md)."""
     check("src", src, os.path.isfile(src), "give an existing .onnx file")
-    dst = check_onnx_path(dst, "dst")
+    dst = check_output_file(dst, "dst")
     check("dst", dst, os.path.abspath(dst) != os.path.abspath(src), "must differ from src")
     onnx = require("onnx")
     require("onnxruntime")
@@ -156,17 +148,13 @@ class OrtModel:
 
     def __call__(self, input_ids, attention_mask, token_type_ids=None) -> OrtOutput:
         values = self.session.run(None, self.feeds(input_ids, attention_mask, token_type_ids))
-        out = dict(zip(self.outputs, values))
-        kept = out.get("kept")
-        return OrtOutput(torch.from_numpy(out["logits"]),
-                         None if kept is None else torch.from_numpy(kept))
+        out = {name: torch.from_numpy(v) for name, v in zip(self.outputs, values)}
+        return OrtOutput(out["logits"], out.get("kept"))
 
 
 def ort_predict(model: OrtModel, examples: list[dict], batch_size: int = 64,
                 pad_id: int = 0) -> OrtOutput:
     """:func:`toplib.infer.predict` in onnxruntime: batched by length, results in input order."""
-    check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
-          "an integer >= 1")
     batches, inverse = length_batches(examples, batch_size, pad_id)
     outs = [model(b["input_ids"], b["attention_mask"], b.get("token_type_ids")) for b in batches]
     kept = None if outs[0].kept is None else torch.cat([o.kept for o in outs])[inverse]

@@ -137,6 +137,9 @@ class Predictions:
 
 def length_batches(examples: list[dict], batch_size: int, pad_id: int):
     """(generator of padded batches, longest first; the permutation back to input order)."""
+    check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
+    check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
+          "an integer >= 1")
     order = torch.argsort(real_lengths(examples), descending=True, stable=True)
     ranked = [examples[j] for j in order.tolist()]
     batches = (pad_examples(ranked[start:start + batch_size], pad_id)
@@ -150,13 +153,10 @@ def predict(top, examples: list[dict], batch_size: int = 64, progress: bool = Fa
     order. ``dtype`` ("bfloat16", "float16" on CUDA; None: the model's) runs on a cached
     inference copy (:func:`toplib.hf.precision.cast_model`), float32 logits back; for the
     float32 copy (stacked query-key-value), pass ``inference_copy(top)`` as ``top``."""
-    check("examples", f"{len(examples)} examples", len(examples) > 0, "give at least one")
-    check("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 1,
-          "an integer >= 1")
+    batches, inverse = length_batches(examples, batch_size, top.config.pad_token_id or 0)
     lengths = real_lengths(examples)
     check_sequence_length(int(lengths.max()), top.config, "the longest example's length")
     top = cast_model(top.eval(), dtype)
-    batches, inverse = length_batches(examples, batch_size, top.config.pad_token_id or 0)
     outs = [prune_forward(top, b["input_ids"], b["attention_mask"], b.get("token_type_ids"),
                           **kwargs)
             for b in tqdm(batches, desc="predict", leave=False, disable=not progress,

@@ -74,9 +74,9 @@ class Sweep:
                                  else v for k, v in files.items()})
         self.overrides = {k: v for k, v in (self.overrides or {}).items() if v is not None}
         self.grid = load_grid(self.grid, self.task, self.preset, self.overrides)
-        if set(self.overrides) & set(self.grid):
+        if shared := sorted(set(self.overrides) & set(self.grid)):
             logger.warning("the grid sets %s: the override(s) of the same name are ignored",
-                           ", ".join(sorted(set(self.overrides) & set(self.grid))))
+                           ", ".join(shared))
 
     def config(self, hparams: Mapping[str, Any]) -> TrainConfig:
         """A trial's configuration: defaults < preset < overrides < the grid's values."""

@@ -72,14 +72,14 @@ def missing_runs(top_dir: str, seeds: Sequence[int]) -> list[str]:
 def train_missing(top_dir: str, seeds: Sequence[int], data_dir: str | None = None,
                   device: str = "cpu", progress: bool = True) -> list[str]:
     """Train the missing runs of :func:`seed_runs` (finished ones checked, reused); returns them."""
-    from .analysis import retrain, train_without_rank_distillation
+    from .analysis import retrain
     check_runs(top_dir, seeds)
     runs, todo = seed_runs(top_dir, seeds), set(missing_runs(top_dir, seeds))
     for seed, (run, twin) in runs.items():
         if run in todo:
             retrain(top_dir, run, {"seed": seed}, data_dir, device, progress)
-        if twin in todo:
-            train_without_rank_distillation(run, twin, data_dir, device, progress)
+        if twin in todo:  # the run without rank distillation (ToP Table 5)
+            retrain(run, twin, {"distill_rank_loss_alpha": 0.0}, data_dir, device, progress)
     return [run for pair in runs.values() for run in pair if run in todo]
 
 
@@ -108,13 +108,9 @@ def agreement_spread(df: pd.DataFrame) -> pd.DataFrame:
         >>> round(float(agreement_spread(df)["kendall_tau_sd"][0]), 4)
         0.1414
     """
-    rows = []
-    for (model, layer), part in df.groupby(["model", "layer"], sort=False):
-        row = {"model": model, "layer": layer, "n": len(part)}
-        if "decides_pruning" in part:
-            row["decides_pruning"] = bool(part["decides_pruning"].any())
-        for m in MEASURES:
-            row[f"{m}_mean"], row[f"{m}_sd"] = part[m].mean(), part[m].std(ddof=1)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
+    stats = {"n": ("layer", "size")}
+    if "decides_pruning" in df:
+        stats["decides_pruning"] = ("decides_pruning", "any")
+    for m in MEASURES:
+        stats.update({f"{m}_mean": (m, "mean"), f"{m}_sd": (m, "std")})
+    return df.groupby(["model", "layer"], sort=False).agg(**stats).reset_index()

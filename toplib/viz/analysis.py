@@ -100,18 +100,12 @@ def ranking_agreement(model, teacher, tokenizer, texts: Sequence[Text], k: int =
             ndcgs[layer].append(ndcg_at_k(imp, graded_relevance(ref, mask, k), mask, k))
             alive_counts[layer].append(mask.sum(-1).double() + 1)
     locations = set(model.prune.prune_location)
-    return pd.DataFrame([{
-        "layer": layer, "kendall_tau": _nanmean(taus[layer]), "ndcg": _nanmean(ndcgs[layer]),
+    return pd.DataFrame([{  # means over the defined values (NaN where there are none)
+        "layer": layer, "kendall_tau": float(torch.cat(taus[layer]).nanmean()),
+        "ndcg": float(torch.cat(ndcgs[layer]).nanmean()),
         "decides_pruning": (layer + 1) in locations and pruning,
         "tokens": float(torch.cat(alive_counts[layer]).mean()),
     } for layer in range(n_layers)])
-
-
-def _nanmean(parts: list[torch.Tensor]) -> float:
-    """Mean over the defined (non-NaN) values; NaN when there are none."""
-    values = torch.cat(parts)
-    values = values[~values.isnan()]
-    return float(values.mean()) if len(values) else float("nan")
 
 
 def token_kind(token: str) -> str:
@@ -148,15 +142,6 @@ def retrain(top_dir: str, output_dir: str, changes: dict, data_dir: str | None =
         prune(results["task"], results["teacher"], output_dir, config, data_dir,
               resume=os.path.isdir(output_dir), device=device, progress=progress)
     return output_dir
-
-
-def train_without_rank_distillation(top_dir: str, output_dir: str | None = None,
-                                    data_dir: str | None = None, device: str = "cpu",
-                                    progress: bool = True) -> str:
-    """:func:`retrain` with ``distill_rank_loss_alpha=0`` (ToP Table 5); default: ``-norank``."""
-    output_dir = output_dir or top_dir.rstrip("/\\") + NORANK_SUFFIX
-    return retrain(top_dir, output_dir, {"distill_rank_loss_alpha": 0.0}, data_dir, device,
-                   progress)
 
 
 def bin_occupancy_at(kept: torch.Tensor, prune_location: Sequence[int], bin_num: int) -> torch.Tensor:
