@@ -149,7 +149,6 @@ class TrainConfig:
         return cls(**{**LEGACY_SPEED_KNOBS, **values})
 
 
-
 def config_differences(expected: Mapping, actual: Mapping, shared_only: bool = False) -> dict:
     """``{key: (expected, actual)}`` where two config dicts differ, nested keys flattened
     (``prune.bin_num``), tuples read as lists; a missing key reads None (skipped: ``shared_only``).
@@ -163,7 +162,8 @@ def config_differences(expected: Mapping, actual: Mapping, shared_only: bool = F
     for key in sorted(set(expected) | set(actual)):
         if shared_only and not (key in expected and key in actual):
             continue
-        a, b = (list(v) if isinstance(v, tuple) else v for v in (expected.get(key), actual.get(key)))
+        a, b = (list(v) if isinstance(v, tuple) else v
+                for v in (expected.get(key), actual.get(key)))
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out.update({f"{key}.{k}": v for k, v in config_differences(a, b, shared_only).items()})
         elif a != b:
@@ -241,21 +241,15 @@ def preset_values(preset: str, task: str) -> dict[str, Any]:
     """Flat knob values of a preset for a task (``paper`` falls back to SST-2's row)."""
     check("preset", preset, preset in PRESETS, f"choose one of {', '.join(PRESETS)}")
     paper = dict(PAPER_PRESETS.get(task, PAPER_PRESETS["sst2"]))
+    sparsity = paper["sparsity"] if task in PAPER_PRESETS else 0.5
     if preset == "paper":
         return dict(RELEASE_RUN, **paper, finetune_epochs=3 if task in LARGE_TASKS else 10)
-    if preset == "standard":
-        return _standard_values(task, paper)
-    return dict(QUICK_PRESET, sparsity=paper["sparsity"] if task in PAPER_PRESETS else 0.5)
-
-
-def _standard_values(task: str, paper: dict[str, Any]) -> dict[str, Any]:
-    """The standard preset for a task."""
+    if preset == "quick":
+        return dict(QUICK_PRESET, sparsity=sparsity)
     epochs = STANDARD_BUDGET * max(paper["epochs"] / STANDARD_SCALE, STANDARD_MIN_EPOCHS)
-    warmup = epochs * paper["warmup_epochs"] / paper["epochs"]
     return dict(STANDARD_PRESET, **paper) | dict(
-        epochs=epochs, warmup_epochs=warmup,
-        sparsity=paper["sparsity"] if task in PAPER_PRESETS else 0.5,
-        finetune_epochs=3 if task in LARGE_TASKS else 5,
+        epochs=epochs, warmup_epochs=epochs * paper["warmup_epochs"] / paper["epochs"],
+        sparsity=sparsity, finetune_epochs=3 if task in LARGE_TASKS else 5,
         max_train_samples=STANDARD_TRAIN_CAP.get(task), **STANDARD_TASK_KNOBS.get(task, {}))
 
 

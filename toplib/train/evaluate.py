@@ -2,15 +2,14 @@
 (docs/flops_sparsity.md)."""
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
-from ..core.config import check, check_device
+from ..core.config import check_device
 from ..core.flops import flops_figures, release_sparsity
 from ..data import (
     DataFiles,
@@ -30,8 +29,6 @@ from ..hf.model import (
 )
 from ..hf.precision import cast_model, resolve_dtype
 from .config import TrainConfig
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,20 +65,16 @@ def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUN
     metrics["score"] = score(spec, metrics)
     lengths = torch.cat(lengths)
     metrics.update(flops_figures(torch.cat(kept), lengths, top.dims, max_seq_length))
-    metrics.update(_release_figures(top, mode, lengths, max_seq_length))
-    metrics["expected_sparsity"] = float(top.expected_sparsity(lengths).item()) \
-        if mode.pruning else 0.0
+    if mode.pruning:  # the release's sparsity under the evaluation gates
+        z_bins, z_pruner = mode.gates if mode.gates is not None else top.gates(training=False)
+        metrics.update(release_sparsity(lengths, z_bins.detach().cpu(), z_pruner.detach().cpu(),
+                                        top.prune.prune_location, top.dims, max_seq_length),
+                       expected_sparsity=float(top.expected_sparsity(lengths).item()))
+    else:
+        metrics.update(sparsity_release_real=0.0, sparsity_release_padded=0.0,
+                       expected_sparsity=0.0)
     metrics["num_examples"] = int(logits_np.shape[0])
     return metrics
-
-
-def _release_figures(top, mode: EvalMode, lengths: torch.Tensor, max_seq_length: int) -> dict:
-    """The release's sparsity under the evaluation gates (0 for the dense model)."""
-    if not mode.pruning:
-        return {"sparsity_release_real": 0.0, "sparsity_release_padded": 0.0}
-    z_bins, z_pruner = mode.gates if mode.gates is not None else top.gates(training=False)
-    return release_sparsity(lengths, z_bins.detach().cpu(), z_pruner.detach().cpu(),
-                            top.prune.prune_location, top.dims, max_seq_length)
 
 
 def evaluate_splits(top, loaders: dict, spec, max_seq_length: int, mode: EvalMode = PRUNED,
@@ -133,6 +126,16 @@ def check_task(task: str, config: TrainConfig, hf_config, labels: dict | None = 
         check_label_space(labels, spec, name)
 
 
+def checkpoint_data(task: str, tokenizer, config: TrainConfig, data, labels: dict, name: str,
+                    need_train: bool = True):
+    """``prepare_data`` with a checkpoint's label names; a custom task's labels, known once its
+    files are read, must be the checkpoint's ``labels`` too."""
+    split_data = prepare_data(task, tokenizer, config, data, need_train, labels["label_names"])
+    if split_data.spec.name == "custom":
+        check_label_space(labels, split_data.spec, name)
+    return split_data
+
+
 def evaluate_checkpoint(checkpoint: str, task: str | None = None,
                         data: DataFiles | str | None = None, device: str = "cpu",
                         progress: bool = True, max_eval_samples: int | None = None,
@@ -141,23 +144,18 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     ``task`` defaults to the checkpoint's, whose labels must match. ``dtype`` None: float32."""
     device = check_device(device)
     resolve_dtype(dtype, device)
-    check("max_eval_samples", max_eval_samples, max_eval_samples is None or (
-        isinstance(max_eval_samples, int) and max_eval_samples >= 1), "an integer >= 1 or None")
     path = checkpoint_path(str(checkpoint))
     meta = verify_checkpoint(path, "checkpoint")
     task = task or meta.get("task")
     if task is None:
         raise ValueError(f"task=None: checkpoint={checkpoint!r} records no task; pass --task")
     config = TrainConfig.from_dict(meta["config"]) if "config" in meta else TrainConfig()
-    config.max_eval_samples = max_eval_samples
+    config = replace(config, max_eval_samples=max_eval_samples)  # checked there
     labels, name = meta["labels"], f"checkpoint={checkpoint!r}"
     hf_config = AutoConfig.from_pretrained(path)
     check_task(task, config, hf_config, labels, name)
     tokenizer = load_tokenizer(path, "checkpoint", hf_config)
-    split_data = prepare_data(task, tokenizer, config, data, need_train=False,
-                              label_names=labels["label_names"])
-    if split_data.spec.name == "custom":  # its labels are known once its files are read
-        check_label_space(labels, split_data.spec, name)
+    split_data = checkpoint_data(task, tokenizer, config, data, labels, name, need_train=False)
     top = ToPModel.from_pretrained(path, name="checkpoint", meta=meta).to(device).eval()
     mode = EvalMode(pruning=meta.get("stage") == "prune", dtype=dtype)
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,

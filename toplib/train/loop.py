@@ -175,7 +175,7 @@ def _evaluate_and_save(run: StageRun, state: TrainState, loaders: dict) -> None:
                      "optimizers": {k: o.state_dict() for k, o in stage.optimizers.items()},
                      "schedulers": {k: s.state_dict() for k, s in stage.schedulers.items()},
                      "modules": {k: m.state_dict() for k, m in stage.modules().items()},
-                     "rng": _rng_state()}
+                     "rng": {name: get() for name, (get, _) in _RNGS.items()}}
     stage.top.save_pretrained(run.path("last"), run.tokenizer, extra,
                               files={STATE_FILE: trainer_state})
     discard_replaced(run.output_dir)
@@ -219,7 +219,3 @@ def set_seed(seed: int) -> None:
 _RNGS = {"python": (random.getstate, random.setstate),  # every generator a run depends on
          "numpy": (np.random.get_state, np.random.set_state),
          "torch": (torch.get_rng_state, torch.set_rng_state)}
-
-
-def _rng_state() -> dict:
-    return {name: get() for name, (get, _) in _RNGS.items()}

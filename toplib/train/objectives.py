@@ -102,8 +102,7 @@ class PruneStage:
             top.gates.fix_all_()
         if config.freeze_embeddings:  # the release freezes embeddings while pruning
             top.model.base_model.embeddings.requires_grad_(False)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+        teacher.requires_grad_(False)
         # the teacher's reference ranking averages the same query rows as the student's
         teacher.prune = dataclasses.replace(teacher.prune,
                                             importance_rows=top.prune.importance_rows)

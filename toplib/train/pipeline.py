@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 
 from ..data import DataFiles, get_task
 from .config import build_train_config
 from .runs import finetune, finished_run, prune, read_results
-
-logger = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("Task", "Metric", "FLOPs reduction, real length",
                  "FLOPs reduction, padded (the paper's convention)",
@@ -29,18 +26,17 @@ def train_task(task: str, output_dir: str, preset: str = "quick", model: str | N
     teacher_dir, top_dir = os.path.join(output_dir, "teacher"), os.path.join(output_dir, "top")
     start = time.time()
     if finished_run(teacher_dir) is None:
-        finetune(task, teacher_dir, model, config, data, **_resuming(options, teacher_dir))
+        finetune(task, teacher_dir, model, config, data, **resuming(options, teacher_dir))
     teacher_time = time.time() - start
     if finished_run(top_dir) is None:
-        prune(task, teacher_dir, top_dir, config, data, **_resuming(options, top_dir))
-    row = table_row(top_dir)
-    row.update(teacher_time_s=teacher_time, total_time_s=time.time() - start)
+        prune(task, teacher_dir, top_dir, config, data, **resuming(options, top_dir))
+    row = dict(table_row(top_dir), teacher_time_s=teacher_time, total_time_s=time.time() - start)
     with open(os.path.join(output_dir, "row.json"), "w") as f:
         json.dump(row, f, indent=2)
     return row
 
 
-def _resuming(options: dict, run_dir: str) -> dict:
+def resuming(options: dict, run_dir: str) -> dict:
     """Run options that resume a run already begun in ``run_dir``."""
     return dict(options, resume=options.get("resume")
                 or (os.path.isdir(run_dir) and not options.get("overwrite")))
@@ -52,8 +48,7 @@ def table_row(top_dir: str) -> dict:
     results = read_results(top_dir)
     spec = get_task(results["task"])
     best = results["best"]
-    split = next(iter(best["results"] or results["teacher_results"]))
-    m = (best["results"] or {}).get(split, {})
+    m = next(iter((best["results"] or {}).values()), {})  # the first split's figures
     return {
         "task": spec.name, "metric": spec.metrics[0],
         "target_sparsity": results["config"]["sparsity"],
@@ -68,12 +63,15 @@ def format_table(rows: list[dict]) -> str:
     """Markdown table in the paper's format (Table 2: FLOPs reduction and score)."""
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
-        pair = "{} / {}".format
-        cells = [format_cell(r["reduction_real"], "{:.2f}x"), format_cell(r["reduction_padded"], "{:.2f}x"),
-                 pair(format_cell(r["sparsity_real"], "{:.3f}"), format_cell(r["sparsity_padded"], "{:.3f}")),
-                 pair(format_cell(r.get("sparsity_release_real"), "{:.3f}"),
-                      format_cell(r.get("sparsity_release_padded"), "{:.3f}")),
-                 format_cell(r["score"], "{:.2f}", 100), format_cell(r["teacher_score"], "{:.2f}", 100)]
+        pair = " / ".join
+        cells = [format_cell(r["reduction_real"], "{:.2f}x"),
+                 format_cell(r["reduction_padded"], "{:.2f}x"),
+                 pair(format_cell(r.get(k), "{:.3f}")
+                      for k in ("sparsity_real", "sparsity_padded")),
+                 pair(format_cell(r.get(k), "{:.3f}")
+                      for k in ("sparsity_release_real", "sparsity_release_padded")),
+                 format_cell(r["score"], "{:.2f}", 100),
+                 format_cell(r["teacher_score"], "{:.2f}", 100)]
         missed = " (target missed)" if r.get("target_missed") else ""
         lines.append(f"| {r['task']} | {r['metric']} | " + " | ".join(cells) + f"{missed} |")
     return "\n".join(lines)

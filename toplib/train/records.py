@@ -81,6 +81,8 @@ def _map_inputs(record: dict, fn) -> dict:
         out["data"] = {k: fn(v) if k.endswith(("_dir", "_file")) and isinstance(v, str) else v
                        for k, v in out["data"].items()}
     return out
+
+
 def read_history(run_dir: str) -> list[dict]:
     """The records of a training run's ``history.jsonl``."""
     return _records(os.path.join(run_dir, HISTORY_FILE))

@@ -13,7 +13,7 @@ from ..data import DataFiles, chance_scores
 from ..data.batching import validation_labels
 from ..hf.model import DEFAULT_MODEL
 from .config import build_train_config
-from .pipeline import SPARSITY_KEYS, format_cell, table_row
+from .pipeline import SPARSITY_KEYS, format_cell, resuming, table_row
 from .records import RESULTS_FILE
 from .runs import finished_run, prune, read_results
 
@@ -61,9 +61,7 @@ def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "s
     for seed, config in configs.items():  # every config checked above, before any training
         out = seed_dir(task_dir, seed, seeds)
         if finished_run(out) is None:
-            prune(task, teacher, out, config, data,
-                  **dict(options, resume=options.get("resume")
-                         or (os.path.isdir(out) and not options.get("overwrite"))))
+            prune(task, teacher, out, config, data, **resuming(options, out))
     return seed_row(task_dir, seeds)
 
 

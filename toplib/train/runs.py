@@ -5,7 +5,7 @@ import os
 
 from transformers import AutoConfig
 
-from ..data import DataFiles, check_label_space, get_task, prepare_data
+from ..data import DataFiles, get_task, prepare_data
 from ..hf.model import (
     DEFAULT_MODEL,
     ToPModel,
@@ -16,12 +16,12 @@ from ..hf.model import (
     verify_checkpoint,
 )
 from .config import TrainConfig
-from .evaluate import DENSE, check_task, evaluate_splits, mean_score
+from .evaluate import DENSE, check_task, checkpoint_data, evaluate_splits, mean_score
 from .identity import run_identity
 from .loop import RunOptions, StageRun, run_stage, set_seed
 from .objectives import FinetuneStage, PruneStage, planned_steps
 from .records import finished_run, read_history, read_results  # noqa: F401 - this API's
-from .rundir import checkpoint_bytes, open_run, saved_step  # noqa: F401 - readers too
+from .rundir import checkpoint_bytes, open_run
 from .teacher import teacher_targets
 
 
@@ -59,10 +59,7 @@ def prune(task: str, teacher: str, output_dir: str, config: TrainConfig | None =
     with open_run(output_dir, opts, identity, checkpoint_bytes(teacher_dir)) as resuming:
         set_seed(config.seed)
         tokenizer = load_tokenizer(teacher_dir, "teacher", hf_config)
-        split_data = prepare_data(task, tokenizer, config, data,
-                                  label_names=meta["labels"]["label_names"])
-        if split_data.spec.name == "custom":  # its labels are known once its files are read
-            check_label_space(meta["labels"], split_data.spec, name)
+        split_data = checkpoint_data(task, tokenizer, config, data, meta["labels"], name)
         planned_steps(config.epochs, split_data.steps_per_epoch(config), "epochs")
         teacher_model = ToPModel.from_pretrained(teacher_dir, name="teacher", meta=meta)
         teacher_model = teacher_model.to(opts.device).eval()
