@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -13,7 +12,7 @@ import torch
 from ..core.config import check
 from ..hf.model import plain_classifier
 from ..hf.precision import dtype_name
-from ..infer import check_right_padded, length_batches
+from ..infer import DropOutput, check_right_padded, length_batches
 from .graph import DropGraph
 
 OPSETS = range(14, 21)
@@ -113,11 +112,7 @@ def quantize_int8(src: str, dst: str, per_channel: bool = False) -> str:
     return dst
 
 
-class OrtOutput(NamedTuple):
-    """Logits (B, C) float32; kept (B, N) long, or None for a dense graph."""
-
-    logits: torch.Tensor
-    kept: torch.Tensor | None
+OrtOutput = DropOutput  # logits (B, C) float32; kept (B, N), None for a dense graph
 
 
 class OrtModel:

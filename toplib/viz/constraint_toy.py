@@ -56,8 +56,10 @@ def toy_lagrangian_run(bin_mass: torch.Tensor, lengths: torch.Tensor, dims: Enco
         lag = lagrangian(s, target)
         rows.append({"step": step, "target": target, "expected_sparsity": s.item(),
                      "lambda_1": lagrangian.lambda_1.item(), "lambda_2": lagrangian.lambda_2.item(),
-                     "lagrangian": lag.item(), "task_loss": task.item(),
-                     **_gate_columns(p_bins, p_pruner, prune_location)})
+                     "lagrangian": lag.item(), "task_loss": task.item()})
+        for p, loc in enumerate(prune_location):  # P(pruner on), mean P(bin open)
+            rows[-1].update({f"pruner_{loc}": p_pruner[p].item(),
+                             f"bins_{loc}": p_bins[p].mean().item()})
         gate_opt.zero_grad()
         lag_opt.zero_grad()
         (task + lag).backward()
@@ -65,12 +67,3 @@ def toy_lagrangian_run(bin_mass: torch.Tensor, lengths: torch.Tensor, dims: Enco
         lag_opt.step()
         gates.clamp_()
     return pd.DataFrame(rows)
-
-
-def _gate_columns(p_bins: torch.Tensor, p_pruner: torch.Tensor, prune_location) -> dict:
-    """{pruner_<loc>: P(pruner on), bins_<loc>: mean P(bin open)} of each prune layer."""
-    row = {}
-    for p, loc in enumerate(prune_location):
-        row[f"pruner_{loc}"] = p_pruner[p].item()
-        row[f"bins_{loc}"] = p_bins[p].mean().item()
-    return row

@@ -76,11 +76,6 @@ def layers_html(kt: KeptTokens, css_class: str) -> str:
     return f'<table class="toplib-layers {css_class}">{"".join(rows)}</table>'
 
 
-def _sentence_sparsity(top, kt: KeptTokens) -> float:
-    kept = torch.as_tensor(kt.kept.sum(-1))[None, :]  # (1, N) tokens entering each layer
-    return measured_sparsity(kept, torch.tensor([len(kt.tokens)]), top.dims)
-
-
 @torch.no_grad()
 def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5,
                 dtype: str | None = None) -> str:
@@ -98,15 +93,17 @@ def render_html(sentence: str, checkpoint: str, sparsity: float = 0.5,
     pruned = is_pruned(meta)
     kt = kept_tokens(top, tokenizer, [sentence], max_length, pruning=pruned)[0]
     name = "ToP" if pruned else "Teacher (dense)"
+    kept = torch.as_tensor(kt.kept.sum(-1))[None, :]  # (1, N) tokens entering each layer
+    length = torch.tensor([len(kt.tokens)])
     parts = ['<div class="toplib-explorer" style="font-family:sans-serif;line-height:1.9">',
              f'<div class="toplib-prediction"><b>{name}</b>: {html.escape(_label(meta, kt))}; '
-             f"FLOPs sparsity on this sentence {_sentence_sparsity(top, kt):.2f} "
+             f"FLOPs sparsity on this sentence {measured_sparsity(kept, length, top.dims):.2f} "
              "(real length)</div>",
              layers_html(kt, "toplib-top")]
     teacher = meta.get("teacher") if pruned and os.path.isdir(str(meta.get("teacher"))) else path
     base, _, _ = _load(checkpoint_path(teacher), json.dumps(top.prune.to_dict(), sort_keys=True))
     base = cast_model(base, dtype)
-    gates, achieved = gates_for_sparsity(base, torch.tensor([len(kt.tokens)]), float(sparsity))
+    gates, achieved = gates_for_sparsity(base, length, float(sparsity))
     bkt = kept_tokens(base, tokenizer, [sentence], max_length, gates=gates)[0]
     parts += ['<div class="toplib-baseline-title"><b>Attention baseline</b> (teacher, '
               f"most-attended tokens kept) at FLOPs sparsity {sparsity:.2f}, achieved "

@@ -75,11 +75,8 @@ def _same_kind(default: Any, value: Any) -> bool:
         return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
+    widened = {float: (int, float), list: (list, tuple), tuple: (list, tuple)}
+    return isinstance(value, widened.get(type(default), type(default)))
 
 
 def show_table(df, caption: str | None = None, precision: int = 3, index: bool = False):

@@ -171,8 +171,8 @@ def plot_toy_lagrangian(run, title: str):
         axes[2].plot(run["step"], run[f"pruner_{loc}"], color=color, label=f"pruner, layer {loc}")
         axes[2].plot(run["step"], run[f"bins_{loc}"], "--", color=color, label=f"bins (mean), {loc}")
     axes[2].set(xlabel="step", ylabel="P(z > 0)", title="gates (gradient descent)", ylim=(0, 1.02))
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+    for ax in axes[:2]:
+        ax.legend(fontsize=7)
     axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
@@ -184,14 +184,8 @@ def plot_lambda_loss(losses, schedule, title: str, logged=None):
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
     columns = [c for c in losses.columns if c.startswith("loss")]
-    colors = sns.color_palette("deep", len(losses))
-    x = np.arange(len(columns))
-    width = 0.8 / len(losses)
-    for i, color in enumerate(colors):
-        row = losses.iloc[i]
-        left.bar(x + (i - (len(losses) - 1) / 2) * width, [row[c] for c in columns], width,
-                 color=color, label=row["student ranking"])
-    left.set_xticks(x, columns)
+    losses.set_index("student ranking")[columns].T.plot.bar(
+        ax=left, rot=0, width=0.8, color=sns.color_palette("deep", len(losses)))
     left.set(ylabel="LambdaLoss (ARP-2) / k^2", title="student order vs teacher's top-k")
     left.legend(fontsize=8)
     right.plot(schedule["step"], schedule["weight"], label="rank_loss_weight(step)")

@@ -54,8 +54,7 @@ def _in_kernel() -> bool:
         from IPython import get_ipython
     except ImportError:
         return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return getattr(get_ipython(), "kernel", None) is not None  # no shell: None
 
 
 def show_figure(fig, alt: str | None = None, handle=None):

@@ -84,13 +84,18 @@ def _reference_lines(ax, row: dict) -> None:
                     color=style["color"])
 
 
-def _seeds(ax, x: float, row: dict, color) -> None:
-    """ToP's seeds as dots at ``x`` and their mean ± sd as a diamond with error bars."""
+def _teacher_and_seeds(ax, row: dict, color, at: float | None = None) -> None:
+    """The teacher as a star at 0, ToP's seeds as dots and their mean ± sd as a diamond: at
+    ``at`` (a category), or at each seed's real-length sparsity and their mean ± sd when None."""
+    ax.scatter([0.0], [_pts(row["teacher_score"])], marker="*", s=170, color="black",
+               label="teacher (dense)", zorder=4)
     scores = row.get("scores") or [row["score"]]
-    ax.scatter(np.full(len(scores), x), np.multiply(scores, 100), s=20, color=color, alpha=0.6,
+    xs, x, xerr = ((np.full(len(scores), at), at, None) if at is not None else
+                   (row["seed_sparsities"], row["sparsity_real"], row.get("sparsity_real_std") or 0))
+    ax.scatter(xs, np.multiply(scores, 100), s=20, color=color, alpha=0.6,
                label="ToP, each seed", zorder=3)
-    ax.errorbar(x, _pts(row["score"]), yerr=_pts(row.get("score_std") or 0.0), fmt="D",
-                color=color, capsize=5, label="ToP, mean ± sd over seeds", zorder=4)
+    ax.errorbar(x, _pts(row["score"]), yerr=_pts(row.get("score_std") or 0.0), xerr=xerr,
+                fmt="D", color=color, capsize=5, label="ToP, mean ± sd over seeds", zorder=4)
 
 
 def _figure_legend(fig, axes, **where) -> None:
@@ -111,9 +116,7 @@ def plot_reproduction(rows: list[dict]):
     grid = fig.add_gridspec(2, len(rows), height_ratios=(1.3, 1.0), hspace=0.75, wspace=0.5)
     score_axes = [fig.add_subplot(grid[0, i]) for i in range(len(rows))]
     for ax, r in zip(score_axes, rows):
-        ax.scatter([0], [_pts(r["teacher_score"])], marker="*", s=170, color="black",
-                   label="teacher (dense)", zorder=4)
-        _seeds(ax, 1, r, colors[0])
+        _teacher_and_seeds(ax, r, colors[0], at=1)
         _reference_lines(ax, r)
         missed = "\ntarget missed" if r.get("target_missed") or r.get("targets_missed") else ""
         ax.set_xticks([0, 1], ["teacher\n(dense)", f"ToP\n({r.get('n_seeds', 1)} seed"
@@ -156,13 +159,7 @@ def plot_seed_results(rows: list[dict]):
     fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows) + 0.6, 4.3), squeeze=False)
     colors = sns.color_palette("deep", 4)
     for ax, r in zip(axes[0], rows):
-        ax.scatter(r["seed_sparsities"], np.multiply(r["scores"], 100), s=18, color=colors[0],
-                   alpha=0.6, label="ToP, each seed", zorder=3)
-        ax.errorbar(r["sparsity_real"], _pts(r["score"]), yerr=_pts(r["score_std"] or 0),
-                    xerr=r.get("sparsity_real_std") or 0, fmt="D", color=colors[0], capsize=4,
-                    label="ToP, mean ± sd over seeds", zorder=4)
-        ax.scatter([0.0], [_pts(r["teacher_score"])], marker="*", s=140, color="black",
-                   label="teacher (dense)", zorder=4)
+        _teacher_and_seeds(ax, r, colors[0])
         ax.axvline(r["target_sparsity"], color=TARGET_COLOR, linestyle="--", linewidth=1,
                    label="target sparsity")
         _reference_lines(ax, r)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 
 from ..history import fit_key
@@ -14,23 +15,9 @@ SMOOTHING = 5  # logged training records per point of the smoothed loss curve
 MERGE_LABELS = 0.04  # keep-ratio curves ending closer than this share one end label
 
 
-def _smoothed(values: list, window: int = SMOOTHING) -> list:
-    """Trailing mean over up to ``window`` values (the first points average fewer)."""
-    return [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
-            for i in range(len(values))]
-
-
 def _series(records: list[dict], kind: str, key: str, keep=lambda value: value is not None):
     """Steps and values of ``key`` in ``kind`` records where ``keep(value)`` (lists: a matrix)."""
     pts = [(r["step"], r[key]) for r in records if r.get("kind") == kind and keep(r.get(key))]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def weighted_rank_series(history: list[dict]) -> tuple[list, list]:
-    """Steps and ``rank_weight * rank_loss``: what ranking distillation adds to the loss."""
-    pts = [(r["step"], r["rank_weight"] * r["rank_loss"]) for r in history
-           if r.get("kind") == "train" and r.get("rank_weight") is not None
-           and r.get("rank_loss") is not None]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -60,7 +47,8 @@ def plot_training_curves(history: list[dict], prune_location=None, task: str | N
     key = fit_key(history)
     steps, fit = _series(history, "train", key)
     ax["fit"].plot(steps, fit, color=colors[0], alpha=0.35, linewidth=1, label="logged batch")
-    ax["fit"].plot(steps, _smoothed(fit), color=colors[0], linewidth=2,
+    smoothed = pd.Series(fit, dtype=float).rolling(SMOOTHING, min_periods=1).mean()  # trailing
+    ax["fit"].plot(steps, smoothed, color=colors[0], linewidth=2,
                    label=f"mean of {SMOOTHING} logged batches")
     ax["fit"].legend(fontsize=8)
     ax["fit"].set(title="logit-distillation loss (KL, training)" if key == "distill_loss"
@@ -129,31 +117,30 @@ def _terms_panel(ax, history: list[dict], colors) -> None:
     ax.plot(*_series(history, "train", fit_key(history)), color=colors[0], label="fit (distillation)")
     steps, lag = _series(history, "train", "lagrangian_loss")
     ax.plot(steps, [abs(v) for v in lag], color=colors[1], label="|Lagrangian|")
-    steps, rank = weighted_rank_series(history)
-    if any(v > 0 for v in rank):
-        ax.plot(steps, rank, color=colors[2], label="weight x rank loss")
+    # what ranking distillation adds to the loss, where both factors were logged
+    weighted = [(r["step"], r["rank_weight"] * r["rank_loss"]) for r in history
+                if r.get("kind") == "train" and r.get("rank_weight") is not None
+                and r.get("rank_loss") is not None]
+    if any(v > 0 for _, v in weighted):
+        ax.plot(*zip(*weighted), color=colors[2], label="weight x rank loss")
     ax.set_yscale("log")
     ax.set(title="terms of the total loss (log scale)", ylabel="contribution")
     ax.legend(fontsize=8)
 
 
 def _sparsity_panel(s, history: list[dict], colors) -> None:
-    s.plot(*_series(history, "train", "expected_sparsity"), label="expected (gates)",
-           color=colors[0])
-    if any("measured_sparsity" in r for r in history):
-        s.plot(*_series(history, "train", "measured_sparsity"), label="evaluation gates (batch)",
-               color=colors[2], alpha=0.6, linewidth=1)
-    if any("release_sparsity" in r for r in history):
-        s.plot(*_series(history, "train", "release_sparsity"),
-               label="release formula, evaluation gates (batch)", color=colors[4], alpha=0.6,
-               linewidth=1)
-    s.plot(*_series(history, "train", "target_sparsity"), "--", label="target t (warm-up)",
-           color="black")
-    s.plot(*_series(history, "eval", "sparsity_real"), "o", label="measured (eval)",
-           color=colors[3])
-    if any("sparsity_release_real" in r for r in history):
-        s.plot(*_series(history, "eval", "sparsity_release_real"), "x",
-               label="release formula (eval)", color=colors[4])
+    faint = dict(alpha=0.6, linewidth=1)
+    lines = (  # kind, key, format, label, colour, style; keys the run never logged are skipped
+        ("train", "expected_sparsity", "-", "expected (gates)", colors[0], {}),
+        ("train", "measured_sparsity", "-", "evaluation gates (batch)", colors[2], faint),
+        ("train", "release_sparsity", "-", "release formula, evaluation gates (batch)",
+         colors[4], faint),
+        ("train", "target_sparsity", "--", "target t (warm-up)", "black", {}),
+        ("eval", "sparsity_real", "o", "measured (eval)", colors[3], {}),
+        ("eval", "sparsity_release_real", "x", "release formula (eval)", colors[4], {}))
+    for kind, key, fmt, label, color, style in lines:
+        if any(key in r for r in history):
+            s.plot(*_series(history, kind, key), fmt, label=label, color=color, **style)
     s.set(title="FLOPs sparsity s (real length)", ylabel="sparsity")
     s.legend(fontsize=7, loc="lower right")
 
