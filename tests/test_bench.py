@@ -196,6 +196,17 @@ def test_bf16_benchmark_times_every_variant_in_bf16(tokenizer):
     assert dense.dtype is torch.bfloat16 and timed.model.dtype is torch.bfloat16
 
 
+def test_onednn_bf16_linears_only_where_the_cpu_has_them(monkeypatch):
+    from toplib.bench.models import onednn_available, resolve_onednn
+    supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_onednn(None, "cpu", "bfloat16") == (onednn_available() and supported)
+    assert resolve_onednn(None, "cpu", torch.float32) == onednn_available()
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert resolve_onednn(None, "cpu", torch.bfloat16) is False
+    with pytest.raises(ValueError, match="onednn=True.*bfloat16, a CPU with avx512bw"):
+        resolve_onednn(True, "cpu", "bfloat16")
+
+
 @pytest.mark.parametrize("flags,match", [
     (["--engine", "onnxruntime", "--dtype", "bfloat16"], "dtype='bfloat16'.*float32 with"),
     (["--quantize", "int8"], "quantize='int8'.*--engine onnxruntime"),

@@ -71,16 +71,20 @@ def use_onednn(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def resolve_onednn(onednn: bool | None, device: str = "cpu") -> bool:
-    """None -> whether the build has oneDNN linears (CPU only); True without them is an error."""
+def resolve_onednn(onednn: bool | None, device: str = "cpu", dtype=None) -> bool:
+    """None -> whether the build has oneDNN linears (CPU only) for ``dtype``; True without
+    them is an error. oneDNN's bf16 linears need avx512bw/vl/dq or avx_ne_convert."""
     if torch.device(device).type != "cpu":
         if onednn:
             raise ValueError(f"onednn=True is for the CPU, not device={device!r}")
         return False
+    bf16 = str(dtype).removeprefix("torch.") == "bfloat16"
+    usable = onednn_available() and (not bf16 or torch.ops.mkldnn._is_mkldnn_bf16_supported())
     if onednn is None:
-        return onednn_available()
-    if onednn and not onednn_available():
-        raise ValueError("onednn=True needs a PyTorch build with oneDNN (mkldnn) linear ops")
+        return usable
+    if onednn and not usable:
+        cpu = " and, for bfloat16, a CPU with avx512bw or avx_ne_convert" if bf16 else ""
+        raise ValueError(f"onednn=True needs a PyTorch build with oneDNN (mkldnn) linear ops{cpu}")
     return bool(onednn)
 
 
@@ -92,14 +96,14 @@ def prepare_dense(top, onednn: bool | None = None, dtype=None) -> torch.nn.Modul
     """A dense copy of ``top`` in ``dtype`` (None: ``top``'s), on oneDNN if ``onednn`` resolves."""
     dense = dense_copy(top)
     dense.to(resolve_dtype(dtype, _device(top)) or dense.dtype)
-    return use_onednn(dense) if resolve_onednn(onednn, _device(top)) else dense
+    return use_onednn(dense) if resolve_onednn(onednn, _device(top), dtype) else dense
 
 
 def timed_copy(top, onednn: bool | None = None, dtype=None):
     """What the ToP variants time: the inference copy ``predict`` runs in ``dtype``, on oneDNN
     linears if ``onednn`` resolves True."""
     top = inference_copy(top, dtype)
-    if not resolve_onednn(onednn, _device(top)):
+    if not resolve_onednn(onednn, _device(top), dtype):
         return top
     timed = copy.deepcopy(top)
     timed.__dict__.pop("_toplib_casts", None)

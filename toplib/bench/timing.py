@@ -197,7 +197,8 @@ def run_benchmark(settings: BenchSettings, top, tokenizer, dense=None,
         dense = dense if dense is not None else prepare_dense(top, settings.onednn, settings.dtype)
         timed = timed_copy(top, settings.onednn, settings.dtype)
         info, time_batches = {}, functools.partial(_batch_row, top, timed, dense, settings)
-    onednn = settings.engine == "torch" and resolve_onednn(settings.onednn, settings.device)
+    onednn = settings.engine == "torch" and resolve_onednn(settings.onednn, settings.device,
+                                                           settings.dtype)
     results = {"settings": dict(asdict(settings), onednn=onednn), "engine": settings.engine,
                "threads": torch.get_num_threads(), "device": _device_name(settings.device),
                "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "cpu_flags": cpu_flags(),
