@@ -54,11 +54,10 @@ def _label(meta: dict, kt: KeptTokens) -> str:
     if not kt.probabilities:
         return f"{kt.prediction:.3f}"
     try:
-        names = get_task(meta["task"]).label_names if meta.get("task") else None
-    except ValueError:
-        names = None
-    known = names and kt.prediction < len(names)
-    name = names[kt.prediction] if known else f"class {kt.prediction}"
+        names = (get_task(meta["task"]).label_names if meta.get("task") else None) or []
+    except ValueError:  # a task this toplib does not know
+        names = []
+    name = names[kt.prediction] if kt.prediction < len(names) else f"class {kt.prediction}"
     return f"{name} (p={kt.probabilities[kt.prediction]:.2f})"
 
 

@@ -72,8 +72,7 @@ def _agreement_lines(ax, stats, raw, column: str, color, offset: float) -> None:
     x = stats["layer"] + offset
     mean, sd = stats[f"{column}_mean"], stats[f"{column}_sd"].fillna(0.0)
     n = int(stats["n"].max())
-    label = f"{stats['model'].iloc[0]} ({n} seeds)" if n > 1 \
-        else f"{stats['model'].iloc[0]} (one model)"
+    label = f"{stats['model'].iloc[0]} ({f'{n} seeds' if n > 1 else 'one model'})"
     ax.errorbar(x, mean, yerr=sd if n > 1 else None, marker="o", color=color, capsize=3,
                 label=label)
     if n > 1:
