@@ -152,8 +152,8 @@ def train_one(task: str, arm: str, seed: int) -> bool:
     out = run_dir(task, arm, seed)
     source = ARMS[arm].get("schedule_of")
     if seed >= 0 and source and not os.path.exists(row_path(task, source, seed)):
-        if train_one(task, source, seed) or finished_run(run_dir(task, source, seed)):
-            write_row(task, source, seed)
+        train_one(task, source, seed)  # finished now, trained or not
+        write_row(task, source, seed)
     if seed < 0 or finished_run(out) is not None:
         return False
     prune(task, teacher, out, arm_config(task, arm, seed), data_dir(task),

@@ -78,7 +78,7 @@ def resolve_onednn(onednn: bool | None, device: str = "cpu", dtype=None) -> bool
         if onednn:
             raise ValueError(f"onednn=True is for the CPU, not device={device!r}")
         return False
-    bf16 = str(dtype).removeprefix("torch.") == "bfloat16"
+    bf16 = resolve_dtype(dtype, device) is torch.bfloat16
     usable = onednn_available() and (not bf16 or torch.ops.mkldnn._is_mkldnn_bf16_supported())
     if onednn is None:
         return usable
