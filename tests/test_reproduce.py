@@ -1,6 +1,7 @@
 """The reproduction table: ToP over seeds from one teacher, its row, table and figure."""
 import json
 import os
+import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -9,10 +10,13 @@ from conftest import RUN
 
 from toplib.train.config import preset_values
 from toplib.train.reproduce import (
+    DEV_FILE,
     PAPER_RESULTS,
     check_seeds,
+    dev_error,
     export_records,
     format_seed_table,
+    record_dev_predictions,
     seed_dir,
     seed_row,
     train_seeds,
@@ -27,7 +31,7 @@ SEEDS = [3, 7]
 def task_dir(teacher_dir, tmp_path_factory):
     """A task folder holding the shared tiny teacher and two seeds' pruning runs."""
     path = tmp_path_factory.mktemp("task")
-    os.symlink(teacher_dir, path / "teacher")
+    shutil.copytree(teacher_dir, path / "teacher")  # its dev predictions are written here
     train_seeds("rotten_tomatoes", str(path), SEEDS, preset=None, overrides=RUN, progress=False)
     return str(path)
 
@@ -102,9 +106,12 @@ def test_table_has_the_paper_beside_it_and_is_written(tmp_path):
                sparsity_release_real=0.45, sparsity_release_padded=0.91, reduction_real=1.79,
                reduction_padded=10.0, paper_score=PAPER_RESULTS["cola"][0] / 100,
                paper_reduction=PAPER_RESULTS["cola"][1])
-    table = write_seed_table([row], str(tmp_path))
+    table = write_seed_table([row, dict(row, drop_se=0.0125, drop_se_seeds=0.0115,
+                                        drop_se_dev=0.005)], str(tmp_path))
     cells = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
-    assert cells[3:6] == ["40.00", "35.00 ± 2.00 (3, 1 missed target)", "5.00 ± 2.00"]
+    assert cells[3:7] == ["40.00", "35.00 ± 2.00 (3, 1 missed target)", "5.00 ± 2.00",
+                          "n/a (n/a / n/a)"]  # no dev predictions recorded
+    assert table.splitlines()[3].split("|")[7].strip() == "1.25 (1.15 / 0.50)"
     assert cells[-1] == "60.3 at 10.39x (0.904)"
     assert json.load(open(tmp_path / "results.json"))[0]["task"] == "cola"
     assert open(tmp_path / "results.md").read().strip() == table
@@ -135,9 +142,54 @@ def test_exported_records_regenerate_the_row(task_dir, tmp_path):
     copied = export_records(task_dir, str(tmp_path / "cola"))
     assert copied == ["teacher", "top", "top-seed7"]
     for name in copied:  # records only, no weights
-        assert sorted(os.listdir(tmp_path / "cola" / name)) == ["history.jsonl", "results.json"]
+        assert sorted(os.listdir(tmp_path / "cola" / name)) == [
+            DEV_FILE, "history.jsonl", "results.json"]
     row, again = seed_row(task_dir, SEEDS), seed_row(str(tmp_path / "cola"), SEEDS)
     assert again == dict(row, model=again["model"])
+    assert row["drop_se_dev"] is not None and row["drop_se"] == pytest.approx(
+        (row["drop_std"] ** 2 / 2 + row["drop_se_dev"] ** 2) ** 0.5)
+
+
+def _dev_records(path, task, predictions, labels):
+    """A task folder of runs holding only what dev_error reads."""
+    for name, preds in predictions.items():
+        os.makedirs(path / name)
+        (path / name / "results.json").write_text(json.dumps({"task": task}))
+        (path / name / DEV_FILE).write_text(json.dumps(
+            {"validation": {"predictions": preds, "labels": labels}}))
+
+
+def test_dev_error_is_the_paired_standard_error_of_the_drop(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 600)
+    teacher = np.where(rng.random(600) < 0.85, labels, 1 - labels)
+    top = np.where(rng.random(600) < 0.9, teacher, 1 - teacher)  # ToP mostly agrees
+    _dev_records(tmp_path, "sst2", {"teacher": teacher.tolist(), "top": top.tolist()},
+                 labels.tolist())
+    paired = ((teacher == labels).astype(float) - (top == labels)).std(ddof=1) / 600 ** 0.5
+    assert dev_error(str(tmp_path), [1]) == pytest.approx(paired, rel=0.1)
+    unpaired = (2 * 0.85 * 0.15 / 600) ** 0.5  # what two independent test sets would give
+    assert paired < 0.8 * unpaired
+
+
+def test_dev_error_needs_every_run_and_the_same_labels(tmp_path):
+    _dev_records(tmp_path, "sst2", {"teacher": [0, 1, 1], "top": [0, 1, 0]}, [0, 1, 1])
+    assert dev_error(str(tmp_path), [1, 2]) is None  # top-seed2 has no predictions
+    (tmp_path / "top" / DEV_FILE).write_text(json.dumps(
+        {"validation": {"predictions": [0, 1, 0], "labels": [1, 1, 1]}}))
+    with pytest.raises(ValueError, match="different validation labels"):
+        dev_error(str(tmp_path), [1])
+
+
+def test_dev_predictions_must_reproduce_the_recorded_score(task_dir, tmp_path):
+    run = tmp_path / "top"
+    shutil.copytree(os.path.join(task_dir, "top"), run, ignore=shutil.ignore_patterns(DEV_FILE))
+    results = json.loads((run / "results.json").read_text())
+    results["best"]["score"] += 0.01
+    (run / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="its results record"):
+        record_dev_predictions(str(run))
+    assert not (run / DEV_FILE).exists()
 
 
 def test_the_committed_records_regenerate_the_readme_table_and_the_study_figures(tmp_path):

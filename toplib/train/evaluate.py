@@ -40,6 +40,7 @@ class EvalMode:
     gates: tuple[torch.Tensor, torch.Tensor] | None = None
     random_ranking: bool = False
     dtype: torch.dtype | str | None = None
+    predictions: bool = False  # also return ``predictions`` (class ids or scores), ``labels``
 
 
 PRUNED, DENSE = EvalMode(), EvalMode(pruning=False)
@@ -74,6 +75,9 @@ def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUN
         metrics.update(sparsity_release_real=0.0, sparsity_release_padded=0.0,
                        expected_sparsity=0.0)
     metrics["num_examples"] = int(logits_np.shape[0])
+    if mode.predictions:
+        predictions = logits_np.reshape(-1) if spec.is_regression else logits_np.argmax(-1)
+        metrics.update(predictions=predictions.tolist(), labels=torch.cat(labels).tolist())
     return metrics
 
 
@@ -144,6 +148,13 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     ``task`` defaults to the checkpoint's, whose labels must match. ``dtype`` None: float32."""
     device = check_device(device)
     resolve_dtype(dtype, device)
+    return evaluate_saved(checkpoint, task, data, device, progress, max_eval_samples,
+                          EvalMode(dtype=dtype))
+
+
+def evaluate_saved(checkpoint: str, task: str | None, data, device: str, progress: bool,
+                   max_eval_samples: int | None, mode: EvalMode) -> dict:
+    """:func:`evaluate_checkpoint` under ``mode``, its ``pruning`` set by the checkpoint's stage."""
     path = checkpoint_path(str(checkpoint))
     meta = verify_checkpoint(path, "checkpoint")
     task = task or meta.get("task")
@@ -157,6 +168,6 @@ def evaluate_checkpoint(checkpoint: str, task: str | None = None,
     tokenizer = load_tokenizer(path, "checkpoint", hf_config)
     split_data = checkpoint_data(task, tokenizer, config, data, labels, name, need_train=False)
     top = ToPModel.from_pretrained(path, name="checkpoint", meta=meta).to(device).eval()
-    mode = EvalMode(pruning=meta.get("stage") == "prune", dtype=dtype)
+    mode = replace(mode, pruning=meta.get("stage") == "prune")
     return evaluate_splits(top, split_data.eval_loaders(config, tokenizer), split_data.spec,
                            split_data.padded_length, mode, device, progress)

@@ -9,12 +9,15 @@ import shutil
 import statistics
 from typing import Sequence
 
-from ..data import DataFiles, chance_scores
+import numpy as np
+
+from ..data import DataFiles, chance_scores, compute_metrics, score
 from ..data.batching import validation_labels
 from ..hf.model import DEFAULT_MODEL
 from .config import build_train_config
+from .evaluate import EvalMode, evaluate_saved, mean_score
 from .pipeline import SPARSITY_KEYS, format_cell, resuming, table_row
-from .records import RESULTS_FILE
+from .records import RESULTS_FILE, write_atomic
 from .runs import finished_run, prune, read_results
 
 logger = logging.getLogger(__name__)
@@ -78,10 +81,14 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
     drops = [r["teacher_score"] - r["score"] for r in rows]
     row = {key: _mean([r[key] for r in rows]) for key in
            (*SPARSITY_KEYS, "score", "teacher_score", "prune_time_s")}
-    paper = PAPER_RESULTS.get(rows[0]["task"])
+    paper, drop_std = PAPER_RESULTS.get(rows[0]["task"]), _std(drops)
+    dev = dev_error(task_dir, done)
+    seed_se = None if drop_std is None else drop_std / len(done) ** 0.5
+    row.update(drop_se_seeds=seed_se, drop_se_dev=dev, drop_se=None if None in (seed_se, dev)
+               else (seed_se**2 + dev**2) ** 0.5)
     row.update(task=rows[0]["task"], metric=rows[0]["metric"],
                target_sparsity=rows[0]["target_sparsity"], seeds=done, n_seeds=len(done),
-               scores=scores, score_std=_std(scores), drop=_mean(drops), drop_std=_std(drops),
+               scores=scores, score_std=_std(scores), drop=_mean(drops), drop_std=drop_std,
                sparsity_real_std=_std([r["sparsity_real"] for r in rows]),
                seed_sparsities=[r["sparsity_real"] for r in rows],
                targets_missed=sum(r["target_missed"] for r in rows),
@@ -156,16 +163,65 @@ def describe_row(row: dict) -> str:
     return text
 
 
-RECORD_FILES = ("results.json", "history.jsonl")  # what a run's record is, weights aside
+DEV_FILE = "dev_predictions.json"
+RECORD_FILES = ("results.json", "history.jsonl", DEV_FILE)  # a run's record, weights aside
+
+
+def record_dev_predictions(run_dir: str, device: str = "cpu") -> str:
+    """Write ``run_dir/dev_predictions.json`` (kept if there): best/'s prediction and label per
+    validation example, on the data its results record, for :func:`dev_error`."""
+    path = os.path.join(run_dir, DEV_FILE)
+    if not os.path.exists(path):
+        results = read_results(run_dir)
+        data = {k: v for k, v in (results.get("data") or {}).items()
+                if not k.endswith("_fingerprint")}  # recorded beside the paths (identity)
+        splits = evaluate_saved(os.path.join(run_dir, "best"), results["task"], data, device,
+                                False, results["config"].get("max_eval_samples"),
+                                EvalMode(predictions=True))
+        recorded = results["best"]["score"]
+        if abs(mean_score(splits) - recorded) > 1e-4:
+            raise ValueError(f"run_dir={run_dir!r}: best/ scores {mean_score(splits):.6f} on "
+                             f"its data here, its results record {recorded:.6f}")
+        write_atomic(path, json.dumps({s: {k: m[k] for k in ("predictions", "labels")}
+                                       for s, m in splits.items()}))
+    return path
+
+
+def dev_error(task_dir: str, seeds: Sequence[int], replicates: int = 1000) -> float | None:
+    """Standard error of the seeds' mean drop from resampling the validation examples (one
+    bootstrap draw shared by the teacher and every seed); None without every run's
+    ``dev_predictions.json``."""
+    runs = [os.path.join(task_dir, "teacher")] + [seed_dir(task_dir, s, seeds) for s in seeds]
+    if not all(os.path.exists(os.path.join(r, DEV_FILE)) for r in runs):
+        return None
+    task, records = read_results(runs[0])["task"], []
+    for r in runs:
+        with open(os.path.join(r, DEV_FILE)) as f:
+            records.append(json.load(f))
+    rng, variances = np.random.default_rng(0), []
+    for split, first in records[0].items():
+        labels = np.asarray(first["labels"])
+        if any(rec[split]["labels"] != first["labels"] for rec in records):
+            raise ValueError(f"task_dir={task_dir!r}: the runs hold different {split} labels")
+        preds = [np.asarray(rec[split]["predictions"]) for rec in records]
+        drops = []
+        for idx in rng.integers(0, len(labels), (replicates, len(labels))):
+            teacher, *top = (score(task, compute_metrics(task, p[idx], labels[idx])) for p in preds)
+            drops.append(teacher - float(np.mean(top)))
+        variances.append(np.var(drops, ddof=1))
+    return float(np.sqrt(np.sum(variances)) / len(variances))
 
 
 def export_records(task_dir: str, dest: str) -> list[str]:
     """Copy the records (no weights) of every finished run in ``task_dir`` to ``dest``, same
-    layout; returns the runs copied."""
+    layout, each run's dev predictions recorded first where its weights are; returns the
+    runs copied."""
     copied = []
     for name in sorted(os.listdir(task_dir)):
         run = os.path.join(task_dir, name)
         if (name == "teacher" or name.startswith("top")) and _finished(run):
+            if os.path.isdir(os.path.join(run, "best")):
+                record_dev_predictions(run)
             os.makedirs(os.path.join(dest, name), exist_ok=True)
             for file in RECORD_FILES:
                 if os.path.exists(os.path.join(run, file)):
@@ -186,7 +242,7 @@ def _std(values: list) -> float | None:
 
 
 SEED_COLUMNS = ("Task", "Metric", "Model", "Teacher", "ToP, mean ± sd (seeds)",
-                "Drop, mean ± sd", "Target", "Sparsity measured, real / padded",
+                "Drop, mean ± sd", "Drop's SE: total (seeds / dev set)", "Target", "Sparsity measured, real / padded",
                 "Release's formula, real / padded", "FLOPs reduction, real / padded",
                 f"Paper ({PAPER_MODEL}): score at reduction (release's formula, padded)")
 
@@ -201,7 +257,9 @@ def format_seed_table(rows: list[dict]) -> str:
                  if r.get("paper_score") is not None else "n/a")
         cells = [r["task"], r["metric"], r["model"], _pts(r["teacher_score"]),
                  f"{_pm(r['score'], r['score_std'])} ({r['n_seeds']}{missed})",
-                 _pm(r["drop"], r["drop_std"]), f"{r['target_sparsity']:.2f}",
+                 _pm(r["drop"], r["drop_std"]), f"{_pts(r.get('drop_se'))} ("
+                 f"{_pts(r.get('drop_se_seeds'))} / {_pts(r.get('drop_se_dev'))})",
+                 f"{r['target_sparsity']:.2f}",
                  _pair(r, "sparsity_real", "sparsity_padded", "{:.3f}"),
                  _pair(r, "sparsity_release_real", "sparsity_release_padded", "{:.3f}"),
                  _pair(r, "reduction_real", "reduction_padded", "{:.2f}x"), paper]
