@@ -190,8 +190,10 @@ def record_dev_predictions(run_dir: str, device: str = "cpu") -> str:
 def dev_error(task_dir: str, seeds: Sequence[int], replicates: int = 1000) -> float | None:
     """Standard error of the seeds' mean drop from resampling the validation examples (one
     bootstrap draw shared by the teacher and every seed); None without every run's
-    ``dev_predictions.json``."""
+    ``dev_predictions.json`` (recorded here for the runs whose weights are here)."""
     runs = [os.path.join(task_dir, "teacher")] + [seed_dir(task_dir, s, seeds) for s in seeds]
+    for run in filter(lambda r: os.path.isdir(os.path.join(r, "best")), runs):
+        record_dev_predictions(run)  # where the weights are
     if not all(os.path.exists(os.path.join(r, DEV_FILE)) for r in runs):
         return None
     task, records = read_results(runs[0])["task"], []
