@@ -296,16 +296,19 @@ def test_study_frames_read_drops_in_points_and_each_baseline_and_retarget_point(
             dict(method="random", score=0.625, sparsity_real=0.69)]
     again = [dict(method="attention", requested=0.3, score=0.85, sparsity_real=0.31)]
     rows = [_study_row("std_x3", 0, 0.825, training_free=free, retargeted=again),
-            _study_row("topk_x3", 0, 0.8), _study_row("quick", 0, 0.5)]
+            _study_row("topk_x3", 0, 0.8), _study_row("quick", 0, 0.5),
+            dict(_study_row("std_x1", 0, 0.8), overrides=dict(budget=1)),
+            dict(_study_row("std_x3", 0, 0.9), task="sst2")]  # sst2: one budget only
     for i, row in enumerate(rows):
         (tmp_path / f"{i}.json").write_text(json.dumps(row))
     rows = load_study(str(tmp_path))
-    assert budget_frame(rows).to_dict("records") == [
+    assert budget_frame(rows).sort_values("budget").to_dict("records") == [
+        dict(task="mrpc", budget=1, seed=0, drop=pytest.approx(-7.5), sparsity_real=0.7),
         dict(task="mrpc", budget=3, seed=0, drop=pytest.approx(-5.0), sparsity_real=0.7)]
     methods = baseline_frame(rows, ["mrpc"]).set_index("method")["drop"].to_dict()
     assert methods == pytest.approx({"ToP": -5.0, "random, no training": -25.0,
                                      "top-k by attention, trained": -7.5})
-    assert baseline_frame(rows, ["sst2"]).empty
+    assert baseline_frame(rows, ["rte"]).empty
     points = retarget_frame(rows, "mrpc")
     assert points["source"].tolist() == ["trained", 0.67]
     assert points["score"].tolist() == pytest.approx([82.5, 85.0])
