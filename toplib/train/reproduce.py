@@ -15,7 +15,7 @@ from ..data import DataFiles, chance_scores, compute_metrics, score
 from ..data.batching import validation_labels
 from ..hf.model import DEFAULT_MODEL
 from .config import build_train_config
-from .evaluate import EvalMode, evaluate_saved, mean_score
+from .evaluate import EvalMode, evaluate_saved, split_summary
 from .pipeline import SPARSITY_KEYS, format_cell, resuming, table_row
 from .records import RESULTS_FILE, write_atomic
 from .runs import finished_run, prune, read_results
@@ -178,10 +178,11 @@ def record_dev_predictions(run_dir: str, device: str = "cpu") -> str:
         splits = evaluate_saved(os.path.join(run_dir, "best"), results["task"], data, device,
                                 False, results["config"].get("max_eval_samples"),
                                 EvalMode(predictions=True))
-        recorded = results["best"]["score"]
-        if abs(mean_score(splits) - recorded) > 1e-4:
-            raise ValueError(f"run_dir={run_dir!r}: best/ scores {mean_score(splits):.6f} on "
-                             f"its data here, its results record {recorded:.6f}")
+        now = split_summary(splits, results["task"],
+                            results["config"].get("select_by", "primary"))["score"]
+        if abs(now - (recorded := results["best"]["score"])) > 1e-4:
+            raise ValueError(f"run_dir={run_dir!r}: best/ scores {now:.6f} on its data here, "
+                             f"its results record {recorded:.6f}")
         write_atomic(path, json.dumps({s: {k: m[k] for k in ("predictions", "labels")}
                                        for s, m in splits.items()}))
     return path
@@ -244,8 +245,9 @@ def _std(values: list) -> float | None:
 
 
 SEED_COLUMNS = ("Task", "Metric", "Model", "Teacher", "ToP, mean ± sd (seeds)",
-                "Drop, mean ± sd", "Drop's SE: total (seeds / dev set)", "Target", "Sparsity measured, real / padded",
-                "Release's formula, real / padded", "FLOPs reduction, real / padded",
+                "Drop, mean ± sd", "Drop's SE: total (seeds / dev set)", "Target",
+                "Sparsity measured, real / padded", "Release's formula, real / padded",
+                "FLOPs reduction, real / padded",
                 f"Paper ({PAPER_MODEL}): score at reduction (release's formula, padded)")
 
 
