@@ -33,24 +33,32 @@ _METRICS = {  # name -> fn(predictions, labels) -> float
 }
 
 
-def compute_metrics(task: TaskSpec | str, predictions: np.ndarray,
-                    labels: np.ndarray) -> dict[str, float]:
-    """{metric: float}, primary first, of (B, C) logits or (B,) ids (regression: scores).
+def compute_metrics(task: TaskSpec | str, predictions: np.ndarray, labels: np.ndarray,
+                    primary_only: bool = False) -> dict[str, float]:
+    """{metric: float}, primary first (``primary_only``: alone), of (B, C) logits or (B,) ids
+    (regression: scores).
 
     Example:
         >>> compute_metrics("sst2", np.array([[2.0, 0.1], [0.0, 1.0]]), np.array([0, 0]))
         {'accuracy': 0.5}
     """
     spec = get_task(task)
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    predictions, labels = predicted(spec, predictions), np.asarray(labels)
     if spec.is_regression:
-        predictions, labels = predictions.reshape(-1).astype(float), labels.astype(float)
-    elif predictions.ndim == 2:
-        predictions = predictions.argmax(axis=-1)  # (B, C) logits -> (B,) class ids
+        labels = labels.astype(float)
     if predictions.shape[0] != labels.shape[0]:
         raise ValueError(f"predictions has {predictions.shape[0]} rows but labels has "
                          f"{labels.shape[0]}; expected one prediction per label")
-    return {name: _METRICS[name](predictions, labels) for name in spec.metrics}
+    names = spec.metrics[:1] if primary_only else spec.metrics
+    return {name: _METRICS[name](predictions, labels) for name in names}
+
+
+def predicted(task: TaskSpec | str, outputs) -> np.ndarray:
+    """(B,) class ids of (B, C) logits (ids pass through), or a regression's (B,) scores."""
+    spec, outputs = get_task(task), np.asarray(outputs)
+    if spec.is_regression:
+        return outputs.reshape(-1).astype(float)
+    return outputs.argmax(axis=-1) if outputs.ndim == 2 else outputs
 
 
 UNCORRELATED = ("matthews", "pearson", "spearman")

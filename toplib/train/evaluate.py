@@ -16,6 +16,7 @@ from ..data import (
     check_label_space,
     compute_metrics,
     get_task,
+    predicted,
     prepare_data,
     score,
     to_device,
@@ -76,8 +77,8 @@ def evaluate_model(top, loader, spec, max_seq_length: int, mode: EvalMode = PRUN
                        expected_sparsity=0.0)
     metrics["num_examples"] = int(logits_np.shape[0])
     if mode.predictions:
-        predictions = logits_np.reshape(-1) if spec.is_regression else logits_np.argmax(-1)
-        metrics.update(predictions=predictions.tolist(), labels=torch.cat(labels).tolist())
+        metrics.update(predictions=predicted(spec, logits_np).tolist(),
+                       labels=torch.cat(labels).tolist())
     return metrics
 
 

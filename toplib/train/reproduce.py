@@ -168,10 +168,11 @@ RECORD_FILES = ("results.json", "history.jsonl", DEV_FILE)  # a run's record, we
 
 
 def record_dev_predictions(run_dir: str, device: str = "cpu") -> str:
-    """Write ``run_dir/dev_predictions.json`` (kept if there): best/'s prediction and label per
-    validation example, on the data its results record, for :func:`dev_error`."""
+    """Write ``run_dir/dev_predictions.json`` (kept if there; nothing without best/'s weights):
+    best/'s prediction and label per validation example, on the data its results record, for
+    :func:`dev_error`."""
     path = os.path.join(run_dir, DEV_FILE)
-    if not os.path.exists(path):
+    if not os.path.exists(path) and os.path.isdir(os.path.join(run_dir, "best")):
         results = read_results(run_dir)
         data = {k: v for k, v in (results.get("data") or {}).items()
                 if not k.endswith("_fingerprint")}  # recorded beside the paths (identity)
@@ -193,9 +194,7 @@ def dev_error(task_dir: str, seeds: Sequence[int], replicates: int = 1000) -> fl
     bootstrap draw shared by the teacher and every seed); None without every run's
     ``dev_predictions.json`` (recorded here for the runs whose weights are here)."""
     runs = [os.path.join(task_dir, "teacher")] + [seed_dir(task_dir, s, seeds) for s in seeds]
-    for run in filter(lambda r: os.path.isdir(os.path.join(r, "best")), runs):
-        record_dev_predictions(run)  # where the weights are
-    if not all(os.path.exists(os.path.join(r, DEV_FILE)) for r in runs):
+    if not all(os.path.exists(record_dev_predictions(r)) for r in runs):
         return None
     task, records = read_results(runs[0])["task"], []
     for r in runs:
@@ -209,7 +208,8 @@ def dev_error(task_dir: str, seeds: Sequence[int], replicates: int = 1000) -> fl
         preds = [np.asarray(rec[split]["predictions"]) for rec in records]
         drops = []
         for idx in rng.integers(0, len(labels), (replicates, len(labels))):
-            teacher, *top = (score(task, compute_metrics(task, p[idx], labels[idx])) for p in preds)
+            teacher, *top = (score(task, compute_metrics(task, p[idx], labels[idx], True))
+                             for p in preds)
             drops.append(teacher - float(np.mean(top)))
         variances.append(np.var(drops, ddof=1))
     return float(np.sqrt(np.sum(variances)) / len(variances))
@@ -223,8 +223,7 @@ def export_records(task_dir: str, dest: str) -> list[str]:
     for name in sorted(os.listdir(task_dir)):
         run = os.path.join(task_dir, name)
         if (name == "teacher" or name.startswith("top")) and _finished(run):
-            if os.path.isdir(os.path.join(run, "best")):
-                record_dev_predictions(run)
+            record_dev_predictions(run)
             os.makedirs(os.path.join(dest, name), exist_ok=True)
             for file in RECORD_FILES:
                 if os.path.exists(os.path.join(run, file)):
