@@ -102,7 +102,7 @@ def test_missing_teacher_and_bad_knobs_fail_before_training(tmp_path, teacher_di
 def test_table_has_the_paper_beside_it_and_is_written(tmp_path):
     row = dict(task="cola", metric="matthews", model="m", teacher_score=0.4, score=0.35,
                score_std=0.02, n_seeds=3, targets_missed=1, drop=0.05, drop_std=0.02,
-               target_sparsity=0.43, sparsity_real=0.44, sparsity_padded=0.9,
+               target_sparsity=0.43, epochs=6.0, sparsity_real=0.44, sparsity_padded=0.9,
                sparsity_release_real=0.45, sparsity_release_padded=0.91, reduction_real=1.79,
                reduction_padded=10.0, paper_score=PAPER_RESULTS["cola"][0] / 100,
                paper_reduction=PAPER_RESULTS["cola"][1])
@@ -112,9 +112,24 @@ def test_table_has_the_paper_beside_it_and_is_written(tmp_path):
     assert cells[3:7] == ["40.00", "35.00 ± 2.00 (3, 1 missed target)", "5.00 ± 2.00",
                           "n/a (n/a / n/a)"]  # no dev predictions recorded
     assert table.splitlines()[3].split("|")[7].strip() == "1.25 (1.15 / 0.50)"
+    assert cells[7:9] == ["0.43", "6"]  # the target and the ToP schedule that met it
     assert cells[-1] == "60.3 at 10.39x (0.904)"
     assert json.load(open(tmp_path / "results.json"))[0]["task"] == "cola"
     assert open(tmp_path / "results.md").read().strip() == table
+
+
+def test_seeds_of_different_schedules_are_not_averaged(task_dir, tmp_path):
+    """A folder whose seeds were trained for different ToP epochs (one rerun at a longer
+    schedule, the other not yet) is refused, not averaged into one row."""
+    mixed = tmp_path / "task"
+    shutil.copytree(task_dir, mixed)
+    results = mixed / "top-seed7" / "results.json"
+    record = json.loads(results.read_text())
+    assert seed_row(str(mixed), SEEDS)["epochs"] == record["config"]["epochs"]
+    record["config"]["epochs"] *= 3
+    results.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="different ToP epochs"):
+        seed_row(str(mixed), SEEDS)
 
 
 def test_seed_figure_has_a_panel_per_task(task_dir):

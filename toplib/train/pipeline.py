@@ -54,7 +54,7 @@ def table_row(top_dir: str) -> dict:
         "target_sparsity": results["config"]["sparsity"],
         **{k: m.get(k) for k in (*SPARSITY_KEYS, "keep_ratio")},
         "score": best["score"], "teacher_score": results["teacher_score"],
-        "prune_time_s": results["wall_time_s"],
+        "prune_time_s": results["wall_time_s"], "epochs": results["config"].get("epochs"),
         "target_missed": bool(best.get("target_missed", False)),
     }
 

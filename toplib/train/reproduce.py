@@ -77,6 +77,9 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
         raise FileNotFoundError(f"task_dir={task_dir!r}: no finished pruning run among "
                                 f"seeds {seeds}")
     rows = [table_row(seed_dir(task_dir, s, seeds)) for s in done]
+    if len(epochs := {r["epochs"] for r in rows}) > 1:
+        raise ValueError(f"task_dir={task_dir!r}: seeds {done} were trained for different "
+                         f"ToP epochs {sorted(epochs)}; average runs of one schedule only")
     scores = [r["score"] for r in rows]
     drops = [r["teacher_score"] - r["score"] for r in rows]
     row = {key: _mean([r[key] for r in rows]) for key in
@@ -87,7 +90,8 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
     row.update(drop_se_seeds=seed_se, drop_se_dev=dev, drop_se=None if None in (seed_se, dev)
                else (seed_se**2 + dev**2) ** 0.5)
     row.update(task=rows[0]["task"], metric=rows[0]["metric"],
-               target_sparsity=rows[0]["target_sparsity"], seeds=done, n_seeds=len(done),
+               target_sparsity=rows[0]["target_sparsity"], epochs=rows[0]["epochs"],
+               seeds=done, n_seeds=len(done),
                scores=scores, score_std=_std(scores), drop=_mean(drops), drop_std=drop_std,
                sparsity_real_std=_std([r["sparsity_real"] for r in rows]),
                seed_sparsities=[r["sparsity_real"] for r in rows],
@@ -244,7 +248,7 @@ def _std(values: list) -> float | None:
 
 
 SEED_COLUMNS = ("Task", "Metric", "Model", "Teacher", "ToP, mean ± sd (seeds)",
-                "Drop, mean ± sd", "Drop's SE: total (seeds / dev set)", "Target",
+                "Drop, mean ± sd", "Drop's SE: total (seeds / dev set)", "Target", "ToP epochs",
                 "Sparsity measured, real / padded", "Release's formula, real / padded",
                 "FLOPs reduction, real / padded",
                 f"Paper ({PAPER_MODEL}): score at reduction (release's formula, padded)")
@@ -262,7 +266,7 @@ def format_seed_table(rows: list[dict]) -> str:
                  f"{_pm(r['score'], r['score_std'])} ({r['n_seeds']}{missed})",
                  _pm(r["drop"], r["drop_std"]), f"{_pts(r.get('drop_se'))} ("
                  f"{_pts(r.get('drop_se_seeds'))} / {_pts(r.get('drop_se_dev'))})",
-                 f"{r['target_sparsity']:.2f}",
+                 f"{r['target_sparsity']:.2f}", format_cell(r.get("epochs"), "{:g}"),
                  _pair(r, "sparsity_real", "sparsity_padded", "{:.3f}"),
                  _pair(r, "sparsity_release_real", "sparsity_release_padded", "{:.3f}"),
                  _pair(r, "reduction_real", "reduction_padded", "{:.2f}x"), paper]
