@@ -138,6 +138,7 @@ def test_seed_figure_has_a_panel_per_task(task_dir):
                                        paper_model="bert-base-uncased",
                                        paper_reduction=10.39)])
     assert len(fig.axes) == 2
+    assert f"{row['epochs']:g} ToP epochs" in fig.axes[0].get_title()
     assert "accuracy" in fig.axes[0].get_ylabel() and "Matthews" in fig.axes[1].get_ylabel()
     assert any("bert-base-uncased" in line.get_label() for line in fig.axes[1].get_lines())
     plt.close(fig)

@@ -164,7 +164,8 @@ def plot_seed_results(rows: list[dict]):
                    label="target sparsity")
         _reference_lines(ax, r)
         missed = f", {r['targets_missed']} missed the target" if r.get("targets_missed") else ""
-        ax.set_title(f"{r['task']}: {r['n_seeds']} seed(s){missed}", fontsize=9)
+        epochs = f", {r['epochs']:g} ToP epochs" if r.get("epochs") else ""
+        ax.set_title(f"{r['task']}: {r['n_seeds']} seed(s){epochs}{missed}", fontsize=9)
         ax.set(xlabel="FLOPs sparsity, real length", ylabel=_score_label(r), xlim=(-0.05, 1.0))
         ax.margins(y=0.25)
     fig.suptitle(f"ToP against its teacher, {rows[0].get('model', '')}", fontsize=11)
