@@ -75,6 +75,18 @@ def test_rerun_reuses_finished_seeds(task_dir):
     assert os.stat(results).st_mtime_ns == before
 
 
+def test_a_finished_seed_of_other_knobs_is_refused_not_reused(task_dir, tmp_path):
+    """After a preset change (e.g. a longer schedule), rerunning the seeds refuses the old
+    finished runs, before training any seed, instead of reporting them as the new ones."""
+    changed = tmp_path / "task"
+    shutil.copytree(task_dir, changed)
+    epochs = json.loads((changed / "top" / "results.json").read_text())["config"]["epochs"]
+    with pytest.raises(ValueError, match=rf"other settings \(epochs: {epochs!r} -> "):
+        train_seeds("rotten_tomatoes", str(changed), [*SEEDS, 11], preset=None,
+                    overrides=dict(RUN, epochs=3 * epochs), progress=False)
+    assert not (changed / "top-seed11").exists()  # the new seed was not started either
+
+
 def test_one_seed_has_no_spread(task_dir):
     row = seed_row(task_dir, [3])
     assert row["n_seeds"] == 1 and row["score_std"] is None and row["drop_std"] is None

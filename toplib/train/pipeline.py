@@ -28,7 +28,7 @@ def train_task(task: str, output_dir: str, preset: str = "quick", model: str | N
     if finished_run(teacher_dir) is None:
         finetune(task, teacher_dir, model, config, data, **resuming(options, teacher_dir))
     teacher_time = time.time() - start
-    if finished_run(top_dir) is None:
+    if finished_run(top_dir, config=config) is None:  # not one of other knobs
         prune(task, teacher_dir, top_dir, config, data, **resuming(options, top_dir))
     row = dict(table_row(top_dir), teacher_time_s=teacher_time, total_time_s=time.time() - start)
     with open(os.path.join(output_dir, "row.json"), "w") as f:

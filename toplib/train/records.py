@@ -6,6 +6,8 @@ import json
 import logging
 import os
 
+from .config import config_differences
+
 logger = logging.getLogger(__name__)
 HISTORY_FILE = "history.jsonl"
 RESULTS_FILE = "results.json"
@@ -88,9 +90,20 @@ def read_history(run_dir: str) -> list[dict]:
     return _records(os.path.join(run_dir, HISTORY_FILE))
 
 
-def finished_run(output_dir: str, overwrite: bool = False) -> dict | None:
-    """The results of a finished run in ``output_dir``, or None (always with ``overwrite``)."""
+def finished_run(output_dir: str, overwrite: bool = False, config=None) -> dict | None:
+    """The results of a finished run in ``output_dir``, or None (always with ``overwrite``);
+    given the ``config`` (TrainConfig) a reuse stands for, a ValueError where the run was
+    trained with other settings (a changed preset would otherwise report the old run); the
+    teacher's knobs (``finetune_*``) do not count against a pruning run."""
     if overwrite or not os.path.exists(os.path.join(output_dir, RESULTS_FILE)):
         return None
+    results = read_results(output_dir)
+    differ = {} if config is None else config_differences(
+        results.get("config", {}), config.to_dict(), shared_only=True)
+    if differ := {k: v for k, v in differ.items()
+                  if not (results.get("stage") == "prune" and k.startswith("finetune_"))}:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"output_dir={output_dir!r} holds a finished run of other settings "
+                         f"({listed}); choose another output directory or overwrite it")
     logger.info("reusing the finished run in %s", output_dir)
-    return read_results(output_dir)
+    return results
