@@ -24,7 +24,7 @@ from .grid import trial_dir, trial_name, trials
 
 SWEEP_FILE, TABLE_JSON, TABLE_MD = "sweep.json", "trials.json", "trials.md"
 DIRECTIONS = ("maximize", "minimize")
-ROW_KEYS = ("task", "metric", "target_sparsity", *SPARSITY_KEYS, "keep_ratio", "score",
+ROW_KEYS = ("task", "metric", "target_sparsity", "epochs", *SPARSITY_KEYS, "keep_ratio", "score",
             "teacher_score", "prune_time_s", "target_missed")
 """The figures of ``toplib.train.pipeline.table_row``; None in a row of an unfinished trial."""
 _cell = functools.partial(format_cell, missing="-")  # a figure a trial does not have (yet)
