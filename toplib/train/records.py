@@ -6,7 +6,7 @@ import json
 import logging
 import os
 
-from .config import config_differences
+from .identity import run_differences
 
 logger = logging.getLogger(__name__)
 HISTORY_FILE = "history.jsonl"
@@ -98,12 +98,10 @@ def finished_run(output_dir: str, overwrite: bool = False, config=None) -> dict 
     if overwrite or not os.path.exists(os.path.join(output_dir, RESULTS_FILE)):
         return None
     results = read_results(output_dir)
-    differ = {} if config is None else config_differences(
-        results.get("config", {}), config.to_dict(), shared_only=True)
-    if differ := {k: v for k, v in differ.items()
-                  if not (results.get("stage") == "prune" and k.startswith("finetune_"))}:
-        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
+    differ = [] if config is None else run_differences(results, {"config": config.to_dict()})
+    if differ := [d for d in differ if not (results.get("stage") == "prune"
+                                            and d.startswith("finetune_"))]:
         raise ValueError(f"output_dir={output_dir!r} holds a finished run of other settings "
-                         f"({listed}); choose another output directory or overwrite it")
+                         f"({'; '.join(differ)}); choose another output directory or overwrite it")
     logger.info("reusing the finished run in %s", output_dir)
     return results

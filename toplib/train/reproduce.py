@@ -61,8 +61,9 @@ def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "s
         raise FileNotFoundError(f"task_dir={task_dir!r} has no finished teacher/ run; "
                                 f"fine-tune one first (toplib finetune --output-dir {teacher})")
     configs = {s: build_train_config(task, preset, dict(overrides or {}, seed=s)) for s in seeds}
-    runs = {s: seed_dir(task_dir, s, seeds) for s in seeds}  # all checked before any training:
-    done = {s: finished_run(runs[s], config=configs[s]) for s in seeds}  # not of other knobs
+    runs = {s: seed_dir(task_dir, s, seeds) for s in seeds}
+    # every seed checked before any training: a finished run of other settings is refused
+    done = {s: finished_run(runs[s], config=configs[s]) for s in seeds}
     for seed, config in configs.items():
         if done[seed] is None:
             prune(task, teacher, runs[seed], config, data, **resuming(options, runs[seed]))
