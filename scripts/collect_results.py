@@ -1,5 +1,6 @@
 """Collect reproduction runs into a folder small enough to commit: every run's records
-(results.json, history.jsonl; no weights), the table with seeds and its figures; then the
+(results.json, history.jsonl, the dev predictions and each model's score-vs-sparsity curve,
+recorded first where the weights are; no weights), the table with seeds and its figures; then the
 reproduction study's table and figures from its committed records (``--study``).
 
 The table and figures are regenerated from the collected folder alone, so
@@ -19,9 +20,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from toplib.core.config import parse_list  # noqa: E402
-from toplib.train.reproduce import export_records, seed_row, write_seed_table  # noqa: E402
+from toplib.train.dev_records import export_records  # noqa: E402
+from toplib.train.reproduce import seed_row, write_seed_table  # noqa: E402
 from toplib.viz import plots  # noqa: E402
 from toplib.viz.study import load_study  # noqa: E402
+from toplib.viz.sweep import record_curves  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -40,6 +43,7 @@ def main(argv=None) -> None:
     for task in tasks:
         dest = os.path.join(args.out, task)
         if os.path.abspath(args.runs) != os.path.abspath(args.out):
+            record_curves(os.path.join(args.runs, task))  # where the weights are
             print(task, "records:", ", ".join(export_records(os.path.join(args.runs, task), dest)))
         rows.append(seed_row(dest, seeds))
     print(write_seed_table(rows, args.out))

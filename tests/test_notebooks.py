@@ -528,8 +528,10 @@ def test_08_reproduce(kernel_env, tiny_model, tmp_path):
     assert line.startswith(f"| {TASK} | accuracy | ")
     for step in ("02_finetune_teacher", "03_token_pruning"):
         assert (tmp_path / "out" / TASK / f"{step}.ipynb").exists()
-    for run in ("top", "top-seed1"):
+    for run in ("teacher", "top", "top-seed1"):
         assert (tmp_path / "out" / TASK / run / "results.json").exists()
+        assert (tmp_path / "out" / TASK / run / "retargeted.json").exists()  # its curve
+    assert len(row["curve"]["seeds"]) == len(row["curve"]["teacher"]) == 9
     assert (tmp_path / "out" / "results.md").read_text().strip() == m["table"]
     # figures_dir None: this notebook's figures and those of the 02/03 runs it drives, beside the runs
     assert m["figures"] == str(tmp_path / "out" / "figures")

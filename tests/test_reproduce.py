@@ -9,14 +9,20 @@ import pytest
 from conftest import RUN
 
 from toplib.train.config import preset_values
-from toplib.train.reproduce import (
+from toplib.train.dev_records import (
+    CURVE_FILE,
     DEV_FILE,
-    PAPER_RESULTS,
-    check_seeds,
+    RECORD_FILES,
     dev_error,
     export_records,
-    format_seed_table,
     record_dev_predictions,
+    seed_curve,
+    within_point,
+)
+from toplib.train.reproduce import (
+    PAPER_RESULTS,
+    check_seeds,
+    format_seed_table,
     seed_dir,
     seed_row,
     train_seeds,
@@ -170,8 +176,8 @@ def test_exported_records_regenerate_the_row(task_dir, tmp_path):
     copied = export_records(task_dir, str(tmp_path / "cola"))
     assert copied == ["teacher", "top", "top-seed7"]
     for name in copied:  # records only, no weights
-        assert sorted(os.listdir(tmp_path / "cola" / name)) == [
-            DEV_FILE, "history.jsonl", "results.json"]
+        files = set(os.listdir(tmp_path / "cola" / name))
+        assert {DEV_FILE, "history.jsonl", "results.json"} <= files <= set(RECORD_FILES)
     row, again = seed_row(task_dir, SEEDS), seed_row(str(tmp_path / "cola"), SEEDS)
     assert again == dict(row, model=again["model"])
     assert row["drop_se_dev"] is not None and row["drop_se"] == pytest.approx(
@@ -195,18 +201,85 @@ def test_dev_error_is_the_paired_standard_error_of_the_drop(tmp_path):
     _dev_records(tmp_path, "sst2", {"teacher": teacher.tolist(), "top": top.tolist()},
                  labels.tolist())
     paired = ((teacher == labels).astype(float) - (top == labels)).std(ddof=1) / 600 ** 0.5
-    assert dev_error(str(tmp_path), [1]) == pytest.approx(paired, rel=0.1)
+    assert dev_error([str(tmp_path / "teacher"), str(tmp_path / "top")]) == pytest.approx(
+        paired, rel=0.1)
     unpaired = (2 * 0.85 * 0.15 / 600) ** 0.5  # what two independent test sets would give
     assert paired < 0.8 * unpaired
 
 
 def test_dev_error_needs_every_run_and_the_same_labels(tmp_path):
     _dev_records(tmp_path, "sst2", {"teacher": [0, 1, 1], "top": [0, 1, 0]}, [0, 1, 1])
-    assert dev_error(str(tmp_path), [1, 2]) is None  # top-seed2 has no predictions
+    runs = [str(tmp_path / n) for n in ("teacher", "top", "top-seed2")]
+    assert dev_error(runs) is None  # top-seed2 has no predictions
     (tmp_path / "top" / DEV_FILE).write_text(json.dumps(
         {"validation": {"predictions": [0, 1, 0], "labels": [1, 1, 1]}}))
     with pytest.raises(ValueError, match="different validation labels"):
-        dev_error(str(tmp_path), [1])
+        dev_error(runs[:2])
+
+
+def test_each_model_records_its_curve_and_the_row_summarises_it(task_dir, tmp_path):
+    from toplib.viz.sweep import record_curves
+    task = tmp_path / "rt"
+    for name in ("teacher", "top", "top-seed7"):  # copies: the shared folder stays as it was
+        shutil.copytree(os.path.join(task_dir, name), task / name)
+    paths = record_curves(str(task))
+    assert [os.path.basename(os.path.dirname(p)) for p in paths] == ["teacher", "top",
+                                                                      "top-seed7"]
+    rows = json.loads((task / "top" / CURVE_FILE).read_text())
+    assert [r["method"] for r in rows] == ["teacher"] + ["attention"] * 8
+    assert rows[0]["requested"] == 0.0 and rows[0]["sparsity_real"] == 0.0  # dense
+    kept = [r["sparsity_real"] for r in rows]
+    assert kept == sorted(kept) and kept[-1] > 0.6  # more removed as more is asked
+    mtime = os.path.getmtime(paths[1])
+    record_curves(str(task))  # kept, not measured again
+    assert os.path.getmtime(paths[1]) == mtime
+    row = seed_row(str(task), SEEDS)
+    seeds = row["curve"]["seeds"]
+    assert [p["requested"] for p in seeds] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    top7 = json.loads((task / "top-seed7" / CURVE_FILE).read_text())
+    assert seeds[3]["score"] == pytest.approx((rows[3]["score"] + top7[3]["score"]) / 2)
+    assert row["curve"]["teacher"][0]["score"] == pytest.approx(row["teacher_score"], abs=1e-6)
+    assert row["within_1pt"] == within_point([row, *seeds], row["teacher_score"])
+    assert row["within_1pt_untrained"] == within_point(row["curve"]["teacher"],
+                                                       row["teacher_score"])
+    exported = export_records(str(task), str(tmp_path / "out"))
+    assert all((tmp_path / "out" / n / CURVE_FILE).exists() for n in exported)
+    fig = plot_seed_results([row])
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert any("gates re-derived" in label for label in labels)
+    assert any("without training" in label for label in labels)
+    plt.close(fig)
+
+
+def test_within_point_is_the_highest_sparsity_that_keeps_the_teacher():
+    curve = [dict(score=0.90, sparsity_real=0.0), dict(score=0.895, sparsity_real=0.2),
+             dict(score=0.89, sparsity_real=0.4), dict(score=0.85, sparsity_real=0.6)]
+    trained = dict(score=0.80, sparsity_real=0.7)
+    assert within_point([trained, *curve], 0.90) == pytest.approx(0.4)  # 1 point, not 0.6
+    assert within_point([dict(trained, score=0.895), *curve], 0.90) == pytest.approx(0.7)
+    assert within_point(curve, 0.95) is None  # the dense point alone does not count
+
+
+def test_the_table_says_how_far_each_task_keeps_its_teacher():
+    row = dict(task="mrpc", metric="f1", model="m", teacher_score=0.87, score=0.83,
+               score_std=None, n_seeds=1, targets_missed=0, drop=0.04, drop_std=None,
+               target_sparsity=0.67, epochs=6.0)
+    cell = lambda r: format_seed_table([r]).splitlines()[2].split(" | ")[-2]  # noqa: E731
+    assert cell(row) == "n/a"  # no curve recorded: nothing below the target was measured
+    curve = dict(row, curve={"seeds": [], "teacher": []}, within_1pt_untrained=0.3)
+    assert cell(curve) == "none (untrained: 0.300)"
+    assert cell(dict(curve, within_1pt=0.2, within_1pt_untrained=None)) == "0.200 (untrained: none)"
+
+
+def test_seed_curves_of_different_sparsities_are_refused(tmp_path):
+    for name, sparsities in (("teacher", [0.0, 0.5]), ("top", [0.0, 0.4])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / CURVE_FILE).write_text(json.dumps(
+            [dict(requested=s, score=0.8, sparsity_real=s) for s in sparsities]))
+    runs = [str(tmp_path / "teacher"), str(tmp_path / "top")]
+    with pytest.raises(ValueError, match="different sparsities"):
+        seed_curve(runs)
+    assert seed_curve(runs + [str(tmp_path / "top-seed2")]) is None  # a run without its curve
 
 
 def test_dev_predictions_must_reproduce_the_recorded_score(task_dir, tmp_path):

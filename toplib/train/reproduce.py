@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import statistics
 from typing import Sequence
 
-import numpy as np
-
-from ..data import DataFiles, chance_scores, compute_metrics, score
+from ..data import DataFiles, chance_scores
 from ..data.batching import validation_labels
 from ..hf.model import DEFAULT_MODEL
 from .config import build_train_config
-from .evaluate import EvalMode, evaluate_saved, split_summary
+from .dev_records import dev_error, recorded_data, seed_curve, within_point
 from .pipeline import SPARSITY_KEYS, format_cell, resuming, table_row
-from .records import RESULTS_FILE, write_atomic
+from .records import RESULTS_FILE
 from .runs import finished_run, prune, read_results
 
 logger = logging.getLogger(__name__)
@@ -87,7 +84,8 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
     row = {key: _mean([r[key] for r in rows]) for key in
            (*SPARSITY_KEYS, "score", "teacher_score", "prune_time_s")}
     paper, drop_std = PAPER_RESULTS.get(rows[0]["task"]), _std(drops)
-    dev = dev_error(task_dir, done)
+    runs = [os.path.join(task_dir, "teacher")] + [seed_dir(task_dir, s, seeds) for s in done]
+    dev = dev_error(runs)
     seed_se = None if drop_std is None else drop_std / len(done) ** 0.5
     row.update(drop_se_seeds=seed_se, drop_se_dev=dev, drop_se=None if None in (seed_se, dev)
                else (seed_se**2 + dev**2) ** 0.5)
@@ -102,7 +100,10 @@ def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:
                chance_score=run_chance_score(seed_dir(task_dir, done[0], seeds)),
                paper_model=PAPER_MODEL if paper else None,
                paper_score=paper[0] / 100 if paper else None,
-               paper_reduction=paper[1] if paper else None)
+               paper_reduction=paper[1] if paper else None, curve=(curve := seed_curve(runs)))
+    teacher = row["teacher_score"]  # ToP: its trained point, or lower on its models' curve
+    row.update(within_1pt=within_point([row, *(curve or {}).get("seeds", [])], teacher),
+               within_1pt_untrained=within_point(curve["teacher"], teacher) if curve else None)
     return row
 
 
@@ -112,9 +113,7 @@ def run_chance_score(run_dir: str) -> float | None:
     results = read_results(run_dir)
     config = results.get("config", {})
     try:
-        data = {k: v for k, v in (results.get("data") or {}).items()
-                if not k.endswith("_fingerprint")}  # recorded beside the paths (identity)
-        spec, labels = validation_labels(results["task"], data,
+        spec, labels = validation_labels(results["task"], recorded_data(results),
                                          config.get("max_eval_samples"), config.get("seed", 42))
     except (OSError, ValueError, RuntimeError, ImportError) as err:
         logger.warning("%s: no chance score, its validation data is not readable here (%s)",
@@ -169,75 +168,6 @@ def describe_row(row: dict) -> str:
     return text
 
 
-DEV_FILE = "dev_predictions.json"
-RECORD_FILES = ("results.json", "history.jsonl", DEV_FILE)  # a run's record, weights aside
-
-
-def record_dev_predictions(run_dir: str, device: str = "cpu") -> str:
-    """Write ``run_dir/dev_predictions.json`` (kept if there; nothing without best/'s weights):
-    best/'s prediction and label per validation example, on the data its results record, for
-    :func:`dev_error`."""
-    path = os.path.join(run_dir, DEV_FILE)
-    if not os.path.exists(path) and os.path.isdir(os.path.join(run_dir, "best")):
-        results = read_results(run_dir)
-        data = {k: v for k, v in (results.get("data") or {}).items()
-                if not k.endswith("_fingerprint")}  # recorded beside the paths (identity)
-        splits = evaluate_saved(os.path.join(run_dir, "best"), results["task"], data, device,
-                                False, results["config"].get("max_eval_samples"),
-                                EvalMode(predictions=True))
-        now = split_summary(splits, results["task"],
-                            results["config"].get("select_by", "primary"))["score"]
-        if abs(now - (recorded := results["best"]["score"])) > 1e-4:
-            raise ValueError(f"run_dir={run_dir!r}: best/ scores {now:.6f} on its data here, "
-                             f"its results record {recorded:.6f}")
-        write_atomic(path, json.dumps({s: {k: m[k] for k in ("predictions", "labels")}
-                                       for s, m in splits.items()}))
-    return path
-
-
-def dev_error(task_dir: str, seeds: Sequence[int], replicates: int = 1000) -> float | None:
-    """Standard error of the seeds' mean drop from resampling the validation examples (one
-    bootstrap draw shared by the teacher and every seed); None without every run's
-    ``dev_predictions.json`` (recorded here for the runs whose weights are here)."""
-    runs = [os.path.join(task_dir, "teacher")] + [seed_dir(task_dir, s, seeds) for s in seeds]
-    if not all(os.path.exists(record_dev_predictions(r)) for r in runs):
-        return None
-    task, records = read_results(runs[0])["task"], []
-    for r in runs:
-        with open(os.path.join(r, DEV_FILE)) as f:
-            records.append(json.load(f))
-    rng, variances = np.random.default_rng(0), []
-    for split, first in records[0].items():
-        labels = np.asarray(first["labels"])
-        if any(rec[split]["labels"] != first["labels"] for rec in records):
-            raise ValueError(f"task_dir={task_dir!r}: the runs hold different {split} labels")
-        preds = [np.asarray(rec[split]["predictions"]) for rec in records]
-        drops = []
-        for idx in rng.integers(0, len(labels), (replicates, len(labels))):
-            teacher, *top = (score(task, compute_metrics(task, p[idx], labels[idx], True))
-                             for p in preds)
-            drops.append(teacher - float(np.mean(top)))
-        variances.append(np.var(drops, ddof=1))
-    return float(np.sqrt(np.sum(variances)) / len(variances))
-
-
-def export_records(task_dir: str, dest: str) -> list[str]:
-    """Copy the records (no weights) of every finished run in ``task_dir`` to ``dest``, same
-    layout, each run's dev predictions recorded first where its weights are; returns the
-    runs copied."""
-    copied = []
-    for name in sorted(os.listdir(task_dir)):
-        run = os.path.join(task_dir, name)
-        if (name == "teacher" or name.startswith("top")) and _finished(run):
-            record_dev_predictions(run)
-            os.makedirs(os.path.join(dest, name), exist_ok=True)
-            for file in RECORD_FILES:
-                if os.path.exists(os.path.join(run, file)):
-                    shutil.copyfile(os.path.join(run, file), os.path.join(dest, name, file))
-            copied.append(name)
-    return copied
-
-
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None and v == v]
     return statistics.fmean(values) if values else None
@@ -252,7 +182,7 @@ def _std(values: list) -> float | None:
 SEED_COLUMNS = ("Task", "Metric", "Model", "Teacher", "ToP, mean ± sd (seeds)",
                 "Drop, mean ± sd", "Drop's SE: total (seeds / dev set)", "Target", "ToP epochs",
                 "Sparsity measured, real / padded", "Release's formula, real / padded",
-                "FLOPs reduction, real / padded",
+                "FLOPs reduction, real / padded", "Within 1 point up to, real",
                 f"Paper ({PAPER_MODEL}): score at reduction (release's formula, padded)")
 
 
@@ -271,9 +201,19 @@ def format_seed_table(rows: list[dict]) -> str:
                  f"{r['target_sparsity']:.2f}", format_cell(r.get("epochs"), "{:g}"),
                  _pair(r, "sparsity_real", "sparsity_padded", "{:.3f}"),
                  _pair(r, "sparsity_release_real", "sparsity_release_padded", "{:.3f}"),
-                 _pair(r, "reduction_real", "reduction_padded", "{:.2f}x"), paper]
+                 _pair(r, "reduction_real", "reduction_padded", "{:.2f}x"),
+                 _within(r), paper]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _within(row: dict) -> str:
+    """The ``within_1pt`` cell, the untrained teacher's beside it where the curves were
+    recorded: "none" where no measured point holds, n/a where nothing below was measured."""
+    curve = row.get("curve") is not None
+    cell = format_cell(row.get("within_1pt"), "{:.3f}", missing="none" if curve else "n/a")
+    untrained = format_cell(row.get("within_1pt_untrained"), "{:.3f}", missing="none")
+    return cell + (f" (untrained: {untrained})" if curve else "")
 
 
 def _pts(value: float | None) -> str:

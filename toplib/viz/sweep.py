@@ -4,6 +4,7 @@ bin schedule (:func:`toplib.infer.gates_for_sparsity`), so their measured FLOPs 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from typing import Sequence
@@ -15,8 +16,11 @@ from ..data import DataFiles, prepare_data, real_lengths
 from ..hf.model import load_checkpoint
 from ..infer import gates_for_sparsity
 from ..train import TrainConfig, finished_run, prune
+from ..train.dev_records import CURVE_FILE, recorded_data
 from ..train.evaluate import DENSE, PRUNED, EvalMode, evaluate_splits, split_summary
 from ..train.pipeline import SPARSITY_KEYS, table_row
+from ..train.records import write_atomic
+from ..train.runs import read_results
 from .analysis import BASELINES
 
 logger = logging.getLogger(__name__)
@@ -80,3 +84,29 @@ def sparsity_sweep(task: str, teacher_dir: str, output_dir: str, targets: Sequen
         match = [r["target"] for r in rows if r["sparsity_real"] == row["requested"]]
         rows.append(dict(row, target=match[0] if match else 0.0, target_missed=False))
     return pd.DataFrame(rows).drop(columns=["keep_ratio"], errors="ignore")
+
+
+CURVE_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""Where a run's score-vs-sparsity curve is measured (its gates re-derived, no training)."""
+
+
+def record_curve(run_dir: str, sparsities: Sequence[float] = CURVE_SPARSITIES,
+                 device: str = "cpu") -> str:
+    """Write ``run_dir/retargeted.json`` (kept if there; nothing without best/'s weights):
+    :func:`baselines_at` rows of best/, dense and with its gates re-derived for each of
+    ``sparsities`` (a teacher's: attention pruning without training), on its recorded data."""
+    path = os.path.join(run_dir, CURVE_FILE)
+    if not os.path.exists(path) and os.path.isdir(os.path.join(run_dir, "best")):
+        results = read_results(run_dir)
+        rows = baselines_at(os.path.join(run_dir, "best"), results["task"], sparsities,
+                            TrainConfig.from_dict(results["config"]), recorded_data(results),
+                            methods=("attention",), device=device)
+        write_atomic(path, json.dumps(rows))
+    return path
+
+
+def record_curves(task_dir: str, device: str = "cpu") -> list[str]:
+    """:func:`record_curve` for the teacher and every finished ``top*`` run of ``task_dir``."""
+    runs = [os.path.join(task_dir, n) for n in sorted(os.listdir(task_dir))
+            if n == "teacher" or n.startswith("top")]
+    return [record_curve(r, device=device) for r in runs if finished_run(r) is not None]

@@ -152,14 +152,34 @@ def _sparsity_panel(ax, rows: list[dict], colors) -> None:
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
 
 
+def _curves(ax, row: dict, colors) -> None:
+    """The seeds' models with their gates re-derived (mean ± sd), the teacher pruned by its own
+    attention without training, and the band within one point of the teacher."""
+    curve = row.get("curve")
+    if not curve:
+        return
+    for points, label, color, style in (
+            (curve["seeds"], "ToP's models, gates re-derived (mean ± sd)", colors[0], "-"),
+            (curve["teacher"], "teacher, attention pruning without training", colors[1], "--")):
+        x = [p["sparsity_real"] for p in points]
+        y = np.array([_pts(p["score"]) for p in points])
+        ax.plot(x, y, linestyle=style, marker=".", color=color, linewidth=1.2, label=label)
+        sd = np.array([_pts(p["score_std"] or 0.0) for p in points])
+        ax.fill_between(x, y - sd, y + sd, color=color, alpha=0.15, linewidth=0)
+    ax.axhspan(_pts(row["teacher_score"]) - 1, _pts(row["teacher_score"]), color="black",
+               alpha=0.13, label="within 1 point of the teacher")
+
+
 def plot_seed_results(rows: list[dict]):
     """Score against real-length FLOPs sparsity per task: seeds, mean ± sd, teacher, target, chance
-    and the paper's value (at its own padded FLOPs, not on this axis)."""
+    and the paper's value (at its own padded FLOPs, not on this axis); with the seeds' curves
+    (``row['curve']``), their models re-derived for other sparsities and the untrained teacher."""
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows) + 0.6, 4.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows) + 0.6, 4.8), squeeze=False)
     colors = sns.color_palette("deep", 4)
     for ax, r in zip(axes[0], rows):
         _teacher_and_seeds(ax, r, colors[0])
+        _curves(ax, r, colors)
         ax.axvline(r["target_sparsity"], color=TARGET_COLOR, linestyle="--", linewidth=1,
                    label="target sparsity")
         _reference_lines(ax, r)
@@ -169,6 +189,6 @@ def plot_seed_results(rows: list[dict]):
         ax.set(xlabel="FLOPs sparsity, real length", ylabel=_score_label(r), xlim=(-0.05, 1.0))
         ax.margins(y=0.25)
     fig.suptitle(f"ToP against its teacher, {rows[0].get('model', '')}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.tight_layout(rect=(0, 0.22, 1, 1))
     _figure_legend(fig, axes[0], loc="lower center", ncol=2)
     return fig
