@@ -77,8 +77,10 @@ def test_describe_row_tells_chance_from_learning():
 def test_rerun_reuses_finished_seeds(task_dir):
     results = os.path.join(task_dir, "top-seed7", "results.json")
     before = os.stat(results).st_mtime_ns
-    train_seeds("rotten_tomatoes", task_dir, SEEDS, preset=None, overrides=RUN, progress=False)
+    runs = train_seeds("rotten_tomatoes", task_dir, SEEDS, preset=None, overrides=RUN,
+                       progress=False)
     assert os.stat(results).st_mtime_ns == before
+    assert runs == {s: seed_dir(task_dir, s, SEEDS) for s in SEEDS}
 
 
 def test_a_finished_seed_of_other_knobs_is_refused_not_reused(task_dir, tmp_path):

@@ -107,19 +107,23 @@ def within_point(points: Sequence[dict], teacher_score: float) -> float | None:
     return max(kept, default=None)
 
 
+def task_runs(task_dir: str) -> list[str]:
+    """The names of the finished runs in a task's folder: ``teacher`` and every ``top*``."""
+    return [name for name in sorted(os.listdir(task_dir))
+            if (name == "teacher" or name.startswith("top"))
+            and os.path.exists(os.path.join(task_dir, name, RESULTS_FILE))]
+
+
 def export_records(task_dir: str, dest: str) -> list[str]:
     """Copy the records (no weights) of every finished run in ``task_dir`` to ``dest``, same
     layout, each run's dev predictions recorded first where its weights are; returns the
     runs copied."""
-    copied = []
-    for name in sorted(os.listdir(task_dir)):
+    copied = task_runs(task_dir)
+    for name in copied:
         run = os.path.join(task_dir, name)
-        if (name == "teacher" or name.startswith("top")) and os.path.exists(
-                os.path.join(run, RESULTS_FILE)):
-            record_dev_predictions(run)
-            os.makedirs(os.path.join(dest, name), exist_ok=True)
-            for file in RECORD_FILES:
-                if os.path.exists(os.path.join(run, file)):
-                    shutil.copyfile(os.path.join(run, file), os.path.join(dest, name, file))
-            copied.append(name)
+        record_dev_predictions(run)
+        os.makedirs(os.path.join(dest, name), exist_ok=True)
+        for file in RECORD_FILES:
+            if os.path.exists(os.path.join(run, file)):
+                shutil.copyfile(os.path.join(run, file), os.path.join(dest, name, file))
     return copied

@@ -49,9 +49,10 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 
 def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "standard",
                 data: DataFiles | str | None = None, overrides: dict | None = None,
-                **options) -> dict:
+                **options) -> dict[int, str]:
     """Prune the finished teacher in ``task_dir/teacher`` once per seed (finished runs
-    reused, interrupted ones resumed); returns :func:`seed_row`."""
+    reused, interrupted ones resumed); returns each seed's run folder (:func:`seed_row`
+    reduces them)."""
     seeds = check_seeds(seeds)
     teacher = os.path.join(task_dir, "teacher")
     if finished_run(teacher) is None:
@@ -64,7 +65,7 @@ def train_seeds(task: str, task_dir: str, seeds: Sequence[int], preset: str = "s
     for seed, config in configs.items():
         if done[seed] is None:
             prune(task, teacher, runs[seed], config, data, **resuming(options, runs[seed]))
-    return seed_row(task_dir, seeds)
+    return runs
 
 
 def seed_row(task_dir: str, seeds: Sequence[int]) -> dict:

@@ -16,7 +16,7 @@ from ..data import DataFiles, prepare_data, real_lengths
 from ..hf.model import load_checkpoint
 from ..infer import gates_for_sparsity
 from ..train import TrainConfig, finished_run, prune
-from ..train.dev_records import CURVE_FILE, recorded_data
+from ..train.dev_records import CURVE_FILE, recorded_data, task_runs
 from ..train.evaluate import DENSE, PRUNED, EvalMode, evaluate_splits, split_summary
 from ..train.pipeline import SPARSITY_KEYS, table_row
 from ..train.records import write_atomic
@@ -107,6 +107,5 @@ def record_curve(run_dir: str, sparsities: Sequence[float] = CURVE_SPARSITIES,
 
 def record_curves(task_dir: str, device: str = "cpu") -> list[str]:
     """:func:`record_curve` for the teacher and every finished ``top*`` run of ``task_dir``."""
-    runs = [os.path.join(task_dir, n) for n in sorted(os.listdir(task_dir))
-            if n == "teacher" or n.startswith("top")]
-    return [record_curve(r, device=device) for r in runs if finished_run(r) is not None]
+    return [record_curve(os.path.join(task_dir, name), device=device)
+            for name in task_runs(task_dir)]
