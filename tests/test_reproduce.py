@@ -174,6 +174,12 @@ def test_standard_preset_scales_the_release_schedule(task):
         assert standard[knob] == paper[knob]
 
 
+def test_standard_preset_evaluates_20news_once_an_epoch():
+    news, sst2 = preset_values("standard", "20news"), preset_values("standard", "sst2")
+    assert (news["evals_per_epoch"], sst2["evals_per_epoch"]) == (1, 4)
+    assert news["epochs"] == sst2["epochs"] and news["max_train_samples"] == 10000
+
+
 def test_exported_records_regenerate_the_row(task_dir, tmp_path):
     copied = export_records(task_dir, str(tmp_path / "cola"))
     assert copied == ["teacher", "top", "top-seed7"]
