@@ -75,6 +75,9 @@ ARMS: dict[str, dict] = {
     "topk_x3": dict(preset="standard", budget=3, distill_rank_loss_alpha=0.0,
                     schedule_of="std_x3"),
 }
+# STS-B's standard-preset arms ran when the preset pruned it from layer 1: they keep that, so
+# that reruns match them (the preset's layers 2..5 are std_x3_from2's).
+STUDY_KNOBS = {"stsb": dict(prune_location=(1, 2, 3, 4, 5))}
 BUDGET_TASKS = ("stsb", "mrpc", "sst2")  # two failures of the standard table, one success
 BASELINE_TASKS = ("mrpc", "rotten_tomatoes", "sst2")
 RETARGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # sparsities a trained ToP model's gates are reset to
@@ -116,6 +119,8 @@ def arm_config(task: str, arm: str, seed: int):
     """The TrainConfig of one run: the arm's preset, its overrides, its budget."""
     from toplib.train.config import STANDARD_BUDGET, build_train_config, preset_values
     knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget", "schedule_of")}
+    if preset_of(arm) == "standard":
+        knobs = STUDY_KNOBS.get(task, {}) | knobs
     if "schedule_of" in ARMS[arm]:
         knobs["fixed_schedule"] = learned_schedule(task, ARMS[arm]["schedule_of"], seed)
     preset = preset_of(arm)

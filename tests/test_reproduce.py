@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import RUN
 
-from toplib.train.config import preset_values
+from toplib.train.config import build_train_config, preset_values
 from toplib.train.dev_records import (
     CURVE_FILE,
     DEV_FILE,
@@ -178,6 +178,12 @@ def test_standard_preset_evaluates_20news_once_an_epoch():
     news, sst2 = preset_values("standard", "20news"), preset_values("standard", "sst2")
     assert (news["evals_per_epoch"], sst2["evals_per_epoch"]) == (1, 4)
     assert news["epochs"] == sst2["epochs"] and news["max_train_samples"] == 10000
+
+
+def test_standard_preset_prunes_stsb_from_layer_2_and_mrpc_from_layer_1():
+    resolved = {task: build_train_config(task, "standard", {}).prune.resolve(6).prune_location
+                for task in ("stsb", "mrpc", "sst2")}
+    assert resolved == {"stsb": (2, 3, 4, 5), "mrpc": (1, 2, 3, 4, 5), "sst2": (2, 3, 4, 5)}
 
 
 def test_exported_records_regenerate_the_row(task_dir, tmp_path):
