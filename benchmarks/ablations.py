@@ -119,11 +119,11 @@ def arm_config(task: str, arm: str, seed: int):
     """The TrainConfig of one run: the arm's preset, its overrides, its budget."""
     from toplib.train.config import STANDARD_BUDGET, build_train_config, preset_values
     knobs = {k: v for k, v in ARMS[arm].items() if k not in ("preset", "budget", "schedule_of")}
-    if preset_of(arm) == "standard":
-        knobs = STUDY_KNOBS.get(task, {}) | knobs
     if "schedule_of" in ARMS[arm]:
         knobs["fixed_schedule"] = learned_schedule(task, ARMS[arm]["schedule_of"], seed)
     preset = preset_of(arm)
+    if preset == "standard":
+        knobs = STUDY_KNOBS.get(task, {}) | knobs
     # a budget is a multiple of the 1x schedule: the standard preset is STANDARD_BUDGET's
     scale = ARMS[arm].get("budget", 1) / (STANDARD_BUDGET if preset == "standard" else 1)
     if scale != 1:
