@@ -386,14 +386,20 @@ def load_rows() -> list[dict]:
     return load_study(RESULTS)
 
 
+PRUNE_LAYER_TITLE = ("ToP at the paper's target, 3x budget, pruned from layer 1 or 2:\n"
+                     "mean ± sd over seeds (dots: seeds; measured sparsity in brackets)")
+
+
 def make_study_figures(rows: list[dict], directory: str) -> None:
     """The reproduction study's figures, from whichever of its runs are collected."""
     from toplib.viz.plots import plot_baselines, plot_budget, plot_retargeted, save_figure
     from toplib.viz.study import (
         BASELINE_NAMES,
+        PRUNE_LAYERS,
         RETARGET_ARMS,
         baseline_frame,
         budget_frame,
+        prune_layer_frame,
         retarget_frame,
     )
     if len(budget := budget_frame(rows)):
@@ -401,6 +407,9 @@ def make_study_figures(rows: list[dict], directory: str) -> None:
     if len(baselines := baseline_frame(rows, sorted({r["task"] for r in rows}))):
         save_figure(plot_baselines(baselines, list(BASELINE_NAMES.values())),
                     "study_baselines", directory)
+    if len(layers := prune_layer_frame(rows)):
+        save_figure(plot_baselines(layers, list(PRUNE_LAYERS), PRUNE_LAYER_TITLE),
+                    "study_prune_layer", directory)
     for task in sorted({r["task"] for r in rows}):
         if len(points := retarget_frame(rows, task)):
             teacher = 100 * next(r["teacher_score"] for r in rows if r["task"] == task

@@ -313,3 +313,16 @@ def test_study_frames_read_drops_in_points_and_each_baseline_and_retarget_point(
     assert points["source"].tolist() == ["trained", 0.67]
     assert points["score"].tolist() == pytest.approx([82.5, 85.0])
     assert points["requested"].tolist() == [0.67, 0.3]
+
+
+def test_prune_layer_frame_names_each_run_by_its_first_pruned_layer():
+    from toplib.viz.study import prune_layer_frame
+    runs = [("std_x3", 0, 0.825, [1, 2, 3, 4, 5]), ("std_x3_from2", 0, 0.85, [2, 3, 4, 5]),
+            ("std_x3_from2", 1, 0.86, [2, 3, 4, 5]), ("std_x1", 0, 0.5, [1, 2, 3, 4, 5])]
+    rows = [_study_row(arm, seed, score, gates=dict(prune_location=layers))
+            for arm, seed, score, layers in runs]
+    rows.append(dict(rows[0], task="sst2"))  # one layout only: left out
+    layers = prune_layer_frame(rows)
+    assert set(layers["task"]) == {"mrpc"}
+    assert layers.groupby("method")["drop"].mean().to_dict() == pytest.approx(
+        {"from layer 1": -5.0, "from layer 2": -2.0})

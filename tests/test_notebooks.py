@@ -537,7 +537,7 @@ def test_08_reproduce(kernel_env, tiny_model, tmp_path):
     assert m["figures"] == str(tmp_path / "out" / "figures")
     _figures(tmp_path, "08_reproduction", "08_score_vs_sparsity", f"02_finetune_{TASK}",
              f"03_training_curves_{TASK}", "08_study_budget", "08_study_baselines",
-             folder="out/figures")
+             "08_study_prune_layer", folder="out/figures")
     from toplib.viz.study import budget_frame, load_study  # the committed study's records
     committed = budget_frame(load_study())
     assert len(m["study"]) == committed.groupby(["task", "budget"]).ngroups > 0

@@ -75,11 +75,12 @@ def test_study_figures_draw_the_means_over_seeds_and_every_seed():
     from matplotlib.collections import PathCollection
     dots = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert sum(len(c.get_offsets()) for c in dots) == 12  # every seed a dot
-    methods = pd.DataFrame([dict(task="a", method=m, seed=s, drop=d + s, sparsity_real=0.5)
-                            for m, d in (("ToP", -1.0), ("random", -9.0)) for s in (0, 2)])
+    methods = pd.DataFrame([dict(task="a", method=m, seed=s, drop=d + s, sparsity_real=x)
+                            for m, d, x in (("ToP", -1.0, 0.52), ("random", -9.0, 0.5))
+                            for s in (0, 2)])
     ax = plot_baselines(methods, ["random", "ToP"]).get_axes()[0]
     assert [b.get_height() for b in ax.patches] == [-8.0, 0.0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["random", "ToP"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["random (0.50)", "ToP (0.52)"]
     points = pd.DataFrame([dict(source=0.7, target=0.7, requested=r, seed=s,
                                 sparsity_real=r, score=80 - 10 * r + s) for r in (0.3, 0.6)
                            for s in (0, 1)] + [dict(source="trained", target=0.7,

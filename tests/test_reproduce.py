@@ -323,4 +323,5 @@ def test_the_committed_records_regenerate_the_readme_table_and_the_study_figures
     assert (tmp_path / "standard" / "results.md").read_text() == committed
     assert "| stsb | std_x3 | 3 |" in out.stdout  # the study's table, mean ± sd per arm
     figures = set(os.listdir(tmp_path / "figures"))
-    assert {"standard_score_vs_sparsity.png", "study_budget.png", "study_baselines.png"} <= figures
+    assert {"standard_score_vs_sparsity.png", "study_budget.png", "study_baselines.png",
+            "study_prune_layer.png"} <= figures

@@ -21,13 +21,30 @@ def _drop(row: dict, score: float | None = None) -> float:
     return 100 * ((row["score"] if score is None else score) - row["teacher_score"])
 
 
+def _varied(rows: list[dict], arms, column: str, value):
+    """One row per run of ``arms``: task, ``column`` (``value(run)``), seed, drop,
+    sparsity_real; tasks run at one value of ``column`` only left out."""
+    df = pd.DataFrame([{"task": r["task"], column: value(r), "seed": r["seed"], "drop": _drop(r),
+                        "sparsity_real": r["evaluation"]["sparsity_real"]}
+                       for r in rows if r["arm"] in arms])
+    return df[df.groupby("task")[column].transform("nunique") > 1] if len(df) else df
+
+
 def budget_frame(rows: list[dict]):
     """One row per run of the budget study: task, budget, seed, drop, sparsity_real (tasks run
     at one budget only, e.g. a baseline task's 3x runs, left out)."""
-    df = pd.DataFrame([dict(task=r["task"], budget=r["overrides"]["budget"], seed=r["seed"],
-                            drop=_drop(r), sparsity_real=r["evaluation"]["sparsity_real"])
-                       for r in rows if r["arm"] in ("std_x1", "std_x3", "std_x10")])
-    return df[df.groupby("task").budget.transform("nunique") > 1] if len(df) else df
+    return _varied(rows, ("std_x1", "std_x3", "std_x10"), "budget",
+                   lambda r: r["overrides"]["budget"])
+
+
+PRUNE_LAYERS = ("from layer 1", "from layer 2")
+
+
+def prune_layer_frame(rows: list[dict]):
+    """One row per 3x run of the tasks run with both prune layouts: task, method ("from layer
+    k", k the first pruned layer), seed, drop, sparsity_real."""
+    return _varied(rows, ("std_x3", "std_x3_from1", "std_x3_from2"), "method",
+                   lambda r: f"from layer {r['gates']['prune_location'][0]}")
 
 
 BASELINE_NAMES = {"std_x3": "ToP", "norank_x3": "ToP, no ranking loss",

@@ -50,9 +50,11 @@ def plot_budget(df):
     return fig
 
 
-def plot_baselines(df, order=None):
-    """Drop against the teacher per method at the same measured FLOPs, one panel per task:
-    mean ± sd bars and the seeds. ``df``: task, method, seed, drop, sparsity_real."""
+def plot_baselines(df, order=None,
+                   title="Same teacher, budget and FLOPs: mean ± sd over seeds (dots: seeds)"):
+    """Drop against the teacher per method, one panel per task: mean ± sd bars, the seeds, and
+    each method's mean measured sparsity under its name. ``df``: task, method, seed, drop,
+    sparsity_real."""
     sns.set_theme(style="whitegrid", context="notebook")
     tasks = sorted(df["task"].unique())
     order = order or list(dict.fromkeys(df["method"]))
@@ -66,11 +68,12 @@ def plot_baselines(df, order=None):
             ax.bar(i, runs["drop"].mean(), yerr=runs["drop"].std() if len(runs) > 1 else 0,
                    color=colors[method], capsize=3)
             ax.scatter([i] * len(runs), runs["drop"], color="black", s=8, zorder=3)
-        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=8)
+        sparsity = part.groupby("method")["sparsity_real"].mean()
+        ax.set_xticks(range(len(methods)), [f"{m} ({sparsity[m]:.2f})" for m in methods],
+                      rotation=35, ha="right", fontsize=8)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set(title=f"{task}, sparsity {part['sparsity_real'].mean():.2f}",
-               ylabel="score - teacher (points)" if ax is axes[0][0] else None)
-    fig.suptitle("Same teacher, budget and FLOPs: mean ± sd over seeds (dots: seeds)")
+        ax.set(title=task, ylabel="score - teacher (points)" if ax is axes[0][0] else None)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
