@@ -386,15 +386,12 @@ def load_rows() -> list[dict]:
     return load_study(RESULTS)
 
 
-PRUNE_LAYER_TITLE = ("ToP at the paper's target, 3x budget, pruned from layer 1 or 2:\n"
-                     "mean ± sd over seeds (dots: seeds; measured sparsity in brackets)")
-
-
 def make_study_figures(rows: list[dict], directory: str) -> None:
     """The reproduction study's figures, from whichever of its runs are collected."""
     from toplib.viz.plots import plot_baselines, plot_budget, plot_retargeted, save_figure
     from toplib.viz.study import (
         BASELINE_NAMES,
+        PRUNE_LAYER_TITLE,
         PRUNE_LAYERS,
         RETARGET_ARMS,
         baseline_frame,

@@ -38,6 +38,8 @@ def budget_frame(rows: list[dict]):
 
 
 PRUNE_LAYERS = ("from layer 1", "from layer 2")
+PRUNE_LAYER_TITLE = ("ToP at the paper's target, 3x budget, pruned from layer 1 or 2:\n"
+                     "mean ± sd over seeds (dots: seeds; measured sparsity in brackets)")
 
 
 def prune_layer_frame(rows: list[dict]):
