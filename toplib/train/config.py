@@ -212,8 +212,9 @@ QUICK_PRESET: dict[str, Any] = dict(
 
 # `standard` (docs/command_line.md): full training data, the release's teacher recipe and
 # its pruning schedule at STANDARD_BUDGET/STANDARD_SCALE (at least STANDARD_BUDGET times
-# STANDARD_MIN_EPOCHS). 3x: SST-2 reaches its teacher at 3x and not at 1x; 10x adds 6.6
-# points on STS-B for 3.3x the time and still misses (benchmarks/results/ablations/README.md).
+# STANDARD_MIN_EPOCHS). 3x: SST-2 reaches its teacher at 3x and not at 1x; 10x, for 3.3x
+# the time, adds 7.8 points on STS-B and still misses, and nothing measurable on MRPC or
+# SST-2 (benchmarks/results/ablations/README.md).
 STANDARD_SCALE = 100
 STANDARD_BUDGET = 3
 STANDARD_PRESET: dict[str, Any] = dict(

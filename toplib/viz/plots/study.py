@@ -33,8 +33,9 @@ def plot_budget(df):
         stats = _mean_sd(ax, part.set_index("budget")["drop"], color, task, offset)
         sparsity = part.groupby("budget")["sparsity_real"].mean()
         for b, mean in stats["mean"].items():
-            ax.annotate(f"{sparsity[b]:.2f}", (b * (1 + offset), mean), xytext=(6, -3),
-                        textcoords="offset points", fontsize=7, color=color)
+            ax.annotate(f"{sparsity[b]:.2f}", (b * (1 + offset), mean), xytext=(6, 4),
+                        textcoords="offset points", fontsize=7, color=color, zorder=4,
+                        bbox=dict(fc="white", ec="none", alpha=0.85, pad=0.6))
     ax.axhline(0, color="black", lw=0.8)
     ax.axhline(-1, color="grey", lw=0.8, ls=":", label="1 point under the teacher")
     ax.set_xscale("log")
