@@ -54,7 +54,7 @@ def plot_budget(df):
 def plot_baselines(df, order=None,
                    title="Same teacher, budget and FLOPs: mean ± sd over seeds (dots: seeds)"):
     """Drop against the teacher per method, one panel per task: mean ± sd bars, the seeds, and
-    each method's mean measured sparsity under its name. ``df``: task, method, seed, drop,
+    each method's mean measured sparsity in brackets after its name. ``df``: task, method, seed, drop,
     sparsity_real."""
     sns.set_theme(style="whitegrid", context="notebook")
     tasks = sorted(df["task"].unique())
