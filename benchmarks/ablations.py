@@ -94,6 +94,7 @@ PLAN: list[tuple[str, str]] = [  # (task, arm), in the order they run
     # failures, the prune-layer choice, and 10x last (the most CPU per answer)
     *[(task, arm) for task in BASELINE_TASKS for arm in ("std_x3", "norank_x3", "topk_x3")],
     *[(task, arm) for task in ("mrpc", "stsb") for arm in ("std_x3_s050", "std_x3_s030")],
+    ("cola", "std_x3"), ("cola", "std_x3_s030"),  # CoLA misses its 0.43 by 1.4 points
     ("stsb", "std_x3_from2"), ("mrpc", "std_x3_from2"), ("sst2", "std_x3_from1"),
     ("stsb", "std_x10"), ("mrpc", "std_x10"), ("sst2", "std_x10"),
 ]
